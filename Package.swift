@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "vae-cluster",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vae", targets: ["vae"]),
+        .library(name: "VAECore", targets: ["VAECore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config; apt names the Debian packages that provide them.
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+
+        // The numeric core: parameters, layers, objectives, optimizers, RNG, evaluation. No I/O.
+        .target(name: "VAECore", dependencies: ["CBLAS"]),
+        // Datasets: IDX/npy/CSV readers, preprocessing, minibatch filling.
+        .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
+        // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
+        .target(name: "Checkpoint", dependencies: ["CZlib"]),
+        // Single-process training and evaluation runs, checkpoints of a model, run outputs,
+        // and the command-line option groups shared by `vae` and `vae-coordinator`.
+        .target(
+            name: "VAETraining",
+            dependencies: [
+                "VAECore", "VAEData", "Checkpoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "vae",
+            dependencies: [
+                "VAETraining",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
+        .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining"]),
+    ]
+)
+
+// Strict settings for every Swift target.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .swiftLanguageMode(.v6),
+        .enableUpcomingFeature("ExistentialAny"),
+    ]
+}

@@ -1,0 +1,119 @@
+/// The nonlinearity between hidden layers.
+public enum Activation: String, Sendable, Codable, CaseIterable {
+    case relu, tanh, softplus
+}
+
+/// The observation model p(x | z) of the decoder.
+public enum Likelihood: Sendable, Codable, Equatable {
+    /// Bernoulli on logits: for binary or [0, 1] data.
+    case bernoulli
+    /// Gaussian with the same fixed variance for every dimension.
+    case gaussianFixed(variance: Float)
+    /// Gaussian with a learned log-variance per dimension (parameter `decoder.logvar`).
+    case gaussianLearned
+
+    /// Its short name, as on the command line and in checkpoints.
+    public var name: String {
+        switch self {
+        case .bernoulli: "bernoulli"
+        case .gaussianFixed: "gaussian"
+        case .gaussianLearned: "gaussian-learned"
+        }
+    }
+}
+
+/// The shape of a VAE: encoder D -> hidden... -> (mu, log sigma^2) in R^Z, decoder
+/// Z -> reversed hidden... -> D.
+public struct Architecture: Sendable, Codable, Equatable {
+    public var inputDimension: Int
+    /// Encoder hidden sizes, first to last; the decoder uses them in reverse.
+    public var hidden: [Int]
+    public var latent: Int
+    public var activation: Activation
+    public var likelihood: Likelihood
+
+    public init(
+        inputDimension: Int, hidden: [Int], latent: Int,
+        activation: Activation = .relu, likelihood: Likelihood = .bernoulli
+    ) {
+        self.inputDimension = inputDimension
+        self.hidden = hidden
+        self.latent = latent
+        self.activation = activation
+        self.likelihood = likelihood
+    }
+
+    /// Checks that every size is positive and small enough to index with 32-bit BLAS ints.
+    public func validate() throws(ConfigurationError) {
+        guard inputDimension > 0 else { throw ConfigurationError("the input dimension must be positive, not \(inputDimension)") }
+        guard latent > 0 else { throw ConfigurationError("--latent must be positive, not \(latent)") }
+        for h in hidden where h <= 0 {
+            throw ConfigurationError("hidden layer sizes must be positive, not \(h) (e.g. --hidden 400 or --hidden 500,500)")
+        }
+        for size in [inputDimension, latent] + hidden where size > 1 << 20 {
+            throw ConfigurationError("layer size \(size) is larger than the supported 1,048,576")
+        }
+        if case .gaussianFixed(let v) = likelihood, !(v > 0 && v.isFinite) {
+            throw ConfigurationError("the Gaussian observation variance must be positive and finite, not \(v)")
+        }
+    }
+}
+
+/// What the training step minimises, per sample.
+///
+/// - ELBO (`iwaeSamples == 1`): -log p(x|z) averaged over `mcSamples` reparameterised draws,
+///   plus beta_t * sum_j max(KL_j, freeBits), KL_j in closed form.
+/// - IWAE (`iwaeSamples = k > 1`): -log (1/k) sum_s w_s with
+///   log w_s = log p(x|z_s) + beta_t (log p(z_s) - log q(z_s|x)); gradients are the
+///   softmax(log w)-weighted sums of the per-draw gradients (Burda et al. 2015).
+///
+/// beta_t = beta * min(1, t / warmupSteps) at optimizer step t (t counts from 0), or beta when
+/// `warmupSteps` is 0. Free bits are applied per sample and per latent dimension, so that the
+/// objective of a batch is the sum of its samples' objectives, which data parallelism needs.
+public struct Objective: Sendable, Codable, Equatable {
+    public var beta: Float
+    public var warmupSteps: Int
+    public var freeBits: Float
+    public var mcSamples: Int
+    public var iwaeSamples: Int
+
+    public init(
+        beta: Float = 1, warmupSteps: Int = 0, freeBits: Float = 0,
+        mcSamples: Int = 1, iwaeSamples: Int = 1
+    ) {
+        self.beta = beta
+        self.warmupSteps = warmupSteps
+        self.freeBits = freeBits
+        self.mcSamples = mcSamples
+        self.iwaeSamples = iwaeSamples
+    }
+
+    /// Draws of z per sample in the training step.
+    public var drawsPerSample: Int { iwaeSamples > 1 ? iwaeSamples : mcSamples }
+
+    /// beta at optimizer step `step`, with the linear warm-up applied.
+    public func beta(atStep step: Int) -> Float {
+        guard warmupSteps > 0 else { return beta }
+        return beta * Float(min(1, Double(step) / Double(warmupSteps)))
+    }
+
+    public func validate() throws(ConfigurationError) {
+        guard beta >= 0, beta.isFinite else { throw ConfigurationError("--beta must be a finite number >= 0, not \(beta)") }
+        guard warmupSteps >= 0 else { throw ConfigurationError("--warmup-steps must be >= 0, not \(warmupSteps)") }
+        guard freeBits >= 0, freeBits.isFinite else { throw ConfigurationError("--free-bits must be a finite number >= 0, not \(freeBits)") }
+        guard (1...4096).contains(mcSamples) else { throw ConfigurationError("--mc-samples must be in 1...4096, not \(mcSamples)") }
+        guard (1...4096).contains(iwaeSamples) else { throw ConfigurationError("--iwae-k must be in 1...4096, not \(iwaeSamples)") }
+        if iwaeSamples > 1 && mcSamples > 1 {
+            throw ConfigurationError("--iwae-k and --mc-samples cannot both be above 1: the IWAE objective already averages over its k draws")
+        }
+        if iwaeSamples > 1 && freeBits > 0 {
+            throw ConfigurationError("--free-bits applies to the closed-form KL of the ELBO and has no meaning with --iwae-k > 1; drop one of them")
+        }
+    }
+}
+
+/// A configuration value that cannot be used, with what to change.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,264 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a VAE researcher reports about a model on held-out data.
+public struct EvaluationReport: Sendable, Codable, Equatable {
+    public var samples: Int
+    /// Mean -ELBO (beta = 1, one draw per sample) = distortion + rate, nats.
+    public var negELBO: Double
+    public var rate: Double
+    public var distortion: Double
+    /// Importance-weighted estimate of -log p(x) with `iwaeSamples` draws (nil when not computed).
+    public var nll: Double?
+    public var iwaeSamples: Int
+    /// Mean closed-form KL per latent dimension.
+    public var klPerDimension: [Double]
+    /// Dimensions u with Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015).
+    public var activeUnits: Int
+    /// Var_x(mu_u) per dimension, whose threshold gives `activeUnits`.
+    public var meanVariancePerDimension: [Double]
+    /// I(x; z) under q, estimated on the evaluated samples (one z per x, aggregate posterior as
+    /// the mixture of their posteriors).
+    public var mutualInformation: Double
+    /// KL(q(z) || p(z)) = rate - I(x; z) (Hoffman & Johnson's "ELBO surgery").
+    public var marginalKL: Double
+}
+
+/// -log of the normal density constant per dimension.
+let halfLogTwoPi = 0.918_938_533_204_672_7
+
+/// Accumulates the evaluation of a model over batches of held-out samples, then reports.
+///
+/// The -ELBO uses one draw per sample from `RandomKey(seed, 0, id, .latentNoise)`; the IWAE
+/// estimate draws its k samples from `.importanceSampling`, `chunk` decoder rows at a time with
+/// log-sum-exp accumulated in Double; the same inputs and seed give the same report whatever
+/// the batch size.
+public final class Evaluator {
+    public let layout: ParameterLayout
+    public let iwaeSamples: Int
+    let engine: VAEEngine
+    let chunk: Int
+    var sums = LossSums.zero
+    var klPerDim: [Double]
+    var muSum: [Double]
+    var muSquareSum: [Double]
+    var nllSum: Double = 0
+    /// log w of the draws of one IWAE chunk.
+    var logWeights: [Double]
+    /// Posterior parameters and one draw per sample, kept for the mutual information.
+    var posteriorMeans: [Float] = []
+    var posteriorLogVariances: [Float] = []
+    var draws: [Float] = []
+
+    /// - Parameters:
+    ///   - iwaeSamples: k for the IWAE estimate; 0 skips it.
+    ///   - batch: samples per call to `add` at most (larger calls are split).
+    ///   - chunk: decoder rows per IWAE pass (a multiple of 4).
+    public init(layout: ParameterLayout, iwaeSamples: Int, batch: Int = 100, chunk: Int = 500) {
+        self.layout = layout
+        self.iwaeSamples = iwaeSamples
+        self.chunk = max(4, chunk / 4 * 4)
+        engine = VAEEngine(layout: layout, objective: Objective(), capacity: batch, rowCapacity: self.chunk)
+        let z = layout.architecture.latent
+        klPerDim = [Double](repeating: 0, count: z)
+        muSum = [Double](repeating: 0, count: z)
+        muSquareSum = [Double](repeating: 0, count: z)
+        logWeights = [Double](repeating: 0, count: self.chunk)
+    }
+
+    /// Adds `inputs` `[n, D]` (preprocessed), whose dataset indices are `sampleIDs`.
+    public func add(
+        parameters: UnsafeBufferPointer<Float>, inputs: UnsafeBufferPointer<Float>,
+        sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64
+    ) {
+        let d = layout.architecture.inputDimension
+        var start = 0
+        while start < sampleIDs.count {
+            let m = min(engine.capacity, sampleIDs.count - start)
+            addPass(
+                parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d,
+                ids: sampleIDs.baseAddress! + start, count: m, seed: seed)
+            start += m
+        }
+    }
+
+    private func addPass(
+        parameters p: UnsafePointer<Float>, inputs x: UnsafePointer<Float>,
+        ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64
+    ) {
+        let zDim = layout.architecture.latent
+        let d = layout.architecture.inputDimension
+        let e = engine
+        // -ELBO with one draw, as in training but without a gradient.
+        sums += e.loss(
+            parameters: UnsafeBufferPointer(start: p, count: layout.count),
+            inputs: UnsafeBufferPointer(start: x, count: n * d),
+            sampleIDs: UnsafeBufferPointer(start: ids, count: n), seed: seed, step: 0)
+        // The pass left mu, logvar, sigma and z of these n samples in the engine's buffers.
+        for i in 0..<n {
+            let mu = e.heads + i * 2 * zDim
+            let lv = mu + zDim
+            for j in 0..<zDim {
+                let s = Double(e.sigma[i * zDim + j])
+                klPerDim[j] += 0.5 * (Double(mu[j]) * Double(mu[j]) + s * s - 1 - Double(lv[j]))
+                muSum[j] += Double(mu[j])
+                muSquareSum[j] += Double(mu[j]) * Double(mu[j])
+                posteriorMeans.append(mu[j])
+                posteriorLogVariances.append(lv[j])
+                draws.append(e.z[i * zDim + j])
+            }
+        }
+        guard iwaeSamples > 0 else { return }
+        for i in 0..<n {
+            nllSum += -importanceWeightedLogLikelihood(
+                parameters: p, sample: i, input: x + i * d, id: ids[i], seed: seed)
+        }
+    }
+
+    /// log p(x) >= log (1/k) sum_s p(x|z_s) p(z_s) / q(z_s|x), z_s ~ q(z|x) for sample `i` of the
+    /// last encoded pass.
+    private func importanceWeightedLogLikelihood(
+        parameters p: UnsafePointer<Float>, sample i: Int, input x: UnsafePointer<Float>,
+        id: UInt32, seed: UInt64
+    ) -> Double {
+        let e = engine
+        let zDim = layout.architecture.latent
+        let k = iwaeSamples
+        let key = RandomKey(seed: seed, step: 0, sample: id, stream: .importanceSampling)
+        // The decoder passes below leave heads and sigma (the posterior) untouched.
+        let mu = e.heads + i * 2 * zDim
+        let lv = mu + zDim
+        let sd = e.sigma + i * zDim
+        var lvSum: Float = 0
+        for j in 0..<zDim { lvSum += lv[j] }
+        var runningMax = -Double.infinity
+        var runningSum = 0.0
+        var done = 0
+        while done < k {
+            let rows = min(chunk, k - done)
+            key.fillNormal(
+                UnsafeMutableBufferPointer(start: e.eps, count: rows * zDim),
+                firstBlock: UInt32(done * zDim / 4))
+            for r in 0..<rows {
+                for j in 0..<zDim { e.z[r * zDim + j] = mu[j] + sd[j] * e.eps[r * zDim + j] }
+            }
+            e.decode(parameters: p, rows: rows)
+            e.observationNLL(parameters: p, data: x, rows: rows, draws: rows, withGradient: false)
+            var chunkMax = -Double.infinity
+            for r in 0..<rows {
+                var q: Float = 0
+                for j in 0..<zDim {
+                    let zr = e.z[r * zDim + j]
+                    let er = e.eps[r * zDim + j]
+                    q += er * er - zr * zr
+                }
+                // log w = log p(x|z) + log N(z; 0, I) - log N(z; mu, sigma^2)
+                let logW = Double(-e.rowNLL[r]) + 0.5 * Double(q + lvSum)
+                logWeights[r] = logW
+                chunkMax = max(chunkMax, logW)
+            }
+            let newMax = max(runningMax, chunkMax)
+            var total = runningSum * exp(runningMax - newMax)
+            for r in 0..<rows { total += exp(logWeights[r] - newMax) }
+            runningMax = newMax
+            runningSum = total
+            done += rows
+        }
+        return runningMax + log(runningSum) - log(Double(k))
+    }
+
+    /// The report over everything added so far.
+    public func report() -> EvaluationReport {
+        let n = Double(max(sums.samples, 1))
+        let zDim = layout.architecture.latent
+        let variances = (0..<zDim).map { j in max(0, muSquareSum[j] / n - (muSum[j] / n) * (muSum[j] / n)) }
+        let mi = mutualInformation(
+            means: posteriorMeans, logVariances: posteriorLogVariances, draws: draws, latent: zDim)
+        let rate = sums.meanRate
+        return EvaluationReport(
+            samples: sums.samples,
+            negELBO: sums.meanNegELBO, rate: rate, distortion: sums.meanDistortion,
+            nll: iwaeSamples > 0 ? nllSum / n : nil, iwaeSamples: iwaeSamples,
+            klPerDimension: klPerDim.map { $0 / n },
+            activeUnits: variances.filter { $0 > 0.01 }.count,
+            meanVariancePerDimension: variances,
+            mutualInformation: mi, marginalKL: rate - mi)
+    }
+}
+
+/// I(x; z) = E_x E_{q(z|x)}[log q(z|x) - log q(z)], with q(z) = (1/N) sum_n q(z|x_n) over the
+/// N given posteriors and one draw z_i per x_i (the estimator of He et al. 2019). The N x N
+/// table of log q(z_i | x_n) is computed in row blocks through two matrix products:
+/// sum_j (z_ij - mu_nj)^2 / s_nj = (z^2) P^T - 2 z (mu P)^T + sum_j mu_nj^2 P_nj, P = 1/s.
+public func mutualInformation(means: [Float], logVariances: [Float], draws: [Float], latent zDim: Int) -> Double {
+    let n = means.count / max(zDim, 1)
+    guard n > 1 else { return 0 }
+    var precision = [Float](repeating: 0, count: n * zDim)
+    var meanTimesPrecision = [Float](repeating: 0, count: n * zDim)
+    var constant = [Double](repeating: 0, count: n)  // log q constant of each posterior n
+    var negEntropy = 0.0  // mean over i of log q(z_i | x_i)
+    for i in 0..<n {
+        var c = -Double(zDim) * halfLogTwoPi
+        var quad = 0.0
+        for j in 0..<zDim {
+            let idx = i * zDim + j
+            let prec = expf(-logVariances[idx])
+            precision[idx] = prec
+            meanTimesPrecision[idx] = means[idx] * prec
+            c -= 0.5 * Double(logVariances[idx])
+            quad += Double(means[idx]) * Double(means[idx]) * Double(prec)
+            let diff = Double(draws[idx]) - Double(means[idx])
+            negEntropy += -0.5 * diff * diff * Double(prec)
+        }
+        negEntropy += c
+        constant[i] = c - 0.5 * quad
+    }
+    negEntropy /= Double(n)
+    let squares = draws.map { $0 * $0 }
+    let block = min(n, 256)
+    var a = [Float](repeating: 0, count: block * n)
+    var logAggregate = 0.0
+    squares.withUnsafeBufferPointer { sq in
+        draws.withUnsafeBufferPointer { zs in
+            precision.withUnsafeBufferPointer { pr in
+                meanTimesPrecision.withUnsafeBufferPointer { mp in
+                    a.withUnsafeMutableBufferPointer { table in
+                        var start = 0
+                        while start < n {
+                            let rows = min(block, n - start)
+                            // table = -0.5 z^2 P^T + z (mu P)^T
+                            BLAS.gemm(transB: true, m: rows, n: n, k: zDim, alpha: -0.5,
+                                      a: sq.baseAddress! + start * zDim, b: pr.baseAddress!,
+                                      beta: 0, c: table.baseAddress!)
+                            BLAS.gemm(transB: true, m: rows, n: n, k: zDim, alpha: 1,
+                                      a: zs.baseAddress! + start * zDim, b: mp.baseAddress!,
+                                      beta: 1, c: table.baseAddress!)
+                            for r in 0..<rows {
+                                let row = table.baseAddress! + r * n
+                                var m = -Double.infinity
+                                for c in 0..<n { m = max(m, Double(row[c]) + constant[c]) }
+                                var s = 0.0
+                                for c in 0..<n { s += exp(Double(row[c]) + constant[c] - m) }
+                                logAggregate += m + log(s) - log(Double(n))
+                            }
+                            start += rows
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return negEntropy - logAggregate / Double(n)
+}
+
+/// log sum_i exp(x_i), stable for any finite inputs (and -inf for an empty or all -inf input).
+public func logSumExp(_ values: some Collection<Double>) -> Double {
+    guard let m = values.max(), m > -Double.infinity else { return -Double.infinity }
+    if m == .infinity { return .infinity }
+    var s = 0.0
+    for v in values { s += exp(v - m) }
+    return m + log(s)
+}

@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Which update rule, with its hyper-parameters.
+public enum OptimizerKind: Sendable, Codable, Equatable {
+    /// torch.optim.Adam: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    /// theta -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    case adam(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8)
+    /// torch.optim.SGD with momentum mu (dampening 0, not Nesterov):
+    /// b = mu b + g (b = g at the first step); theta -= lr * b.
+    case sgd(momentum: Double = 0)
+
+    public var name: String {
+        switch self {
+        case .adam: "adam"
+        case .sgd: "sgd"
+        }
+    }
+}
+
+/// An optimizer's state over the flat parameter layout: its moments mirror the parameters, so
+/// the whole state is a few vectors and a step count (and checkpoints as such).
+public struct OptimizerState: Sendable, Codable, Equatable {
+    public var kind: OptimizerKind
+    /// Updates applied so far.
+    public var step: Int
+    /// Adam's first moment, or SGD's momentum buffer.
+    public var first: [Float]
+    /// Adam's second moment (empty for SGD).
+    public var second: [Float]
+
+    public init(kind: OptimizerKind, parameterCount: Int) {
+        self.kind = kind
+        self.step = 0
+        switch kind {
+        case .adam:
+            first = [Float](repeating: 0, count: parameterCount)
+            second = [Float](repeating: 0, count: parameterCount)
+        case .sgd(let momentum):
+            first = momentum != 0 ? [Float](repeating: 0, count: parameterCount) : []
+            second = []
+        }
+    }
+
+    /// Applies one update with learning rate `lr` to `parameters` from the (already averaged
+    /// and clipped) `gradient`.
+    public mutating func apply(
+        learningRate lr: Double, gradient: UnsafeBufferPointer<Float>,
+        to parameters: UnsafeMutableBufferPointer<Float>
+    ) {
+        precondition(gradient.count == parameters.count, "gradient and parameters differ in length")
+        step += 1
+        let n = parameters.count
+        let t = step
+        switch kind {
+        case .adam(let beta1, let beta2, let epsilon):
+            // Same arithmetic as torch.optim.Adam's single-tensor path: scalars in Double
+            // (Python floats there), elementwise work in Float.
+            let stepSize = Float(lr / (1 - pow(beta1, Double(t))))
+            let bc2Sqrt = Float((1 - pow(beta2, Double(t))).squareRoot())
+            let w1 = Float(1 - beta1)
+            let b2 = Float(beta2)
+            let w2 = Float(1 - beta2)
+            let eps = Float(epsilon)
+            first.withUnsafeMutableBufferPointer { m in
+                second.withUnsafeMutableBufferPointer { v in
+                    let pm = UnsafeMutableRawPointer(m.baseAddress!)
+                    let pv = UnsafeMutableRawPointer(v.baseAddress!)
+                    let pp = UnsafeMutableRawPointer(parameters.baseAddress!)
+                    let pg = UnsafeRawPointer(gradient.baseAddress!)
+                    typealias V = VectorMath.V
+                    var i = 0
+                    while i + 8 <= n {
+                        let o = 4 * i
+                        let g = pg.loadUnaligned(fromByteOffset: o, as: V.self)
+                        var mv = pm.loadUnaligned(fromByteOffset: o, as: V.self)
+                        var vv = pv.loadUnaligned(fromByteOffset: o, as: V.self)
+                        mv = mv + w1 * (g - mv)
+                        vv = vv * b2 + w2 * (g * g)
+                        let denom = vv.squareRoot() / bc2Sqrt + eps
+                        let p = pp.loadUnaligned(fromByteOffset: o, as: V.self) - (stepSize * mv) / denom
+                        pm.storeBytes(of: mv, toByteOffset: o, as: V.self)
+                        pv.storeBytes(of: vv, toByteOffset: o, as: V.self)
+                        pp.storeBytes(of: p, toByteOffset: o, as: V.self)
+                        i += 8
+                    }
+                    while i < n {
+                        let g = gradient[i]
+                        m[i] = m[i] + w1 * (g - m[i])
+                        v[i] = v[i] * b2 + w2 * (g * g)
+                        let denom = v[i].squareRoot() / bc2Sqrt + eps
+                        parameters[i] -= (stepSize * m[i]) / denom
+                        i += 1
+                    }
+                }
+            }
+        case .sgd(let momentumValue):
+            let rate = Float(lr)
+            let momentum = Float(momentumValue)
+            if momentum == 0 {
+                for i in 0..<n { parameters[i] -= rate * gradient[i] }
+            } else {
+                first.withUnsafeMutableBufferPointer { b in
+                    for i in 0..<n {
+                        b[i] = t == 1 ? gradient[i] : momentum * b[i] + gradient[i]
+                        parameters[i] -= rate * b[i]
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gradient-norm clipping as torch.nn.utils.clip_grad_norm_: when the global L2 norm exceeds
+/// `maxNorm`, scale the gradient by maxNorm / (norm + 1e-6). Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ gradient: UnsafeMutableBufferPointer<Float>, maxNorm: Float) -> Float {
+    let norm = Float(l2Norm(UnsafeBufferPointer(gradient)))
+    if maxNorm > 0, norm > maxNorm {
+        let scale = maxNorm / (norm + 1e-6)
+        forEachVector(gradient.baseAddress!, count: gradient.count) { $0 * scale }
+    }
+    return norm
+}
+
+/// The L2 norm, accumulated in Double.
+public func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
+    var total: Double = 0
+    var i = 0
+    let raw = UnsafeRawPointer(x.baseAddress!)
+    while i + 8 <= x.count {
+        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: VectorMath.V.self)
+        total += Double((v * v).sum())
+        i += 8
+    }
+    while i < x.count {
+        total += Double(x[i] * x[i])
+        i += 1
+    }
+    return total.squareRoot()
+}
+
+/// Multiplies every element by `factor` (e.g. 1 / batch size).
+public func scale(_ x: UnsafeMutableBufferPointer<Float>, by factor: Float) {
+    guard let base = x.baseAddress else { return }
+    forEachVector(base, count: x.count) { $0 * factor }
+}
+
+/// A learning rate as a function of the optimizer step t (counting from 0).
+public enum LearningRateSchedule: Sendable, Codable, Equatable {
+    case constant
+    /// lr * gamma^(floor(t / every)), as torch.optim.lr_scheduler.StepLR stepped per step.
+    case stepDecay(every: Int, gamma: Double)
+    /// lr * gamma^t, as ExponentialLR stepped per step.
+    case exponential(gamma: Double)
+
+    public func learningRate(base: Double, step: Int) -> Double {
+        switch self {
+        case .constant: base
+        case .stepDecay(let every, let gamma): base * pow(gamma, Double(step / max(every, 1)))
+        case .exponential(let gamma): base * pow(gamma, Double(step))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/// One named tensor inside the flat parameter buffer.
+public struct TensorSpec: Sendable, Equatable, Codable {
+    /// PyTorch-style name, e.g. `encoder.hidden.0.weight`.
+    public let name: String
+    /// Shape as PyTorch stores it: a linear layer's weight is `[out, in]`, row-major.
+    public let shape: [Int]
+    /// Offset of the first element in the flat buffer.
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    public var range: Range<Int> { offset..<(offset + count) }
+}
+
+/// A linear layer y = x W^T + b as offsets into the flat buffer.
+public struct DenseLayer: Sendable, Equatable {
+    public let inputs: Int
+    public let outputs: Int
+    /// Offset of W, `[outputs, inputs]` row-major.
+    public let weight: Int
+    /// Offset of b, `[outputs]`.
+    public let bias: Int
+}
+
+/// Where every parameter of a VAE lives in one flat, contiguous `Float` buffer. The gradient and
+/// the optimizer moments use the same layout, so a gradient is one vector.
+///
+/// Order: encoder hidden layers (each weight then bias), the two encoder heads as one block
+/// (`encoder.mu.weight`, `encoder.logvar.weight`, then `encoder.mu.bias`, `encoder.logvar.bias`,
+/// so that both heads are one `[2Z, H]` matrix product), decoder hidden layers, `decoder.out`,
+/// and `decoder.logvar` `[D]` for a learned Gaussian variance.
+public struct ParameterLayout: Sendable, Equatable {
+    public let architecture: Architecture
+    public let tensors: [TensorSpec]
+    public let count: Int
+    /// Encoder hidden layers, in order.
+    public let encoderLayers: [DenseLayer]
+    /// Both encoder heads fused: outputs `2Z` (mu then log-variance).
+    public let encoderHeads: DenseLayer
+    /// Decoder hidden layers, in order.
+    public let decoderLayers: [DenseLayer]
+    public let decoderOutput: DenseLayer
+    /// Offset of `decoder.logvar` `[D]`, for `.gaussianLearned` only.
+    public let decoderLogVariance: Int?
+
+    public init(_ architecture: Architecture) {
+        self.architecture = architecture
+        var tensors: [TensorSpec] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int]) -> Int {
+            let spec = TensorSpec(name: name, shape: shape, offset: offset)
+            tensors.append(spec)
+            offset += spec.count
+            return spec.offset
+        }
+        func dense(_ prefix: String, _ inputs: Int, _ outputs: Int) -> DenseLayer {
+            let w = add("\(prefix).weight", [outputs, inputs])
+            let b = add("\(prefix).bias", [outputs])
+            return DenseLayer(inputs: inputs, outputs: outputs, weight: w, bias: b)
+        }
+        let d = architecture.inputDimension
+        let z = architecture.latent
+        var width = d
+        var encoder: [DenseLayer] = []
+        for (i, h) in architecture.hidden.enumerated() {
+            encoder.append(dense("encoder.hidden.\(i)", width, h))
+            width = h
+        }
+        let muW = add("encoder.mu.weight", [z, width])
+        _ = add("encoder.logvar.weight", [z, width])
+        let muB = add("encoder.mu.bias", [z])
+        _ = add("encoder.logvar.bias", [z])
+        encoderHeads = DenseLayer(inputs: width, outputs: 2 * z, weight: muW, bias: muB)
+        encoderLayers = encoder
+
+        var decoder: [DenseLayer] = []
+        width = z
+        for (i, h) in architecture.hidden.reversed().enumerated() {
+            decoder.append(dense("decoder.hidden.\(i)", width, h))
+            width = h
+        }
+        decoderLayers = decoder
+        decoderOutput = dense("decoder.out", width, d)
+        if architecture.likelihood == .gaussianLearned {
+            decoderLogVariance = add("decoder.logvar", [d])
+        } else {
+            decoderLogVariance = nil
+        }
+        self.tensors = tensors
+        self.count = offset
+    }
+
+    /// The tensor with this name, if there is one.
+    public func tensor(named name: String) -> TensorSpec? {
+        tensors.first { $0.name == name }
+    }
+
+    /// Fresh parameters: every weight and bias uniform in (-1/sqrt(fan_in), 1/sqrt(fan_in)), as
+    /// PyTorch's `nn.Linear` default, `decoder.logvar` zero. Tensor `i` draws from
+    /// `RandomKey(seed, step 0, sample i, .initialisation)`, so the result depends on the seed only.
+    public func initialParameters(seed: UInt64) -> [Float] {
+        var parameters = [Float](repeating: 0, count: count)
+        parameters.withUnsafeMutableBufferPointer { p in
+            for (i, spec) in tensors.enumerated() where spec.name != "decoder.logvar" {
+                let fanIn = spec.shape.count == 2 ? spec.shape[1] : fanInOfBias(spec)
+                let bound = 1 / Float(fanIn).squareRoot()
+                let slice = UnsafeMutableBufferPointer(rebasing: p[spec.range])
+                RandomKey(seed: seed, step: 0, sample: UInt32(i), stream: .initialisation)
+                    .fillUniform(slice)
+                for j in slice.indices { slice[j] = (2 * slice[j] - 1) * bound }
+            }
+        }
+        return parameters
+    }
+
+    private func fanInOfBias(_ bias: TensorSpec) -> Int {
+        let weightName = bias.name.replacingSuffix(".bias", with: ".weight")
+        return tensor(named: weightName)?.shape[1] ?? 1
+    }
+}
+
+extension String {
+    fileprivate func replacingSuffix(_ suffix: String, with replacement: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + replacement : self
+    }
+}

@@ -1,0 +1,378 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Computes the summed gradient of a VAE objective over a set of samples: the one operation a
+/// data-parallel worker performs. It owns every scratch buffer it needs, sized once at `init`
+/// for `capacity` samples, so that `accumulateGradient` never allocates. One engine serves one
+/// thread at a time.
+///
+/// Shapes: inputs `[n, D]` row-major; the flat parameter and gradient buffers follow
+/// `ParameterLayout`. Each sample has `objective.drawsPerSample` latent draws, whose noise comes
+/// from `RandomKey(seed, step, sampleID, .latentNoise)`: a sample's contribution is the same
+/// whichever engine, thread or process computes it.
+public final class VAEEngine {
+    public let layout: ParameterLayout
+    public let objective: Objective
+    /// Samples per internal pass; larger calls are processed in passes of this size.
+    public let capacity: Int
+    /// Decoder rows per pass: `capacity * drawsPerSample`, or more for evaluation.
+    public let rowCapacity: Int
+
+    let draws: Int
+    let arena: ScratchArena
+    let encoderActivations: [UnsafeMutablePointer<Float>]  // [capacity, h_l]
+    let heads: UnsafeMutablePointer<Float>  // [capacity, 2Z]: mu, logvar
+    let sigma: UnsafeMutablePointer<Float>  // [capacity, Z]
+    let eps: UnsafeMutablePointer<Float>  // [rows, Z]
+    let z: UnsafeMutablePointer<Float>  // [rows, Z]
+    let decoderActivations: [UnsafeMutablePointer<Float>]  // [rows, h_l]
+    let output: UnsafeMutablePointer<Float>  // [rows, D]: logits or means
+    let outputGradient: UnsafeMutablePointer<Float>  // [rows, D]
+    let scratchA: UnsafeMutablePointer<Float>  // backprop ping-pong, [rows, max width]
+    let scratchB: UnsafeMutablePointer<Float>
+    let latentGradient: UnsafeMutablePointer<Float>  // [rows, Z]
+    let headsGradient: UnsafeMutablePointer<Float>  // [capacity, 2Z]
+    let rowNLL: UnsafeMutablePointer<Float>  // [rows]
+    let rowWeight: UnsafeMutablePointer<Float>  // [rows]
+    let precision: UnsafeMutablePointer<Float>  // [D], Gaussian only
+
+    /// - Parameters:
+    ///   - capacity: samples per internal pass (the minibatch size is a good choice).
+    ///   - rowCapacity: decoder rows per pass; at least `capacity * drawsPerSample`.
+    public init(layout: ParameterLayout, objective: Objective, capacity: Int, rowCapacity: Int? = nil) {
+        self.layout = layout
+        self.objective = objective
+        let capacity = max(1, capacity)
+        let draws = objective.drawsPerSample
+        let rows = max(rowCapacity ?? 0, capacity * draws)
+        self.capacity = capacity
+        self.draws = draws
+        self.rowCapacity = rows
+        let a = layout.architecture
+        let zDim = a.latent
+        let d = a.inputDimension
+        let widest = max(a.hidden.max() ?? 0, zDim, d)
+        var sizes: [Int] = a.hidden.map { capacity * $0 }
+        sizes += [capacity * 2 * zDim, capacity * zDim, rows * zDim, rows * zDim]
+        sizes += a.hidden.reversed().map { rows * $0 }
+        sizes += [rows * d, rows * d, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows, d]
+        let arena = ScratchArena(sizes: sizes)
+        self.arena = arena
+        encoderActivations = a.hidden.map { arena.take(capacity * $0) }
+        heads = arena.take(capacity * 2 * zDim)
+        sigma = arena.take(capacity * zDim)
+        eps = arena.take(rows * zDim)
+        z = arena.take(rows * zDim)
+        decoderActivations = a.hidden.reversed().map { arena.take(rows * $0) }
+        output = arena.take(rows * d)
+        outputGradient = arena.take(rows * d)
+        scratchA = arena.take(rows * widest)
+        scratchB = arena.take(rows * widest)
+        latentGradient = arena.take(rows * zDim)
+        headsGradient = arena.take(capacity * 2 * zDim)
+        rowNLL = arena.take(rows)
+        rowWeight = arena.take(rows)
+        precision = arena.take(d)
+    }
+
+    /// Adds the gradient of the objective summed over the samples, d(sum_i loss_i)/d(theta), to
+    /// `gradient`, and returns the loss sums. The caller divides by the global sample count.
+    ///
+    /// - Parameters:
+    ///   - inputs: `[n, D]`, already preprocessed (binarised or standardised).
+    ///   - sampleIDs: `[n]`, the global index of each sample in its dataset (keys its noise).
+    ///   - step: the optimizer step, which keys the noise and sets the warm-up beta.
+    public func accumulateGradient(
+        parameters: UnsafeBufferPointer<Float>,
+        inputs: UnsafeBufferPointer<Float>,
+        sampleIDs: UnsafeBufferPointer<UInt32>,
+        seed: UInt64, step: Int,
+        gradient: UnsafeMutableBufferPointer<Float>
+    ) -> LossSums {
+        let d = layout.architecture.inputDimension
+        let n = sampleIDs.count
+        precondition(parameters.count == layout.count && gradient.count == layout.count,
+                     "parameter and gradient buffers must have \(layout.count) floats")
+        precondition(inputs.count == n * d, "inputs must be [\(n), \(d)]")
+        var sums = LossSums.zero
+        var start = 0
+        while start < n {
+            let m = min(capacity, n - start)
+            sums += pass(
+                parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d,
+                ids: sampleIDs.baseAddress! + start, count: m, seed: seed, step: step,
+                gradient: gradient.baseAddress!)
+            start += m
+        }
+        return sums
+    }
+
+    /// The objective's sums without a gradient (for validation losses).
+    public func loss(
+        parameters: UnsafeBufferPointer<Float>, inputs: UnsafeBufferPointer<Float>,
+        sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64, step: Int
+    ) -> LossSums {
+        let d = layout.architecture.inputDimension
+        var sums = LossSums.zero
+        var start = 0
+        while start < sampleIDs.count {
+            let m = min(capacity, sampleIDs.count - start)
+            sums += pass(
+                parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d,
+                ids: sampleIDs.baseAddress! + start, count: m, seed: seed, step: step, gradient: nil)
+            start += m
+        }
+        return sums
+    }
+
+    // MARK: - Forward pieces shared with evaluation
+
+    /// Encoder forward for `n` inputs: fills `heads` with (mu, logvar) rows and `sigma`.
+    func encode(parameters p: UnsafePointer<Float>, inputs: UnsafePointer<Float>, count n: Int) {
+        let a = layout.architecture
+        var input = inputs
+        for (l, layer) in layout.encoderLayers.enumerated() {
+            Dense.forward(layer, parameters: p, input: input, rows: n,
+                          output: encoderActivations[l], activation: a.activation)
+            input = UnsafePointer(encoderActivations[l])
+        }
+        Dense.forward(layout.encoderHeads, parameters: p, input: input, rows: n,
+                      output: heads, activation: nil)
+        let zDim = a.latent
+        for i in 0..<n {
+            let lv = heads + i * 2 * zDim + zDim
+            for j in 0..<zDim { sigma[i * zDim + j] = lv[j] }
+            forEachVector(sigma + i * zDim, count: zDim) { VectorMath.exp(0.5 * $0) }
+        }
+    }
+
+    /// Decoder forward for `rows` latent rows in `z`: fills `output` (logits or means).
+    func decode(parameters p: UnsafePointer<Float>, rows: Int) {
+        let a = layout.architecture
+        var input = UnsafePointer(z)
+        for (l, layer) in layout.decoderLayers.enumerated() {
+            Dense.forward(layer, parameters: p, input: input, rows: rows,
+                          output: decoderActivations[l], activation: a.activation)
+            input = UnsafePointer(decoderActivations[l])
+        }
+        Dense.forward(layout.decoderOutput, parameters: p, input: input, rows: rows,
+                      output: output, activation: nil)
+    }
+
+    /// -log p(x|z) of each of `rows` output rows into `rowNLL`; d/d(output) into
+    /// `outputGradient` when `withGradient`.
+    func observationNLL(
+        parameters p: UnsafePointer<Float>, data: UnsafePointer<Float>, rows: Int, draws: Int,
+        withGradient: Bool
+    ) {
+        let a = layout.architecture
+        let d = a.inputDimension
+        switch a.likelihood {
+        case .bernoulli:
+            LikelihoodKernels.bernoulli(
+                logits: output, data: data, rows: rows, draws: draws, dimension: d,
+                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+        case .gaussianFixed(let variance):
+            for i in 0..<d { precision[i] = 1 / variance }
+            LikelihoodKernels.gaussian(
+                means: output, data: data, rows: rows, draws: draws, dimension: d,
+                precision: precision, logVarianceSum: Float(d) * logf(variance),
+                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+        case .gaussianLearned:
+            let logvar = p + layout.decoderLogVariance!
+            var sum: Float = 0
+            for i in 0..<d {
+                precision[i] = expf(-logvar[i])
+                sum += logvar[i]
+            }
+            LikelihoodKernels.gaussian(
+                means: output, data: data, rows: rows, draws: draws, dimension: d,
+                precision: precision, logVarianceSum: sum,
+                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+        }
+    }
+
+    /// Draws `draws` latent rows per sample: eps from the sample's noise key, z = mu + sigma eps.
+    func sampleLatents(ids: UnsafePointer<UInt32>, count n: Int, draws s: Int, seed: UInt64, step: Int) {
+        let zDim = layout.architecture.latent
+        for i in 0..<n {
+            let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: .latentNoise)
+            key.fillNormal(UnsafeMutableBufferPointer(start: eps + i * s * zDim, count: s * zDim))
+            let mu = heads + i * 2 * zDim
+            let sd = sigma + i * zDim
+            for k in 0..<s {
+                let row = (i * s + k) * zDim
+                for j in 0..<zDim { z[row + j] = mu[j] + sd[j] * eps[row + j] }
+            }
+        }
+    }
+
+    // MARK: - One pass
+
+    private func pass(
+        parameters p: UnsafePointer<Float>, inputs x: UnsafePointer<Float>,
+        ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64, step: Int,
+        gradient: UnsafeMutablePointer<Float>?
+    ) -> LossSums {
+        let a = layout.architecture
+        let zDim = a.latent
+        let s = draws
+        let rows = n * s
+        let beta = objective.beta(atStep: step)
+        let iwae = objective.iwaeSamples > 1
+        let freeBits = objective.freeBits
+
+        encode(parameters: p, inputs: x, count: n)
+        sampleLatents(ids: ids, count: n, draws: s, seed: seed, step: step)
+        decode(parameters: p, rows: rows)
+        observationNLL(parameters: p, data: x, rows: rows, draws: s, withGradient: gradient != nil)
+
+        // Per-sample objective, closed-form KL, and the weight of each draw's gradient.
+        var sums = LossSums(samples: n)
+        for i in 0..<n {
+            let mu = heads + i * 2 * zDim
+            let lv = mu + zDim
+            var kl: Float = 0
+            var klFloored: Float = 0
+            for j in 0..<zDim {
+                let k = 0.5 * (mu[j] * mu[j] + sigma[i * zDim + j] * sigma[i * zDim + j] - 1 - lv[j])
+                kl += k
+                klFloored += max(k, freeBits)
+            }
+            var meanNLL: Double = 0
+            for k in 0..<s { meanNLL += Double(rowNLL[i * s + k]) }
+            meanNLL /= Double(s)
+            sums.distortion += meanNLL
+            sums.rate += Double(kl)
+            if iwae {
+                // log w_k = -nll_k + beta (-0.5 |z|^2 + 0.5 |eps|^2 + 0.5 sum lv)
+                var lvSum: Float = 0
+                for j in 0..<zDim { lvSum += lv[j] }
+                var maxLogW = -Float.infinity
+                for k in 0..<s {
+                    let row = (i * s + k) * zDim
+                    var q: Float = 0
+                    for j in 0..<zDim { q += eps[row + j] * eps[row + j] - z[row + j] * z[row + j] }
+                    let logW = -rowNLL[i * s + k] + beta * 0.5 * (q + lvSum)
+                    rowWeight[i * s + k] = logW
+                    maxLogW = max(maxLogW, logW)
+                }
+                var total: Double = 0
+                for k in 0..<s { total += Double(expf(rowWeight[i * s + k] - maxLogW)) }
+                let lse = Double(maxLogW) + log(total)
+                sums.objective += -(lse - log(Double(s)))
+                for k in 0..<s {
+                    rowWeight[i * s + k] = Float(exp(Double(rowWeight[i * s + k]) - lse))
+                }
+            } else {
+                sums.objective += meanNLL + Double(beta * klFloored)
+                for k in 0..<s { rowWeight[i * s + k] = 1 / Float(s) }
+            }
+        }
+        guard let g = gradient else { return sums }
+
+        // Weight each draw's output gradient (only needed when there are several draws).
+        let d = a.inputDimension
+        if s > 1 {
+            for r in 0..<rows {
+                let w = rowWeight[r]
+                forEachVector(outputGradient + r * d, count: d) { $0 * w }
+            }
+        }
+        if let lvOffset = layout.decoderLogVariance {
+            // d/d logvar_d of -log p: 0.5 (1 - (x - m)^2 e^-logvar), weighted per row.
+            let glv = g + lvOffset
+            for r in 0..<rows {
+                let w = rowWeight[r]
+                let xr = x + (r / s) * d
+                let m = output + r * d
+                for i in 0..<d {
+                    let diff = m[i] - xr[i]
+                    glv[i] += w * 0.5 * (1 - diff * diff * precision[i])
+                }
+            }
+        }
+
+        // Decoder backward: output layer, then hidden layers down to dz.
+        let decoderLayers = layout.decoderLayers
+        var upstream = UnsafeMutablePointer(outputGradient)
+        var spare = scratchA
+        do {
+            let lastInput = decoderLayers.isEmpty ? UnsafePointer(z) : UnsafePointer(decoderActivations[decoderLayers.count - 1])
+            let target = decoderLayers.isEmpty ? latentGradient : spare
+            Dense.backward(layout.decoderOutput, parameters: p, input: lastInput, rows: rows,
+                           outputGradient: upstream, gradient: g, inputGradient: target)
+            upstream = target
+            spare = scratchB
+        }
+        for l in stride(from: decoderLayers.count - 1, through: 0, by: -1) {
+            let layer = decoderLayers[l]
+            Dense.activationBackward(a.activation, output: decoderActivations[l], gradient: upstream,
+                                     count: rows * layer.outputs)
+            let input = l == 0 ? UnsafePointer(z) : UnsafePointer(decoderActivations[l - 1])
+            let target = l == 0 ? latentGradient : spare
+            Dense.backward(layer, parameters: p, input: input, rows: rows,
+                           outputGradient: upstream, gradient: g, inputGradient: target)
+            spare = upstream
+            upstream = target
+        }
+
+        // Latent layer: through z = mu + sigma eps, plus the KL or the prior/posterior terms.
+        for i in 0..<n {
+            let mu = heads + i * 2 * zDim
+            let lv = mu + zDim
+            let dmu = headsGradient + i * 2 * zDim
+            let dlv = dmu + zDim
+            for j in 0..<zDim {
+                var gm: Float = 0
+                var gl: Float = 0
+                let sd = sigma[i * zDim + j]
+                for k in 0..<s {
+                    let r = (i * s + k) * zDim + j
+                    var dz = latentGradient[r]
+                    if iwae { dz += beta * rowWeight[i * s + k] * z[r] }
+                    gm += dz
+                    gl += dz * eps[r] * 0.5 * sd
+                }
+                if iwae {
+                    gl -= 0.5 * beta
+                } else {
+                    let k = 0.5 * (mu[j] * mu[j] + sd * sd - 1 - lv[j])
+                    if k > freeBits || freeBits == 0 {
+                        gm += beta * mu[j]
+                        gl += beta * 0.5 * (sd * sd - 1)
+                    }
+                }
+                dmu[j] = gm
+                dlv[j] = gl
+            }
+        }
+
+        // Encoder backward: heads, then hidden layers (no gradient for the data itself).
+        let encoderLayers = layout.encoderLayers
+        let headsInput = encoderLayers.isEmpty ? x : UnsafePointer(encoderActivations[encoderLayers.count - 1])
+        upstream = headsGradient
+        spare = scratchA
+        Dense.backward(layout.encoderHeads, parameters: p, input: headsInput, rows: n,
+                       outputGradient: upstream, gradient: g,
+                       inputGradient: encoderLayers.isEmpty ? nil : spare)
+        if !encoderLayers.isEmpty {
+            upstream = spare
+            spare = scratchB
+        }
+        for l in stride(from: encoderLayers.count - 1, through: 0, by: -1) {
+            let layer = encoderLayers[l]
+            Dense.activationBackward(a.activation, output: encoderActivations[l], gradient: upstream,
+                                     count: n * layer.outputs)
+            let input = l == 0 ? x : UnsafePointer(encoderActivations[l - 1])
+            Dense.backward(layer, parameters: p, input: input, rows: n,
+                           outputGradient: upstream, gradient: g,
+                           inputGradient: l == 0 ? nil : spare)
+            swap(&upstream, &spare)
+        }
+        return sums
+    }
+}

@@ -1,0 +1,49 @@
+@testable import VAECore
+
+/// Small deterministic models and data for the core's tests.
+enum Fixtures {
+    /// Inputs `[n, d]`: uniform in [0, 1] for Bernoulli models, standard normal otherwise.
+    static func inputs(_ n: Int, _ d: Int, likelihood: Likelihood, seed: UInt64 = 77) -> [Float] {
+        var x = [Float](repeating: 0, count: n * d)
+        let key = RandomKey(seed: seed, step: 0, sample: 0, stream: .split)
+        x.withUnsafeMutableBufferPointer {
+            if likelihood == .bernoulli { key.fillUniform($0) } else { key.fillNormal($0) }
+        }
+        return x
+    }
+
+    static func ids(_ n: Int, offset: UInt32 = 100) -> [UInt32] { (0..<UInt32(n)).map { $0 + offset } }
+
+    /// The summed gradient and loss sums of `inputs` under `objective`.
+    static func gradient(
+        layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
+        ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64
+    ) -> (gradient: [Float], sums: LossSums) {
+        let engine = VAEEngine(layout: layout, objective: objective, capacity: capacity)
+        var g = [Float](repeating: 0, count: layout.count)
+        let sums = parameters.withUnsafeBufferPointer { p in
+            inputs.withUnsafeBufferPointer { x in
+                ids.withUnsafeBufferPointer { i in
+                    g.withUnsafeMutableBufferPointer {
+                        engine.accumulateGradient(parameters: p, inputs: x, sampleIDs: i, seed: seed, step: step, gradient: $0)
+                    }
+                }
+            }
+        }
+        return (g, sums)
+    }
+
+    static func objectiveValue(
+        layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
+        ids: [UInt32], seed: UInt64 = 5, step: Int = 3
+    ) -> Double {
+        let engine = VAEEngine(layout: layout, objective: objective, capacity: 64)
+        return parameters.withUnsafeBufferPointer { p in
+            inputs.withUnsafeBufferPointer { x in
+                ids.withUnsafeBufferPointer { i in
+                    engine.loss(parameters: p, inputs: x, sampleIDs: i, seed: seed, step: step).objective
+                }
+            }
+        }
+    }
+}

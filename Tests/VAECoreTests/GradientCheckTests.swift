@@ -1,0 +1,85 @@
+import Testing
+@testable import VAECore
+
+/// The analytic gradient of every parameter block against central finite differences of the
+/// objective, with the noise held fixed (same seed and step).
+@Suite struct GradientCheckTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let name: String
+        let architecture: Architecture
+        let objective: Objective
+        var step = 3
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "bernoulli tanh ELBO",
+             architecture: Architecture(inputDimension: 11, hidden: [7], latent: 3, activation: .tanh),
+             objective: Objective()),
+        Case(name: "bernoulli softplus two hidden layers beta 0.5",
+             architecture: Architecture(inputDimension: 9, hidden: [6, 5], latent: 4, activation: .softplus),
+             objective: Objective(beta: 0.5)),
+        Case(name: "bernoulli relu",
+             architecture: Architecture(inputDimension: 10, hidden: [8], latent: 2, activation: .relu),
+             objective: Objective()),
+        Case(name: "free bits",
+             architecture: Architecture(inputDimension: 11, hidden: [7], latent: 5, activation: .tanh),
+             objective: Objective(freeBits: 0.02)),
+        Case(name: "warm-up mid-way, beta 2",
+             architecture: Architecture(inputDimension: 8, hidden: [6], latent: 3, activation: .tanh),
+             objective: Objective(beta: 2, warmupSteps: 10), step: 4),
+        Case(name: "three Monte-Carlo draws",
+             architecture: Architecture(inputDimension: 8, hidden: [6], latent: 3, activation: .tanh),
+             objective: Objective(mcSamples: 3)),
+        Case(name: "IWAE k=4",
+             architecture: Architecture(inputDimension: 8, hidden: [6], latent: 3, activation: .softplus),
+             objective: Objective(iwaeSamples: 4)),
+        Case(name: "IWAE k=3 beta 0.7",
+             architecture: Architecture(inputDimension: 8, hidden: [6], latent: 3, activation: .tanh),
+             objective: Objective(beta: 0.7, iwaeSamples: 3)),
+        Case(name: "gaussian fixed variance",
+             architecture: Architecture(inputDimension: 9, hidden: [6], latent: 3, activation: .tanh,
+                                        likelihood: .gaussianFixed(variance: 0.5)),
+             objective: Objective()),
+        Case(name: "gaussian learned variance with IWAE",
+             architecture: Architecture(inputDimension: 9, hidden: [6], latent: 3, activation: .tanh,
+                                        likelihood: .gaussianLearned),
+             objective: Objective(iwaeSamples: 3)),
+        Case(name: "no hidden layers",
+             architecture: Architecture(inputDimension: 9, hidden: [], latent: 3, activation: .tanh),
+             objective: Objective()),
+    ]
+
+    @Test(arguments: cases)
+    func gradientMatchesFiniteDifferences(_ c: Case) {
+        let layout = ParameterLayout(c.architecture)
+        var params = layout.initialParameters(seed: 11)
+        if let lv = layout.decoderLogVariance {
+            for i in 0..<c.architecture.inputDimension { params[lv + i] = 0.3 * Float(i % 3) - 0.3 }
+        }
+        let n = 5
+        let x = Fixtures.inputs(n, c.architecture.inputDimension, likelihood: c.architecture.likelihood)
+        let ids = Fixtures.ids(n)
+        let (analytic, _) = Fixtures.gradient(
+            layout: layout, objective: c.objective, parameters: params, inputs: x, ids: ids, step: c.step)
+        // Piecewise objectives (relu, the free-bits floor) need steps small enough not to cross a kink.
+        let h: Float = c.architecture.activation == .relu || c.objective.freeBits > 0 ? 1e-3 : 1e-2
+        for tensor in layout.tensors {
+            var worst: Float = 0
+            for index in tensor.range {
+                var plus = params
+                plus[index] += h
+                var minus = params
+                minus[index] -= h
+                let fPlus = Fixtures.objectiveValue(layout: layout, objective: c.objective, parameters: plus,
+                                                    inputs: x, ids: ids, step: c.step)
+                let fMinus = Fixtures.objectiveValue(layout: layout, objective: c.objective, parameters: minus,
+                                                     inputs: x, ids: ids, step: c.step)
+                let numeric = Float((fPlus - fMinus) / Double(plus[index] - minus[index]))
+                let error = abs(numeric - analytic[index]) / (2e-3 + 2e-2 * abs(numeric))
+                worst = max(worst, error)
+            }
+            #expect(worst <= 1, "\(c.name): \(tensor.name) differs from finite differences (worst scaled error \(worst))")
+        }
+    }
+}

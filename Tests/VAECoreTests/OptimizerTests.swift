@@ -1,0 +1,71 @@
+import Testing
+@testable import VAECore
+
+@Suite struct OptimizerTests {
+    func run(_ kind: OptimizerKind, start: [Float], gradients: [[Float]], lr: Double) -> [[Float]] {
+        var params = start
+        var state = OptimizerState(kind: kind, parameterCount: start.count)
+        var trajectory: [[Float]] = []
+        for g in gradients {
+            g.withUnsafeBufferPointer { gp in
+                params.withUnsafeMutableBufferPointer { state.apply(learningRate: lr, gradient: gp, to: $0) }
+            }
+            trajectory.append(params)
+        }
+        #expect(state.step == gradients.count)
+        return trajectory
+    }
+
+    /// Reference values worked out by hand with the bias-corrected Adam update in Double.
+    @Test func adamMatchesHandComputedSteps() {
+        let got = run(.adam(), start: [1, -2, 0.5],
+                      gradients: [[0.5, -1, 0], [-0.25, 2, 1e-3], [1, 0.5, -1e-3]], lr: 0.1)
+        let expected: [[Float]] = [
+            [0.900000002, -1.900000001, 0.5],
+            [0.873366299, -1.936610353, 0.425587370],
+            [0.807555140, -1.978175473, 0.430105538],
+        ]
+        for (g, e) in zip(got, expected) {
+            for (a, b) in zip(g, e) { #expect(abs(a - b) < 2e-6) }
+        }
+    }
+
+    @Test func adamVectorAndScalarTailsAgree() {
+        // 19 parameters: two vectors of eight and a tail of three, all with the same update.
+        let got = run(.adam(), start: [Float](repeating: 1, count: 19),
+                      gradients: [[Float](repeating: 0.5, count: 19), [Float](repeating: -0.25, count: 19)], lr: 0.1)
+        #expect(Set(got[1]).count == 1)
+        #expect(abs(got[1][0] - 0.873366299) < 2e-6)
+    }
+
+    @Test func sgdWithMomentumMatchesTorchSemantics() {
+        let got = run(.sgd(momentum: 0.9), start: [1, -2],
+                      gradients: [[0.5, -1], [-0.25, 2], [1, 0.5]], lr: 0.1)
+        let expected: [[Float]] = [[0.95, -1.9], [0.93, -2.01], [0.812, -2.159]]
+        for (g, e) in zip(got, expected) {
+            for (a, b) in zip(g, e) { #expect(abs(a - b) < 1e-6) }
+        }
+        let plain = run(.sgd(), start: [1], gradients: [[2], [2]], lr: 0.5)
+        #expect(plain[1] == [-1])
+    }
+
+    @Test func clippingScalesOnlyAboveTheThreshold() {
+        var g: [Float] = [3, 4] + [Float](repeating: 0, count: 9)
+        let norm = g.withUnsafeMutableBufferPointer { clipGradientNorm($0, maxNorm: 1) }
+        #expect(abs(norm - 5) < 1e-6)
+        #expect(abs(g[0] - 0.6) < 1e-6 && abs(g[1] - 0.8) < 1e-6)
+        var small: [Float] = [0.3, 0.4]
+        small.withUnsafeMutableBufferPointer { _ = clipGradientNorm($0, maxNorm: 1) }
+        #expect(small == [0.3, 0.4])
+    }
+
+    @Test func schedulesFollowTheirFormulas() {
+        #expect(LearningRateSchedule.constant.learningRate(base: 0.1, step: 1000) == 0.1)
+        let step = LearningRateSchedule.stepDecay(every: 100, gamma: 0.5)
+        #expect(step.learningRate(base: 1, step: 99) == 1)
+        #expect(step.learningRate(base: 1, step: 100) == 0.5)
+        #expect(step.learningRate(base: 1, step: 250) == 0.25)
+        let exponential = LearningRateSchedule.exponential(gamma: 0.99)
+        #expect(abs(exponential.learningRate(base: 1, step: 10) - 0.904_382_075) < 1e-9)
+    }
+}
