@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vae", targets: ["vae"]),
+        .executable(name: "vae-bench", targets: ["vae-bench"]),
         .library(name: "VAECore", targets: ["VAECore"]),
     ],
     dependencies: [
@@ -43,6 +44,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Micro-benchmarks of the core: sgemm speed, the training step, IWAE evaluation.
+        .executableTarget(
+            name: "vae-bench",
+            dependencies: [
+                "VAECore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/vae-bench"),
 
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),

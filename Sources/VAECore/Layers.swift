@@ -20,7 +20,7 @@ enum Dense {
             let row = output + r * width
             switch activation {
             case nil: addBias(row, bias, width) { $0 }
-            case .relu?: addBias(row, bias, width) { pointwiseMax($0, V(repeating: 0)) }
+            case .relu?: addBias(row, bias, width) { VectorMath.relu($0) }
             case .tanh?: addBias(row, bias, width) { VectorMath.tanh($0) }
             case .softplus?: addBias(row, bias, width) { VectorMath.softplus($0) }
             }
@@ -62,7 +62,7 @@ enum Dense {
         var i = 0
         @inline(__always) func derivative(_ yv: V) -> V {
             switch activation {
-            case .relu: V(repeating: 1).replacing(with: 0, where: yv .<= 0)
+            case .relu: VectorMath.select(VectorMath.positiveMask(yv), V(repeating: 1), V(repeating: 0))
             case .tanh: 1 - yv * yv
             case .softplus: 1 - VectorMath.exp(-yv)
             }
@@ -72,7 +72,8 @@ enum Dense {
             let gv = g.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
             let d: V
             if activation == .relu {
-                d = gv.replacing(with: 0, where: yv .<= 0)
+                // relu outputs are +0 or positive: keep g where y > 0.
+                d = VectorMath.float(VectorMath.bits(gv) & VectorMath.positiveMask(yv))
             } else {
                 d = gv * derivative(yv)
             }

@@ -45,10 +45,11 @@ public struct OptimizerState: Sendable, Codable, Equatable {
         }
     }
 
-    /// Applies one update with learning rate `lr` to `parameters` from the (already averaged
-    /// and clipped) `gradient`.
+    /// Applies one update with learning rate `lr` to `parameters` from the gradient
+    /// `gradientScale * gradient` (pass 1 / batch size to turn a summed gradient into the mean
+    /// without a separate pass over it).
     public mutating func apply(
-        learningRate lr: Double, gradient: UnsafeBufferPointer<Float>,
+        learningRate lr: Double, gradient: UnsafeBufferPointer<Float>, gradientScale: Float = 1,
         to parameters: UnsafeMutableBufferPointer<Float>
     ) {
         precondition(gradient.count == parameters.count, "gradient and parameters differ in length")
@@ -75,7 +76,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
                     var i = 0
                     while i + 8 <= n {
                         let o = 4 * i
-                        let g = pg.loadUnaligned(fromByteOffset: o, as: V.self)
+                        let g = pg.loadUnaligned(fromByteOffset: o, as: V.self) * gradientScale
                         var mv = pm.loadUnaligned(fromByteOffset: o, as: V.self)
                         var vv = pv.loadUnaligned(fromByteOffset: o, as: V.self)
                         mv = mv + w1 * (g - mv)
@@ -88,7 +89,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
                         i += 8
                     }
                     while i < n {
-                        let g = gradient[i]
+                        let g = gradient[i] * gradientScale
                         m[i] = m[i] + w1 * (g - m[i])
                         v[i] = v[i] * b2 + w2 * (g * g)
                         let denom = v[i].squareRoot() / bc2Sqrt + eps
@@ -101,11 +102,12 @@ public struct OptimizerState: Sendable, Codable, Equatable {
             let rate = Float(lr)
             let momentum = Float(momentumValue)
             if momentum == 0 {
-                for i in 0..<n { parameters[i] -= rate * gradient[i] }
+                for i in 0..<n { parameters[i] -= rate * (gradient[i] * gradientScale) }
             } else {
                 first.withUnsafeMutableBufferPointer { b in
                     for i in 0..<n {
-                        b[i] = t == 1 ? gradient[i] : momentum * b[i] + gradient[i]
+                        let g = gradient[i] * gradientScale
+                        b[i] = t == 1 ? g : momentum * b[i] + g
                         parameters[i] -= rate * b[i]
                     }
                 }

@@ -8,13 +8,49 @@
 /// at most 2 ulp on normal positive floats; `softplus` absolute error at most 2.4e-7 plus 2 ulp
 /// of the result; `sigmoid` absolute error at most 1.2e-7; `tanh` absolute error at most
 /// 2.4e-7.
+///
+/// The standard library's generic SIMD helpers (`pointwiseMax`, `clamped`, `replacing(with:where:)`)
+/// compile to per-lane loops here; the selects below use sign-bit masks and integer bit
+/// operations, which compile to single vector instructions.
 public enum VectorMath {
     public typealias V = SIMD8<Float>
+    public typealias Mask = SIMD8<Int32>
+
+    @inlinable @inline(__always)
+    static func bits(_ x: V) -> Mask { unsafeBitCast(x, to: Mask.self) }
+
+    @inlinable @inline(__always)
+    static func float(_ x: Mask) -> V { unsafeBitCast(x, to: V.self) }
+
+    /// All ones in the lanes where the sign bit of `x` is set (x < 0 or x = -0), zero elsewhere.
+    @inlinable @inline(__always)
+    public static func signMask(_ x: V) -> Mask { bits(x) &>> 31 }
+
+    /// All ones in the lanes where x > 0 (as a float with its sign bit clear and nonzero bits).
+    @inlinable @inline(__always)
+    public static func positiveMask(_ x: V) -> Mask { (Mask(repeating: 0) &- bits(x)) &>> 31 }
+
+    /// `mask ? a : b` per lane, for masks of all ones or all zeros.
+    @inlinable @inline(__always)
+    public static func select(_ mask: Mask, _ a: V, _ b: V) -> V {
+        float((bits(a) & mask) | (bits(b) & ~mask))
+    }
+
+    /// max(x, 0); -0 and negative lanes become +0.
+    @inlinable @inline(__always)
+    public static func relu(_ x: V) -> V { float(bits(x) & ~signMask(x)) }
+
+    /// Lane-wise minimum and maximum (for non-NaN inputs).
+    @inlinable @inline(__always)
+    public static func minimum(_ a: V, _ b: V) -> V { select(signMask(a - b), a, b) }
+
+    @inlinable @inline(__always)
+    public static func maximum(_ a: V, _ b: V) -> V { select(signMask(a - b), b, a) }
 
     /// e^x, with inputs clamped to [-87.3, 88.7] (so the result is finite and normal).
     @inlinable @inline(__always)
     public static func exp(_ input: V) -> V {
-        let x = input.clamped(lowerBound: V(repeating: -87.33654), upperBound: V(repeating: 88.72283))
+        let x = minimum(maximum(input, V(repeating: -87.33654)), V(repeating: 88.72283))
         // n = round(x / ln 2) by the 1.5 * 2^23 trick, which also leaves n in the low bits;
         // r = x - n ln 2 (ln 2 split in two for exactness).
         let shifted = x * 1.442_695_04 + 12_582_912
@@ -42,9 +78,9 @@ public enum VectorMath {
         var e = exponentField - (8_388_608 + 126)
         // Mantissa in [0.5, 1).
         var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V.self)
-        let small = m .< 0.707_106_781_186_547_524
-        e = e.replacing(with: e - 1, where: small)
-        m = m.replacing(with: m + m, where: small) - 1
+        let small = signMask(m - 0.707_106_781_186_547_524)
+        e = select(small, e - 1, e)
+        m = select(small, m + m, m) - 1
         let z = m * m
         var y = V(repeating: 7.037_683_629_2e-2)
         y = y * m - 1.151_461_031_0e-1
@@ -71,19 +107,17 @@ public enum VectorMath {
     /// exponential of -|x| so that neither overflows.
     @inlinable @inline(__always)
     public static func softplusAndSigmoid(_ x: V) -> (softplus: V, sigmoid: V) {
-        let a = abs(x)
-        let e = exp(-a)  // in (0, 1]
+        let e = exp(-abs(x))  // in (0, 1]
         let onePlus = 1 + e
-        let softplus = pointwiseMax(x, V(repeating: 0)) + log(onePlus)
+        let softplus = relu(x) + log(onePlus)
         let inv = 1 / onePlus
-        let sigmoid = (inv).replacing(with: e * inv, where: x .< 0)
-        return (softplus, sigmoid)
+        return (softplus, select(signMask(x), e * inv, inv))
     }
 
     /// softplus(x) = log(1 + e^x), stable for all x.
     @inlinable @inline(__always)
     public static func softplus(_ x: V) -> V {
-        pointwiseMax(x, V(repeating: 0)) + log(1 + exp(-abs(x)))
+        relu(x) + log(1 + exp(-abs(x)))
     }
 
     /// sigmoid(x) = 1 / (1 + e^-x), stable for all x.
@@ -91,15 +125,16 @@ public enum VectorMath {
     public static func sigmoid(_ x: V) -> V {
         let e = exp(-abs(x))
         let inv = 1 / (1 + e)
-        return inv.replacing(with: e * inv, where: x .< 0)
+        return select(signMask(x), e * inv, inv)
     }
 
     /// tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)).
     @inlinable @inline(__always)
     public static func tanh(_ x: V) -> V {
-        let a = pointwiseMin(abs(x), V(repeating: 9))
+        let a = minimum(abs(x), V(repeating: 9))
         let t = 1 - 2 / (exp(2 * a) + 1)
-        return t.replacing(with: -t, where: x .< 0)
+        // Copy the sign of x onto t (t >= 0).
+        return float(bits(t) | (bits(x) & Mask(repeating: Int32.min)))
     }
 }
 

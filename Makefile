@@ -1,0 +1,25 @@
+# vae-cluster: the two commands of the quick start, and their parts.
+#   make train   install missing apt packages, build in release, train on the bundled MNIST
+#   make test    install missing apt packages, build and run the test suite
+.PHONY: deps build train test bench clean
+
+ARGS ?= --epochs 10 --batch 128 --hidden 400 --latent 20 --lr 1e-3 --seed 1 --threads 1 --nll-k 5000 --nll-limit 1000 --out runs/mnist
+
+deps:
+	scripts/install-deps.sh
+
+build: deps
+	swift build -c release
+
+train: build
+	.build/release/vae train --data Data/mnist $(ARGS)
+
+test: deps
+	swift build --build-tests
+	swift test --skip-build
+
+bench: build
+	Benchmarks/compare.sh
+
+clean:
+	rm -rf .build runs

@@ -1,0 +1,210 @@
+import Foundation
+import Logging
+import VAECore
+import VAEData
+
+/// The training and test sets of a run, with the preprocessing fitted on the training set.
+public struct TrainingData: Sendable {
+    public var train: Dataset
+    public var test: Dataset?
+    public var filler: BatchFiller
+
+    /// Loads the configured data and checks that it suits the configuration.
+    public static func load(_ configuration: TrainingConfiguration) throws -> TrainingData {
+        let c = configuration.data
+        var csv = CSVOptions(hasHeader: c.csvHeader)
+        if let label = c.csvLabelColumn {
+            csv.labelColumn = Int(label).map { .index($0) } ?? .name(label)
+        }
+        let (train, test) = try DatasetSource.load(
+            train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
+            options: LoadOptions(csv: csv))
+        let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train)
+        if let test { try filler.check(test) }
+        return TrainingData(train: train, test: test, filler: filler)
+    }
+}
+
+/// Single-process training: the loop that the distributed coordinator splits across workers.
+/// Each step: the plan's minibatch is preprocessed (binarisation keyed by seed, step and sample),
+/// the engine sums its gradient, the optimizer applies the mean.
+public final class Trainer {
+    public let configuration: TrainingConfiguration
+    public let data: TrainingData
+    public let layout: ParameterLayout
+    public private(set) var parameters: [Float]
+    public private(set) var optimizer: OptimizerState
+    public private(set) var step = 0
+    public private(set) var epoch = 0
+    let logger: Logger
+
+    public init(configuration: TrainingConfiguration, data: TrainingData, logger: Logger) throws {
+        try configuration.validate()
+        let architecture = configuration.architecture(inputDimension: data.train.dimension)
+        try architecture.validate()
+        self.configuration = configuration
+        self.data = data
+        self.layout = ParameterLayout(architecture)
+        self.parameters = layout.initialParameters(seed: configuration.seed)
+        self.optimizer = OptimizerState(kind: configuration.optimizer, parameterCount: layout.count)
+        self.logger = logger
+    }
+
+    /// The model as it stands, as a checkpoint.
+    public var checkpoint: ModelCheckpoint {
+        ModelCheckpoint(
+            architecture: layout.architecture, parameters: parameters, optimizer: optimizer,
+            configuration: configuration, epoch: epoch, step: step,
+            datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
+    }
+
+    /// Trains for the configured epochs (or until `maxSteps`), writing metrics, checkpoints and
+    /// the summary into `output`, and calling `onEpoch` after each epoch.
+    public func run(output: RunOutput?, onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
+        let c = configuration
+        BLAS.setThreads(c.threads)
+        let plan = MinibatchPlan(sampleCount: data.train.count, batchSize: c.batchSize, seed: c.seed)
+        let d = data.train.dimension
+        let engine = VAEEngine(layout: layout, objective: c.objective, capacity: c.batchSize)
+        var gradient = [Float](repeating: 0, count: layout.count)
+        var inputs = [Float](repeating: 0, count: c.batchSize * d)
+        var ids = [UInt32](repeating: 0, count: c.batchSize)
+        let maxSteps = c.maxSteps ?? Int.max
+        try output?.resetMetrics()
+        var trainSeconds = 0.0
+        var samples = 0
+        var completedEpochs = 0
+        logger.info("training", metadata: [
+            "parameters": "\(layout.count)", "train": "\(data.train.count)", "test": "\(data.test?.count ?? 0)",
+            "steps_per_epoch": "\(plan.stepsPerEpoch)",
+        ])
+
+        while epoch < c.epochs && step < maxSteps {
+            let order = plan.order(epoch: epoch)
+            var sums = LossSums.zero
+            let start = DispatchTime.now().uptimeNanoseconds
+            var batchIndex = 0
+            while batchIndex < plan.stepsPerEpoch && step < maxSteps {
+                let range = plan.range(ofBatch: batchIndex)
+                let n = range.count
+                for (i, position) in range.enumerated() { ids[i] = UInt32(order[position]) }
+                order.withUnsafeBufferPointer { o in
+                    inputs.withUnsafeMutableBufferPointer { x in
+                        data.filler.fill(dataset: data.train, indices: UnsafeBufferPointer(rebasing: o[range]),
+                                         seed: c.seed, step: UInt32(truncatingIfNeeded: step),
+                                         into: UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)]))
+                    }
+                }
+                let stepSums = trainStep(engine: engine, inputs: inputs, ids: ids, count: n, gradient: &gradient)
+                guard stepSums.objective.isFinite else {
+                    throw TrainingError.diverged(step: step, loss: stepSums.objective)
+                }
+                sums += stepSums
+                step += 1
+                batchIndex += 1
+                if c.checkpointEvery > 0, step % c.checkpointEvery == 0, let output {
+                    try checkpoint.write(to: output.checkpoint)
+                }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            trainSeconds += seconds
+            samples += sums.samples
+            if batchIndex == plan.stepsPerEpoch {
+                epoch += 1
+            }
+            completedEpochs += 1
+            var metrics = EpochMetrics(
+                epoch: completedEpochs, step: step, trainObjective: sums.meanObjective,
+                trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
+                samplesPerS: Double(sums.samples) / seconds, epochSeconds: seconds,
+                learningRate: c.schedule.learningRate(base: c.learningRate, step: max(step - 1, 0)),
+                beta: Double(c.objective.beta(atStep: max(step - 1, 0))))
+            if let test = data.test {
+                let t = HeldOutEvaluation.elbo(layout: layout, parameters: parameters, dataset: test,
+                                               filler: data.filler, seed: c.evaluationSeed)
+                metrics.testNegElbo = t.meanNegELBO
+                metrics.testRate = t.meanRate
+                metrics.testDistortion = t.meanDistortion
+            }
+            try output?.append(metrics)
+            onEpoch(metrics)
+        }
+        if let output {
+            try checkpoint.write(to: output.checkpoint)
+            logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
+        }
+        var summary = TrainingSummary(
+            samplesPerS: Double(samples) / max(trainSeconds, 1e-9), trainSeconds: trainSeconds, steps: step,
+            epochs: completedEpochs, samples: samples, parameterCount: layout.count, threads: c.threads,
+            batch: c.batchSize, peakResidentMB: 0)
+        if let test = data.test {
+            let t = HeldOutEvaluation.elbo(layout: layout, parameters: parameters, dataset: test,
+                                           filler: data.filler, seed: c.evaluationSeed)
+            summary.testNegElbo = t.meanNegELBO
+            summary.testRate = t.meanRate
+            summary.testDistortion = t.meanDistortion
+            if c.nllSamples > 0 {
+                let report = HeldOutEvaluation.report(
+                    layout: layout, parameters: parameters, dataset: test, filler: data.filler,
+                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit)
+                summary.nll = report.nll
+                summary.nllK = c.nllSamples
+                summary.nllSamples = report.samples
+                summary.activeUnits = report.activeUnits
+                summary.mutualInformation = report.mutualInformation
+            }
+        }
+        summary.peakResidentMB = peakResidentMegabytes()
+        try output?.write(summary)
+        return summary
+    }
+
+    /// One optimizer step on `count` preprocessed samples.
+    private func trainStep(
+        engine: VAEEngine, inputs: [Float], ids: [UInt32], count n: Int, gradient: inout [Float]
+    ) -> LossSums {
+        let c = configuration
+        let d = layout.architecture.inputDimension
+        gradient.withUnsafeMutableBufferPointer { g in
+            g.update(repeating: 0)
+        }
+        let sums = parameters.withUnsafeBufferPointer { p in
+            inputs.withUnsafeBufferPointer { x in
+                ids.withUnsafeBufferPointer { i in
+                    gradient.withUnsafeMutableBufferPointer { g in
+                        engine.accumulateGradient(
+                            parameters: p, inputs: UnsafeBufferPointer(rebasing: x[0..<(n * d)]),
+                            sampleIDs: UnsafeBufferPointer(rebasing: i[0..<n]), seed: c.seed, step: step, gradient: g)
+                    }
+                }
+            }
+        }
+        var gradientScale = 1 / Float(n)
+        if c.clipNorm > 0 {
+            gradient.withUnsafeMutableBufferPointer { g in
+                scale(g, by: gradientScale)
+                clipGradientNorm(g, maxNorm: c.clipNorm)
+            }
+            gradientScale = 1
+        }
+        let lr = c.schedule.learningRate(base: c.learningRate, step: step)
+        gradient.withUnsafeBufferPointer { g in
+            parameters.withUnsafeMutableBufferPointer { p in
+                optimizer.apply(learningRate: lr, gradient: g, gradientScale: gradientScale, to: p)
+            }
+        }
+        return sums
+    }
+}
+
+/// Training that cannot go on.
+public enum TrainingError: Error, CustomStringConvertible, Sendable {
+    case diverged(step: Int, loss: Double)
+
+    public var description: String {
+        switch self {
+        case .diverged(let step, let loss):
+            "training diverged at step \(step): the loss is \(loss). Lower --lr, set --clip-norm (e.g. 100), or use a warm-up (--warmup-steps)."
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import VAECore
+import VAEData
+
+/// Everything that defines a training run, as plain values: what `TrainingOptions` parses into,
+/// what checkpoints record, and what the distributed coordinator will share with workers.
+public struct TrainingConfiguration: Sendable, Codable, Equatable {
+    public var data: DataConfiguration
+    /// Encoder hidden sizes, latent size, activation and likelihood (the input dimension comes
+    /// from the data).
+    public var hidden: [Int]
+    public var latent: Int
+    public var activation: Activation
+    public var likelihood: Likelihood
+    public var objective: Objective
+    public var optimizer: OptimizerKind
+    public var learningRate: Double
+    public var schedule: LearningRateSchedule
+    /// Global gradient-norm clip; 0 disables it.
+    public var clipNorm: Float
+    public var batchSize: Int
+    public var epochs: Int
+    public var maxSteps: Int?
+    public var seed: UInt64
+    public var threads: Int
+    /// Write a checkpoint every this many steps (0: only at the end of the run).
+    public var checkpointEvery: Int
+    /// Seed of the held-out evaluation's binarisation and noise.
+    public var evaluationSeed: UInt64
+    /// IWAE k for the final test NLL (0: no NLL), and how many test samples it uses.
+    public var nllSamples: Int
+    public var nllLimit: Int
+
+    public init(
+        data: DataConfiguration, hidden: [Int] = [400], latent: Int = 20, activation: Activation = .relu,
+        likelihood: Likelihood = .bernoulli, objective: Objective = Objective(),
+        optimizer: OptimizerKind = .adam(), learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant,
+        clipNorm: Float = 0, batchSize: Int = 128, epochs: Int = 10, maxSteps: Int? = nil, seed: UInt64 = 1,
+        threads: Int = 1, checkpointEvery: Int = 0, evaluationSeed: UInt64 = 123, nllSamples: Int = 0,
+        nllLimit: Int = 1000
+    ) {
+        self.data = data
+        self.hidden = hidden
+        self.latent = latent
+        self.activation = activation
+        self.likelihood = likelihood
+        self.objective = objective
+        self.optimizer = optimizer
+        self.learningRate = learningRate
+        self.schedule = schedule
+        self.clipNorm = clipNorm
+        self.batchSize = batchSize
+        self.epochs = epochs
+        self.maxSteps = maxSteps
+        self.seed = seed
+        self.threads = threads
+        self.checkpointEvery = checkpointEvery
+        self.evaluationSeed = evaluationSeed
+        self.nllSamples = nllSamples
+        self.nllLimit = nllLimit
+    }
+
+    /// The architecture for data with `inputDimension` values per sample.
+    public func architecture(inputDimension: Int) -> Architecture {
+        Architecture(inputDimension: inputDimension, hidden: hidden, latent: latent,
+                     activation: activation, likelihood: likelihood)
+    }
+
+    /// The preprocessing: the configured one, or dynamic binarisation for a Bernoulli decoder
+    /// and standardisation for a Gaussian one.
+    public var preprocessing: Preprocessing {
+        data.preprocessing ?? (likelihood == .bernoulli ? .dynamicBinarisation : .standardise)
+    }
+
+    /// Checks every value that does not depend on the data.
+    public func validate() throws(ConfigurationError) {
+        try architecture(inputDimension: 1).validate()
+        try objective.validate()
+        guard batchSize > 0 && batchSize <= 1 << 20 else { throw ConfigurationError("--batch must be in 1...1048576, not \(batchSize)") }
+        guard epochs > 0 else { throw ConfigurationError("--epochs must be positive, not \(epochs)") }
+        if let maxSteps, maxSteps <= 0 { throw ConfigurationError("--max-steps must be positive, not \(maxSteps)") }
+        guard learningRate > 0 && learningRate.isFinite else { throw ConfigurationError("--lr must be a positive number, not \(learningRate)") }
+        guard clipNorm >= 0 && clipNorm.isFinite else { throw ConfigurationError("--clip-norm must be >= 0, not \(clipNorm)") }
+        guard (1...256).contains(threads) else { throw ConfigurationError("--threads must be in 1...256, not \(threads)") }
+        guard checkpointEvery >= 0 else { throw ConfigurationError("--checkpoint-every must be >= 0, not \(checkpointEvery)") }
+        guard nllSamples >= 0 && nllSamples <= 1_000_000 else { throw ConfigurationError("--nll-k must be in 0...1000000, not \(nllSamples)") }
+        guard nllLimit > 0 else { throw ConfigurationError("--nll-limit must be positive, not \(nllLimit)") }
+        if case .adam(let b1, let b2, let eps) = optimizer {
+            guard (0..<1).contains(b1), (0..<1).contains(b2), eps > 0 else {
+                throw ConfigurationError("Adam needs 0 <= beta1, beta2 < 1 and eps > 0 (got \(b1), \(b2), \(eps))")
+            }
+        }
+        if case .sgd(let momentum) = optimizer, !(0..<1).contains(momentum) {
+            throw ConfigurationError("--momentum must be in [0, 1), not \(momentum)")
+        }
+        switch schedule {
+        case .constant: break
+        case .stepDecay(let every, let gamma):
+            guard every > 0, gamma > 0 else { throw ConfigurationError("--lr-schedule step needs --lr-decay-every > 0 and --lr-gamma > 0") }
+        case .exponential(let gamma):
+            guard gamma > 0 else { throw ConfigurationError("--lr-gamma must be positive, not \(gamma)") }
+        }
+        if preprocessing == .standardise && likelihood == .bernoulli {
+            throw ConfigurationError("--preprocess standardise produces values outside [0, 1], which a Bernoulli decoder cannot model; use --likelihood gaussian or another preprocessing")
+        }
+    }
+}
+
+/// Where the data comes from and how it is turned into inputs.
+public struct DataConfiguration: Sendable, Codable, Equatable {
+    /// A directory with MNIST-style IDX files, or a dataset file (IDX, .npy, CSV).
+    public var path: String
+    public var testPath: String?
+    public var testFraction: Double?
+    public var preprocessing: Preprocessing?
+    public var csvHeader: Bool?
+    public var csvLabelColumn: String?
+
+    public init(path: String, testPath: String? = nil, testFraction: Double? = nil,
+                preprocessing: Preprocessing? = nil, csvHeader: Bool? = nil, csvLabelColumn: String? = nil) {
+        self.path = path
+        self.testPath = testPath
+        self.testFraction = testFraction
+        self.preprocessing = preprocessing
+        self.csvHeader = csvHeader
+        self.csvLabelColumn = csvLabelColumn
+    }
+}
+
+extension Preprocessing: Codable {}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import VAECore
+import VAEData
+
+/// The training options shared by `vae train` and `vae-coordinator start`.
+public struct TrainingOptions: ParsableArguments, Sendable {
+    public init() {}
+
+    // Data
+    @Option(help: ArgumentHelp("Training data: a directory of MNIST-style IDX files, or an IDX, .npy or CSV file.", valueName: "path"))
+    public var data = "Data/mnist"
+    @Option(name: .customLong("test-data"), help: ArgumentHelp("Test data file (default: the directory's test files).", valueName: "path"))
+    public var testData: String?
+    @Option(name: .customLong("test-fraction"), help: "Hold out this fraction of the training data as the test set.")
+    public var testFraction: Double?
+    @Option(help: "Preprocessing: dynamic-binarise, static-binarise, scale or standardise (default: dynamic-binarise for bernoulli, standardise for gaussian).")
+    public var preprocess: String?
+    @Option(name: .customLong("csv-label-column"), help: "CSV column (index or header name) holding labels, excluded from the features.")
+    public var csvLabelColumn: String?
+    @Flag(name: .customLong("csv-header"), inversion: .prefixedNo, help: "Whether CSV files start with a header row (default: detected).")
+    public var csvHeader: Bool?
+
+    // Model
+    @Option(help: ArgumentHelp("Encoder hidden layer sizes, comma-separated (the decoder mirrors them).", valueName: "sizes"))
+    public var hidden = "400"
+    @Option(help: "Latent dimension.")
+    public var latent = 20
+    @Option(help: "Hidden activation: relu, tanh or softplus.")
+    public var activation = "relu"
+    @Option(help: "Observation model: bernoulli, gaussian (fixed variance) or gaussian-learned.")
+    public var likelihood = "bernoulli"
+    @Option(name: .customLong("gaussian-variance"), help: "Observation variance of --likelihood gaussian.")
+    public var gaussianVariance: Float = 1
+
+    // Objective
+    @Option(help: "Weight of the KL term (beta-VAE).")
+    public var beta: Float = 1
+    @Option(name: .customLong("warmup-steps"), help: "Ramp beta linearly from 0 over this many steps.")
+    public var warmupSteps = 0
+    @Option(name: .customLong("free-bits"), help: "Per-dimension KL floor in nats (per sample).")
+    public var freeBits: Float = 0
+    @Option(name: .customLong("mc-samples"), help: "Reparameterised draws per sample for the reconstruction term.")
+    public var mcSamples = 1
+    @Option(name: .customLong("iwae-k"), help: "Train on the IWAE bound with k importance samples (1: the ELBO).")
+    public var iwaeK = 1
+
+    // Optimisation
+    @Option(help: "Optimizer: adam or sgd.")
+    public var optimizer = "adam"
+    @Option(help: "Learning rate.")
+    public var lr: Double = 1e-3
+    @Option(help: "SGD momentum.")
+    public var momentum: Double = 0.9
+    @Option(name: .customLong("adam-beta1")) public var adamBeta1: Double = 0.9
+    @Option(name: .customLong("adam-beta2")) public var adamBeta2: Double = 0.999
+    @Option(name: .customLong("adam-eps")) public var adamEps: Double = 1e-8
+    @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value (0: off).")
+    public var clipNorm: Float = 0
+    @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule: constant, step or exponential.")
+    public var lrSchedule = "constant"
+    @Option(name: .customLong("lr-decay-every"), help: "Steps between decays of the step schedule.")
+    public var lrDecayEvery = 1000
+    @Option(name: .customLong("lr-gamma"), help: "Decay factor of the step and exponential schedules.")
+    public var lrGamma: Double = 0.5
+
+    // Run
+    @Option(help: "Minibatch size.")
+    public var batch = 128
+    @Option(help: "Epochs.")
+    public var epochs = 10
+    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps.")
+    public var maxSteps: Int?
+    @Option(help: "Seed of initialisation, data order, binarisation and noise.")
+    public var seed: UInt64 = 1
+    @Option(help: "BLAS threads.")
+    public var threads = 1
+    @Option(help: ArgumentHelp("Output directory.", valueName: "dir"))
+    public var out = "runs/mnist"
+    @Option(name: .customLong("checkpoint-every"), help: "Also write the checkpoint every this many steps (0: only at the end).")
+    public var checkpointEvery = 0
+    @Option(name: .customLong("eval-seed"), help: "Seed of the test set's binarisation and noise.")
+    public var evalSeed: UInt64 = 123
+    @Option(name: .customLong("nll-k"), help: "At the end, estimate the test NLL with this many importance samples (0: skip).")
+    public var nllK = 0
+    @Option(name: .customLong("nll-limit"), help: "Test samples for the final NLL estimate.")
+    public var nllLimit = 1000
+
+    public func validate() throws {
+        _ = try configuration()
+    }
+
+    /// The options as a validated configuration.
+    public func configuration() throws(ValidationError) -> TrainingConfiguration {
+        func fail(_ message: String) -> ValidationError { ValidationError(message) }
+        var sizes: [Int] = []
+        for part in hidden.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let size = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                throw fail("--hidden takes comma-separated layer sizes such as 400 or 500,500, not '\(hidden)'")
+            }
+            sizes.append(size)
+        }
+        guard let activation = Activation(rawValue: activation) else {
+            throw fail("--activation must be relu, tanh or softplus, not '\(activation)'")
+        }
+        let likelihood: Likelihood
+        switch self.likelihood {
+        case "bernoulli": likelihood = .bernoulli
+        case "gaussian": likelihood = .gaussianFixed(variance: gaussianVariance)
+        case "gaussian-learned": likelihood = .gaussianLearned
+        default: throw fail("--likelihood must be bernoulli, gaussian or gaussian-learned, not '\(self.likelihood)'")
+        }
+        var preprocessing: Preprocessing?
+        if let preprocess {
+            switch preprocess {
+            case "dynamic-binarise", "dynamic-binarize": preprocessing = .dynamicBinarisation
+            case "static-binarise", "static-binarize": preprocessing = .staticBinarisation
+            case "scale": preprocessing = .scale
+            case "standardise", "standardize": preprocessing = .standardise
+            default: throw fail("--preprocess must be dynamic-binarise, static-binarise, scale or standardise, not '\(preprocess)'")
+            }
+        }
+        let optimizerKind: OptimizerKind
+        switch optimizer {
+        case "adam": optimizerKind = .adam(beta1: adamBeta1, beta2: adamBeta2, epsilon: adamEps)
+        case "sgd": optimizerKind = .sgd(momentum: momentum)
+        default: throw fail("--optimizer must be adam or sgd, not '\(optimizer)'")
+        }
+        let schedule: LearningRateSchedule
+        switch lrSchedule {
+        case "constant": schedule = .constant
+        case "step": schedule = .stepDecay(every: lrDecayEvery, gamma: lrGamma)
+        case "exponential": schedule = .exponential(gamma: lrGamma)
+        default: throw fail("--lr-schedule must be constant, step or exponential, not '\(lrSchedule)'")
+        }
+        if let testFraction, !(testFraction > 0 && testFraction < 1) {
+            throw fail("--test-fraction must be between 0 and 1, not \(testFraction)")
+        }
+        if testFraction != nil && testData != nil {
+            throw fail("give either --test-data or --test-fraction, not both")
+        }
+        let configuration = TrainingConfiguration(
+            data: DataConfiguration(path: data, testPath: testData, testFraction: testFraction,
+                                    preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn),
+            hidden: sizes, latent: latent, activation: activation, likelihood: likelihood,
+            objective: Objective(beta: beta, warmupSteps: warmupSteps, freeBits: freeBits,
+                                 mcSamples: mcSamples, iwaeSamples: iwaeK),
+            optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
+            batchSize: batch, epochs: epochs, maxSteps: maxSteps, seed: seed, threads: threads,
+            checkpointEvery: checkpointEvery, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)
+        do {
+            try configuration.validate()
+        } catch {
+            throw fail(error.description)
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VAECore
+import VAEData
+import VAETraining
+
+@main
+struct VAECommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vae",
+        abstract: "Train and evaluate variational autoencoders in one process.",
+        subcommands: [Train.self, Eval.self])
+}
+
+/// Options every subcommand has.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "warning"
+
+    func logger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
+        return logger
+    }
+}
+
+struct Train: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a VAE; writes checkpoint.safetensors, metrics.jsonl and summary.json into --out.")
+
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let logger = global.logger("vae.train")
+        let configuration = try training.configuration()
+        let data = try TrainingData.load(configuration)
+        let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
+        let output = try RunOutput(directory: training.out)
+        print("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
+              + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
+              + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
+        let summary = try trainer.run(output: output) { m in
+            var line = String(format: "epoch %3d  step %6d  -ELBO %8.3f (rate %7.3f, distortion %8.3f)",
+                              m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
+            if let test = m.testNegElbo { line += String(format: "  test -ELBO %8.3f", test) }
+            line += String(format: "  %8.0f samples/s  %6.1f s", m.samplesPerS, m.epochSeconds)
+            print(line)
+        }
+        var final = String(format: "done: %d steps in %.1f s, %.0f samples/s", summary.steps, summary.trainSeconds, summary.samplesPerS)
+        if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
+            final += String(format: "; test -ELBO %.3f (rate %.3f, distortion %.3f)", t, r, d)
+        }
+        if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
+            final += String(format: "; test NLL %.3f (IWAE k=%d, %d samples)", nll, k, n)
+        }
+        print(final)
+        print("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
+    }
+}
+
+struct Eval: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint: -ELBO, rate, distortion, IWAE NLL, KL per dimension, active units, mutual information.")
+
+    @Argument(help: "The checkpoint.safetensors to evaluate.")
+    var checkpoint: String
+    @Option(help: "Data: a directory of MNIST-style IDX files or a dataset file.")
+    var data = "Data/mnist"
+    @Option(help: "Which split of a directory: test or train.")
+    var split = "test"
+    @Option(help: "Importance samples for the NLL estimate (0: skip it).")
+    var k = 5000
+    @Option(help: "Evaluate only the first N samples.")
+    var limit: Int?
+    @Option(help: "Seed of the binarisation and noise.")
+    var seed: UInt64 = 123
+    @Option(help: "BLAS threads.")
+    var threads = 1
+    @Option(help: "Decoder rows per IWAE pass.")
+    var chunk = 500
+    @Flag(help: "Print one JSON object.")
+    var json = false
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, not '\(split)'") }
+        guard k >= 0 && k <= 1_000_000 else { throw ValidationError("--k must be in 0...1000000, not \(k)") }
+        if let limit, limit <= 0 { throw ValidationError("--limit must be positive, not \(limit)") }
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
+        guard chunk >= 4 else { throw ValidationError("--chunk must be at least 4") }
+    }
+
+    func run() async throws {
+        _ = global.logger("vae.eval")
+        BLAS.setThreads(threads)
+        let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let (train, test) = try DatasetSource.load(train: data)
+        let dataset: Dataset
+        if split == "train" {
+            dataset = train
+        } else if let test {
+            dataset = test
+        } else {
+            throw ValidationError("\(data) has no test split; pass the test file itself as --data with --split train")
+        }
+        guard dataset.dimension == model.architecture.inputDimension else {
+            throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.inputDimension)")
+        }
+        let filler = model.filler
+        try filler.check(dataset)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let report = HeldOutEvaluation.report(
+            layout: model.layout, parameters: model.parameters, dataset: dataset, filler: filler,
+            seed: seed, k: k, limit: limit, chunk: chunk)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        if json {
+            var object: [String: Any] = [
+                "neg_elbo": report.negELBO, "rate": report.rate, "distortion": report.distortion,
+                "active_units": report.activeUnits, "kl_per_dim": report.klPerDimension,
+                "mutual_information": report.mutualInformation, "marginal_kl": report.marginalKL,
+                "samples": report.samples, "k": k, "seconds": seconds,
+                "images_per_s": Double(report.samples) / seconds,
+            ]
+            object["nll"] = report.nll ?? NSNull()
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(report.samples) \(split) samples of \(dataset.name), seed \(seed), \(String(format: "%.1f", seconds)) s")
+            print(String(format: "-ELBO        %10.3f nats", report.negELBO))
+            print(String(format: "  distortion %10.3f", report.distortion))
+            print(String(format: "  rate (KL)  %10.3f", report.rate))
+            if let nll = report.nll { print(String(format: "NLL (IWAE)   %10.3f nats, k = %d", nll, k)) }
+            print("active units \(report.activeUnits) of \(model.architecture.latent)")
+            print(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
+            print("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Testing
+import VAEData
+
+@Suite struct NPYReaderTests {
+    static let values: [Float] = [0, 0.25, 0.5, 1, -2, 3.75]
+
+    static func data(_ descr: String) -> [UInt8] {
+        switch descr {
+        case "|u1": return values.map { UInt8(max($0, 0) * 4) }
+        case "<f4": return littleEndianBytes(values)
+        default: return littleEndianBytes(values.map(Double.init))
+        }
+    }
+
+    @Test(arguments: [UInt8(1), 2, 3], ["|u1", "<f4", "<f8"])
+    func readsEachVersionAndDType(version: UInt8, descr: String) throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write(
+            "a.npy",
+            npyBytes(
+                version: version, header: npyHeader(descr: descr, shape: [2, 3]),
+                data: Self.data(descr)))
+
+        let dataset = try NPYReader.load(path)
+
+        #expect(dataset.count == 2)
+        #expect(dataset.sampleShape == [3])
+        #expect(dataset.labels == nil)
+        if descr == "|u1" {
+            #expect(dataset.storage == .uint8([0, 1, 2, 4, 0, 15]))
+        } else {
+            #expect(dataset.storage == .float32(Self.values))
+        }
+    }
+
+    @Test func oneDimensionalArrayIsScalarSamples() throws {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f4", shape: [6]),
+            data: littleEndianBytes(Self.values))
+        let dataset = try NPYReader.samples(from: bytes, name: "v.npy")
+        #expect(dataset.count == 6)
+        #expect(dataset.sampleShape == [])
+        #expect(dataset.dimension == 1)
+    }
+
+    @Test func readsGzipCompressedFiles() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.writeGzip(
+            "a.npy.gz",
+            npyBytes(
+                version: 1, header: npyHeader(descr: "<f4", shape: [3, 2]), data: Self.data("<f4")))
+        let dataset = try NPYReader.load(path)
+        #expect(dataset.sampleShape == [2])
+        #expect(dataset.storage == .float32(Self.values))
+    }
+
+    @Test func fortranOrderIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f4", fortran: true, shape: [2, 3]),
+            data: Self.data("<f4"))
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "f.npy")
+        }
+        #expect(error?.code == .fortranOrder)
+        #expect(error?.file == "f.npy")
+        // 'fortran_order': True starts at byte 10 + 34.
+        #expect(error?.position == .byte(44))
+        #expect(error?.description.contains("found fortran_order True") == true)
+    }
+
+    @Test(arguments: ["<i8", ">f4", "<f2", "|b1"])
+    func unsupportedDTypeIsAnError(descr: String) {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: descr, shape: [1]), data: [0, 0, 0, 0, 0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "d.npy")
+        }
+        #expect(error?.code == .unsupportedType)
+        #expect(error?.position == .byte(20))
+        #expect(error?.description.contains("found '\(descr)'") == true)
+    }
+
+    @Test func structuredDTypeIsAnError() {
+        let bytes = npyBytes(
+            version: 1,
+            header: "{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "s.npy")
+        }
+        #expect(error?.code == .badHeader)
+    }
+
+    @Test func wrongMagicIsAnError() {
+        var bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: [1]), data: [1])
+        bytes[1] = UInt8(ascii: "M")
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "m.npy")
+        }
+        #expect(error?.code == .badMagic)
+        #expect(error?.position == .byte(0))
+    }
+
+    @Test func unknownVersionIsAnError() {
+        var bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: [1]), data: [1])
+        bytes[6] = 4
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "v.npy")
+        }
+        #expect(error?.code == .unsupportedType)
+        #expect(error?.position == .byte(6))
+    }
+
+    @Test func truncatedDataIsAnError() {
+        let bytes = npyBytes(
+            version: 2, header: npyHeader(descr: "<f8", shape: [2, 3]), data: Self.data("<f8"))
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: Array(bytes.dropLast(3)), name: "t.npy")
+        }
+        #expect(error?.code == .truncated)
+        #expect(error?.position == .byte(bytes.count - 3))
+        #expect(error?.description.contains("expected 48 bytes of data for shape (2, 3)") == true)
+    }
+
+    @Test func truncatedHeaderIsAnError() {
+        let bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: [1]), data: [1])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: Array(bytes.prefix(40)), name: "h.npy")
+        }
+        #expect(error?.code == .truncated)
+        #expect(error?.position == .byte(40))
+    }
+
+    @Test func shapeInconsistentWithLengthIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f4", shape: [1, 3]), data: Self.data("<f4"))
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "s.npy")
+        }
+        #expect(error?.code == .sizeMismatch)
+        #expect(error?.description.contains("12 more bytes") == true)
+    }
+
+    @Test func shapeClaimingATeraElementInATinyFileIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "|u1", shape: [1 << 20, 1 << 20]), data: [1, 2])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "huge.npy")
+        }
+        #expect(error?.code == .truncated)
+        #expect(error?.description.contains("1099511627776 bytes") == true)
+    }
+
+    @Test func shapeOverflowingIntIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f8", shape: [1 << 40, 1 << 40]), data: [1, 2])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "huge.npy")
+        }
+        #expect(error?.code == .truncated)
+    }
+
+    @Test func malformedHeaderIsAnErrorAtItsPosition() {
+        let bytes = npyBytes(
+            version: 1, header: "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }",
+            data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "h.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.position == .byte(10 + 34))
+    }
+
+    @Test func missingShapeIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: "{'descr': '<f4', 'fortran_order': False, }", data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "h.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.description.contains("'shape'") == true)
+    }
+
+    @Test func nanElementIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f4", shape: [3]),
+            data: littleEndianBytes([1, 2, Float.nan]))
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "n.npy")
+        }
+        #expect(error?.code == .nonFinite)
+        #expect(error?.position == .byte(bytes.count - 4))
+    }
+
+    @Test func float64BeyondFloatRangeIsAnError() {
+        let bytes = npyBytes(
+            version: 1, header: npyHeader(descr: "<f8", shape: [1]),
+            data: littleEndianBytes([1e300]))
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "o.npy")
+        }
+        #expect(error?.code == .nonFinite)
+    }
+
+    @Test func emptyFileIsAnError() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("e.npy", [])
+        let error = #expect(throws: DataError.self) { try NPYReader.load(path) }
+        #expect(error?.code == .empty)
+        #expect(error?.file == path)
+    }
+}

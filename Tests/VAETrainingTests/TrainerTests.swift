@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+import VAECore
+import VAEData
+@testable import VAETraining
+
+@Suite struct TrainerTests {
+    @Test func trainingLowersTheHeldOutLossAndWritesEveryOutput() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        let configuration = Fixtures.configuration(train: train, test: test, epochs: 4)
+        let data = try TrainingData.load(configuration)
+        let trainer = try Trainer(configuration: configuration, data: data, logger: Fixtures.logger)
+        let before = HeldOutEvaluation.elbo(layout: trainer.layout, parameters: trainer.parameters,
+                                            dataset: data.test!, filler: data.filler, seed: 123).meanNegELBO
+        let output = try RunOutput(directory: dir.appendingPathComponent("run").path)
+        var epochs: [EpochMetrics] = []
+        let summary = try trainer.run(output: output) { epochs.append($0) }
+
+        #expect(epochs.count == 4)
+        #expect(summary.steps == 4 * 16)
+        #expect(summary.samples == 4 * 512)
+        let after = try #require(summary.testNegElbo)
+        #expect(after < before - 1, "test -ELBO went from \(before) to \(after)")
+        #expect(epochs.last!.trainNegElbo < epochs.first!.trainNegElbo)
+
+        // summary.json carries the documented keys.
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: output.summary)) as! [String: Any]
+        for key in ["samples_per_s", "train_seconds", "steps", "epochs", "test_neg_elbo", "test_rate", "test_distortion"] {
+            #expect(object[key] != nil, "summary.json lacks \(key)")
+        }
+        // metrics.jsonl has one object per epoch, each with samples_per_s.
+        let lines = try String(contentsOf: output.metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 4)
+        for line in lines {
+            let epoch = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            #expect(epoch["samples_per_s"] is Double)
+            #expect(epoch["test_neg_elbo"] is Double)
+        }
+        // The checkpoint holds the final model and reproduces the summary's test -ELBO.
+        let checkpoint = try ModelCheckpoint.read(from: output.checkpoint)
+        #expect(checkpoint.parameters == trainer.parameters)
+        #expect(checkpoint.optimizer == trainer.optimizer)
+        #expect(checkpoint.step == summary.steps)
+        #expect(checkpoint.epoch == 4)
+        #expect(checkpoint.configuration == configuration)
+        #expect(checkpoint.datasetFingerprint == data.train.fingerprint)
+        let again = HeldOutEvaluation.elbo(layout: checkpoint.layout, parameters: checkpoint.parameters,
+                                           dataset: data.test!, filler: checkpoint.filler, seed: 123)
+        #expect(again.meanNegELBO == after)
+    }
+
+    @Test func sameSeedEndsAtTheSameParametersBitForBit() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        var configuration = Fixtures.configuration(train: train, test: test, epochs: 2)
+        func finalParameters() throws -> [Float] {
+            let data = try TrainingData.load(configuration)
+            let trainer = try Trainer(configuration: configuration, data: data, logger: Fixtures.logger)
+            _ = try trainer.run(output: nil) { _ in }
+            return trainer.parameters
+        }
+        let a = try finalParameters()
+        #expect(try finalParameters() == a)
+        configuration.seed = 8
+        #expect(try finalParameters() != a)
+    }
+
+    @Test func maxStepsStopsMidEpoch() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        var configuration = Fixtures.configuration(train: train, test: test, epochs: 5)
+        configuration.maxSteps = 20
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: Fixtures.logger)
+        let summary = try trainer.run(output: nil) { _ in }
+        #expect(summary.steps == 20)
+        #expect(trainer.epoch == 1)
+        #expect(summary.epochs == 2)
+    }
+
+    @Test(arguments: [
+        ("sgd", "constant", Float(0)), ("adam", "step", Float(5)), ("adam", "exponential", Float(0)),
+    ])
+    func everyOptimizerAndScheduleTrains(_ optimizer: String, _ schedule: String, _ clip: Float) throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        var options = try TrainingOptions.parse([
+            "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32",
+            "--epochs", "2", "--optimizer", optimizer, "--lr-schedule", schedule, "--lr-decay-every", "10",
+            "--lr-gamma", "0.9", "--clip-norm", "\(clip)", "--lr", optimizer == "sgd" ? "0.05" : "0.01",
+        ])
+        options.out = dir.path
+        let configuration = try options.configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: Fixtures.logger)
+        var losses: [Double] = []
+        _ = try trainer.run(output: nil) { losses.append($0.trainNegElbo) }
+        #expect(losses[1] < losses[0])
+    }
+
+    @Test func divergenceStopsWithAnActionableError() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        var configuration = Fixtures.configuration(train: train, test: test)
+        configuration.optimizer = .sgd(momentum: 0)
+        configuration.learningRate = 1e9
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: Fixtures.logger)
+        #expect {
+            _ = try trainer.run(output: nil) { _ in }
+        } throws: { error in
+            "\(error)".contains("diverged") && "\(error)".contains("--lr")
+        }
+    }
+}
