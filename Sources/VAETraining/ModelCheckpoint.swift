@@ -149,6 +149,12 @@ public struct ModelCheckpoint: Sendable {
                                            std: try tensor("data.std", count: d, shape: [d]))
         }
         guard parameters.allSatisfy({ $0.isFinite }) else { throw fail("the parameters contain NaN or infinite values") }
+        if configuration.preprocessing == .standardise && statistics == nil {
+            throw fail("the model was trained on standardised data, but the tensors data.mean and data.std are missing")
+        }
+        guard configuration.hidden == architecture.hidden, configuration.latent == architecture.latent else {
+            throw fail("the training configuration and the architecture in the metadata disagree")
+        }
         return ModelCheckpoint(
             architecture: architecture, parameters: parameters, optimizer: optimizer, configuration: configuration,
             epoch: try integer("epoch"), step: try integer("step"),

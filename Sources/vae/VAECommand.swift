@@ -13,6 +13,12 @@ struct VAECommand: AsyncParsableCommand {
         subcommands: [Train.self, Eval.self])
 }
 
+/// Writes one line to standard output at once (unbuffered), so that progress reaches a pipe or
+/// a log file when it happens.
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 /// Options every subcommand has.
 struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
@@ -39,7 +45,7 @@ struct Train: AsyncParsableCommand {
         let data = try TrainingData.load(configuration)
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
         let output = try RunOutput(directory: training.out)
-        print("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
+        emit("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
         let summary = try trainer.run(output: output) { m in
@@ -47,7 +53,7 @@ struct Train: AsyncParsableCommand {
                               m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
             if let test = m.testNegElbo { line += String(format: "  test -ELBO %8.3f", test) }
             line += String(format: "  %8.0f samples/s  %6.1f s", m.samplesPerS, m.epochSeconds)
-            print(line)
+            emit(line)
         }
         var final = String(format: "done: %d steps in %.1f s, %.0f samples/s", summary.steps, summary.trainSeconds, summary.samplesPerS)
         if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
@@ -56,8 +62,8 @@ struct Train: AsyncParsableCommand {
         if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
             final += String(format: "; test NLL %.3f (IWAE k=%d, %d samples)", nll, k, n)
         }
-        print(final)
-        print("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
+        emit(final)
+        emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
     }
 }
 
@@ -126,16 +132,16 @@ struct Eval: AsyncParsableCommand {
             ]
             object["nll"] = report.nll ?? NSNull()
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            emit(String(decoding: data, as: UTF8.self))
         } else {
-            print("\(report.samples) \(split) samples of \(dataset.name), seed \(seed), \(String(format: "%.1f", seconds)) s")
-            print(String(format: "-ELBO        %10.3f nats", report.negELBO))
-            print(String(format: "  distortion %10.3f", report.distortion))
-            print(String(format: "  rate (KL)  %10.3f", report.rate))
-            if let nll = report.nll { print(String(format: "NLL (IWAE)   %10.3f nats, k = %d", nll, k)) }
-            print("active units \(report.activeUnits) of \(model.architecture.latent)")
-            print(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
-            print("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))
+            emit("\(report.samples) \(split) samples of \(dataset.name), seed \(seed), \(String(format: "%.1f", seconds)) s")
+            emit(String(format: "-ELBO        %10.3f nats", report.negELBO))
+            emit(String(format: "  distortion %10.3f", report.distortion))
+            emit(String(format: "  rate (KL)  %10.3f", report.rate))
+            if let nll = report.nll { emit(String(format: "NLL (IWAE)   %10.3f nats, k = %d", nll, k)) }
+            emit("active units \(report.activeUnits) of \(model.architecture.latent)")
+            emit(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
+            emit("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))
         }
     }
 }
