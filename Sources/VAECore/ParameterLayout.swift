@@ -6,6 +6,9 @@ public struct TensorSpec: Sendable, Equatable, Codable {
     public let shape: [Int]
     /// Offset of the first element in the flat buffer.
     public let offset: Int
+    /// True when the flat buffer holds the transpose of `shape` (`[in, out]` for a weight):
+    /// the first encoder layer is stored input-major so that a sparse input can add whole rows.
+    public var transposed: Bool = false
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset..<(offset + count) }
 }
@@ -14,14 +17,20 @@ public struct TensorSpec: Sendable, Equatable, Codable {
 public struct DenseLayer: Sendable, Equatable {
     public let inputs: Int
     public let outputs: Int
-    /// Offset of W, `[outputs, inputs]` row-major.
+    /// Offset of W: `[outputs, inputs]` row-major, or `[inputs, outputs]` when `inputMajor`.
     public let weight: Int
     /// Offset of b, `[outputs]`.
     public let bias: Int
+    /// W is stored transposed, `[inputs, outputs]`: row i is the contribution of input i.
+    public var inputMajor: Bool = false
 }
 
 /// Where every parameter of a VAE lives in one flat, contiguous `Float` buffer. The gradient and
 /// the optimizer moments use the same layout, so a gradient is one vector.
+///
+/// The first encoder hidden layer's weight is stored input-major (`TensorSpec.transposed`):
+/// a mostly-zero input (binarised images) then costs one row addition per nonzero value.
+/// Checkpoints store every weight in PyTorch's `[out, in]` orientation.
 ///
 /// Order: encoder hidden layers (each weight then bias), the two encoder heads as one block
 /// (`encoder.mu.weight`, `encoder.logvar.weight`, then `encoder.mu.bias`, `encoder.logvar.bias`,
@@ -51,17 +60,18 @@ public struct ParameterLayout: Sendable, Equatable {
             offset += spec.count
             return spec.offset
         }
-        func dense(_ prefix: String, _ inputs: Int, _ outputs: Int) -> DenseLayer {
+        func dense(_ prefix: String, _ inputs: Int, _ outputs: Int, inputMajor: Bool = false) -> DenseLayer {
             let w = add("\(prefix).weight", [outputs, inputs])
+            tensors[tensors.count - 1].transposed = inputMajor
             let b = add("\(prefix).bias", [outputs])
-            return DenseLayer(inputs: inputs, outputs: outputs, weight: w, bias: b)
+            return DenseLayer(inputs: inputs, outputs: outputs, weight: w, bias: b, inputMajor: inputMajor)
         }
         let d = architecture.inputDimension
         let z = architecture.latent
         var width = d
         var encoder: [DenseLayer] = []
         for (i, h) in architecture.hidden.enumerated() {
-            encoder.append(dense("encoder.hidden.\(i)", width, h))
+            encoder.append(dense("encoder.hidden.\(i)", width, h, inputMajor: i == 0))
             width = h
         }
         let muW = add("encoder.mu.weight", [z, width])
@@ -86,6 +96,20 @@ public struct ParameterLayout: Sendable, Equatable {
         }
         self.tensors = tensors
         self.count = offset
+    }
+
+    /// Copies tensor `spec` out of the flat buffer in PyTorch's orientation (`shape`).
+    public func values(of spec: TensorSpec, in parameters: UnsafeBufferPointer<Float>) -> [Float] {
+        let stored = Array(parameters[spec.range])
+        guard spec.transposed else { return stored }
+        return transpose(stored, rows: spec.shape[1], columns: spec.shape[0])
+    }
+
+    /// Stores `values`, in PyTorch's orientation (`shape`), as tensor `spec` of the flat buffer.
+    public func store(_ values: [Float], as spec: TensorSpec, in parameters: inout [Float]) {
+        precondition(values.count == spec.count, "\(spec.name) needs \(spec.count) values")
+        let stored = spec.transposed ? transpose(values, rows: spec.shape[0], columns: spec.shape[1]) : values
+        parameters.replaceSubrange(spec.range, with: stored)
     }
 
     /// The tensor with this name, if there is one.
@@ -115,6 +139,15 @@ public struct ParameterLayout: Sendable, Equatable {
         let weightName = bias.name.replacingSuffix(".bias", with: ".weight")
         return tensor(named: weightName)?.shape[1] ?? 1
     }
+}
+
+/// The transpose of a row-major `[rows, columns]` matrix.
+func transpose(_ m: [Float], rows: Int, columns: Int) -> [Float] {
+    var t = [Float](repeating: 0, count: m.count)
+    for r in 0..<rows {
+        for c in 0..<columns { t[c * rows + r] = m[r * columns + c] }
+    }
+    return t
 }
 
 extension String {

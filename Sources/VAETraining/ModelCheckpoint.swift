@@ -63,8 +63,7 @@ public struct ModelCheckpoint: Sendable {
         ])
         try parameters.withUnsafeBufferPointer { p in
             for tensor in layout.tensors {
-                try writer.add(name: tensor.name, shape: tensor.shape,
-                               floats: UnsafeBufferPointer(rebasing: p[tensor.range]))
+                try writer.add(name: tensor.name, shape: tensor.shape, floats: layout.values(of: tensor, in: p))
             }
         }
         // Optimizer moments in the flat parameter layout (PyTorch's state names).
@@ -128,8 +127,7 @@ public struct ModelCheckpoint: Sendable {
         }
         var parameters = [Float](repeating: 0, count: layout.count)
         for spec in layout.tensors {
-            let values = try tensor(spec.name, count: spec.count, shape: spec.shape)
-            parameters.replaceSubrange(spec.range, with: values)
+            layout.store(try tensor(spec.name, count: spec.count, shape: spec.shape), as: spec, in: &parameters)
         }
         var optimizer = OptimizerState(kind: kind, parameterCount: layout.count)
         optimizer.step = try integer("optimizer.step")

@@ -44,6 +44,32 @@ import Testing
         #expect(sums.samples == n)
     }
 
+    @Test func sparseAndDenseFirstLayersAgree() {
+        let params = layout.initialParameters(seed: 3)
+        let x = Fixtures.sparseBinaryInputs(13, 20)
+        let ids = Fixtures.ids(13)
+        let dense = Fixtures.gradient(layout: layout, objective: Objective(), parameters: params, inputs: x, ids: ids,
+                                      sparseInputFraction: 0)
+        let sparse = Fixtures.gradient(layout: layout, objective: Objective(), parameters: params, inputs: x, ids: ids,
+                                       sparseInputFraction: 1)
+        let scale = dense.gradient.map(abs).max()!
+        let worst = zip(dense.gradient, sparse.gradient).map { abs($0 - $1) }.max()!
+        #expect(worst / scale <= 1e-5)
+        #expect(abs(dense.sums.objective - sparse.sums.objective) <= 1e-5 * abs(dense.sums.objective))
+        #expect(dense.gradient != sparse.gradient || x.allSatisfy { $0 == 0 }, "both paths ran the same code")
+    }
+
+    @Test func firstLayerWeightIsStoredInputMajorButReadInPyTorchOrientation() {
+        let spec = layout.tensor(named: "encoder.hidden.0.weight")!
+        #expect(spec.transposed && spec.shape == [16, 20])
+        var params = [Float](repeating: 0, count: layout.count)
+        let pytorch = (0..<(16 * 20)).map { Float($0) }
+        layout.store(pytorch, as: spec, in: &params)
+        // Stored [in, out]: element (out 1, in 2) of the PyTorch matrix is at 2 * 16 + 1.
+        #expect(params[spec.offset + 2 * 16 + 1] == pytorch[1 * 20 + 2])
+        #expect(params.withUnsafeBufferPointer { layout.values(of: spec, in: $0) } == pytorch)
+    }
+
     @Test func noiseDependsOnTheSampleIDNotItsPositionInTheBatch() {
         let params = layout.initialParameters(seed: 3)
         let x = Fixtures.inputs(2, 20, likelihood: .bernoulli)

@@ -12,14 +12,20 @@ enum Fixtures {
         return x
     }
 
+    /// Binary inputs `[n, d]` with about 15% ones (like binarised MNIST).
+    static func sparseBinaryInputs(_ n: Int, _ d: Int, seed: UInt64 = 78) -> [Float] {
+        inputs(n, d, likelihood: .bernoulli, seed: seed).map { $0 < 0.15 ? 1 : 0 }
+    }
+
     static func ids(_ n: Int, offset: UInt32 = 100) -> [UInt32] { (0..<UInt32(n)).map { $0 + offset } }
 
     /// The summed gradient and loss sums of `inputs` under `objective`.
     static func gradient(
         layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
-        ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64
+        ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64, sparseInputFraction: Double = 0.3
     ) -> (gradient: [Float], sums: LossSums) {
         let engine = VAEEngine(layout: layout, objective: objective, capacity: capacity)
+        engine.sparseInputFraction = sparseInputFraction
         var g = [Float](repeating: 0, count: layout.count)
         let sums = parameters.withUnsafeBufferPointer { p in
             inputs.withUnsafeBufferPointer { x in

@@ -9,6 +9,8 @@ import Testing
         let architecture: Architecture
         let objective: Objective
         var step = 3
+        /// Binary inputs with few ones, so that the first layer runs on its sparse path.
+        var sparseInputs = false
         var testDescription: String { name }
     }
 
@@ -24,7 +26,7 @@ import Testing
              objective: Objective()),
         Case(name: "free bits",
              architecture: Architecture(inputDimension: 11, hidden: [7], latent: 5, activation: .tanh),
-             objective: Objective(freeBits: 0.02)),
+             objective: Objective(freeBits: 0.2)),
         Case(name: "warm-up mid-way, beta 2",
              architecture: Architecture(inputDimension: 8, hidden: [6], latent: 3, activation: .tanh),
              objective: Objective(beta: 2, warmupSteps: 10), step: 4),
@@ -45,6 +47,9 @@ import Testing
              architecture: Architecture(inputDimension: 9, hidden: [6], latent: 3, activation: .tanh,
                                         likelihood: .gaussianLearned),
              objective: Objective(iwaeSamples: 3)),
+        Case(name: "sparse binary inputs",
+             architecture: Architecture(inputDimension: 24, hidden: [7], latent: 3, activation: .tanh),
+             objective: Objective(), sparseInputs: true),
         Case(name: "no hidden layers",
              architecture: Architecture(inputDimension: 9, hidden: [], latent: 3, activation: .tanh),
              objective: Objective()),
@@ -54,11 +59,20 @@ import Testing
     func gradientMatchesFiniteDifferences(_ c: Case) {
         let layout = ParameterLayout(c.architecture)
         var params = layout.initialParameters(seed: 11)
+        if c.objective.freeBits > 0 {
+            // Two latent dimensions well above the floor (KL near 0.5), three well below, so that
+            // no finite-difference step crosses the kink of max(KL, floor).
+            let muBias = layout.tensor(named: "encoder.mu.bias")!.offset
+            params[muBias] = 1
+            params[muBias + 1] = -1
+        }
         if let lv = layout.decoderLogVariance {
             for i in 0..<c.architecture.inputDimension { params[lv + i] = 0.3 * Float(i % 3) - 0.3 }
         }
         let n = 5
-        let x = Fixtures.inputs(n, c.architecture.inputDimension, likelihood: c.architecture.likelihood)
+        let x = c.sparseInputs
+            ? Fixtures.sparseBinaryInputs(n, c.architecture.inputDimension)
+            : Fixtures.inputs(n, c.architecture.inputDimension, likelihood: c.architecture.likelihood)
         let ids = Fixtures.ids(n)
         let (analytic, _) = Fixtures.gradient(
             layout: layout, objective: c.objective, parameters: params, inputs: x, ids: ids, step: c.step)
