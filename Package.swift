@@ -19,6 +19,9 @@ let package = Package(
             name: "CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
         .systemLibrary(
+            name: "CZeroMQ", pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
+        .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
 
@@ -26,6 +29,8 @@ let package = Package(
         .target(name: "VAECore", dependencies: ["CBLAS"]),
         // Datasets: IDX/npy/CSV readers, preprocessing, minibatch filling.
         .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
+        // The thin libzmq wrapper: context, socket, message, poller. Knows bytes, not VAEs.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
         .target(name: "Checkpoint", dependencies: ["CZlib"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs,
@@ -56,6 +61,7 @@ let package = Package(
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining"]),
     ]
 )

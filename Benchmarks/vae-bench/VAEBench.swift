@@ -22,11 +22,11 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Binary inputs with the pixel density of MNIST (about 13% ones).
-func syntheticInputs(_ n: Int, _ d: Int) -> [Float] {
+/// Binary inputs with a fraction `density` of ones (binarised MNIST: about 0.13).
+func syntheticInputs(_ n: Int, _ d: Int, density: Float = 0.13) -> [Float] {
     var x = [Float](repeating: 0, count: n * d)
     x.withUnsafeMutableBufferPointer { RandomKey(seed: 9, step: 0, sample: 0, stream: .split).fillUniform($0) }
-    return x.map { $0 < 0.13 ? 1 : 0 }
+    return x.map { $0 < density ? 1 : 0 }
 }
 
 func printJSON(_ object: [String: Any]) {
@@ -76,6 +76,8 @@ struct Step: ParsableCommand {
     @Option var batch = 128
     @Option var steps = 300
     @Option var warmup = 30
+    @Option(help: "Fraction of ones in the synthetic binary inputs.") var density: Float = 0.13
+    @Option(help: "Use the sparse first layer up to this input density (0: never).") var sparseFraction = 0.2
 
     func run() {
         BLAS.setThreads(model.threads)
@@ -84,7 +86,8 @@ struct Step: ParsableCommand {
         var grad = [Float](repeating: 0, count: layout.count)
         var optimizer = OptimizerState(kind: .adam(), parameterCount: layout.count)
         let engine = VAEEngine(layout: layout, objective: Objective(), capacity: batch)
-        let x = syntheticInputs(batch, model.input)
+        engine.sparseInputFraction = sparseFraction
+        let x = syntheticInputs(batch, model.input, density: density)
         let ids = (0..<UInt32(batch)).map { $0 }
         var gradientSeconds = 0.0
         var optimizerSeconds = 0.0
@@ -119,6 +122,7 @@ struct Step: ParsableCommand {
         let flopsPerSample = Double(2 * macs + 2 * macs + 2 * (macs - firstLayer))
         printJSON([
             "benchmark": "step", "threads": model.threads, "batch": batch, "steps": steps,
+            "density": density, "sparse_fraction": sparseFraction,
             "samples_per_s": Double(steps * batch) / total,
             "gradient_ms": gradientSeconds / Double(steps) * 1e3,
             "optimizer_ms": optimizerSeconds / Double(steps) * 1e3,

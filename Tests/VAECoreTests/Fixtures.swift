@@ -22,7 +22,7 @@ enum Fixtures {
     /// The summed gradient and loss sums of `inputs` under `objective`.
     static func gradient(
         layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
-        ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64, sparseInputFraction: Double = 0.3
+        ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64, sparseInputFraction: Double = 0.2
     ) -> (gradient: [Float], sums: LossSums) {
         let engine = VAEEngine(layout: layout, objective: objective, capacity: capacity)
         engine.sparseInputFraction = sparseInputFraction
