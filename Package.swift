@@ -31,6 +31,11 @@ let package = Package(
         .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
         // The thin libzmq wrapper: context, socket, message, poller. Knows bytes, not VAEs.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // Protocol messages: fixed little-endian headers and float/byte payloads, validated on
+        // decode. Knows frames and float buffers, not VAEs or sockets.
+        .target(name: "WireProtocol", dependencies: ["CZlib"]),
+        // Coordinator and worker logic as state machines: events in, directives out, no I/O.
+        .target(name: "Coordination", dependencies: ["WireProtocol"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
         .target(name: "Checkpoint", dependencies: ["CZlib"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs,
@@ -62,6 +67,8 @@ let package = Package(
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
+        .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
         .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining"]),
     ]
 )

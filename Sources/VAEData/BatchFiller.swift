@@ -183,6 +183,34 @@ public struct BatchFiller: Sendable {
         }
     }
 
+    /// Preprocesses byte rows shipped without their dataset (a distributed worker's part of a
+    /// step): row `r` of `rows` is the dataset's sample `sampleIDs[r]`, which keys its
+    /// binarisation exactly as `fill(dataset:indices:...)` would.
+    public func fill(
+        byteRows rows: UnsafeBufferPointer<UInt8>, sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64,
+        step: UInt32, into output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let d = dimension
+        precondition(rows.count == sampleIDs.count * d && output.count == rows.count, "rows must be [sampleIDs.count, dimension]")
+        guard d > 0, let x = rows.baseAddress, let out = output.baseAddress else { return }
+        for (r, id) in sampleIDs.enumerated() {
+            fillRow(from: x + r * d, into: out + r * d, sample: id, seed: seed, step: step)
+        }
+    }
+
+    /// As `fill(byteRows:...)`, for float rows.
+    public func fill(
+        floatRows rows: UnsafeBufferPointer<Float>, sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64,
+        step: UInt32, into output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let d = dimension
+        precondition(rows.count == sampleIDs.count * d && output.count == rows.count, "rows must be [sampleIDs.count, dimension]")
+        guard d > 0, let x = rows.baseAddress, let out = output.baseAddress else { return }
+        for (r, id) in sampleIDs.enumerated() {
+            fillRow(from: x + r * d, into: out + r * d, sample: id, seed: seed, step: step)
+        }
+    }
+
     /// One row of byte data: `y = x / 255`, then binarised or standardised.
     @inline(__always)
     private func fillRow(

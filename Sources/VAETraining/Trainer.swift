@@ -32,10 +32,11 @@ public final class Trainer {
     public let configuration: TrainingConfiguration
     public let data: TrainingData
     public let layout: ParameterLayout
-    public private(set) var parameters: [Float]
-    public private(set) var optimizer: OptimizerState
-    public private(set) var step = 0
-    public private(set) var epoch = 0
+    public private(set) var state: TrainingState
+    public var parameters: [Float] { state.parameters }
+    public var optimizer: OptimizerState { state.optimizer }
+    public var step: Int { state.step }
+    public var epoch: Int { state.epoch }
     let logger: Logger
 
     public init(configuration: TrainingConfiguration, data: TrainingData, logger: Logger) throws {
@@ -45,17 +46,13 @@ public final class Trainer {
         self.configuration = configuration
         self.data = data
         self.layout = ParameterLayout(architecture)
-        self.parameters = layout.initialParameters(seed: configuration.seed)
-        self.optimizer = OptimizerState(kind: configuration.optimizer, parameterCount: layout.count)
+        self.state = TrainingState(configuration: configuration, layout: layout)
         self.logger = logger
     }
 
     /// The model as it stands, as a checkpoint.
     public var checkpoint: ModelCheckpoint {
-        ModelCheckpoint(
-            architecture: layout.architecture, parameters: parameters, optimizer: optimizer,
-            configuration: configuration, epoch: epoch, step: step,
-            datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
+        state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
     }
 
     /// Trains for the configured epochs (or until `maxSteps`), writing metrics, checkpoints and
@@ -100,7 +97,6 @@ public final class Trainer {
                     throw TrainingError.diverged(step: step, loss: stepSums.objective)
                 }
                 sums += stepSums
-                step += 1
                 batchIndex += 1
                 if c.checkpointEvery > 0, step % c.checkpointEvery == 0, let output {
                     try checkpoint.write(to: output.checkpoint)
@@ -110,7 +106,7 @@ public final class Trainer {
             trainSeconds += seconds
             samples += sums.samples
             if batchIndex == plan.stepsPerEpoch {
-                epoch += 1
+                state.epoch += 1
             }
             completedEpochs += 1
             var metrics = EpochMetrics(
@@ -179,20 +175,7 @@ public final class Trainer {
                 }
             }
         }
-        var gradientScale = 1 / Float(n)
-        if c.clipNorm > 0 {
-            gradient.withUnsafeMutableBufferPointer { g in
-                scale(g, by: gradientScale)
-                clipGradientNorm(g, maxNorm: c.clipNorm)
-            }
-            gradientScale = 1
-        }
-        let lr = c.schedule.learningRate(base: c.learningRate, step: step)
-        gradient.withUnsafeBufferPointer { g in
-            parameters.withUnsafeMutableBufferPointer { p in
-                optimizer.apply(learningRate: lr, gradient: g, gradientScale: gradientScale, to: p)
-            }
-        }
+        state.applyUpdate(summedGradient: &gradient, sampleCount: n)
         return sums
     }
 }

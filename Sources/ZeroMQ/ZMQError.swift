@@ -10,85 +10,133 @@ import Darwin
 public struct ZMQError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The C function that failed, e.g. `"zmq_bind"`.
     public let call: String
-    /// The errno value libzmq reported (`zmq_errno()`), e.g. `EADDRINUSE` or `EHOSTUNREACH`.
-    public let code: Int32
-    /// `zmq_strerror(code)`.
+    /// The errno value libzmq reported (`zmq_errno()`): compare with `.addressInUse` and the like.
+    public let code: Code
+    /// `zmq_strerror(code)`, e.g. `"Address already in use"`.
     public let message: String
     /// What a person can do about it, for common cases; `nil` otherwise.
     public let hint: String?
 
-    /// An error for `call` failing with errno `code`; the message and the hint are derived from them.
-    public init(call: String, code: Int32) {
+    /// An error for `call` failing with `code`; the message and the hint are derived from them.
+    public init(call: String, code: Code) {
         self.call = call
         self.code = code
-        self.message = String(cString: zmq_strerror(code))
+        self.message = String(cString: zmq_strerror(code.rawValue))
         self.hint = Self.hint(call: call, code: code)
+    }
+
+    /// An error for `call` failing with errno `errno`.
+    init(call: String, errno: Int32) {
+        self.init(call: call, code: Code(rawValue: errno))
     }
 
     /// `zmq_bind: Address already in use (EADDRINUSE, errno 98); the address is in use; choose another --bind port`
     public var description: String {
-        var text = "\(call): \(message) (\(Self.name(of: code)))"
+        var text = "\(call): \(message) (\(code))"
         if let hint { text += "; \(hint)" }
         return text
     }
 
-    private static func hint(call: String, code: Int32) -> String? {
+    private static func hint(call: String, code: Code) -> String? {
         switch code {
-        case EADDRINUSE:
+        case .addressInUse:
             return "the address is in use; choose another --bind port"
-        case EHOSTUNREACH:
+        case .hostUnreachable:
             // Only a ROUTER with ROUTER_MANDATORY reports this on send.
             return "no peer with that routing id is connected"
-        case ENOTSOCK:
+        case .notASocket:
             return "the socket is closed"
-        case ETERM:
+        case .terminated:
             return "the context was shut down; close the socket"
-        case EFSM:
+        case .wrongState:
             return "the socket's send/receive order was broken (REQ and REP must alternate)"
-        case EPROTONOSUPPORT:
+        case .protocolNotSupported:
             return "the transport is not supported; use tcp:// or ipc://"
-        case EADDRNOTAVAIL:
+        case .addressNotAvailable:
             return "the address is not one of this machine's"
-        case ENOENT where call == "zmq_unbind" || call == "zmq_disconnect":
+        case .noSuchEntry where call == "zmq_unbind" || call == "zmq_disconnect":
             return "the endpoint is not bound or connected; for a wildcard, pass the endpoint bind returned"
-        case EINVAL where ["zmq_bind", "zmq_connect", "zmq_unbind", "zmq_disconnect"].contains(call):
+        case .invalidArgument where ["zmq_bind", "zmq_connect", "zmq_unbind", "zmq_disconnect"].contains(call):
             return "the endpoint is malformed; expected e.g. tcp://127.0.0.1:5555 or ipc:///tmp/x.ipc"
-        case EMFILE:
+        case .tooManyOpenFiles:
             return "too many open files or sockets; raise the open-file limit (ulimit -n)"
-        case ENOTSUP where call == "zmq_curve_keypair" || call == "zmq_curve_public":
+        case .notSupported where call == "zmq_curve_keypair" || call == "zmq_curve_public":
             return "libzmq was built without CURVE support"
         default:
             return nil
         }
     }
 
-    /// The symbolic name and number of an errno value: `"EADDRINUSE, errno 98"`.
-    private static func name(of code: Int32) -> String {
-        let name: String? =
-            switch code {
-            case EAGAIN: "EAGAIN"
-            case EINTR: "EINTR"
-            case EINVAL: "EINVAL"
-            case ENOENT: "ENOENT"
-            case EMFILE: "EMFILE"
-            case ENOMEM: "ENOMEM"
-            case EFAULT: "EFAULT"
-            case ENODEV: "ENODEV"
-            case ENOTSUP: "ENOTSUP"
-            case EPROTONOSUPPORT: "EPROTONOSUPPORT"
-            case EADDRINUSE: "EADDRINUSE"
-            case EADDRNOTAVAIL: "EADDRNOTAVAIL"
-            case ECONNREFUSED: "ECONNREFUSED"
-            case ENOTSOCK: "ENOTSOCK"
-            case EMSGSIZE: "EMSGSIZE"
-            case EHOSTUNREACH: "EHOSTUNREACH"
-            case EFSM: "EFSM"
-            case ENOCOMPATPROTO: "ENOCOMPATPROTO"
-            case ETERM: "ETERM"
-            case EMTHREAD: "EMTHREAD"
-            default: nil
-            }
-        return name.map { "\($0), errno \(code)" } ?? "errno \(code)"
+    /// An errno value, named for the cases callers meet (several are libzmq's own, like `ETERM`).
+    /// Prints as `EADDRINUSE, errno 98`.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The errno value.
+        public let rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+
+        /// `EAGAIN`: would block (the wrapper returns `nil`/`false` for it where it was asked for).
+        public static let wouldBlock = Code(rawValue: EAGAIN)
+        /// `EINTR`: interrupted by a signal (the wrapper retries).
+        public static let interrupted = Code(rawValue: EINTR)
+        /// `EINVAL`: an invalid argument, such as a malformed endpoint or option value.
+        public static let invalidArgument = Code(rawValue: EINVAL)
+        /// `ENOENT`: no such endpoint (unbind, disconnect) or file.
+        public static let noSuchEntry = Code(rawValue: ENOENT)
+        /// `EMFILE`: too many open files or sockets.
+        public static let tooManyOpenFiles = Code(rawValue: EMFILE)
+        /// `ENOMEM`: out of memory.
+        public static let outOfMemory = Code(rawValue: ENOMEM)
+        /// `ENODEV`: no such network interface.
+        public static let noSuchDevice = Code(rawValue: ENODEV)
+        /// `ENOTSUP`: not supported (by this socket type, or by this build of libzmq).
+        public static let notSupported = Code(rawValue: ENOTSUP)
+        /// `EPROTONOSUPPORT`: the endpoint's transport is not supported.
+        public static let protocolNotSupported = Code(rawValue: EPROTONOSUPPORT)
+        /// `EADDRINUSE`: the address is in use.
+        public static let addressInUse = Code(rawValue: EADDRINUSE)
+        /// `EADDRNOTAVAIL`: the address is not local.
+        public static let addressNotAvailable = Code(rawValue: EADDRNOTAVAIL)
+        /// `ENOTSOCK`: the socket is closed.
+        public static let notASocket = Code(rawValue: ENOTSOCK)
+        /// `EMSGSIZE`: the message is too large.
+        public static let messageTooLarge = Code(rawValue: EMSGSIZE)
+        /// `EHOSTUNREACH`: no peer with that routing id (ROUTER with ROUTER_MANDATORY).
+        public static let hostUnreachable = Code(rawValue: EHOSTUNREACH)
+        /// `EFSM` (libzmq): the operation is not allowed in the socket's current state.
+        public static let wrongState = Code(rawValue: EFSM)
+        /// `ENOCOMPATPROTO` (libzmq): the transport does not suit the socket type.
+        public static let incompatibleProtocol = Code(rawValue: ENOCOMPATPROTO)
+        /// `ETERM` (libzmq): the context was shut down or terminated.
+        public static let terminated = Code(rawValue: ETERM)
+        /// `EMTHREAD` (libzmq): no I/O thread is available.
+        public static let noIOThread = Code(rawValue: EMTHREAD)
+
+        /// `"EADDRINUSE, errno 98"`, or `"errno 1234"` for a value not named here.
+        public var description: String {
+            let name: String? =
+                switch self {
+                case .wouldBlock: "EAGAIN"
+                case .interrupted: "EINTR"
+                case .invalidArgument: "EINVAL"
+                case .noSuchEntry: "ENOENT"
+                case .tooManyOpenFiles: "EMFILE"
+                case .outOfMemory: "ENOMEM"
+                case .noSuchDevice: "ENODEV"
+                case .notSupported: "ENOTSUP"
+                case .protocolNotSupported: "EPROTONOSUPPORT"
+                case .addressInUse: "EADDRINUSE"
+                case .addressNotAvailable: "EADDRNOTAVAIL"
+                case .notASocket: "ENOTSOCK"
+                case .messageTooLarge: "EMSGSIZE"
+                case .hostUnreachable: "EHOSTUNREACH"
+                case .wrongState: "EFSM"
+                case .incompatibleProtocol: "ENOCOMPATPROTO"
+                case .terminated: "ETERM"
+                case .noIOThread: "EMTHREAD"
+                default: nil
+                }
+            return name.map { "\($0), errno \(rawValue)" } ?? "errno \(rawValue)"
+        }
     }
 }
 
@@ -113,7 +161,7 @@ func zmqCall<Result>(
         switch code {
         case EINTR: continue
         case EAGAIN where wouldBlockIsNil: return nil
-        default: throw ZMQError(call: "\(call)", code: code)
+        default: throw ZMQError(call: "\(call)", errno: code)
         }
     }
 }

@@ -69,7 +69,7 @@ public final class ZMQSocket {
 
     /// The open handle, or `ENOTSOCK` naming `call` if the socket is closed.
     func openHandle(for call: StaticString) throws(ZMQError) -> UnsafeMutableRawPointer {
-        guard let handle else { throw ZMQError(call: "\(call)", code: ENOTSOCK) }
+        guard let handle else { throw ZMQError(call: "\(call)", code: .notASocket) }
         return handle
     }
 

@@ -1,0 +1,350 @@
+import CZlib
+
+/// The protocol's version: a peer with another version is refused at HELLO.
+public let protocolVersion: UInt16 = 1
+
+/// Every header frame starts with these four bytes, "VAEC".
+let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
+
+public enum MessageType: UInt16, Sendable, CaseIterable {
+    case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject
+}
+
+/// Worker -> coordinator: who I am.
+public struct Hello: Sendable, Equatable {
+    public var version: UInt16
+    public var name: String
+    public var threads: UInt32
+    public init(version: UInt16 = protocolVersion, name: String, threads: UInt32) {
+        self.version = version
+        self.name = name
+        self.threads = threads
+    }
+}
+
+/// Coordinator -> worker: you are in. `configuration` is opaque to the wire layer (JSON that the
+/// training layer defines).
+public struct Welcome: Sendable, Equatable {
+    public var runID: UInt64
+    public var workerID: UInt32
+    public var parameterCount: UInt64
+    public var configuration: [UInt8]
+    public init(runID: UInt64, workerID: UInt32, parameterCount: UInt64, configuration: [UInt8]) {
+        self.runID = runID
+        self.workerID = workerID
+        self.parameterCount = parameterCount
+        self.configuration = configuration
+    }
+}
+
+/// The element type of shipped samples.
+public enum SampleType: UInt8, Sendable {
+    case uint8 = 0, float32 = 1
+    var size: Int { self == .uint8 ? 1 : 4 }
+}
+
+/// Coordinator -> worker: compute the summed gradient of these samples at this step. The
+/// samples' values travel with the work (the worker's shard of this step), each with its index in
+/// the dataset, which keys its noise.
+public struct Work {
+    public var step: UInt64
+    public var seed: UInt64
+    public var sampleIDs: [UInt32]
+    public var dimension: UInt32
+    public var sampleType: SampleType
+    /// `[sampleIDs.count, dimension]` values of `sampleType`, row-major.
+    public var samples: [UInt8]
+    public init(step: UInt64, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, samples: [UInt8]) {
+        self.step = step
+        self.seed = seed
+        self.sampleIDs = sampleIDs
+        self.dimension = dimension
+        self.sampleType = sampleType
+        self.samples = samples
+    }
+}
+
+/// Worker -> coordinator: the summed gradient of a step's part, with its sample count and loss
+/// sums (whose meaning the training layer defines).
+public struct Gradient {
+    public var step: UInt64
+    public var sampleCount: UInt32
+    public var sums: [Double]
+    public var gradient: FloatPayload
+}
+
+public enum StopReason: UInt16, Sendable {
+    case finished = 0, aborted = 1, shutdown = 2
+}
+
+/// A refusal: wrong version, run full, invalid message.
+public enum RejectReason: UInt16, Sendable {
+    case versionMismatch = 1, notAccepting = 2, invalidMessage = 3
+}
+
+/// A decoded message.
+public enum Message {
+    case hello(Hello)
+    case welcome(Welcome)
+    /// The flat parameters for `step`.
+    case params(step: UInt64, parameters: FloatPayload)
+    case work(Work)
+    case gradient(Gradient)
+    case stop(StopReason, String)
+    case heartbeat(step: UInt64)
+    case reject(RejectReason, String)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .params: .params
+        case .work: .work
+        case .gradient: .gradient
+        case .stop: .stop
+        case .heartbeat: .heartbeat
+        case .reject: .reject
+        }
+    }
+}
+
+/// What a receiver accepts: every size is checked against these before anything is allocated or
+/// read.
+public struct Limits: Sendable {
+    /// The parameter count of the run (0 before WELCOME: float payloads are then refused).
+    public var parameterCount: Int
+    public var maxSamples: Int = 1 << 20
+    public var maxDimension: Int = 1 << 24
+    public var maxWorkBytes: Int = 1 << 30
+    public var maxStringBytes: Int = 4096
+    public var maxConfigurationBytes: Int = 1 << 20
+    public var maxSums: Int = 16
+    public init(parameterCount: Int) { self.parameterCount = parameterCount }
+}
+
+// MARK: - Encoding
+
+extension Message {
+    /// The frames of an outgoing message (the header first).
+    public static func encode(_ type: MessageType, step: UInt64 = 0, _ fill: (inout ByteWriterHandle) -> Void = { _ in },
+                              payload: [OutgoingFrame] = []) -> [OutgoingFrame] {
+        var w = ByteWriterHandle()
+        w.writer.bytes.append(contentsOf: magic)
+        w.writer.u16(protocolVersion)
+        w.writer.u16(type.rawValue)
+        w.writer.u64(step)
+        fill(&w)
+        return [.bytes(w.writer.bytes)] + payload
+    }
+
+    public static func hello(_ h: Hello) -> [OutgoingFrame] {
+        var frames = encode(.hello) { w in
+            w.writer.u32(h.threads)
+            w.writer.string(h.name)
+        }
+        // The version field of the header is the sender's version.
+        if case .bytes(var header) = frames[0] {
+            withUnsafeBytes(of: h.version.littleEndian) { header.replaceSubrange(4..<6, with: $0) }
+            frames[0] = .bytes(header)
+        }
+        return frames
+    }
+
+    public static func welcome(_ m: Welcome) -> [OutgoingFrame] {
+        encode(.welcome, { w in
+            w.writer.u64(m.runID)
+            w.writer.u32(m.workerID)
+            w.writer.u64(m.parameterCount)
+        }, payload: [.bytes(m.configuration)])
+    }
+
+    public static func params(step: UInt64, _ parameters: SharedFloats) -> [OutgoingFrame] {
+        encode(.params, step: step, { w in w.writer.u64(UInt64(parameters.values.count)) }, payload: [.floats(parameters)])
+    }
+
+    public static func work(_ m: Work) -> [OutgoingFrame] {
+        let ids = m.sampleIDs.withUnsafeBytes { Array($0) }  // little-endian hosts only (checked in tests)
+        let checksum = crc(ids, crc(m.samples, 0))
+        return encode(.work, step: m.step, { w in
+            w.writer.u64(m.seed)
+            w.writer.u32(UInt32(m.sampleIDs.count))
+            w.writer.u32(m.dimension)
+            w.writer.u8(m.sampleType.rawValue)
+            w.writer.u32(checksum)
+        }, payload: [.bytes(ids), .bytes(m.samples)])
+    }
+
+    public static func gradient(step: UInt64, sampleCount: UInt32, sums: [Double], gradient: SharedFloats) -> [OutgoingFrame] {
+        encode(.gradient, step: step, { w in
+            w.writer.u32(sampleCount)
+            w.writer.u32(UInt32(sums.count))
+            for s in sums { w.writer.f64(s) }
+        }, payload: [.floats(gradient)])
+    }
+
+    public static func stop(_ reason: StopReason, _ text: String = "") -> [OutgoingFrame] {
+        encode(.stop) { w in
+            w.writer.u16(reason.rawValue)
+            w.writer.string(text)
+        }
+    }
+
+    public static func heartbeat(step: UInt64) -> [OutgoingFrame] { encode(.heartbeat, step: step) }
+
+    public static func reject(_ reason: RejectReason, _ text: String) -> [OutgoingFrame] {
+        encode(.reject) { w in
+            w.writer.u16(reason.rawValue)
+            w.writer.string(text)
+        }
+    }
+}
+
+/// Gives `Message.encode` callers access to the header writer.
+public struct ByteWriterHandle {
+    var writer = ByteWriter()
+}
+
+/// zlib CRC-32 of `bytes`, continuing from `start`.
+func crc(_ bytes: [UInt8], _ start: UInt32) -> UInt32 {
+    bytes.withUnsafeBufferPointer { b in
+        UInt32(crc32(UInt(start), b.baseAddress, UInt32(b.count)))
+    }
+}
+
+// MARK: - Decoding
+
+extension Message {
+    /// Decodes and validates a received message. `frames` excludes any routing envelope.
+    /// Nothing is allocated from a size field before it is checked against `limits` and the
+    /// frame's actual length.
+    public static func decode(_ frames: [any FrameBytes], limits: Limits) throws(WireError) -> Message {
+        guard let header = frames.first else { throw WireError(.wrongFrameCount, "an empty message") }
+        guard header.byteCount <= 64 + limits.maxStringBytes else {
+            throw WireError(.tooLarge, "a header frame of \(header.byteCount) bytes")
+        }
+        let headerBytes = header.withUnsafeBytes { Array($0) }
+        do {
+            return try headerBytes.withUnsafeBytes { raw in try decode(header: raw, frames: frames, limits: limits) }
+        } catch let error as WireError {
+            throw error
+        } catch {
+            throw WireError(.malformed, "\(error)")
+        }
+    }
+
+    private static func decode(header raw: UnsafeRawBufferPointer, frames: [any FrameBytes], limits: Limits) throws(WireError) -> Message {
+        var r = ByteReader(raw, message: "message header")
+        let m = try r.take(4, "the magic")
+        guard Array(m) == magic else {
+            throw WireError(.badMagic, "the first frame does not start with \"VAEC\": not a vae-cluster peer")
+        }
+        let version = try r.u16("the version")
+        let rawType = try r.u16("the message type")
+        guard let type = MessageType(rawValue: rawType) else {
+            throw WireError(.unknownType, "unknown message type \(rawType)")
+        }
+        // HELLO is decoded whatever its version, so that the coordinator can answer a peer
+        // of another version with a clear refusal.
+        guard version == protocolVersion || type == .hello else {
+            throw WireError(.unsupportedVersion, "protocol version \(version), this build speaks \(protocolVersion)")
+        }
+        let step = try r.u64("the step")
+        func expectFrames(_ n: Int) throws(WireError) {
+            guard frames.count == n else {
+                throw WireError(.wrongFrameCount, "\(type) has \(frames.count) frames, expected \(n)")
+            }
+        }
+        switch type {
+        case .hello:
+            try expectFrames(1)
+            let threads = try r.u32("threads")
+            let name = try r.string("the worker name", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            return .hello(Hello(version: version, name: name, threads: threads))
+        case .welcome:
+            try expectFrames(2)
+            let runID = try r.u64("the run id")
+            let workerID = try r.u32("the worker id")
+            let count = try r.u64("the parameter count")
+            try r.expectEnd()
+            guard frames[1].byteCount <= limits.maxConfigurationBytes else {
+                throw WireError(.tooLarge, "the configuration has \(frames[1].byteCount) bytes, more than \(limits.maxConfigurationBytes)")
+            }
+            guard count > 0, count <= UInt64(Int32.max) else { throw WireError(.malformed, "parameter count \(count)") }
+            let configuration = frames[1].withUnsafeBytes { Array($0) }
+            return .welcome(Welcome(runID: runID, workerID: workerID, parameterCount: count, configuration: configuration))
+        case .params:
+            try expectFrames(2)
+            let count = try r.u64("the parameter count")
+            try r.expectEnd()
+            return .params(step: step, parameters: try floatPayload(frames[1], declared: count, limits: limits, what: "PARAMS"))
+        case .work:
+            try expectFrames(3)
+            let seed = try r.u64("the seed")
+            let n = Int(try r.u32("the sample count"))
+            let d = Int(try r.u32("the dimension"))
+            let rawSampleType = try r.u8("the sample type")
+            let checksum = try r.u32("the checksum")
+            try r.expectEnd()
+            guard let sampleType = SampleType(rawValue: rawSampleType) else {
+                throw WireError(.malformed, "unknown sample type \(rawSampleType)")
+            }
+            guard n > 0, n <= limits.maxSamples else { throw WireError(.tooLarge, "WORK has \(n) samples (limit \(limits.maxSamples))") }
+            guard d > 0, d <= limits.maxDimension else { throw WireError(.tooLarge, "WORK has dimension \(d) (limit \(limits.maxDimension))") }
+            let (dataBytes, overflow) = (n * d).multipliedReportingOverflow(by: sampleType.size)
+            guard !overflow, dataBytes <= limits.maxWorkBytes else { throw WireError(.tooLarge, "WORK data of \(n) x \(d) samples is too large") }
+            guard frames[1].byteCount == 4 * n else {
+                throw WireError(.malformed, "WORK's sample-id frame has \(frames[1].byteCount) bytes, expected \(4 * n)")
+            }
+            guard frames[2].byteCount == dataBytes else {
+                throw WireError(.malformed, "WORK's data frame has \(frames[2].byteCount) bytes, expected \(dataBytes) for \(n) x \(d)")
+            }
+            let ids = frames[1].withUnsafeBytes { Array($0) }
+            let samples = frames[2].withUnsafeBytes { Array($0) }
+            guard crc(ids, crc(samples, 0)) == checksum else {
+                throw WireError(.checksumMismatch, "WORK's samples do not match their CRC-32: corrupted in transit")
+            }
+            let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
+            return .work(Work(step: step, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType, samples: samples))
+        case .gradient:
+            try expectFrames(2)
+            let count = try r.u32("the sample count")
+            let sumCount = Int(try r.u32("the number of sums"))
+            guard sumCount <= limits.maxSums else { throw WireError(.tooLarge, "GRAD carries \(sumCount) sums (limit \(limits.maxSums))") }
+            var sums: [Double] = []
+            for i in 0..<sumCount { sums.append(try r.f64("sum \(i)")) }
+            try r.expectEnd()
+            let payload = try floatPayload(frames[1], declared: UInt64(limits.parameterCount), limits: limits, what: "GRAD")
+            return .gradient(Gradient(step: step, sampleCount: count, sums: sums, gradient: payload))
+        case .stop:
+            try expectFrames(1)
+            let raw = try r.u16("the reason")
+            let text = try r.string("the reason text", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            return .stop(StopReason(rawValue: raw) ?? .aborted, text)
+        case .heartbeat:
+            try expectFrames(1)
+            try r.expectEnd()
+            return .heartbeat(step: step)
+        case .reject:
+            try expectFrames(1)
+            let raw = try r.u16("the reason")
+            let text = try r.string("the reason text", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            return .reject(RejectReason(rawValue: raw) ?? .invalidMessage, text)
+        }
+    }
+
+    static func floatPayload(_ frame: any FrameBytes, declared: UInt64, limits: Limits, what: String) throws(WireError) -> FloatPayload {
+        guard limits.parameterCount > 0 else {
+            throw WireError(.unexpected, "\(what) before the parameter count is known")
+        }
+        guard declared == UInt64(limits.parameterCount) else {
+            throw WireError(.malformed, "\(what) declares \(declared) floats, the run has \(limits.parameterCount)")
+        }
+        guard frame.byteCount == 4 * limits.parameterCount else {
+            throw WireError(.malformed, "\(what)'s float frame has \(frame.byteCount) bytes, expected \(4 * limits.parameterCount)")
+        }
+        return FloatPayload(frame: frame, count: limits.parameterCount)
+    }
+}

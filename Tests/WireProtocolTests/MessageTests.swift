@@ -1,0 +1,141 @@
+import Testing
+@testable import WireProtocol
+
+/// Frames as a receiver sees them.
+func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
+    frames.map { frame -> any FrameBytes in
+        switch frame {
+        case .bytes(let b): b
+        case .floats(let f): Array(f.bytes)
+        }
+    }
+}
+
+@Suite struct MessageTests {
+    let limits = Limits(parameterCount: 5)
+
+    @Test func everyMessageRoundTrips() throws {
+        if case .hello(let h) = try Message.decode(received(Message.hello(Hello(name: "w1", threads: 2))), limits: limits) {
+            #expect(h == Hello(name: "w1", threads: 2))
+        } else { Issue.record("not a hello") }
+
+        let welcome = Welcome(runID: 42, workerID: 3, parameterCount: 5, configuration: Array("{\"a\":1}".utf8))
+        if case .welcome(let w) = try Message.decode(received(Message.welcome(welcome)), limits: limits) {
+            #expect(w == welcome)
+        } else { Issue.record("not a welcome") }
+
+        let params = SharedFloats([1, 2, 3, -0.0, .infinity])
+        if case .params(let step, let p) = try Message.decode(received(Message.params(step: 9, params)), limits: limits) {
+            #expect(step == 9)
+            #expect(p.array.map(\.bitPattern) == Array(params.values).map(\.bitPattern))
+        } else { Issue.record("not params") }
+
+        let work = Work(step: 7, seed: 99, sampleIDs: [5, 1, 40_000], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4, 5, 6])
+        if case .work(let w) = try Message.decode(received(Message.work(work)), limits: limits) {
+            #expect(w.step == 7 && w.seed == 99 && w.sampleIDs == [5, 1, 40_000] && w.samples == [1, 2, 3, 4, 5, 6])
+            #expect(w.dimension == 2 && w.sampleType == .uint8)
+        } else { Issue.record("not work") }
+
+        let grad = Message.gradient(step: 7, sampleCount: 3, sums: [1.5, 2.5], gradient: SharedFloats([0.5, 1, 2, 3, 4]))
+        if case .gradient(let g) = try Message.decode(received(grad), limits: limits) {
+            #expect(g.step == 7 && g.sampleCount == 3 && g.sums == [1.5, 2.5])
+            #expect(g.gradient.array == [0.5, 1, 2, 3, 4])
+            g.gradient.withFloats { #expect(Array($0) == [0.5, 1, 2, 3, 4]) }
+        } else { Issue.record("not a gradient") }
+
+        if case .stop(let reason, let text) = try Message.decode(received(Message.stop(.finished, "done")), limits: limits) {
+            #expect(reason == .finished && text == "done")
+        } else { Issue.record("not stop") }
+        if case .heartbeat(let step) = try Message.decode(received(Message.heartbeat(step: 12)), limits: limits) {
+            #expect(step == 12)
+        } else { Issue.record("not a heartbeat") }
+        if case .reject(let reason, let text) = try Message.decode(received(Message.reject(.versionMismatch, "v")), limits: limits) {
+            #expect(reason == .versionMismatch && text == "v")
+        } else { Issue.record("not reject") }
+    }
+
+    @Test func headerIsFixedLittleEndian() {
+        guard case .bytes(let header) = Message.heartbeat(step: 0x0102_0304_0506_0708)[0] else { return }
+        #expect(header == [0x56, 0x41, 0x45, 0x43, 1, 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
+    }
+
+    func expectError(_ code: WireError.Code, _ frames: [any FrameBytes], limits: Limits? = nil) {
+        #expect {
+            _ = try Message.decode(frames, limits: limits ?? self.limits)
+        } throws: { ($0 as? WireError)?.code == code }
+    }
+
+    @Test func malformedFramesAreRejectedWithAReason() {
+        let good = received(Message.params(step: 1, SharedFloats([1, 2, 3, 4, 5])))
+        expectError(.wrongFrameCount, [])
+        expectError(.badMagic, [[0x47, 0x45, 0x54, 0x20, 1, 0, 3, 0]] + good.dropFirst())
+        expectError(.truncated, [Array((good[0] as! [UInt8]).prefix(10))] + good.dropFirst())
+        expectError(.wrongFrameCount, Array(good.prefix(1)))
+        expectError(.malformed, [good[0], [0, 0, 0, 0]])  // wrong payload length
+        expectError(.malformed, good, limits: Limits(parameterCount: 6))  // wrong parameter count
+        expectError(.unexpected, good, limits: Limits(parameterCount: 0))  // before WELCOME
+        var unknown = good[0] as! [UInt8]
+        unknown[6] = 99
+        expectError(.unknownType, [unknown] + good.dropFirst())
+        var future = good[0] as! [UInt8]
+        future[4] = 2
+        expectError(.unsupportedVersion, [future] + good.dropFirst())
+        var trailing = good[0] as! [UInt8]
+        trailing.append(0)
+        expectError(.malformed, [trailing] + good.dropFirst())
+    }
+
+    @Test func sizesAreCheckedBeforeAllocation() {
+        // A WORK header claiming 2^31 samples of dimension 2^24, with tiny frames.
+        var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1], dimension: 1, sampleType: .uint8, samples: [0])))
+        var header = frames[0] as! [UInt8]
+        header.replaceSubrange(24..<28, with: [0, 0, 0, 0x80])
+        frames[0] = header
+        expectError(.tooLarge, frames)
+        // A name longer than the limit.
+        let hello = received(Message.hello(Hello(name: String(repeating: "x", count: 5000), threads: 1)))
+        expectError(.tooLarge, hello)
+    }
+
+    @Test func corruptedWorkSamplesAreDetected() {
+        var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1, 2], dimension: 3, sampleType: .float32,
+                                                 samples: [UInt8](repeating: 7, count: 24))))
+        var data = frames[2] as! [UInt8]
+        data[5] ^= 1
+        frames[2] = data
+        expectError(.checksumMismatch, frames)
+    }
+
+    @Test func randomAndMutatedFramesNeverCrashTheDecoder() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state
+        }
+        let seeds: [[any FrameBytes]] = [
+            received(Message.hello(Hello(name: "w", threads: 1))),
+            received(Message.params(step: 1, SharedFloats([1, 2, 3, 4, 5]))),
+            received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1, 2], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4]))),
+            received(Message.gradient(step: 1, sampleCount: 2, sums: [1], gradient: SharedFloats([1, 2, 3, 4, 5]))),
+        ]
+        var decoded = 0
+        for i in 0..<10_000 {
+            var frames = seeds[i % seeds.count].map { $0 as! [UInt8] }
+            let mutations = Int(next() % 4) + 1
+            for _ in 0..<mutations {
+                let f = Int(next() % UInt64(frames.count))
+                switch next() % 4 {
+                case 0 where !frames[f].isEmpty: frames[f][Int(next() % UInt64(frames[f].count))] = UInt8(truncatingIfNeeded: next())
+                case 1: frames[f] = Array(frames[f].prefix(Int(next() % UInt64(frames[f].count + 1))))
+                case 2: frames[f].append(UInt8(truncatingIfNeeded: next()))
+                default: frames = (0..<Int(next() % 4)).map { _ in (0..<Int(next() % 40)).map { _ in UInt8(truncatingIfNeeded: next()) } }
+                }
+                if frames.isEmpty { break }
+            }
+            if (try? Message.decode(frames, limits: limits)) != nil { decoded += 1 }
+        }
+        #expect(decoded < 10_000)
+    }
+}
