@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "vae", targets: ["vae"]),
         .executable(name: "vae-bench", targets: ["vae-bench"]),
+        .executable(name: "vae-coordinator", targets: ["vae-coordinator"]),
+        .executable(name: "vae-worker", targets: ["vae-worker"]),
         .library(name: "VAECore", targets: ["VAECore"]),
     ],
     dependencies: [
@@ -47,6 +49,27 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The loops that drive the state machines with ZeroMQ sockets and the numeric core.
+        .target(
+            name: "ClusterRuntime",
+            dependencies: [
+                "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "vae-coordinator",
+            dependencies: [
+                "ClusterRuntime", "VAETraining",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "vae-worker",
+            dependencies: [
+                "ClusterRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "vae",
             dependencies: [
@@ -69,6 +92,9 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ"]),
         .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining"]),
     ]
 )

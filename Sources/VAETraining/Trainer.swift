@@ -109,19 +109,8 @@ public final class Trainer {
                 state.epoch += 1
             }
             completedEpochs += 1
-            var metrics = EpochMetrics(
-                epoch: completedEpochs, step: step, trainObjective: sums.meanObjective,
-                trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
-                samplesPerS: Double(sums.samples) / seconds, epochSeconds: seconds,
-                learningRate: c.schedule.learningRate(base: c.learningRate, step: max(step - 1, 0)),
-                beta: Double(c.objective.beta(atStep: max(step - 1, 0))))
-            if let test = data.test {
-                let t = HeldOutEvaluation.elbo(layout: layout, parameters: parameters, dataset: test,
-                                               filler: data.filler, seed: c.evaluationSeed)
-                metrics.testNegElbo = t.meanNegELBO
-                metrics.testRate = t.meanRate
-                metrics.testDistortion = t.meanDistortion
-            }
+            let metrics = RunReporting.epochMetrics(
+                epoch: completedEpochs, sums: sums, seconds: seconds, state: state, data: data)
             try output?.append(metrics)
             onEpoch(metrics)
         }
@@ -129,28 +118,8 @@ public final class Trainer {
             try checkpoint.write(to: output.checkpoint)
             logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
         }
-        var summary = TrainingSummary(
-            samplesPerS: Double(samples) / max(trainSeconds, 1e-9), trainSeconds: trainSeconds, steps: step,
-            epochs: completedEpochs, samples: samples, parameterCount: layout.count, threads: c.threads,
-            batch: c.batchSize, peakResidentMB: 0)
-        if let test = data.test {
-            let t = HeldOutEvaluation.elbo(layout: layout, parameters: parameters, dataset: test,
-                                           filler: data.filler, seed: c.evaluationSeed)
-            summary.testNegElbo = t.meanNegELBO
-            summary.testRate = t.meanRate
-            summary.testDistortion = t.meanDistortion
-            if c.nllSamples > 0 {
-                let report = HeldOutEvaluation.report(
-                    layout: layout, parameters: parameters, dataset: test, filler: data.filler,
-                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit)
-                summary.nll = report.nll
-                summary.nllK = c.nllSamples
-                summary.nllSamples = report.samples
-                summary.activeUnits = report.activeUnits
-                summary.mutualInformation = report.mutualInformation
-            }
-        }
-        summary.peakResidentMB = peakResidentMegabytes()
+        let summary = RunReporting.summary(
+            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: completedEpochs)
         try output?.write(summary)
         return summary
     }

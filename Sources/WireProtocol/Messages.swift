@@ -175,11 +175,19 @@ extension Message {
     }
 
     public static func gradient(step: UInt64, sampleCount: UInt32, sums: [Double], gradient: SharedFloats) -> [OutgoingFrame] {
-        encode(.gradient, step: step, { w in
+        [.bytes(gradientHeader(step: step, sampleCount: sampleCount, sums: sums)), .floats(gradient)]
+    }
+
+    /// The header frame of a GRAD, for senders that send the float frame themselves (from a
+    /// buffer they reuse).
+    public static func gradientHeader(step: UInt64, sampleCount: UInt32, sums: [Double]) -> [UInt8] {
+        let frames = encode(.gradient, step: step) { w in
             w.writer.u32(sampleCount)
             w.writer.u32(UInt32(sums.count))
             for s in sums { w.writer.f64(s) }
-        }, payload: [.floats(gradient)])
+        }
+        guard case .bytes(let header) = frames[0] else { return [] }
+        return header
     }
 
     public static func stop(_ reason: StopReason, _ text: String = "") -> [OutgoingFrame] {

@@ -13,31 +13,12 @@ struct VAECommand: AsyncParsableCommand {
         subcommands: [Train.self, Eval.self])
 }
 
-/// Writes one line to standard output at once (unbuffered), so that progress reaches a pipe or
-/// a log file when it happens.
-func emit(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// Options every subcommand has.
-struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel = "warning"
-
-    func logger(_ label: String) -> Logger {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: label)
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
-        return logger
-    }
-}
-
 struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a VAE; writes checkpoint.safetensors, metrics.jsonl and summary.json into --out.")
 
     @OptionGroup var training: TrainingOptions
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: LoggingOptions
 
     func run() async throws {
         let logger = global.logger("vae.train")
@@ -48,21 +29,8 @@ struct Train: AsyncParsableCommand {
         emit("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
-        let summary = try trainer.run(output: output) { m in
-            var line = String(format: "epoch %3d  step %6d  -ELBO %8.3f (rate %7.3f, distortion %8.3f)",
-                              m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
-            if let test = m.testNegElbo { line += String(format: "  test -ELBO %8.3f", test) }
-            line += String(format: "  %8.0f samples/s  %6.1f s", m.samplesPerS, m.epochSeconds)
-            emit(line)
-        }
-        var final = String(format: "done: %d steps in %.1f s, %.0f samples/s", summary.steps, summary.trainSeconds, summary.samplesPerS)
-        if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
-            final += String(format: "; test -ELBO %.3f (rate %.3f, distortion %.3f)", t, r, d)
-        }
-        if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
-            final += String(format: "; test NLL %.3f (IWAE k=%d, %d samples)", nll, k, n)
-        }
-        emit(final)
+        let summary = try trainer.run(output: output) { emit(RunReporting.progressLine($0)) }
+        emit(RunReporting.finalLine(summary))
         emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
     }
 }
@@ -89,7 +57,7 @@ struct Eval: AsyncParsableCommand {
     var chunk = 500
     @Flag(help: "Print one JSON object.")
     var json = false
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: LoggingOptions
 
     func validate() throws {
         guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, not '\(split)'") }

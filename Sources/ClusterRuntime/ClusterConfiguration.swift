@@ -1,0 +1,34 @@
+import Foundation
+import VAEData
+import VAETraining
+
+/// What a worker needs to compute gradients, sent as JSON inside WELCOME: the training
+/// configuration (model, objective, seed), the input dimension, the sample type of shipped rows,
+/// and the standardisation statistics when used.
+struct ClusterConfiguration: Codable, Sendable {
+    var training: TrainingConfiguration
+    var inputDimension: Int
+    /// "uint8" or "float32".
+    var sampleType: String
+    var mean: [Float]?
+    var std: [Float]?
+
+    init(training: TrainingConfiguration, data: TrainingData) {
+        self.training = training
+        self.inputDimension = data.train.dimension
+        if case .uint8 = data.train.storage { sampleType = "uint8" } else { sampleType = "float32" }
+        mean = data.filler.statistics?.mean
+        std = data.filler.statistics?.std
+    }
+
+    var filler: BatchFiller {
+        let statistics = mean.flatMap { m in std.map { FeatureStatistics(mean: m, std: $0) } }
+        return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics)
+    }
+
+    func encoded() throws -> [UInt8] { Array(try JSONEncoder().encode(self)) }
+
+    static func decode(_ bytes: [UInt8]) throws -> ClusterConfiguration {
+        try JSONDecoder().decode(ClusterConfiguration.self, from: Data(bytes))
+    }
+}

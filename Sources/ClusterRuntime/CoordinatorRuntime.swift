@@ -1,0 +1,302 @@
+import Coordination
+import Foundation
+import Logging
+import VAECore
+import VAEData
+import VAETraining
+import WireProtocol
+import ZeroMQ
+
+/// How the coordinator listens and how long it waits.
+public struct CoordinatorOptions: Sendable {
+    /// ZeroMQ endpoint to bind, e.g. `tcp://127.0.0.1:5555`, `tcp://127.0.0.1:*` or `ipc:///tmp/vae.sock`.
+    public var bind: String
+    /// Workers to wait for before the first step.
+    public var workers: Int
+    /// Give up if the workers have not all joined by then.
+    public var joinTimeout: Duration
+    /// Give up if a step's gradients have not all arrived by then.
+    public var stepTimeout: Duration
+
+    public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), stepTimeout: Duration = .seconds(120)) {
+        self.bind = bind
+        self.workers = workers
+        self.joinTimeout = joinTimeout
+        self.stepTimeout = stepTimeout
+    }
+}
+
+/// A distributed run that cannot go on.
+public struct ClusterError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The coordinator process: binds a ROUTER socket, admits workers, sends each its part of every
+/// step (the parameters and the samples), sums their gradients in part order, takes the
+/// optimizer step, evaluates, checkpoints. Decisions are the `CoordinatorStateMachine`'s; this
+/// type performs them.
+public final class CoordinatorRuntime {
+    public let configuration: TrainingConfiguration
+    public let data: TrainingData
+    public let options: CoordinatorOptions
+    /// The endpoint actually bound (with the real port when `bind` asked for `*`).
+    public let endpoint: String
+    public private(set) var state: TrainingState
+    let logger: Logger
+    let context: ZMQContext
+    let socket: ZMQSocket
+    let plan: MinibatchPlan
+    let welcomeConfiguration: [UInt8]
+    var machine: CoordinatorStateMachine
+    var names: [PeerID: String] = [:]
+
+    // The step in flight.
+    var order: [Int32] = []
+    var orderEpoch = -1
+    var stepParameters: SharedFloats?
+    var partGradients: [FloatPayload?] = []
+    var partSums: [[Double]] = []
+    var summedParts = 0
+    var accumulator: [Float]
+    var stepStarted = ContinuousClock.now
+
+    // Progress of the run.
+    var epochSums = LossSums.zero
+    var epochStart = ContinuousClock.now
+    var trainSeconds = 0.0
+    var samples = 0
+    var epochsReported = 0
+    var output: RunOutput?
+    var onEpoch: (EpochMetrics) -> Void = { _ in }
+
+    public init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger) throws {
+        try configuration.validate()
+        let architecture = configuration.architecture(inputDimension: data.train.dimension)
+        try architecture.validate()
+        guard options.workers >= 1 else { throw ClusterError("--workers must be at least 1, not \(options.workers)") }
+        self.configuration = configuration
+        self.data = data
+        self.options = options
+        self.logger = logger
+        let layout = ParameterLayout(architecture)
+        state = TrainingState(configuration: configuration, layout: layout)
+        plan = MinibatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize, seed: configuration.seed)
+        machine = CoordinatorStateMachine(schedule: RunSchedule(
+            sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
+            maxSteps: configuration.maxSteps, workers: options.workers))
+        accumulator = [Float](repeating: 0, count: layout.count)
+        welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
+        context = try ZMQContext()
+        // Linger long enough for the final STOP messages to leave when the socket closes.
+        socket = try ZMQSocket(context, type: .router, linger: 2000)
+        // A message to a peer that is gone must fail loudly, not vanish.
+        try socket.setOption(.routerMandatory, true)
+        // A frame can be at most a gradient plus slack; anything bigger disconnects its sender.
+        try socket.setOption(.maxMessageSize, Int64(4 * layout.count + (1 << 20)))
+        try socket.setOption(.sendHighWaterMark, 0)
+        try socket.setOption(.receiveHighWaterMark, 0)
+        endpoint = try socket.bind(options.bind)
+    }
+
+    /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
+    public func run(output: RunOutput?, onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
+        self.output = output
+        self.onEpoch = onEpoch
+        BLAS.setThreads(configuration.threads)
+        try output?.resetMetrics()
+        logger.info("waiting for workers", metadata: ["endpoint": "\(endpoint)", "workers": "\(options.workers)"])
+        let started = ContinuousClock.now
+        let maxBytes = 4 * state.layout.count + (2 << 20)
+        while machine.phase != .finished {
+            let frames: [ZMQFrame]?
+            do {
+                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .milliseconds(200))
+            } catch let error as ZMQReceiveLimitExceeded {
+                logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
+                continue
+            }
+            guard let frames else {
+                try checkDeadlines(started: started)
+                continue
+            }
+            try handle(frames)
+        }
+        let summary = RunReporting.summary(
+            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
+        try output?.write(summary)
+        return summary
+    }
+
+    private func checkDeadlines(started: ContinuousClock.Instant) throws {
+        switch machine.phase {
+        case .waitingForWorkers where ContinuousClock.now - started > options.joinTimeout:
+            throw ClusterError("only \(machine.workers.count) of \(options.workers) workers joined within \(options.joinTimeout); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
+        case .running where ContinuousClock.now - stepStarted > options.stepTimeout:
+            let missing = zip(machine.parts, machine.received).filter { !$0.1 }.map { names[$0.0.peer] ?? "\($0.0.peer)" }
+            throw ClusterError("step \(machine.step) got no gradient from \(missing.joined(separator: ", ")) within \(options.stepTimeout); a worker may have died (see its log)")
+        default:
+            break
+        }
+    }
+
+    private func handle(_ frames: [ZMQFrame]) throws {
+        guard frames.count >= 2 else { return }
+        let peer = PeerID(frames[0].bytes)
+        let message: Message
+        do {
+            message = try Message.decode(frames.dropFirst().map { ReceivedFrame(frame: $0) },
+                                         limits: Limits(parameterCount: state.layout.count))
+        } catch {
+            logger.warning("invalid message", metadata: ["peer": "\(names[peer] ?? "\(peer)")", "error": "\(error)"])
+            if names[peer] == nil {
+                try? socket.send(Message.reject(.invalidMessage, "\(error)"), to: peer.bytes)
+            }
+            return
+        }
+        switch message {
+        case .hello(let hello):
+            names[peer] = hello.name
+            try perform(machine.onHello(peer, hello))
+        case .gradient(let gradient):
+            let directives = machine.onGradient(peer, step: Int(gradient.step), sampleCount: Int(gradient.sampleCount))
+            for case .acceptGradient(_, _, let part) in directives {
+                partGradients[part] = gradient.gradient
+                partSums[part] = gradient.sums
+                sumReadyParts()
+            }
+            try perform(directives.filter { if case .acceptGradient = $0 { false } else { true } })
+        case .heartbeat:
+            break
+        default:
+            logger.warning("unexpected message", metadata: ["peer": "\(names[peer] ?? "\(peer)")", "type": "\(message.type)"])
+        }
+    }
+
+    /// Adds arrived gradients to the accumulator in part order (part 0 first), as soon as every
+    /// earlier part is in: the sum does not depend on arrival order.
+    private func sumReadyParts() {
+        accumulator.withUnsafeMutableBufferPointer { acc in
+            while summedParts < partGradients.count, let payload = partGradients[summedParts] {
+                payload.frame.withUnsafeBytes { raw in
+                    if summedParts == 0 {
+                        UnsafeMutableRawBufferPointer(acc).copyMemory(from: raw)
+                    } else {
+                        addFloats(raw, into: acc)
+                    }
+                }
+                partGradients[summedParts] = nil  // release the received message
+                summedParts += 1
+            }
+        }
+    }
+
+    private func perform(_ directives: [CoordinatorDirective]) throws {
+        for directive in directives {
+            switch directive {
+            case .welcome(let peer, let index):
+                logger.info("worker joined", metadata: ["name": "\(names[peer] ?? "?")", "index": "\(index)"])
+                try socket.send(Message.welcome(Welcome(
+                    runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
+                    configuration: welcomeConfiguration)), to: peer.bytes)
+            case .reject(let peer, let code, let text):
+                logger.warning("refused a peer", metadata: ["name": "\(names[peer] ?? "\(peer)")", "reason": "\(text)"])
+                let reason: RejectReason = code == .versionMismatch ? .versionMismatch : .notAccepting
+                try? socket.send(Message.reject(reason, text), to: peer.bytes)
+            case .sendWork(let part):
+                try sendWork(part)
+            case .acceptGradient:
+                break
+            case .discardGradient(let peer, let step, let reason):
+                logger.notice("discarded a gradient", metadata: ["worker": "\(names[peer] ?? "\(peer)")", "step": "\(step)", "reason": "\(reason)"])
+            case .applyUpdate(let step, let sampleCount):
+                try applyUpdate(step: step, sampleCount: sampleCount)
+            case .epochCompleted(let epoch, _):
+                try completeEpoch(epoch)
+            case .finish(let workers):
+                if let output {
+                    try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
+                        .write(to: output.checkpoint)
+                }
+                for peer in workers {
+                    try? socket.send(Message.stop(.finished, "training finished at step \(state.step)"), to: peer.bytes)
+                }
+            }
+        }
+    }
+
+    private func sendWork(_ part: StepPart) throws {
+        if stepParameters == nil {
+            // First part of a new step.
+            stepParameters = SharedFloats(state.parameters)
+            partGradients = Array(repeating: nil, count: machine.parts.count)
+            partSums = Array(repeating: [], count: machine.parts.count)
+            summedParts = 0
+            stepStarted = .now
+            if part.step == 0 { epochStart = .now }  // training time starts when every worker is in
+        }
+        if orderEpoch != part.epoch {
+            order = plan.order(epoch: part.epoch)
+            orderEpoch = part.epoch
+        }
+        let ids = part.positions.map { UInt32(order[$0]) }
+        let d = data.train.dimension
+        let rows: [UInt8]
+        let type: SampleType
+        switch data.train.storage {
+        case .uint8(let values):
+            type = .uint8
+            var bytes = [UInt8](repeating: 0, count: ids.count * d)
+            values.withUnsafeBufferPointer { v in
+                for (r, id) in ids.enumerated() {
+                    bytes.withUnsafeMutableBufferPointer { b in
+                        (b.baseAddress! + r * d).update(from: v.baseAddress! + Int(id) * d, count: d)
+                    }
+                }
+            }
+            rows = bytes
+        case .float32(let values):
+            type = .float32
+            var floats = [Float](repeating: 0, count: ids.count * d)
+            for (r, id) in ids.enumerated() {
+                floats.replaceSubrange((r * d)..<((r + 1) * d), with: values[(Int(id) * d)..<((Int(id) + 1) * d)])
+            }
+            rows = floats.withUnsafeBytes { Array($0) }
+        }
+        let step = UInt64(part.step)
+        try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
+        try socket.send(Message.work(Work(step: step, seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d),
+                                          sampleType: type, samples: rows)), to: part.peer.bytes)
+    }
+
+    private func applyUpdate(step: Int, sampleCount: Int) throws {
+        precondition(summedParts == machine.parts.count, "applyUpdate before every part was summed")
+        for sums in partSums {
+            epochSums += LossSums(samples: 0, objective: sums.count > 0 ? sums[0] : 0,
+                                  distortion: sums.count > 1 ? sums[1] : 0, rate: sums.count > 2 ? sums[2] : 0)
+        }
+        epochSums.samples += sampleCount
+        guard epochSums.objective.isFinite else { throw TrainingError.diverged(step: step, loss: epochSums.objective) }
+        state.applyUpdate(summedGradient: &accumulator, sampleCount: sampleCount)
+        stepParameters = nil
+        if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0, let output {
+            try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
+                .write(to: output.checkpoint)
+        }
+        try perform(machine.stepApplied())
+    }
+
+    private func completeEpoch(_ epoch: Int) throws {
+        let seconds = Double((ContinuousClock.now - epochStart).components.attoseconds) * 1e-18
+            + Double((ContinuousClock.now - epochStart).components.seconds)
+        trainSeconds += seconds
+        samples += epochSums.samples
+        state.epoch = state.step / plan.stepsPerEpoch
+        epochsReported = epoch
+        let metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data)
+        try output?.append(metrics)
+        onEpoch(metrics)
+        epochSums = .zero
+        epochStart = .now
+    }
+}

@@ -1,0 +1,49 @@
+import WireProtocol
+import ZeroMQ
+
+/// A received ZeroMQ frame seen by the wire layer, without copying its bytes.
+struct ReceivedFrame: FrameBytes {
+    let frame: ZMQFrame
+    var byteCount: Int { frame.count }
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try frame.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> R in try body(raw) }
+    }
+}
+
+extension ZMQSocket {
+    /// Sends a protocol message, after the routing id `peer` on a ROUTER socket. Float payloads
+    /// go without a copy: libzmq keeps the `SharedFloats` alive until they are on the wire.
+    func send(_ frames: [OutgoingFrame], to peer: [UInt8]? = nil) throws {
+        var all: [OutgoingFrame] = []
+        if let peer { all.append(.bytes(peer)) }
+        all += frames
+        for (i, frame) in all.enumerated() {
+            let flags: ZMQSendFlags = i < all.count - 1 ? .more : []
+            switch frame {
+            case .bytes(let bytes):
+                try send(bytes, flags: flags)
+            case .floats(let floats):
+                try unsafeSendNoCopy(floats.bytes, owner: floats, flags: flags)
+            }
+        }
+    }
+}
+
+/// Adds the floats in `raw` (possibly unaligned) to `destination`.
+func addFloats(_ raw: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
+    precondition(raw.count == destination.count * 4, "float payload of the wrong length")
+    guard let base = raw.baseAddress, let out = destination.baseAddress else { return }
+    let n = destination.count
+    var i = 0
+    typealias V = SIMD8<Float>
+    let o = UnsafeMutableRawPointer(out)
+    while i + 8 <= n {
+        let sum = o.loadUnaligned(fromByteOffset: 4 * i, as: V.self) + base.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+        o.storeBytes(of: sum, toByteOffset: 4 * i, as: V.self)
+        i += 8
+    }
+    while i < n {
+        out[i] += base.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+        i += 1
+    }
+}

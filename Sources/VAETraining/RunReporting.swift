@@ -1,0 +1,82 @@
+import Foundation
+import VAECore
+import VAEData
+
+/// The figures a run reports after each epoch and at its end, computed the same way by
+/// single-process training and by the distributed coordinator.
+public enum RunReporting {
+    /// The readable line printed after each epoch.
+    public static func progressLine(_ m: EpochMetrics, workers: Int? = nil) -> String {
+        var line = String(format: "epoch %3d  step %6d  -ELBO %8.3f (rate %7.3f, distortion %8.3f)",
+                          m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
+        if let test = m.testNegElbo { line += String(format: "  test -ELBO %8.3f", test) }
+        line += String(format: "  %8.0f samples/s  %6.1f s", m.samplesPerS, m.epochSeconds)
+        if let workers { line += "  \(workers) worker\(workers == 1 ? "" : "s")" }
+        return line
+    }
+
+    /// The readable line printed at the end of a run.
+    public static func finalLine(_ summary: TrainingSummary) -> String {
+        var line = String(format: "done: %d steps in %.1f s, %.0f samples/s", summary.steps, summary.trainSeconds, summary.samplesPerS)
+        if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
+            line += String(format: "; test -ELBO %.3f (rate %.3f, distortion %.3f)", t, r, d)
+        }
+        if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
+            line += String(format: "; test NLL %.3f (IWAE k=%d, %d samples)", nll, k, n)
+        }
+        return line
+    }
+
+    /// One epoch's metrics line: the training sums of its steps, and the test -ELBO of `state`.
+    public static func epochMetrics(
+        epoch: Int, sums: LossSums, seconds: Double, state: TrainingState, data: TrainingData
+    ) -> EpochMetrics {
+        let c = state.configuration
+        let lastStep = max(state.step - 1, 0)
+        var metrics = EpochMetrics(
+            epoch: epoch, step: state.step, trainObjective: sums.meanObjective,
+            trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
+            samplesPerS: Double(sums.samples) / max(seconds, 1e-9), epochSeconds: seconds,
+            learningRate: c.schedule.learningRate(base: c.learningRate, step: lastStep),
+            beta: Double(c.objective.beta(atStep: lastStep)))
+        if let test = data.test {
+            let t = HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
+                                           filler: data.filler, seed: c.evaluationSeed)
+            metrics.testNegElbo = t.meanNegELBO
+            metrics.testRate = t.meanRate
+            metrics.testDistortion = t.meanDistortion
+        }
+        return metrics
+    }
+
+    /// The run's summary: throughput, and the final model's test figures (with the IWAE NLL when
+    /// the configuration asks for it).
+    public static func summary(
+        state: TrainingState, data: TrainingData, samples: Int, trainSeconds: Double, epochs: Int
+    ) -> TrainingSummary {
+        let c = state.configuration
+        var summary = TrainingSummary(
+            samplesPerS: Double(samples) / max(trainSeconds, 1e-9), trainSeconds: trainSeconds, steps: state.step,
+            epochs: epochs, samples: samples, parameterCount: state.layout.count, threads: c.threads,
+            batch: c.batchSize, peakResidentMB: 0)
+        if let test = data.test {
+            let t = HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
+                                           filler: data.filler, seed: c.evaluationSeed)
+            summary.testNegElbo = t.meanNegELBO
+            summary.testRate = t.meanRate
+            summary.testDistortion = t.meanDistortion
+            if c.nllSamples > 0 {
+                let report = HeldOutEvaluation.report(
+                    layout: state.layout, parameters: state.parameters, dataset: test, filler: data.filler,
+                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit)
+                summary.nll = report.nll
+                summary.nllK = c.nllSamples
+                summary.nllSamples = report.samples
+                summary.activeUnits = report.activeUnits
+                summary.mutualInformation = report.mutualInformation
+            }
+        }
+        summary.peakResidentMB = peakResidentMegabytes()
+        return summary
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import ClusterRuntime
+import Foundation
+import Logging
+import VAETraining
+
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vae-worker",
+        abstract: "Compute VAE gradients for a vae-coordinator.",
+        subcommands: [Join.self])
+}
+
+struct Join: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Join a coordinator, compute the gradients of the samples it sends, exit 0 when the run ends.")
+
+    @Option(help: ArgumentHelp("The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.", valueName: "endpoint"))
+    var coordinator: String
+    @Option(help: "BLAS threads.")
+    var threads = 1
+    @Option(help: "This worker's name in the coordinator's log (default: host name and process id).")
+    var name: String?
+    @Option(name: .customLong("coordinator-timeout"), help: "Seconds without any message from the coordinator before giving up.")
+    var coordinatorTimeout = 120.0
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
+        guard coordinatorTimeout > 0 else { throw ValidationError("--coordinator-timeout must be positive") }
+        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
+            throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://HOST:5555 or ipc:///path, not '\(coordinator)'")
+        }
+    }
+
+    func run() async throws {
+        let logger = logging.logger("vae.worker")
+        let worker = try WorkerRuntime(
+            options: WorkerOptions(coordinator: coordinator, threads: threads,
+                                   name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
+                                   coordinatorTimeout: .seconds(coordinatorTimeout)),
+            logger: logger)
+        let message = try worker.run()
+        logger.info("stopped", metadata: ["reason": "\(message)", "steps": "\(worker.stepsComputed)"])
+    }
+}
