@@ -86,6 +86,8 @@ let package = Package(
             ],
             path: "Benchmarks/vae-bench"),
 
+        // Fixtures shared by test targets: small datasets on disk, child processes.
+        .target(name: "TestSupport", dependencies: ["VAECore", "ClusterRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
@@ -94,8 +96,8 @@ let package = Package(
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ"]),
-        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining"]),
+            dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),
+        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining", "TestSupport"]),
     ]
 )
 

@@ -69,6 +69,10 @@ public final class CoordinatorRuntime {
     var epochsReported = 0
     var output: RunOutput?
     var onEpoch: (EpochMetrics) -> Void = { _ in }
+    /// Set from a signal handler: finish at the next message boundary.
+    public let stopRequest = StopRequest()
+    /// The signal that ended the run early, if one did.
+    public private(set) var stoppedBySignal: Int32?
 
     public init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger) throws {
         try configuration.validate()
@@ -106,9 +110,29 @@ public final class CoordinatorRuntime {
         BLAS.setThreads(configuration.threads)
         try output?.resetMetrics()
         logger.info("waiting for workers", metadata: ["endpoint": "\(endpoint)", "workers": "\(options.workers)"])
+        do {
+            try loop()
+        } catch {
+            // Tell every joined worker, so that none waits for a coordinator that is gone.
+            for peer in machine.workers {
+                try? socket.send(Message.stop(.aborted, "\(error)"), to: peer.bytes)
+            }
+            throw error
+        }
+        let summary = RunReporting.summary(
+            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
+        try output?.write(summary)
+        return summary
+    }
+
+    private func loop() throws {
         let started = ContinuousClock.now
         let maxBytes = 4 * state.layout.count + (2 << 20)
         while machine.phase != .finished {
+            if let signal = stopRequest.signal {
+                try stopEarly(signal: signal)
+                return
+            }
             let frames: [ZMQFrame]?
             do {
                 frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .milliseconds(200))
@@ -122,10 +146,23 @@ public final class CoordinatorRuntime {
             }
             try handle(frames)
         }
-        let summary = RunReporting.summary(
-            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
-        try output?.write(summary)
-        return summary
+    }
+
+    /// Abandons the step in flight, checkpoints the parameters of the last completed step and
+    /// tells every worker to stop.
+    private func stopEarly(signal: Int32) throws {
+        stoppedBySignal = signal
+        logger.notice("stopping on signal", metadata: ["signal": "\(signal)", "step": "\(state.step)"])
+        if epochSums.samples > 0 {
+            try completeEpoch(epochsReported + 1)
+        }
+        if let output {
+            try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
+                .write(to: output.checkpoint)
+        }
+        for peer in machine.workers {
+            try? socket.send(Message.stop(.shutdown, "the coordinator was stopped at step \(state.step)"), to: peer.bytes)
+        }
     }
 
     private func checkDeadlines(started: ContinuousClock.Instant) throws {

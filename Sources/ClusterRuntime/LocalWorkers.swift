@@ -1,10 +1,13 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `vae-worker` processes started by the coordinator on its own machine (`--local-workers`),
 /// from the executable next to the running one. They are terminated and reaped when the run ends
 /// or fails.
 public final class LocalWorkers {
-    let processes: [Process]
+    let processes: [SpawnedProcess]
 
     /// Starts `count` workers that join `endpoint`.
     public init(count: Int, endpoint: String, threads: Int, logLevel: String) throws {
@@ -20,20 +23,21 @@ public final class LocalWorkers {
         var environment = ProcessInfo.processInfo.environment
         // OpenBLAS starts a thread per core at load time unless told otherwise; idle ones spin.
         environment["OPENBLAS_NUM_THREADS"] = String(threads)
-        var started: [Process] = []
+        var started: [SpawnedProcess] = []
         for i in 0..<count {
-            let process = Process()
-            process.executableURL = executable
-            process.arguments = ["join", "--coordinator", endpoint, "--threads", String(threads),
-                                 "--name", "local-\(i)", "--log-level", logLevel]
-            process.environment = environment
             do {
-                try process.run()
+                started.append(try SpawnedProcess(
+                    executable: executable.path,
+                    arguments: ["join", "--coordinator", endpoint, "--threads", String(threads),
+                                "--name", "local-\(i)", "--log-level", logLevel],
+                    environment: environment))
             } catch {
-                for p in started { p.terminate() }
-                throw ClusterError("cannot start \(executable.path): \(error.localizedDescription)")
+                for p in started {
+                    p.send(SIGKILL)
+                    p.wait()
+                }
+                throw error
             }
-            started.append(process)
         }
         processes = started
     }
@@ -42,17 +46,19 @@ public final class LocalWorkers {
     public func wait() -> [String] {
         var failures: [String] = []
         for (i, process) in processes.enumerated() {
-            process.waitUntilExit()
-            if process.terminationReason != .exit || process.terminationStatus != 0 {
-                failures.append("local-\(i) (pid \(process.processIdentifier)) ended with status \(process.terminationStatus)")
-            }
+            let code = process.wait()
+            if code != 0 { failures.append("local-\(i) (pid \(process.pid)) ended with status \(code)") }
         }
         return failures
     }
 
-    /// Terminates the workers that are still running and reaps them.
+    /// Terminates the workers that are still running (SIGTERM, then SIGKILL after 5 s) and
+    /// reaps them.
     public func terminate() {
-        for process in processes where process.isRunning { process.terminate() }
-        for process in processes { process.waitUntilExit() }
+        for process in processes where process.isRunning { process.send(SIGTERM) }
+        for process in processes where process.wait(timeout: .seconds(5)) == nil {
+            process.send(SIGKILL)
+            process.wait()
+        }
     }
 }

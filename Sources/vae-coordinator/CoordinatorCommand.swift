@@ -52,10 +52,15 @@ struct Start: AsyncParsableCommand {
             logger: logger)
         let output = try RunOutput(directory: training.out)
         emit("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
+        let signalSources = runtime.stopRequest.installSignalHandlers()
+        defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
         defer { local.terminate() }
         let summary = try runtime.run(output: output) { emit(RunReporting.progressLine($0, workers: count)) }
         let failures = local.wait()
+        if let signal = runtime.stoppedBySignal {
+            emit("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
+        }
         emit(RunReporting.finalLine(summary))
         emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {

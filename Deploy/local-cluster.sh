@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs a coordinator and N workers as separate processes on this machine, connected over an ipc
+# socket, and stops every one of them on exit, on error or on Ctrl-C (no orphan is left).
+#
+# Usage: Deploy/local-cluster.sh N [training options of vae-coordinator start]
+#   e.g. Deploy/local-cluster.sh 2 --data Data/mnist --epochs 10 --batch 256 --out runs/local
+# Environment: BIN (default .build/release), built with `swift build -c release` if missing.
+set -euo pipefail
+if [ $# -lt 1 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 N [training options]   (N = number of workers, at least 1)" >&2
+  exit 2
+fi
+workers=$1
+shift
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.build/release}
+if [ ! -x "$BIN/vae-coordinator" ] || [ ! -x "$BIN/vae-worker" ]; then
+  swift build -c release >&2
+fi
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Give them a moment to leave cleanly, then make sure.
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+endpoint="ipc://$dir/coordinator.sock"
+"$BIN/vae-coordinator" start --bind "$endpoint" --workers "$workers" "$@" &
+coordinator=$!
+pids+=("$coordinator")
+for i in $(seq 1 "$workers"); do
+  OPENBLAS_NUM_THREADS=1 "$BIN/vae-worker" join --coordinator "$endpoint" --name "worker-$i" &
+  pids+=("$!")
+done
+
+status=0
+wait "$coordinator" || status=$?
+for pid in "${pids[@]:1}"; do wait "$pid" || status=${status:-$?}; done
+exit "$status"

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import TestSupport
+import VAECore
+import VAEData
+@testable import VAETraining
+
+/// Real coordinator and worker processes on loopback with ephemeral ports.
+@Suite(.serialized) struct DistributedTrainingTests {
+    /// Model and data options shared by the distributed and the single-process runs.
+    static func modelArguments(train: String, test: String) -> [String] {
+        ["--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32", "--seed", "5"]
+    }
+
+    /// Starts a coordinator on an ephemeral port and returns it with its endpoint.
+    static func coordinator(_ arguments: [String], workers: Int, in dir: URL, name: String = "coordinator") throws -> (ChildProcess, String) {
+        let process = try ChildProcess("vae-coordinator", ["start", "--bind", "tcp://127.0.0.1:*", "--workers", "\(workers)",
+                                                           "--join-timeout", "60", "--step-timeout", "60"] + arguments,
+                                       directory: dir, name: name)
+        guard let out = process.waitForOutput(containing: "coordinator at ", timeout: .seconds(60)),
+              let line = out.split(separator: "\n").first(where: { $0.hasPrefix("coordinator at ") }),
+              let end = line.range(of: ": ") else {
+            throw ChildProcessError("the coordinator did not start: \(process.stderr)")
+        }
+        return (process, String(line[line.index(line.startIndex, offsetBy: 15)..<end.lowerBound]))
+    }
+
+    static func workers(_ n: Int, endpoint: String, in dir: URL) throws -> [ChildProcess] {
+        try (0..<n).map {
+            try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--name", "w\($0)", "--coordinator-timeout", "60"],
+                             directory: dir, name: "worker-\($0)")
+        }
+    }
+
+    /// Parameters in PyTorch orientation, flattened in layout order.
+    static func parameters(_ url: URL) throws -> [Float] { try ModelCheckpoint.read(from: url).parameters }
+
+    @Test(arguments: [2, 3])
+    func coordinatorAndWorkersTrainAndEveryProcessExitsCleanly(_ n: Int) throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(
+            Self.modelArguments(train: train, test: test) + ["--epochs", "13", "--lr", "0.01", "--out", out.path],
+            workers: n, in: dir)
+        let workers = try Self.workers(n, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(60)) == 0, "\(w.name): \(w.stderr)") }
+        #expect(([coordinator] + workers).allSatisfy { !$0.isRunning })
+
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect(summary["steps"] as? Int == 13 * 16)
+        #expect(summary["samples_per_s"] is Double)
+        let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 13)
+        #expect(coordinator.stdout.contains("\(n) workers"))
+        // The checkpoint is the same format as vae train's.
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        #expect(checkpoint.step == 13 * 16 && checkpoint.epoch == 13)
+    }
+
+    /// With plain SGD and learning rate 1, one step's parameter change is minus the averaged
+    /// gradient: compare N workers against one process on the same global batch (32 samples:
+    /// parts of 11, 11 and 10 for three workers).
+    @Test(arguments: [1, 2, 3])
+    func averagedGradientOfNWorkersEqualsTheSingleProcessGradient(_ n: Int) throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test) + ["--optimizer", "sgd", "--momentum", "0", "--lr", "1", "--max-steps", "1"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: n, in: dir)
+        let workers = try Self.workers(n, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(120)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { _ = w.wait(timeout: .seconds(30)) }
+        let distributed = try Self.parameters(out.appendingPathComponent("checkpoint.safetensors"))
+
+        let configuration = try TrainingOptions.parse(arguments).configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: .init(label: "test"))
+        let initial = trainer.parameters
+        _ = try trainer.run(output: nil) { _ in }
+        let layout = trainer.layout
+        // Compare in the checkpoint's orientation.
+        func oriented(_ p: [Float]) -> [Float] {
+            p.withUnsafeBufferPointer { b in layout.tensors.flatMap { layout.values(of: $0, in: b) } }
+        }
+        let single = oriented(trainer.parameters)
+        let start = oriented(initial)
+        let distributedFlat = oriented(distributed)
+        let gSingle = zip(start, single).map { $0 - $1 }
+        let gDistributed = zip(start, distributedFlat).map { $0 - $1 }
+        let scale = gSingle.map(abs).max()!
+        let worst = zip(gSingle, gDistributed).map { abs($0 - $1) }.max()!
+        #expect(scale > 0)
+        #expect(worst / scale <= 1e-5, "largest relative difference \(worst / scale) with \(n) workers")
+    }
+
+    @Test func twoHundredStepsWithTwoWorkersEndAtTheSingleProcessParameters() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--max-steps", "200", "--epochs", "20"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { _ = w.wait(timeout: .seconds(30)) }
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        #expect(checkpoint.step == 200)
+
+        let configuration = try TrainingOptions.parse(arguments).configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: .init(label: "test"))
+        _ = try trainer.run(output: nil) { _ in }
+        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
+        let scale = trainer.parameters.map(abs).max()!
+        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    }
+
+    @Test func missingWorkersTimeOutWithAClearMessageAndTheJoinedWorkerStops() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let coordinator = try ChildProcess(
+            "vae-coordinator",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--workers", "2", "--join-timeout", "2", "--out", dir.appendingPathComponent("run").path]
+                + Self.modelArguments(train: train, test: test),
+            directory: dir, name: "coordinator")
+        guard let out = coordinator.waitForOutput(containing: "coordinator at ", timeout: .seconds(60)),
+              let line = out.split(separator: "\n").first, let end = line.range(of: ": ") else {
+            Issue.record("no coordinator: \(coordinator.stderr)")
+            return
+        }
+        let endpoint = String(line[line.index(line.startIndex, offsetBy: 15)..<end.lowerBound])
+        let worker = try Self.workers(1, endpoint: endpoint, in: dir)[0]
+        let status = coordinator.wait(timeout: .seconds(60))
+        #expect(status != nil && status != 0)
+        #expect(coordinator.stderr.contains("only 1 of 2 workers joined"))
+        let workerStatus = worker.wait(timeout: .seconds(30))
+        #expect(workerStatus != nil && workerStatus != 0, "the joined worker should be told the run was aborted")
+        #expect(worker.stderr.contains("aborted"))
+    }
+
+    @Test func aWorkerWithoutACoordinatorGivesUpWithAClearMessage() throws {
+        let dir = SyntheticData.temporaryDirectory()
+        defer { SyntheticData.cleanup(dir) }
+        let worker = try ChildProcess("vae-worker", ["join", "--coordinator", "tcp://127.0.0.1:9", "--coordinator-timeout", "1"],
+                                      directory: dir, name: "worker")
+        let status = worker.wait(timeout: .seconds(30))
+        #expect(status != nil && status != 0)
+        #expect(worker.stderr.contains("no message from the coordinator"))
+    }
+}

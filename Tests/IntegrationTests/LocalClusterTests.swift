@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The two local modes: `vae-coordinator start --local-workers N` and `Deploy/local-cluster.sh`.
+@Suite(.serialized) struct LocalClusterTests {
+    /// Whether any process of process group `group` is alive.
+    func groupIsAlive(_ group: pid_t) -> Bool { kill(-group, 0) == 0 }
+
+    @Test func localWorkersAreStartedAndReapedByTheCoordinator() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let out = dir.appendingPathComponent("run")
+        let coordinator = try ChildProcess(
+            "vae-coordinator",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--data", train, "--test-data", test,
+             "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "3", "--out", out.path],
+            directory: dir, name: "coordinator")
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
+        #expect(coordinator.stdout.contains("2 workers"))
+        #expect(coordinator.stdout.contains("done: 48 steps"))
+        // No vae-worker joined to this coordinator survives it.
+        let endpoint = coordinator.stdout.split(separator: " ").dropFirst(2).first.map { String($0.dropLast()) } ?? "?"
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        let survivors = processes.filter { pid in
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return command.contains("vae-worker") && command.contains(endpoint)
+        }
+        #expect(survivors.isEmpty, "workers of \(endpoint) still running: \(survivors)")
+    }
+
+    @Test func localClusterScriptLeavesNoProcessBehindWhenStopped() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        guard let binaries = ChildProcess.binaries else { throw ChildProcessError("no binaries") }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Deploy/local-cluster.sh")
+        let cluster = try ChildProcess(
+            "/bin/bash",
+            [script.path, "2", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3",
+             "--batch", "8", "--epochs", "1000", "--out", dir.appendingPathComponent("run").path],
+            directory: dir, name: "cluster", environment: ["BIN": binaries.path], newSession: true)
+        let log = cluster.stdoutURL
+        let group = cluster.process.pid
+        defer { kill(-group, SIGKILL) }
+        // Wait until training is under way.
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline,
+              !((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("epoch ") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("epoch "), "training did not start")
+        kill(group, SIGTERM)
+        // Reap the script (a zombie would still count as a member of the group).
+        let status = cluster.process.wait(timeout: .seconds(30))
+        #expect(status != nil, "the script did not exit")
+        let stopDeadline = ContinuousClock.now + .seconds(30)
+        while groupIsAlive(group) && ContinuousClock.now < stopDeadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(!groupIsAlive(group), "processes of the cluster are still running")
+        #expect(cluster.stdout.contains("stopped by signal"), "\(cluster.stdout)\n\(cluster.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/checkpoint.safetensors").path))
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import VAECore
+
+/// Small datasets written to temporary directories, for tests that train in well under a second.
+public enum SyntheticData {
+    /// A fresh temporary directory; remove it with `cleanup`.
+    public static func temporaryDirectory(_ label: String = "vae-tests") -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    public static func cleanup(_ url: URL) { try? FileManager.default.removeItem(at: url) }
+
+    /// Writes a uint8 .npy file `[n, d]` of noisy copies of four binary prototypes.
+    public static func writePrototypes(to url: URL, count n: Int, dimension d: Int, seed: UInt64) {
+        var noise = [Float](repeating: 0, count: n * d)
+        noise.withUnsafeMutableBufferPointer { RandomKey(seed: seed, step: 0, sample: 0, stream: .split).fillUniform($0) }
+        var values = [UInt8](repeating: 0, count: n * d)
+        for i in 0..<n {
+            let prototype = i % 4
+            for j in 0..<d {
+                let on = (j / (d / 4)) == prototype || (j % 4 == prototype)
+                let flip = noise[i * d + j] < 0.05
+                values[i * d + j] = (on != flip) ? 230 : 10
+            }
+        }
+        var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(n), \(d)), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+        bytes += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8) + values
+        try! Data(bytes).write(to: url)
+    }
+
+    /// A directory with `train.npy` (`trainCount` samples) and `test.npy` (128) of dimension 16.
+    public static func dataset(trainCount: Int = 512) -> (directory: URL, train: String, test: String) {
+        let dir = temporaryDirectory()
+        let train = dir.appendingPathComponent("train.npy")
+        let test = dir.appendingPathComponent("test.npy")
+        writePrototypes(to: train, count: trainCount, dimension: 16, seed: 1)
+        writePrototypes(to: test, count: 128, dimension: 16, seed: 2)
+        return (dir, train.path, test.path)
+    }
+}
