@@ -81,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "vae-bench",
             dependencies: [
-                "VAECore",
+                "VAECore", "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/vae-bench"),

@@ -8,7 +8,7 @@ struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae-bench",
         abstract: "Measure sgemm speed, the training step and IWAE evaluation of the numeric core.",
-        subcommands: [Sgemm.self, Step.self, IWAE.self])
+        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self])
 }
 
 struct ModelOptions: ParsableArguments {

@@ -61,6 +61,12 @@ public final class CoordinatorRuntime {
     var accumulator: [Float]
     var stepStarted = ContinuousClock.now
 
+    // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
+    var timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
+    var stepSendDone = ContinuousClock.now
+    var stepCompute = 0.0
+    var bytesMoved = 0
+
     // Progress of the run.
     var epochSums = LossSums.zero
     var epochStart = ContinuousClock.now
@@ -119,8 +125,16 @@ public final class CoordinatorRuntime {
             }
             throw error
         }
-        let summary = RunReporting.summary(
+        var summary = RunReporting.summary(
             state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
+        summary.workers = options.workers
+        if timing.steps > 0 {
+            let n = Double(timing.steps) / 1000
+            summary.stepTime = StepTimeBreakdown(
+                totalMs: trainSeconds / n, sendMs: timing.send / n, waitMs: timing.wait / n,
+                computeMs: timing.compute / n, sumMs: timing.sum / n, optimizerMs: timing.optimizer / n)
+            summary.bytesPerStep = Double(bytesMoved) / Double(timing.steps)
+        }
         try output?.write(summary)
         return summary
     }
@@ -196,11 +210,15 @@ public final class CoordinatorRuntime {
             names[peer] = hello.name
             try perform(machine.onHello(peer, hello))
         case .gradient(let gradient):
+            bytesMoved += frames.reduce(0) { $0 + $1.count }
             let directives = machine.onGradient(peer, step: Int(gradient.step), sampleCount: Int(gradient.sampleCount))
             for case .acceptGradient(_, _, let part) in directives {
                 partGradients[part] = gradient.gradient
                 partSums[part] = gradient.sums
+                if gradient.sums.count > 3 { stepCompute = max(stepCompute, gradient.sums[3]) }
+                let summing = ContinuousClock.now
                 sumReadyParts()
+                timing.sum += (ContinuousClock.now - summing).seconds
             }
             try perform(directives.filter { if case .acceptGradient = $0 { false } else { true } })
         case .heartbeat:
@@ -242,6 +260,7 @@ public final class CoordinatorRuntime {
                 try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
                 try sendWork(part)
+                stepSendDone = .now
             case .acceptGradient:
                 break
             case .discardGradient(let peer, let step, let reason):
@@ -301,9 +320,9 @@ public final class CoordinatorRuntime {
             rows = floats.withUnsafeBytes { Array($0) }
         }
         let step = UInt64(part.step)
-        try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
-        try socket.send(Message.work(Work(step: step, seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d),
-                                          sampleType: type, samples: rows)), to: part.peer.bytes)
+        bytesMoved += try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
+        bytesMoved += try socket.send(Message.work(Work(step: step, seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d),
+                                                        sampleType: type, samples: rows)), to: part.peer.bytes)
     }
 
     private func applyUpdate(step: Int, sampleCount: Int) throws {
@@ -314,7 +333,14 @@ public final class CoordinatorRuntime {
         }
         epochSums.samples += sampleCount
         guard epochSums.objective.isFinite else { throw TrainingError.diverged(step: step, loss: epochSums.objective) }
+        let updating = ContinuousClock.now
+        timing.send += (stepSendDone - stepStarted).seconds
+        timing.wait += (updating - stepSendDone).seconds
+        timing.compute += stepCompute
+        timing.steps += 1
+        stepCompute = 0
         state.applyUpdate(summedGradient: &accumulator, sampleCount: sampleCount)
+        timing.optimizer += (ContinuousClock.now - updating).seconds
         stepParameters = nil
         if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0, let output {
             try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
@@ -324,8 +350,7 @@ public final class CoordinatorRuntime {
     }
 
     private func completeEpoch(_ epoch: Int) throws {
-        let seconds = Double((ContinuousClock.now - epochStart).components.attoseconds) * 1e-18
-            + Double((ContinuousClock.now - epochStart).components.seconds)
+        let seconds = (ContinuousClock.now - epochStart).seconds
         trainSeconds += seconds
         samples += epochSums.samples
         state.epoch = state.step / plan.stepsPerEpoch

@@ -10,10 +10,19 @@ struct ReceivedFrame: FrameBytes {
     }
 }
 
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) * 1e-18
+    }
+}
+
 extension ZMQSocket {
-    /// Sends a protocol message, after the routing id `peer` on a ROUTER socket. Float payloads
-    /// go without a copy: libzmq keeps the `SharedFloats` alive until they are on the wire.
-    func send(_ frames: [OutgoingFrame], to peer: [UInt8]? = nil) throws {
+    /// Sends a protocol message, after the routing id `peer` on a ROUTER socket, and returns the
+    /// bytes sent. Float payloads go without a copy: libzmq keeps the `SharedFloats` alive until
+    /// they are on the wire.
+    @discardableResult
+    func send(_ frames: [OutgoingFrame], to peer: [UInt8]? = nil) throws -> Int {
         var all: [OutgoingFrame] = []
         if let peer { all.append(.bytes(peer)) }
         all += frames
@@ -26,6 +35,7 @@ extension ZMQSocket {
                 try unsafeSendNoCopy(floats.bytes, owner: floats, flags: flags)
             }
         }
+        return all.reduce(0) { $0 + $1.byteCount }
     }
 }
 

@@ -154,6 +154,7 @@ public final class WorkerRuntime {
 
     private func compute(_ work: Work) throws {
         guard let engine, let filler, let configuration else { throw ClusterError("WORK before WELCOME") }
+        let started = ContinuousClock.now
         let d = configuration.inputDimension
         let n = work.sampleIDs.count
         guard Int(work.dimension) == d else {
@@ -187,8 +188,10 @@ public final class WorkerRuntime {
             }
         }
         // The gradient buffer is reused next step, so it is sent as a copy.
+        let computeSeconds = (ContinuousClock.now - started).seconds
+        // Sums: objective, distortion, rate (summed over the samples), and this computation's seconds.
         let header = Message.gradientHeader(step: work.step, sampleCount: UInt32(n),
-                                            sums: [sums.objective, sums.distortion, sums.rate])
+                                            sums: [sums.objective, sums.distortion, sums.rate, computeSeconds])
         try socket.send(header, flags: .more)
         try gradient.withUnsafeBytes { try socket.send($0) }
         stepsComputed += 1

@@ -39,6 +39,36 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var threads: Int
     public var batch: Int
     public var peakResidentMB: Double
+    /// Distributed runs: workers, where a step's time went, and bytes on the wire per step.
+    public var workers: Int?
+    public var stepTime: StepTimeBreakdown?
+    public var bytesPerStep: Double?
+}
+
+/// Mean milliseconds per step, as the coordinator sees a step: sending the parameters and
+/// samples, waiting for the gradients (the slowest worker's computation plus the transfers), the
+/// workers' computation alone, summing the gradients, and the optimizer step.
+public struct StepTimeBreakdown: Sendable, Codable, Equatable {
+    public var totalMs: Double
+    public var sendMs: Double
+    public var waitMs: Double
+    /// The slowest worker's fill-and-gradient time per step, as the workers report it.
+    public var computeMs: Double
+    /// waitMs - computeMs: the gradient transfer, the parameter transfer not hidden by sending,
+    /// and the workers' receive/send overhead.
+    public var communicationMs: Double
+    public var sumMs: Double
+    public var optimizerMs: Double
+
+    public init(totalMs: Double, sendMs: Double, waitMs: Double, computeMs: Double, sumMs: Double, optimizerMs: Double) {
+        self.totalMs = totalMs
+        self.sendMs = sendMs
+        self.waitMs = waitMs
+        self.computeMs = computeMs
+        self.communicationMs = waitMs - computeMs
+        self.sumMs = sumMs
+        self.optimizerMs = optimizerMs
+    }
 }
 
 /// The files a run writes into its output directory.
