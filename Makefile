@@ -1,9 +1,11 @@
 # vae-cluster: the two commands of the quick start, and their parts.
-#   make train   install missing apt packages, build in release, train on the bundled MNIST
+#   make train   install missing apt packages, build in release, train on the bundled MNIST with
+#                a coordinator and WORKERS (2) local worker processes; prints the test -ELBO and NLL
 #   make test    install missing apt packages, build and run the test suite
-.PHONY: deps build train test bench clean
+.PHONY: deps build train train-single test bench clean
 
-ARGS ?= --epochs 10 --batch 128 --hidden 400 --latent 20 --lr 1e-3 --seed 1 --threads 1 --nll-k 5000 --nll-limit 1000 --out runs/mnist
+WORKERS ?= 2
+ARGS ?= --epochs 10 --batch 128 --hidden 400 --latent 20 --lr 1e-3 --seed 1 --nll-k 5000 --nll-limit 1000 --out runs/mnist
 
 deps:
 	scripts/install-deps.sh
@@ -12,7 +14,10 @@ build: deps
 	swift build -c release
 
 train: build
-	.build/release/vae train --data Data/mnist $(ARGS)
+	.build/release/vae-coordinator start --local-workers $(WORKERS) --bind 'tcp://127.0.0.1:*' --data Data/mnist $(ARGS)
+
+train-single: build
+	.build/release/vae train --data Data/mnist --threads 1 $(ARGS)
 
 test: deps
 	swift build --build-tests
@@ -20,6 +25,7 @@ test: deps
 
 bench: build
 	Benchmarks/compare.sh
+	Benchmarks/compare-distributed.sh
 
 clean:
 	rm -rf .build runs

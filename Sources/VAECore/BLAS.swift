@@ -8,6 +8,11 @@ public enum BLAS {
         openblas_set_num_threads(Int32(max(1, count)))
     }
 
+    /// Makes the calling thread flush denormal floats to zero (inputs and results). The numeric
+    /// core calls it on entry to its hot loops; values below 1.2e-38 become 0.
+    @inlinable
+    public static func flushDenormalsToZero() { vae_flush_denormals_to_zero() }
+
     /// The number of threads OpenBLAS uses.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 

@@ -74,6 +74,7 @@ public final class Evaluator {
         parameters: UnsafeBufferPointer<Float>, inputs: UnsafeBufferPointer<Float>,
         sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64
     ) {
+        BLAS.flushDenormalsToZero()
         let d = layout.architecture.inputDimension
         var start = 0
         while start < sampleIDs.count {

@@ -53,6 +53,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
         to parameters: UnsafeMutableBufferPointer<Float>
     ) {
         precondition(gradient.count == parameters.count, "gradient and parameters differ in length")
+        BLAS.flushDenormalsToZero()
         step += 1
         let n = parameters.count
         let t = step

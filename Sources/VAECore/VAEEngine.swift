@@ -104,6 +104,7 @@ public final class VAEEngine {
         seed: UInt64, step: Int,
         gradient: UnsafeMutableBufferPointer<Float>
     ) -> LossSums {
+        BLAS.flushDenormalsToZero()
         let d = layout.architecture.inputDimension
         let n = sampleIDs.count
         precondition(parameters.count == layout.count && gradient.count == layout.count,
@@ -127,6 +128,7 @@ public final class VAEEngine {
         parameters: UnsafeBufferPointer<Float>, inputs: UnsafeBufferPointer<Float>,
         sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64, step: Int
     ) -> LossSums {
+        BLAS.flushDenormalsToZero()
         let d = layout.architecture.inputDimension
         var sums = LossSums.zero
         var start = 0

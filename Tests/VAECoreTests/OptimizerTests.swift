@@ -69,3 +69,20 @@ import Testing
         #expect(abs(exponential.learningRate(base: 1, step: 10) - 0.904_382_075) < 1e-9)
     }
 }
+
+@Suite struct DenormalTests {
+    /// A parameter whose gradient becomes zero: Adam's first moment decays by 0.9 a step and would
+    /// pass through the denormal range (which costs many times a normal float per operation).
+    @Test func adamMomentsOfAVanishedGradientBecomeZeroNotDenormal() {
+        var params: [Float] = [1]
+        var state = OptimizerState(kind: .adam(), parameterCount: 1)
+        let one: [Float] = [1]
+        let zero: [Float] = [0]
+        one.withUnsafeBufferPointer { g in params.withUnsafeMutableBufferPointer { state.apply(learningRate: 1e-3, gradient: g, to: $0) } }
+        for _ in 0..<1000 {
+            zero.withUnsafeBufferPointer { g in params.withUnsafeMutableBufferPointer { state.apply(learningRate: 1e-3, gradient: g, to: $0) } }
+            #expect(state.first[0] == 0 || state.first[0].isNormal)
+        }
+        #expect(state.first[0] == 0)
+    }
+}
