@@ -121,7 +121,7 @@ public final class CoordinatorRuntime {
         } catch {
             // Tell every joined worker, so that none waits for a coordinator that is gone.
             for peer in machine.workers {
-                try? socket.send(Message.stop(.aborted, "\(error)"), to: peer.bytes)
+                _ = try? socket.send(Message.stop(.aborted, "\(error)"), to: peer.bytes)
             }
             throw error
         }
@@ -175,7 +175,7 @@ public final class CoordinatorRuntime {
                 .write(to: output.checkpoint)
         }
         for peer in machine.workers {
-            try? socket.send(Message.stop(.shutdown, "the coordinator was stopped at step \(state.step)"), to: peer.bytes)
+            _ = try? socket.send(Message.stop(.shutdown, "the coordinator was stopped at step \(state.step)"), to: peer.bytes)
         }
     }
 
@@ -201,7 +201,7 @@ public final class CoordinatorRuntime {
         } catch {
             logger.warning("invalid message", metadata: ["peer": "\(names[peer] ?? "\(peer)")", "error": "\(error)"])
             if names[peer] == nil {
-                try? socket.send(Message.reject(.invalidMessage, "\(error)"), to: peer.bytes)
+                _ = try? socket.send(Message.reject(.invalidMessage, "\(error)"), to: peer.bytes)
             }
             return
         }
@@ -257,7 +257,7 @@ public final class CoordinatorRuntime {
             case .reject(let peer, let code, let text):
                 logger.warning("refused a peer", metadata: ["name": "\(names[peer] ?? "\(peer)")", "reason": "\(text)"])
                 let reason: RejectReason = code == .versionMismatch ? .versionMismatch : .notAccepting
-                try? socket.send(Message.reject(reason, text), to: peer.bytes)
+                _ = try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
                 try sendWork(part)
                 stepSendDone = .now
@@ -275,7 +275,7 @@ public final class CoordinatorRuntime {
                         .write(to: output.checkpoint)
                 }
                 for peer in workers {
-                    try? socket.send(Message.stop(.finished, "training finished at step \(state.step)"), to: peer.bytes)
+                    _ = try? socket.send(Message.stop(.finished, "training finished at step \(state.step)"), to: peer.bytes)
                 }
             }
         }

@@ -83,6 +83,8 @@ import Testing
             zero.withUnsafeBufferPointer { g in params.withUnsafeMutableBufferPointer { state.apply(learningRate: 1e-3, gradient: g, to: $0) } }
             #expect(state.first[0] == 0 || state.first[0].isNormal)
         }
-        #expect(state.first[0] == 0)
+        // With denormals flushed, 0.1 * m flushes to zero once it would be denormal, so m settles
+        // just above the smallest normal float instead of reaching 0: tiny and normal.
+        #expect(state.first[0] < 1e-36)
     }
 }
