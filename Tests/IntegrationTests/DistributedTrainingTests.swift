@@ -95,17 +95,29 @@ import VAEData
         #expect(worst / scale <= 1e-5, "largest relative difference \(worst / scale) with \(n) workers")
     }
 
-    @Test func twoHundredStepsWithTwoWorkersEndAtTheSingleProcessParameters() throws {
+    static let optionSets: [[String]] = [
+        ["--lr", "0.01", "--max-steps", "200", "--epochs", "20"],
+        ["--iwae-k", "3", "--warmup-steps", "20", "--clip-norm", "5", "--lr-schedule", "exponential", "--lr-gamma", "0.99",
+         "--lr", "0.01", "--max-steps", "60", "--epochs", "20"],
+        ["--beta", "0.5", "--free-bits", "0.05", "--mc-samples", "2", "--optimizer", "sgd", "--momentum", "0.9",
+         "--lr", "0.02", "--lr-schedule", "step", "--lr-decay-every", "20", "--max-steps", "60", "--epochs", "20"],
+        ["--likelihood", "gaussian-learned", "--activation", "tanh", "--lr", "0.005", "--max-steps", "60", "--epochs", "20"],
+    ]
+
+    /// Distributed training with every kind of option ends where single-process training does.
+    @Test(arguments: optionSets)
+    func twoWorkersEndAtTheSingleProcessParameters(_ options: [String]) throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
-        let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--max-steps", "200", "--epochs", "20"]
+        let arguments = Self.modelArguments(train: train, test: test) + options
+        let steps = Int(options[options.firstIndex(of: "--max-steps")! + 1])!
         let out = dir.appendingPathComponent("run")
         let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
         let workers = try Self.workers(2, endpoint: endpoint, in: dir)
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { _ = w.wait(timeout: .seconds(30)) }
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
-        #expect(checkpoint.step == 200)
+        #expect(checkpoint.step == steps)
 
         let configuration = try TrainingOptions.parse(arguments).configuration()
         let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
