@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "VAETraining",
+                "ClusterRuntime", "Coordination", "VAETraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -7,22 +7,29 @@ import VAETraining
 import WireProtocol
 import ZeroMQ
 
-/// How the coordinator listens and how long it waits.
+/// How the coordinator listens, how long it waits, and how it tolerates faults.
 public struct CoordinatorOptions: Sendable {
     /// ZeroMQ endpoint to bind, e.g. `tcp://127.0.0.1:5555`, `tcp://127.0.0.1:*` or `ipc:///tmp/vae.sock`.
     public var bind: String
     /// Workers to wait for before the first step.
     public var workers: Int
-    /// Give up if the workers have not all joined by then.
+    /// Give up if those workers have not all joined by then.
     public var joinTimeout: Duration
-    /// Give up if a step's gradients have not all arrived by then.
-    public var stepTimeout: Duration
+    /// Worker failures: minimum and maximum live workers, heartbeat timeout, step deadline, strikes.
+    public var policy: FaultPolicy
+    /// How often the coordinator tells idle workers it is alive.
+    public var heartbeatInterval: Duration
+    /// Write `coverage.jsonl`: the positions of every accepted part.
+    public var coverageLog: Bool
 
-    public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), stepTimeout: Duration = .seconds(120)) {
+    public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
+                heartbeatInterval: Duration = .seconds(1), coverageLog: Bool = false) {
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout
-        self.stepTimeout = stepTimeout
+        self.policy = policy ?? FaultPolicy(minWorkers: 1)
+        self.heartbeatInterval = heartbeatInterval
+        self.coverageLog = coverageLog
     }
 }
 
@@ -34,8 +41,8 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
 
 /// The coordinator process: binds a ROUTER socket, admits workers, sends each its part of every
 /// step (the parameters and the samples), sums their gradients in part order, takes the
-/// optimizer step, evaluates, checkpoints. Decisions are the `CoordinatorStateMachine`'s; this
-/// type performs them.
+/// optimizer step, evaluates, checkpoints; re-issues the work of workers that die, stall or
+/// leave. Decisions are the `CoordinatorStateMachine`'s; this type performs them.
 public final class CoordinatorRuntime {
     public let configuration: TrainingConfiguration
     public let data: TrainingData
@@ -43,6 +50,8 @@ public final class CoordinatorRuntime {
     /// The endpoint actually bound (with the real port when `bind` asked for `*`).
     public let endpoint: String
     public private(set) var state: TrainingState
+    /// The step this run started from (0, or the resumed checkpoint's).
+    public let startStep: Int
     let logger: Logger
     let context: ZMQContext
     let socket: ZMQSocket
@@ -50,6 +59,7 @@ public final class CoordinatorRuntime {
     let welcomeConfiguration: [UInt8]
     var machine: CoordinatorStateMachine
     var names: [PeerID: String] = [:]
+    var lastHeartbeat = ContinuousClock.now
 
     // The step in flight.
     var order: [Int32] = []
@@ -73,6 +83,7 @@ public final class CoordinatorRuntime {
     var trainSeconds = 0.0
     var samples = 0
     var epochsReported = 0
+    var trainingStarted = false
     var output: RunOutput?
     var onEpoch: (EpochMetrics) -> Void = { _ in }
     /// Set from a signal handler: finish at the next message boundary.
@@ -80,7 +91,9 @@ public final class CoordinatorRuntime {
     /// The signal that ended the run early, if one did.
     public private(set) var stoppedBySignal: Int32?
 
-    public init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger) throws {
+    /// A new run, or with `resume` the continuation of the run whose checkpoint it is.
+    public init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger,
+                resume: ModelCheckpoint? = nil) throws {
         try configuration.validate()
         let architecture = configuration.architecture(inputDimension: data.train.dimension)
         try architecture.validate()
@@ -90,11 +103,24 @@ public final class CoordinatorRuntime {
         self.options = options
         self.logger = logger
         let layout = ParameterLayout(architecture)
-        state = TrainingState(configuration: configuration, layout: layout)
+        if let resume {
+            guard resume.architecture == architecture else {
+                throw ClusterError("the checkpoint's architecture does not match the configuration")
+            }
+            guard resume.datasetFingerprint == data.train.fingerprint else {
+                throw ClusterError("the checkpoint was trained on data with fingerprint \(resume.datasetFingerprint), but \(configuration.data.path) has \(data.train.fingerprint); resume with the same data")
+            }
+            state = TrainingState(checkpoint: resume)
+        } else {
+            state = TrainingState(configuration: configuration, layout: layout)
+        }
+        startStep = state.step
+        epochsReported = state.epoch
         plan = MinibatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize, seed: configuration.seed)
-        machine = CoordinatorStateMachine(schedule: RunSchedule(
-            sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
-            maxSteps: configuration.maxSteps, workers: options.workers))
+        machine = CoordinatorStateMachine(
+            schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
+                                  maxSteps: configuration.maxSteps, workers: options.workers),
+            policy: options.policy, startStep: state.step)
         accumulator = [Float](repeating: 0, count: layout.count)
         welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
         context = try ZMQContext()
@@ -114,8 +140,8 @@ public final class CoordinatorRuntime {
         self.output = output
         self.onEpoch = onEpoch
         BLAS.setThreads(configuration.threads)
-        try output?.resetMetrics()
-        logger.info("waiting for workers", metadata: ["endpoint": "\(endpoint)", "workers": "\(options.workers)"])
+        if startStep == 0 { try output?.resetMetrics() }
+        logger.info("waiting for workers", metadata: ["endpoint": "\(endpoint)", "workers": "\(options.workers)", "step": "\(startStep)"])
         do {
             try loop()
         } catch {
@@ -127,7 +153,7 @@ public final class CoordinatorRuntime {
         }
         var summary = RunReporting.summary(
             state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
-        summary.workers = options.workers
+        summary.workers = machine.workers.count
         if timing.steps > 0 {
             let n = Double(timing.steps) / 1000
             summary.stepTime = StepTimeBreakdown(
@@ -149,16 +175,24 @@ public final class CoordinatorRuntime {
             }
             let frames: [ZMQFrame]?
             do {
-                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .milliseconds(200))
+                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .milliseconds(100))
             } catch let error as ZMQReceiveLimitExceeded {
                 logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
                 continue
             }
-            guard let frames else {
-                try checkDeadlines(started: started)
-                continue
+            if let frames { try handle(frames) }
+            let now = ContinuousClock.now
+            try perform(machine.onTick(now: now))
+            if now - lastHeartbeat > options.heartbeatInterval {
+                lastHeartbeat = now
+                for peer in machine.workers {
+                    _ = try? socket.send(Message.heartbeat(step: UInt64(machine.step)), to: peer.bytes)
+                }
             }
-            try handle(frames)
+            if machine.phase == .waitingForWorkers && machine.step == startStep && machine.workers.count < options.workers
+                && now - started > options.joinTimeout {
+                throw ClusterError("only \(machine.workers.count) of \(options.workers) workers joined within \(options.joinTimeout); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
+            }
         }
     }
 
@@ -170,36 +204,28 @@ public final class CoordinatorRuntime {
         if epochSums.samples > 0 {
             try completeEpoch(epochsReported + 1)
         }
-        if let output {
-            try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
-                .write(to: output.checkpoint)
-        }
+        try writeCheckpoint()
         for peer in machine.workers {
             _ = try? socket.send(Message.stop(.shutdown, "the coordinator was stopped at step \(state.step)"), to: peer.bytes)
         }
     }
 
-    private func checkDeadlines(started: ContinuousClock.Instant) throws {
-        switch machine.phase {
-        case .waitingForWorkers where ContinuousClock.now - started > options.joinTimeout:
-            throw ClusterError("only \(machine.workers.count) of \(options.workers) workers joined within \(options.joinTimeout); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
-        case .running where ContinuousClock.now - stepStarted > options.stepTimeout:
-            let missing = zip(machine.parts, machine.received).filter { !$0.1 }.map { names[$0.0.peer] ?? "\($0.0.peer)" }
-            throw ClusterError("step \(machine.step) got no gradient from \(missing.joined(separator: ", ")) within \(options.stepTimeout); a worker may have died (see its log)")
-        default:
-            break
-        }
+    private func writeCheckpoint() throws {
+        try output?.write(state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics))
     }
+
+    private func name(_ peer: PeerID) -> String { names[peer] ?? "\(peer)" }
 
     private func handle(_ frames: [ZMQFrame]) throws {
         guard frames.count >= 2 else { return }
         let peer = PeerID(frames[0].bytes)
+        let now = ContinuousClock.now
         let message: Message
         do {
             message = try Message.decode(frames.dropFirst().map { ReceivedFrame(frame: $0) },
                                          limits: Limits(parameterCount: state.layout.count))
         } catch {
-            logger.warning("invalid message", metadata: ["peer": "\(names[peer] ?? "\(peer)")", "error": "\(error)"])
+            logger.warning("invalid message", metadata: ["peer": "\(name(peer))", "error": "\(error)"])
             if names[peer] == nil {
                 _ = try? socket.send(Message.reject(.invalidMessage, "\(error)"), to: peer.bytes)
             }
@@ -208,23 +234,28 @@ public final class CoordinatorRuntime {
         switch message {
         case .hello(let hello):
             names[peer] = hello.name
-            try perform(machine.onHello(peer, hello))
+            try perform(machine.onHello(peer, hello, now: now))
         case .gradient(let gradient):
             bytesMoved += frames.reduce(0) { $0 + $1.count }
-            let directives = machine.onGradient(peer, step: Int(gradient.step), sampleCount: Int(gradient.sampleCount))
+            let directives = machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
+                                                sampleCount: Int(gradient.sampleCount), now: now)
             for case .acceptGradient(_, _, let part) in directives {
                 partGradients[part] = gradient.gradient
                 partSums[part] = gradient.sums
                 if gradient.sums.count > 3 { stepCompute = max(stepCompute, gradient.sums[3]) }
+                if options.coverageLog, let output {
+                    try output.appendCoverage(step: machine.step, epoch: machine.epoch,
+                                              positions: machine.currentParts[part].positions)
+                }
                 let summing = ContinuousClock.now
                 sumReadyParts()
                 timing.sum += (ContinuousClock.now - summing).seconds
             }
             try perform(directives.filter { if case .acceptGradient = $0 { false } else { true } })
-        case .heartbeat:
-            break
+        case .leave:
+            try perform(machine.onLeave(peer, now: now))
         default:
-            logger.warning("unexpected message", metadata: ["peer": "\(names[peer] ?? "\(peer)")", "type": "\(message.type)"])
+            try perform(machine.onMessage(from: peer, now: now))
         }
     }
 
@@ -250,30 +281,42 @@ public final class CoordinatorRuntime {
         for directive in directives {
             switch directive {
             case .welcome(let peer, let index):
-                logger.info("worker joined", metadata: ["name": "\(names[peer] ?? "?")", "index": "\(index)"])
+                logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
                 try socket.send(Message.welcome(Welcome(
                     runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
                     configuration: welcomeConfiguration)), to: peer.bytes)
             case .reject(let peer, let code, let text):
-                logger.warning("refused a peer", metadata: ["name": "\(names[peer] ?? "\(peer)")", "reason": "\(text)"])
-                let reason: RejectReason = code == .versionMismatch ? .versionMismatch : .notAccepting
+                if code != .rejoin {
+                    logger.warning("refused a peer", metadata: ["name": "\(name(peer))", "reason": "\(text)"])
+                }
+                let reason: RejectReason = switch code {
+                case .versionMismatch: .versionMismatch
+                case .notAccepting: .notAccepting
+                case .rejoin: .rejoin
+                }
                 _ = try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
-                try sendWork(part)
+                do {
+                    try sendWork(part)
+                } catch let error as ZMQError where error.code == .hostUnreachable {
+                    // The peer disconnected: the next tick declares it dead and re-issues the part.
+                    logger.warning("cannot reach a worker", metadata: ["name": "\(name(part.peer))"])
+                }
                 stepSendDone = .now
             case .acceptGradient:
                 break
             case .discardGradient(let peer, let step, let reason):
-                logger.notice("discarded a gradient", metadata: ["worker": "\(names[peer] ?? "\(peer)")", "step": "\(step)", "reason": "\(reason)"])
+                logger.notice("discarded a gradient", metadata: ["worker": "\(name(peer))", "step": "\(step)", "reason": "\(reason)"])
+            case .workerLost(let peer, let reason):
+                logger.warning("worker lost; its work goes to the others", metadata: ["name": "\(name(peer))", "reason": "\(reason)", "step": "\(machine.step)"])
+            case .paused(let live, let needed):
+                logger.warning("paused: too few workers", metadata: ["live": "\(live)", "needed": "\(needed)"])
             case .applyUpdate(let step, let sampleCount):
                 try applyUpdate(step: step, sampleCount: sampleCount)
             case .epochCompleted(let epoch, _):
                 try completeEpoch(epoch)
             case .finish(let workers):
-                if let output {
-                    try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
-                        .write(to: output.checkpoint)
-                }
+                try writeCheckpoint()
                 for peer in workers {
                     _ = try? socket.send(Message.stop(.finished, "training finished at step \(state.step)"), to: peer.bytes)
                 }
@@ -285,11 +328,14 @@ public final class CoordinatorRuntime {
         if stepParameters == nil {
             // First part of a new step.
             stepParameters = SharedFloats(state.parameters)
-            partGradients = Array(repeating: nil, count: machine.parts.count)
-            partSums = Array(repeating: [], count: machine.parts.count)
+            partGradients = Array(repeating: nil, count: machine.currentParts.count)
+            partSums = Array(repeating: [], count: machine.currentParts.count)
             summedParts = 0
             stepStarted = .now
-            if part.step == 0 { epochStart = .now }  // training time starts when every worker is in
+            if !trainingStarted {
+                trainingStarted = true  // training time starts when enough workers are in
+                epochStart = .now
+            }
         }
         if orderEpoch != part.epoch {
             order = plan.order(epoch: part.epoch)
@@ -304,8 +350,8 @@ public final class CoordinatorRuntime {
             type = .uint8
             var bytes = [UInt8](repeating: 0, count: ids.count * d)
             values.withUnsafeBufferPointer { v in
-                for (r, id) in ids.enumerated() {
-                    bytes.withUnsafeMutableBufferPointer { b in
+                bytes.withUnsafeMutableBufferPointer { b in
+                    for (r, id) in ids.enumerated() {
                         (b.baseAddress! + r * d).update(from: v.baseAddress! + Int(id) * d, count: d)
                     }
                 }
@@ -321,12 +367,12 @@ public final class CoordinatorRuntime {
         }
         let step = UInt64(part.step)
         bytesMoved += try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
-        bytesMoved += try socket.send(Message.work(Work(step: step, seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d),
-                                                        sampleType: type, samples: rows)), to: part.peer.bytes)
+        bytesMoved += try socket.send(Message.work(Work(step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
+                                                        dimension: UInt32(d), sampleType: type, samples: rows)), to: part.peer.bytes)
     }
 
     private func applyUpdate(step: Int, sampleCount: Int) throws {
-        precondition(summedParts == machine.parts.count, "applyUpdate before every part was summed")
+        precondition(summedParts == machine.currentParts.count, "applyUpdate before every part was summed")
         for sums in partSums {
             epochSums += LossSums(samples: 0, objective: sums.count > 0 ? sums[0] : 0,
                                   distortion: sums.count > 1 ? sums[1] : 0, rate: sums.count > 2 ? sums[2] : 0)
@@ -342,11 +388,10 @@ public final class CoordinatorRuntime {
         state.applyUpdate(summedGradient: &accumulator, sampleCount: sampleCount)
         timing.optimizer += (ContinuousClock.now - updating).seconds
         stepParameters = nil
-        if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0, let output {
-            try state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
-                .write(to: output.checkpoint)
+        if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0 {
+            try writeCheckpoint()
         }
-        try perform(machine.stepApplied())
+        try perform(machine.stepApplied(now: .now))
     }
 
     private func completeEpoch(_ epoch: Int) throws {

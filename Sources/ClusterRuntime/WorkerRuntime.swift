@@ -17,12 +17,20 @@ public struct WorkerOptions: Sendable {
     public var name: String
     /// Give up when the coordinator has sent nothing for this long.
     public var coordinatorTimeout: Duration
+    /// How often to tell the coordinator this worker is alive when idle.
+    public var heartbeatInterval: Duration
+    /// After this long without a word from the coordinator, say HELLO again (with backoff): it may
+    /// have restarted.
+    public var rejoinAfter: Duration
 
-    public init(coordinator: String, threads: Int = 1, name: String, coordinatorTimeout: Duration = .seconds(120)) {
+    public init(coordinator: String, threads: Int = 1, name: String, coordinatorTimeout: Duration = .seconds(120),
+                heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5)) {
         self.coordinator = coordinator
         self.threads = threads
         self.name = name
         self.coordinatorTimeout = coordinatorTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.rejoinAfter = rejoinAfter
     }
 }
 
@@ -46,6 +54,8 @@ public final class WorkerRuntime {
     var parameterCount = 0
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
+    /// Set from a signal handler: leave at the next message boundary.
+    public let stopRequest = StopRequest()
 
     public init(options: WorkerOptions, logger: Logger) throws {
         self.options = options
@@ -54,26 +64,56 @@ public final class WorkerRuntime {
         socket = try ZMQSocket(context, type: .dealer, linger: 1000)
         try socket.setOption(.receiveHighWaterMark, 0)
         try socket.setOption(.sendHighWaterMark, 0)
+        // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
+        try socket.setOption(.reconnectInterval, 100)
+        try socket.setOption(.reconnectIntervalMax, 5000)
         try socket.connect(options.coordinator)
     }
 
-    /// Runs until the coordinator says STOP (returns its message) or refuses this worker
-    /// (throws).
+    /// Runs until the coordinator says STOP (returns its message), refuses this worker or stays
+    /// silent for `coordinatorTimeout` (throws), or a SIGTERM/SIGINT arrives (says LEAVE, returns).
     public func run() throws -> String {
         try perform(machine.start())
+        var lastHeard = ContinuousClock.now
+        var lastSent = ContinuousClock.now
+        var nextHello = ContinuousClock.now + options.rejoinAfter
+        var helloBackoff = options.rejoinAfter
         while true {
+            if let signal = stopRequest.signal {
+                try? socket.send(Message.leave())
+                return "left on signal \(signal) after \(stepsComputed) steps"
+            }
             let limits = Limits(parameterCount: parameterCount)
             let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
             let frames: [ZMQFrame]?
             do {
-                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: options.coordinatorTimeout)
+                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: options.heartbeatInterval)
             } catch let error as ZMQReceiveLimitExceeded {
                 logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
                 continue
             }
+            let now = ContinuousClock.now
             guard let frames else {
-                throw ClusterError("no message from the coordinator at \(options.coordinator) for \(options.coordinatorTimeout); is it running, and is the address right?")
+                let silence = now - lastHeard
+                if silence > options.coordinatorTimeout {
+                    throw ClusterError("no message from the coordinator at \(options.coordinator) for \(options.coordinatorTimeout); is it running, and is the address right?")
+                }
+                if silence > options.rejoinAfter, now >= nextHello {
+                    // The coordinator may have restarted: say HELLO again, backing off.
+                    logger.notice("the coordinator is silent; saying HELLO again", metadata: ["silent": "\(silence)"])
+                    try perform(machine.rejoin())
+                    nextHello = now + helloBackoff
+                    helloBackoff = min(helloBackoff * 2, .seconds(30))
+                    lastSent = now
+                } else if machine.state == .joined, now - lastSent >= options.heartbeatInterval {
+                    try socket.send(Message.heartbeat(step: UInt64(machine.parametersStep ?? 0)))
+                    lastSent = now
+                }
+                continue
             }
+            lastHeard = now
+            helloBackoff = options.rejoinAfter
+            nextHello = now + options.rejoinAfter
             let message: Message
             do {
                 message = try Message.decode(frames.map { ReceivedFrame(frame: $0) }, limits: limits)
@@ -85,6 +125,8 @@ public final class WorkerRuntime {
             case .welcome(let welcome):
                 configuration = try ClusterConfiguration.decode(welcome.configuration)
                 try perform(machine.onWelcome(welcome))
+            case .heartbeat:
+                break
             case .params(let step, let payload):
                 let directives = machine.onParameters(step: Int(step))
                 if directives.contains(.storeParameters(step: Int(step))) {
@@ -95,6 +137,7 @@ public final class WorkerRuntime {
                 let directives = machine.onWork(step: Int(work.step))
                 if directives == [.compute(step: Int(work.step))] {
                     try compute(work)
+                    lastSent = .now
                 } else {
                     try perform(directives)
                 }
@@ -104,9 +147,11 @@ public final class WorkerRuntime {
                     throw ClusterError(message)
                 }
             case .reject(let reason, let text):
-                for case .exit(_, let message) in machine.onReject(reason, text) {
+                let directives = machine.onReject(reason, text)
+                for case .exit(_, let message) in directives {
                     throw ClusterError(message)
                 }
+                try perform(directives)
             default:
                 logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
             }
@@ -190,7 +235,7 @@ public final class WorkerRuntime {
         // The gradient buffer is reused next step, so it is sent as a copy.
         let computeSeconds = (ContinuousClock.now - started).seconds
         // Sums: objective, distortion, rate (summed over the samples), and this computation's seconds.
-        let header = Message.gradientHeader(step: work.step, sampleCount: UInt32(n),
+        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n),
                                             sums: [sums.objective, sums.distortion, sums.rate, computeSeconds])
         try socket.send(header, flags: .more)
         try gradient.withUnsafeBytes { try socket.send($0) }

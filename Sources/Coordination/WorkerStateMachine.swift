@@ -58,7 +58,17 @@ public struct WorkerStateMachine: Sendable {
     }
 
     public mutating func onReject(_ reason: RejectReason, _ text: String) -> [WorkerDirective] {
+        if reason == .rejoin { return rejoin() }
         state = .finished
         return [.exit(success: false, message: "the coordinator refused this worker: \(text)")]
+    }
+
+    /// The coordinator no longer counts this worker, or has been silent too long (it may have
+    /// restarted): forget the parameters and say HELLO again.
+    public mutating func rejoin() -> [WorkerDirective] {
+        guard state != .finished else { return [] }
+        state = .connecting
+        parametersStep = nil
+        return [.sendHello]
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One line of `metrics.jsonl`: the figures of one epoch.
 public struct EpochMetrics: Sendable, Codable, Equatable {
@@ -85,6 +88,39 @@ public struct RunOutput: Sendable {
     }
 
     public var checkpoint: URL { directory.appendingPathComponent("checkpoint.safetensors") }
+    /// The checkpoint before the last one: kept so that a torn or corrupted last checkpoint never
+    /// loses the run.
+    public var previousCheckpoint: URL { directory.appendingPathComponent("checkpoint.prev.safetensors") }
+    /// With `--coverage-log`: which positions of each epoch's sample order each step used.
+    public var coverageLog: URL { directory.appendingPathComponent("coverage.jsonl") }
+
+    /// Writes `checkpoint` atomically, keeping the current one as `checkpoint.prev.safetensors`.
+    public func write(_ checkpoint: ModelCheckpoint) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: self.checkpoint.path) {
+            // rename(2) replaces the previous one atomically; at every moment at least one whole
+            // checkpoint exists.
+            if rename(self.checkpoint.path, previousCheckpoint.path) != 0 {
+                throw RunOutputError(message: "cannot keep the previous checkpoint as \(previousCheckpoint.path): \(String(cString: strerror(errno)))")
+            }
+        }
+        try checkpoint.write(to: self.checkpoint)
+    }
+
+    /// The newest checkpoint that loads: `checkpoint.safetensors`, or, if it is missing, torn or
+    /// corrupted, `checkpoint.prev.safetensors`. Throws, with both reasons, if neither loads.
+    public func latestCheckpoint(log: (String) -> Void = { _ in }) throws -> ModelCheckpoint {
+        var reasons: [String] = []
+        for url in [checkpoint, previousCheckpoint] {
+            do {
+                return try ModelCheckpoint.read(from: url)
+            } catch {
+                reasons.append("\(error)")
+                log("cannot use \(url.path): \(error)")
+            }
+        }
+        throw RunOutputError(message: "no usable checkpoint in \(directory.path): \(reasons.joined(separator: "; "))")
+    }
     public var metrics: URL { directory.appendingPathComponent("metrics.jsonl") }
     public var summary: URL { directory.appendingPathComponent("summary.json") }
 
@@ -100,14 +136,26 @@ public struct RunOutput: Sendable {
         try Data().write(to: metrics)
     }
 
-    /// Appends one epoch's line to `metrics.jsonl`.
-    public func append(_ metrics: EpochMetrics) throws {
-        var line = try Self.encoder().encode(metrics)
-        line.append(UInt8(ascii: "\n"))
-        let handle = try FileHandle(forWritingTo: self.metrics)
+    /// Appends one line to a JSON-lines file, creating it if needed.
+    func appendLine(_ line: Data, to url: URL) throws {
+        if !FileManager.default.fileExists(atPath: url.path) {
+            try Data().write(to: url)
+        }
+        let handle = try FileHandle(forWritingTo: url)
         defer { try? handle.close() }
         try handle.seekToEnd()
-        try handle.write(contentsOf: line)
+        try handle.write(contentsOf: line + [UInt8(ascii: "\n")])
+    }
+
+    /// Appends to `coverage.jsonl` that step `step` of epoch `epoch` used `positions` of the
+    /// epoch's sample order.
+    public func appendCoverage(step: Int, epoch: Int, positions: Range<Int>) throws {
+        try appendLine(Data("{\"step\":\(step),\"epoch\":\(epoch),\"from\":\(positions.lowerBound),\"to\":\(positions.upperBound)}".utf8), to: coverageLog)
+    }
+
+    /// Appends one epoch's line to `metrics.jsonl`.
+    public func append(_ metrics: EpochMetrics) throws {
+        try appendLine(try Self.encoder().encode(metrics), to: self.metrics)
     }
 
     /// Writes `summary.json` atomically.

@@ -99,7 +99,7 @@ public final class Trainer {
                 sums += stepSums
                 batchIndex += 1
                 if c.checkpointEvery > 0, step % c.checkpointEvery == 0, let output {
-                    try checkpoint.write(to: output.checkpoint)
+                    try output.write(checkpoint)
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -115,7 +115,7 @@ public final class Trainer {
             onEpoch(metrics)
         }
         if let output {
-            try checkpoint.write(to: output.checkpoint)
+            try output.write(checkpoint)
             logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
         }
         let summary = RunReporting.summary(

@@ -21,6 +21,16 @@ public struct TrainingState: Sendable {
         self.optimizer = OptimizerState(kind: configuration.optimizer, parameterCount: layout.count)
     }
 
+    /// The state a checkpoint holds, to resume from it.
+    public init(checkpoint: ModelCheckpoint) {
+        configuration = checkpoint.configuration
+        layout = checkpoint.layout
+        parameters = checkpoint.parameters
+        optimizer = checkpoint.optimizer
+        step = checkpoint.step
+        epoch = checkpoint.epoch
+    }
+
     /// Takes one optimizer step from `gradient`, the gradient summed over `sampleCount` samples:
     /// mean = sum / sampleCount, optional global-norm clipping, learning rate from the schedule.
     /// `gradient` is scaled in place when clipping.

@@ -7,7 +7,7 @@ public let protocolVersion: UInt16 = 1
 let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
 
 public enum MessageType: UInt16, Sendable, CaseIterable {
-    case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject
+    case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject, leave
 }
 
 /// Worker -> coordinator: who I am.
@@ -48,14 +48,17 @@ public enum SampleType: UInt8, Sendable {
 /// the dataset, which keys its noise.
 public struct Work {
     public var step: UInt64
+    /// Which part of the step this is (a worker may be given another's part to re-compute).
+    public var part: UInt32
     public var seed: UInt64
     public var sampleIDs: [UInt32]
     public var dimension: UInt32
     public var sampleType: SampleType
     /// `[sampleIDs.count, dimension]` values of `sampleType`, row-major.
     public var samples: [UInt8]
-    public init(step: UInt64, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, samples: [UInt8]) {
+    public init(step: UInt64, part: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, samples: [UInt8]) {
         self.step = step
+        self.part = part
         self.seed = seed
         self.sampleIDs = sampleIDs
         self.dimension = dimension
@@ -68,6 +71,7 @@ public struct Work {
 /// sums (whose meaning the training layer defines).
 public struct Gradient {
     public var step: UInt64
+    public var part: UInt32
     public var sampleCount: UInt32
     public var sums: [Double]
     public var gradient: FloatPayload
@@ -79,7 +83,8 @@ public enum StopReason: UInt16, Sendable {
 
 /// A refusal: wrong version, run full, invalid message.
 public enum RejectReason: UInt16, Sendable {
-    case versionMismatch = 1, notAccepting = 2, invalidMessage = 3
+    /// `rejoin`: the coordinator does not know (or no longer counts) this worker: say HELLO again.
+    case versionMismatch = 1, notAccepting = 2, invalidMessage = 3, rejoin = 4
 }
 
 /// A decoded message.
@@ -93,6 +98,8 @@ public enum Message {
     case stop(StopReason, String)
     case heartbeat(step: UInt64)
     case reject(RejectReason, String)
+    /// Worker -> coordinator: I am leaving (SIGTERM); re-issue my work.
+    case leave
 
     public var type: MessageType {
         switch self {
@@ -104,6 +111,7 @@ public enum Message {
         case .stop: .stop
         case .heartbeat: .heartbeat
         case .reject: .reject
+        case .leave: .leave
         }
     }
 }
@@ -166,6 +174,7 @@ extension Message {
         let ids = m.sampleIDs.withUnsafeBytes { Array($0) }  // little-endian hosts only (checked in tests)
         let checksum = crc(ids, crc(m.samples, 0))
         return encode(.work, step: m.step, { w in
+            w.writer.u32(m.part)
             w.writer.u64(m.seed)
             w.writer.u32(UInt32(m.sampleIDs.count))
             w.writer.u32(m.dimension)
@@ -174,14 +183,15 @@ extension Message {
         }, payload: [.bytes(ids), .bytes(m.samples)])
     }
 
-    public static func gradient(step: UInt64, sampleCount: UInt32, sums: [Double], gradient: SharedFloats) -> [OutgoingFrame] {
-        [.bytes(gradientHeader(step: step, sampleCount: sampleCount, sums: sums)), .floats(gradient)]
+    public static func gradient(step: UInt64, part: UInt32 = 0, sampleCount: UInt32, sums: [Double], gradient: SharedFloats) -> [OutgoingFrame] {
+        [.bytes(gradientHeader(step: step, part: part, sampleCount: sampleCount, sums: sums)), .floats(gradient)]
     }
 
     /// The header frame of a GRAD, for senders that send the float frame themselves (from a
     /// buffer they reuse).
-    public static func gradientHeader(step: UInt64, sampleCount: UInt32, sums: [Double]) -> [UInt8] {
+    public static func gradientHeader(step: UInt64, part: UInt32, sampleCount: UInt32, sums: [Double]) -> [UInt8] {
         let frames = encode(.gradient, step: step) { w in
+            w.writer.u32(part)
             w.writer.u32(sampleCount)
             w.writer.u32(UInt32(sums.count))
             for s in sums { w.writer.f64(s) }
@@ -198,6 +208,8 @@ extension Message {
     }
 
     public static func heartbeat(step: UInt64) -> [OutgoingFrame] { encode(.heartbeat, step: step) }
+
+    public static func leave() -> [OutgoingFrame] { encode(.leave) }
 
     public static func reject(_ reason: RejectReason, _ text: String) -> [OutgoingFrame] {
         encode(.reject) { w in
@@ -288,6 +300,7 @@ extension Message {
             return .params(step: step, parameters: try floatPayload(frames[1], declared: count, limits: limits, what: "PARAMS"))
         case .work:
             try expectFrames(3)
+            let part = try r.u32("the part")
             let seed = try r.u64("the seed")
             let n = Int(try r.u32("the sample count"))
             let d = Int(try r.u32("the dimension"))
@@ -313,9 +326,10 @@ extension Message {
                 throw WireError(.checksumMismatch, "WORK's samples do not match their CRC-32: corrupted in transit")
             }
             let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
-            return .work(Work(step: step, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType, samples: samples))
+            return .work(Work(step: step, part: part, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType, samples: samples))
         case .gradient:
             try expectFrames(2)
+            let part = try r.u32("the part")
             let count = try r.u32("the sample count")
             let sumCount = Int(try r.u32("the number of sums"))
             guard sumCount <= limits.maxSums else { throw WireError(.tooLarge, "GRAD carries \(sumCount) sums (limit \(limits.maxSums))") }
@@ -323,7 +337,7 @@ extension Message {
             for i in 0..<sumCount { sums.append(try r.f64("sum \(i)")) }
             try r.expectEnd()
             let payload = try floatPayload(frames[1], declared: UInt64(limits.parameterCount), limits: limits, what: "GRAD")
-            return .gradient(Gradient(step: step, sampleCount: count, sums: sums, gradient: payload))
+            return .gradient(Gradient(step: step, part: part, sampleCount: count, sums: sums, gradient: payload))
         case .stop:
             try expectFrames(1)
             let raw = try r.u16("the reason")
@@ -334,6 +348,10 @@ extension Message {
             try expectFrames(1)
             try r.expectEnd()
             return .heartbeat(step: step)
+        case .leave:
+            try expectFrames(1)
+            try r.expectEnd()
+            return .leave
         case .reject:
             try expectFrames(1)
             let raw = try r.u16("the reason")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterRuntime
+import Coordination
 import Foundation
 import Logging
 import VAETraining
@@ -25,10 +26,22 @@ struct Start: AsyncParsableCommand {
     var localWorkers = 0
     @Option(name: .customLong("worker-threads"), help: "BLAS threads of each local worker.")
     var workerThreads = 1
-    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the workers to join.")
+    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the first --workers to join.")
     var joinTimeout = 60.0
-    @Option(name: .customLong("step-timeout"), help: "Seconds to wait for a step's gradients.")
-    var stepTimeout = 120.0
+    @Option(name: .customLong("min-workers"), help: "Once started, pause while fewer workers than this are live.")
+    var minWorkers = 1
+    @Option(name: .customLong("max-workers"), help: "Refuse workers beyond this many.")
+    var maxWorkers = 4096
+    @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which a worker is declared dead and its work re-issued.")
+    var heartbeatTimeout = 5.0
+    @Option(name: .customLong("step-deadline"), help: "Seconds after which a worker's unfinished part is re-issued to another worker.")
+    var stepDeadline = 10.0
+    @Option(name: .customLong("max-strikes"), help: "Drop a worker that misses the step deadline this many times in a row.")
+    var maxStrikes = 3
+    @Option(help: ArgumentHelp("Continue the run in this output directory from its last good checkpoint (its training options are used).", valueName: "dir"))
+    var resume: String?
+    @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
+    var coverageLog = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -37,20 +50,38 @@ struct Start: AsyncParsableCommand {
         if let workers, localWorkers > workers {
             throw ValidationError("--local-workers \(localWorkers) is more than --workers \(workers)")
         }
-        guard joinTimeout > 0, stepTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+        guard joinTimeout > 0, heartbeatTimeout > 0, stepDeadline > 0 else { throw ValidationError("timeouts must be positive") }
+        guard minWorkers >= 1, maxWorkers >= minWorkers, maxWorkers >= (workers ?? 1) else {
+            throw ValidationError("need 1 <= --min-workers <= --max-workers, and --max-workers >= --workers")
+        }
+        guard maxStrikes >= 1 else { throw ValidationError("--max-strikes must be at least 1") }
         guard (1...256).contains(workerThreads) else { throw ValidationError("--worker-threads must be in 1...256") }
     }
 
     func run() async throws {
         let logger = logging.logger("vae.coordinator")
-        let configuration = try training.configuration()
+        var checkpoint: ModelCheckpoint?
+        var configuration = try training.configuration()
+        var outDirectory = training.out
+        if let resume {
+            let previous = try RunOutput(directory: resume)
+            let loaded = try previous.latestCheckpoint { logger.warning("\($0)") }
+            configuration = loaded.configuration
+            outDirectory = resume
+            checkpoint = loaded
+            emit("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
+        }
         let data = try TrainingData.load(configuration)
         let count = workers ?? max(localWorkers, 1)
+        let policy = FaultPolicy(
+            minWorkers: minWorkers, maxWorkers: maxWorkers, heartbeatTimeout: .seconds(heartbeatTimeout),
+            stepDeadline: .seconds(stepDeadline), maxStrikes: maxStrikes)
         let runtime = try CoordinatorRuntime(
             configuration: configuration, data: data,
-            options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), stepTimeout: .seconds(stepTimeout)),
-            logger: logger)
-        let output = try RunOutput(directory: training.out)
+            options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
+                                        coverageLog: coverageLog),
+            logger: logger, resume: checkpoint)
+        let output = try RunOutput(directory: outDirectory)
         emit("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
         let signalSources = runtime.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }

@@ -24,11 +24,13 @@ struct Join: AsyncParsableCommand {
     var name: String?
     @Option(name: .customLong("coordinator-timeout"), help: "Seconds without any message from the coordinator before giving up.")
     var coordinatorTimeout = 120.0
+    @Option(name: .customLong("rejoin-after"), help: "Seconds of coordinator silence after which to say HELLO again (it may have restarted); backs off to 30 s.")
+    var rejoinAfter = 5.0
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
-        guard coordinatorTimeout > 0 else { throw ValidationError("--coordinator-timeout must be positive") }
+        guard coordinatorTimeout > 0, rejoinAfter > 0 else { throw ValidationError("--coordinator-timeout and --rejoin-after must be positive") }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://HOST:5555 or ipc:///path, not '\(coordinator)'")
         }
@@ -39,8 +41,10 @@ struct Join: AsyncParsableCommand {
         let worker = try WorkerRuntime(
             options: WorkerOptions(coordinator: coordinator, threads: threads,
                                    name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
-                                   coordinatorTimeout: .seconds(coordinatorTimeout)),
+                                   coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter)),
             logger: logger)
+        let signalSources = worker.stopRequest.installSignalHandlers()
+        defer { signalSources.forEach { $0.cancel() } }
         let message = try worker.run()
         logger.info("stopped", metadata: ["reason": "\(message)", "steps": "\(worker.stepsComputed)"])
     }

@@ -21,6 +21,15 @@ import WireProtocol
         if case .ignore = m.onWork(step: 4).first {} else { Issue.record("work for another step computed") }
     }
 
+    @Test func aRejoinRequestSendsHelloAgainAndForgetsTheParameters() {
+        var m = WorkerStateMachine()
+        _ = m.onWelcome(Welcome(runID: 1, workerID: 0, parameterCount: 10, configuration: []))
+        _ = m.onParameters(step: 3)
+        #expect(m.onReject(.rejoin, "restarted") == [.sendHello])
+        #expect(m.state == .connecting && m.parametersStep == nil)
+        #expect(m.onWelcome(Welcome(runID: 1, workerID: 1, parameterCount: 10, configuration: [])) == [.configure(workerID: 1, parameterCount: 10)])
+    }
+
     @Test func aRefusalOrAbortEndsTheWorkerWithFailure() {
         var m = WorkerStateMachine()
         if case .exit(false, let text) = m.onReject(.versionMismatch, "old build").first {

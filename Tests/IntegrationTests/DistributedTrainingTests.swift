@@ -15,7 +15,7 @@ import VAEData
     /// Starts a coordinator on an ephemeral port and returns it with its endpoint.
     static func coordinator(_ arguments: [String], workers: Int, in dir: URL, name: String = "coordinator") throws -> (ChildProcess, String) {
         let process = try ChildProcess("vae-coordinator", ["start", "--bind", "tcp://127.0.0.1:*", "--workers", "\(workers)",
-                                                           "--join-timeout", "60", "--step-timeout", "60"] + arguments,
+                                                           "--join-timeout", "60"] + arguments,
                                        directory: dir, name: name)
         guard let out = process.waitForOutput(containing: "coordinator at ", timeout: .seconds(60)),
               let line = out.split(separator: "\n").first(where: { $0.hasPrefix("coordinator at ") }),

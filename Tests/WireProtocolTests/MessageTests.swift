@@ -30,15 +30,15 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             #expect(p.array.map(\.bitPattern) == Array(params.values).map(\.bitPattern))
         } else { Issue.record("not params") }
 
-        let work = Work(step: 7, seed: 99, sampleIDs: [5, 1, 40_000], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4, 5, 6])
+        let work = Work(step: 7, part: 2, seed: 99, sampleIDs: [5, 1, 40_000], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4, 5, 6])
         if case .work(let w) = try Message.decode(received(Message.work(work)), limits: limits) {
-            #expect(w.step == 7 && w.seed == 99 && w.sampleIDs == [5, 1, 40_000] && w.samples == [1, 2, 3, 4, 5, 6])
+            #expect(w.step == 7 && w.part == 2 && w.seed == 99 && w.sampleIDs == [5, 1, 40_000] && w.samples == [1, 2, 3, 4, 5, 6])
             #expect(w.dimension == 2 && w.sampleType == .uint8)
         } else { Issue.record("not work") }
 
-        let grad = Message.gradient(step: 7, sampleCount: 3, sums: [1.5, 2.5], gradient: SharedFloats([0.5, 1, 2, 3, 4]))
+        let grad = Message.gradient(step: 7, part: 1, sampleCount: 3, sums: [1.5, 2.5], gradient: SharedFloats([0.5, 1, 2, 3, 4]))
         if case .gradient(let g) = try Message.decode(received(grad), limits: limits) {
-            #expect(g.step == 7 && g.sampleCount == 3 && g.sums == [1.5, 2.5])
+            #expect(g.step == 7 && g.part == 1 && g.sampleCount == 3 && g.sums == [1.5, 2.5])
             #expect(g.gradient.array == [0.5, 1, 2, 3, 4])
             g.gradient.withFloats { #expect(Array($0) == [0.5, 1, 2, 3, 4]) }
         } else { Issue.record("not a gradient") }
@@ -49,6 +49,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         if case .heartbeat(let step) = try Message.decode(received(Message.heartbeat(step: 12)), limits: limits) {
             #expect(step == 12)
         } else { Issue.record("not a heartbeat") }
+        if case .leave = try Message.decode(received(Message.leave()), limits: limits) {} else { Issue.record("not leave") }
         if case .reject(let reason, let text) = try Message.decode(received(Message.reject(.versionMismatch, "v")), limits: limits) {
             #expect(reason == .versionMismatch && text == "v")
         } else { Issue.record("not reject") }
@@ -89,7 +90,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         // A WORK header claiming 2^31 samples of dimension 2^24, with tiny frames.
         var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1], dimension: 1, sampleType: .uint8, samples: [0])))
         var header = frames[0] as! [UInt8]
-        header.replaceSubrange(24..<28, with: [0, 0, 0, 0x80])
+        header.replaceSubrange(28..<32, with: [0, 0, 0, 0x80])
         frames[0] = header
         expectError(.tooLarge, frames)
         // A name longer than the limit.
