@@ -70,6 +70,8 @@ public final class CoordinatorRuntime {
     var summedParts = 0
     var accumulator: [Float]
     var stepStarted = ContinuousClock.now
+    /// Whether a part of the step in flight was re-issued (for the `step_recovered` event).
+    var reissuedThisStep = false
 
     // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
     var timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
@@ -141,6 +143,7 @@ public final class CoordinatorRuntime {
         self.onEpoch = onEpoch
         BLAS.setThreads(configuration.threads)
         if startStep == 0 { try output?.resetMetrics() }
+        event(startStep == 0 ? "started" : "resumed", ["endpoint": endpoint])
         logger.info("waiting for workers", metadata: ["endpoint": "\(endpoint)", "workers": "\(options.workers)", "step": "\(startStep)"])
         do {
             try loop()
@@ -201,6 +204,7 @@ public final class CoordinatorRuntime {
     private func stopEarly(signal: Int32) throws {
         stoppedBySignal = signal
         logger.notice("stopping on signal", metadata: ["signal": "\(signal)", "step": "\(state.step)"])
+        event("stopped", ["signal": "\(signal)"])
         if epochSums.samples > 0 {
             try completeEpoch(epochsReported + 1)
         }
@@ -215,6 +219,11 @@ public final class CoordinatorRuntime {
     }
 
     private func name(_ peer: PeerID) -> String { names[peer] ?? "\(peer)" }
+
+    /// Records an event in `events.jsonl` (best effort: a full disk must not stop training).
+    private func event(_ name: String, _ fields: [String: String] = [:]) {
+        try? output?.appendEvent(name, step: machine.step, fields)
+    }
 
     private func handle(_ frames: [ZMQFrame]) throws {
         guard frames.count >= 2 else { return }
@@ -244,7 +253,7 @@ public final class CoordinatorRuntime {
                 partSums[part] = gradient.sums
                 if gradient.sums.count > 3 { stepCompute = max(stepCompute, gradient.sums[3]) }
                 if options.coverageLog, let output {
-                    try output.appendCoverage(step: machine.step, epoch: machine.epoch,
+                    try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch,
                                               positions: machine.currentParts[part].positions)
                 }
                 let summing = ContinuousClock.now
@@ -282,6 +291,7 @@ public final class CoordinatorRuntime {
             switch directive {
             case .welcome(let peer, let index):
                 logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
+                event("worker_joined", ["worker": name(peer), "index": "\(index)"])
                 try socket.send(Message.welcome(Welcome(
                     runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
                     configuration: welcomeConfiguration)), to: peer.bytes)
@@ -296,6 +306,10 @@ public final class CoordinatorRuntime {
                 }
                 _ = try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
+                if stepParameters != nil {
+                    event("part_reissued", ["worker": name(part.peer), "part": "\(part.part)"])
+                    reissuedThisStep = true
+                }
                 do {
                     try sendWork(part)
                 } catch let error as ZMQError where error.code == .hostUnreachable {
@@ -309,13 +323,16 @@ public final class CoordinatorRuntime {
                 logger.notice("discarded a gradient", metadata: ["worker": "\(name(peer))", "step": "\(step)", "reason": "\(reason)"])
             case .workerLost(let peer, let reason):
                 logger.warning("worker lost; its work goes to the others", metadata: ["name": "\(name(peer))", "reason": "\(reason)", "step": "\(machine.step)"])
+                event("worker_lost", ["worker": name(peer), "reason": reason])
             case .paused(let live, let needed):
                 logger.warning("paused: too few workers", metadata: ["live": "\(live)", "needed": "\(needed)"])
+                event("paused", ["live": "\(live)", "needed": "\(needed)"])
             case .applyUpdate(let step, let sampleCount):
                 try applyUpdate(step: step, sampleCount: sampleCount)
             case .epochCompleted(let epoch, _):
                 try completeEpoch(epoch)
             case .finish(let workers):
+                event("finished")
                 try writeCheckpoint()
                 for peer in workers {
                     _ = try? socket.send(Message.stop(.finished, "training finished at step \(state.step)"), to: peer.bytes)
@@ -387,6 +404,10 @@ public final class CoordinatorRuntime {
         stepCompute = 0
         state.applyUpdate(summedGradient: &accumulator, sampleCount: sampleCount)
         timing.optimizer += (ContinuousClock.now - updating).seconds
+        if reissuedThisStep {
+            event("step_recovered", ["completed_step": "\(step)"])
+            reissuedThisStep = false
+        }
         stepParameters = nil
         if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0 {
             try writeCheckpoint()

@@ -148,9 +148,22 @@ public struct RunOutput: Sendable {
     }
 
     /// Appends to `coverage.jsonl` that step `step` of epoch `epoch` used `positions` of the
-    /// epoch's sample order.
-    public func appendCoverage(step: Int, epoch: Int, positions: Range<Int>) throws {
-        try appendLine(Data("{\"step\":\(step),\"epoch\":\(epoch),\"from\":\(positions.lowerBound),\"to\":\(positions.upperBound)}".utf8), to: coverageLog)
+    /// epoch's sample order, as counted by the coordinator that started at step `start` (a resumed
+    /// coordinator redoes the steps after its checkpoint: for each step, the entries of the
+    /// latest start at or before it are the ones that count).
+    public func appendCoverage(start: Int, step: Int, epoch: Int, positions: Range<Int>) throws {
+        try appendLine(Data("{\"start\":\(start),\"step\":\(step),\"epoch\":\(epoch),\"from\":\(positions.lowerBound),\"to\":\(positions.upperBound)}".utf8), to: coverageLog)
+    }
+
+    /// `events.jsonl`: what happened to the workers of a distributed run, and when.
+    public var events: URL { directory.appendingPathComponent("events.jsonl") }
+
+    /// Appends an event: its wall-clock time (Unix seconds, millisecond resolution), its name, the
+    /// optimizer step, and string fields.
+    public func appendEvent(_ name: String, step: Int, _ fields: [String: String] = [:]) throws {
+        var object: [String: Any] = ["time": (Date().timeIntervalSince1970 * 1000).rounded() / 1000, "event": name, "step": step]
+        for (k, v) in fields { object[k] = v }
+        try appendLine(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), to: events)
     }
 
     /// Appends one epoch's line to `metrics.jsonl`.

@@ -161,3 +161,54 @@ import VAEData
         #expect(worker.stderr.contains("no message from the coordinator"))
     }
 }
+
+/// Coordinator crashes and restarts.
+@Suite(.serialized) struct ResumeTests {
+    /// The coordinator is killed with SIGKILL after its step-40 checkpoint and restarted with
+    /// --resume; the same workers rejoin; the run ends at the parameters of an uninterrupted run.
+    @Test func aKilledAndResumedRunEndsAtTheUninterruptedParameters() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 1024)
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = DistributedTrainingTests.modelArguments(train: train, test: test)
+            + ["--lr", "0.01", "--epochs", "4", "--checkpoint-every", "20"]
+        // Uninterrupted.
+        let whole = dir.appendingPathComponent("whole")
+        let (c1, e1) = try DistributedTrainingTests.coordinator(arguments + ["--out", whole.path], workers: 2, in: dir, name: "c1")
+        let w1 = try DistributedTrainingTests.workers(2, endpoint: e1, in: dir)
+        #expect(c1.wait(timeout: .seconds(300)) == 0, "\(c1.stderr)")
+        for w in w1 { _ = w.wait(timeout: .seconds(30)) }
+
+        // Interrupted: kill the coordinator once a checkpoint at step >= 40 exists.
+        let broken = dir.appendingPathComponent("broken")
+        let ipc = "ipc://\(dir.path)/resume.sock"
+        let c2 = try ChildProcess("vae-coordinator", ["start", "--bind", ipc, "--workers", "2", "--out", broken.path] + arguments,
+                                  directory: dir, name: "c2")
+        let workers = try (0..<2).map {
+            try ChildProcess("vae-worker", ["join", "--coordinator", ipc, "--name", "r\($0)", "--rejoin-after", "1"],
+                             directory: dir, name: "resume-worker-\($0)")
+        }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if let c = try? ModelCheckpoint.read(from: broken.appendingPathComponent("checkpoint.safetensors")), c.step >= 40 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        c2.process.send(SIGKILL)
+        c2.process.wait()
+        let killedAt = try ModelCheckpoint.read(from: broken.appendingPathComponent("checkpoint.safetensors")).step
+        #expect(killedAt >= 40 && killedAt < 64)
+        // Restart on the same endpoint; the workers say HELLO again.
+        let c3 = try ChildProcess("vae-coordinator", ["start", "--bind", ipc, "--workers", "2", "--resume", broken.path] + arguments,
+                                  directory: dir, name: "c3")
+        #expect(c3.wait(timeout: .seconds(300)) == 0, "\(c3.stderr)")
+        #expect(c3.stdout.contains("resuming"))
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+
+        let a = try ModelCheckpoint.read(from: whole.appendingPathComponent("checkpoint.safetensors"))
+        let b = try ModelCheckpoint.read(from: broken.appendingPathComponent("checkpoint.safetensors"))
+        #expect(a.step == 128 && b.step == 128)
+        #expect(a.parameters == b.parameters, "the resumed run should end at exactly the same parameters")
+        #expect(a.optimizer == b.optimizer)
+        let lines = try String(contentsOf: broken.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 4)
+    }
+}

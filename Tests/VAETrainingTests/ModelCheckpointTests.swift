@@ -92,3 +92,30 @@ import VAECore
         } throws: { "\($0)".contains("format") }
     }
 }
+
+@Suite struct CheckpointRotationTests {
+    @Test func aTornLatestCheckpointFallsBackToThePreviousOne() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { Fixtures.cleanup(dir) }
+        let output = try RunOutput(directory: dir.path)
+        var first = ModelCheckpointTests().sample()
+        first.step = 10
+        try output.write(first)
+        var second = first
+        second.step = 20
+        try output.write(second)
+        #expect(try output.latestCheckpoint().step == 20)
+        #expect(try ModelCheckpoint.read(from: output.previousCheckpoint).step == 10)
+        // A torn write of the newest: half of its bytes.
+        let bytes = try Data(contentsOf: output.checkpoint)
+        try bytes.prefix(bytes.count / 2).write(to: output.checkpoint)
+        var logged: [String] = []
+        #expect(try output.latestCheckpoint { logged.append($0) }.step == 10)
+        #expect(logged.count == 1 && logged[0].contains("checkpoint.safetensors"))
+        // Neither usable: a clear error naming both problems.
+        try Data("junk".utf8).write(to: output.previousCheckpoint)
+        #expect {
+            _ = try output.latestCheckpoint()
+        } throws: { "\($0)".contains("no usable checkpoint") }
+    }
+}
