@@ -23,7 +23,7 @@ public struct CoordinatorOptions: Sendable {
     public var coverageLog: Bool
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
-                heartbeatInterval: Duration = .seconds(1), coverageLog: Bool = false) {
+                heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false) {
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout
@@ -59,6 +59,8 @@ public final class CoordinatorRuntime {
     let welcomeConfiguration: [UInt8]
     var machine: CoordinatorStateMachine
     var names: [PeerID: String] = [:]
+    /// Peers welcomed so far (a repeated HELLO is answered, but not logged as a join).
+    var welcomed: Set<PeerID> = []
     var lastHeartbeat = ContinuousClock.now
 
     // The step in flight.
@@ -70,7 +72,8 @@ public final class CoordinatorRuntime {
     var summedParts = 0
     var accumulator: [Float]
     var stepStarted = ContinuousClock.now
-    /// Whether a part of the step in flight was re-issued (for the `step_recovered` event).
+    /// Parts of the step in flight sent so far, and whether one was sent again (re-issued).
+    var sentParts: Set<Int> = []
     var reissuedThisStep = false
 
     // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
@@ -290,8 +293,10 @@ public final class CoordinatorRuntime {
         for directive in directives {
             switch directive {
             case .welcome(let peer, let index):
-                logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
-                event("worker_joined", ["worker": name(peer), "index": "\(index)"])
+                if welcomed.insert(peer).inserted {
+                    logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
+                    event("worker_joined", ["worker": name(peer), "index": "\(index)"])
+                }
                 try socket.send(Message.welcome(Welcome(
                     runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
                     configuration: welcomeConfiguration)), to: peer.bytes)
@@ -306,7 +311,7 @@ public final class CoordinatorRuntime {
                 }
                 _ = try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
-                if stepParameters != nil {
+                if stepParameters != nil, sentParts.contains(part.part) {
                     event("part_reissued", ["worker": name(part.peer), "part": "\(part.part)"])
                     reissuedThisStep = true
                 }
@@ -322,6 +327,7 @@ public final class CoordinatorRuntime {
             case .discardGradient(let peer, let step, let reason):
                 logger.notice("discarded a gradient", metadata: ["worker": "\(name(peer))", "step": "\(step)", "reason": "\(reason)"])
             case .workerLost(let peer, let reason):
+                welcomed.remove(peer)
                 logger.warning("worker lost; its work goes to the others", metadata: ["name": "\(name(peer))", "reason": "\(reason)", "step": "\(machine.step)"])
                 event("worker_lost", ["worker": name(peer), "reason": reason])
             case .paused(let live, let needed):
@@ -348,6 +354,7 @@ public final class CoordinatorRuntime {
             partGradients = Array(repeating: nil, count: machine.currentParts.count)
             partSums = Array(repeating: [], count: machine.currentParts.count)
             summedParts = 0
+            sentParts = []
             stepStarted = .now
             if !trainingStarted {
                 trainingStarted = true  // training time starts when enough workers are in
@@ -383,6 +390,7 @@ public final class CoordinatorRuntime {
             rows = floats.withUnsafeBytes { Array($0) }
         }
         let step = UInt64(part.step)
+        sentParts.insert(part.part)
         bytesMoved += try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
         bytesMoved += try socket.send(Message.work(Work(step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
                                                         dimension: UInt32(d), sampleType: type, samples: rows)), to: part.peer.bytes)

@@ -119,3 +119,25 @@ import VAEData
         #expect(events.contains("\"worker\":\"w4\""))
     }
 }
+
+@Suite(.serialized) struct WorkerLeaveTests {
+    @Test func aWorkerLeavesCleanlyOnSIGTERMAndTheOthersFinishTheRun() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(
+            DistributedTrainingTests.modelArguments(train: train, test: test)
+                + ["--epochs", "3", "--checkpoint-every", "10", "--coverage-log", "--out", out.path],
+            workers: 2, in: dir)
+        let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
+        #expect(FaultToleranceTests.waitForStep(20, in: out, timeout: .seconds(120)))
+        workers[0].process.send(SIGTERM)
+        #expect(workers[0].wait(timeout: .seconds(30)) == 0, "\(workers[0].stderr)")
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
+        #expect(workers[1].wait(timeout: .seconds(30)) == 0)
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        #expect(events.contains("\"reason\":\"it left\""))
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect(summary["steps"] as? Int == 3 * 128)
+    }
+}
