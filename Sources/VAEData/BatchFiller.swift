@@ -190,11 +190,8 @@ public struct BatchFiller: Sendable {
         byteRows rows: UnsafeBufferPointer<UInt8>, sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64,
         step: UInt32, into output: UnsafeMutableBufferPointer<Float>
     ) {
-        let d = dimension
-        precondition(rows.count == sampleIDs.count * d && output.count == rows.count, "rows must be [sampleIDs.count, dimension]")
-        guard d > 0, let x = rows.baseAddress, let out = output.baseAddress else { return }
-        for (r, id) in sampleIDs.enumerated() {
-            fillRow(from: x + r * d, into: out + r * d, sample: id, seed: seed, step: step)
+        fillRows(rows, sampleIDs: sampleIDs, into: output) { x, y, id in
+            fillRow(from: x, into: y, sample: id, seed: seed, step: step)
         }
     }
 
@@ -203,11 +200,22 @@ public struct BatchFiller: Sendable {
         floatRows rows: UnsafeBufferPointer<Float>, sampleIDs: UnsafeBufferPointer<UInt32>, seed: UInt64,
         step: UInt32, into output: UnsafeMutableBufferPointer<Float>
     ) {
+        fillRows(rows, sampleIDs: sampleIDs, into: output) { x, y, id in
+            fillRow(from: x, into: y, sample: id, seed: seed, step: step)
+        }
+    }
+
+    @inline(__always)
+    private func fillRows<T>(
+        _ rows: UnsafeBufferPointer<T>, sampleIDs: UnsafeBufferPointer<UInt32>,
+        into output: UnsafeMutableBufferPointer<Float>,
+        _ fillRow: (UnsafePointer<T>, UnsafeMutablePointer<Float>, UInt32) -> Void
+    ) {
         let d = dimension
         precondition(rows.count == sampleIDs.count * d && output.count == rows.count, "rows must be [sampleIDs.count, dimension]")
         guard d > 0, let x = rows.baseAddress, let out = output.baseAddress else { return }
         for (r, id) in sampleIDs.enumerated() {
-            fillRow(from: x + r * d, into: out + r * d, sample: id, seed: seed, step: step)
+            fillRow(x + r * d, out + r * d, id)
         }
     }
 

@@ -111,6 +111,23 @@ struct ByteOrigin: Sendable {
     ) -> DataError {
         DataError(code, file: name, at: at(offset), expected: expected, found: found)
     }
+
+    /// Checks that the data after a header, from `dataOffset` to the end (`fileSize`), is exactly
+    /// the `declared` bytes (nil: more than `Int.max`) that the header describes as `what`.
+    func checkDataLength(
+        declared: Int?, dataOffset: Int, fileSize: Int, what: String
+    ) throws(DataError) {
+        let available = fileSize - dataOffset
+        let expected = "\(declared.map(String.init) ?? "more than \(Int.max)") bytes of data for \(what)"
+        guard let declared, declared <= available else {
+            throw error(.truncated, at: fileSize, expected: expected,
+                        found: "the end of the file after \(available) bytes of data")
+        }
+        if declared < available {
+            throw error(.sizeMismatch, at: dataOffset + declared, expected: expected,
+                        found: "\(available - declared) more bytes after them")
+        }
+    }
 }
 
 /// `n` bytes in a form a person reads at a glance: `512 bytes`, `44.9 MiB`.

@@ -108,21 +108,10 @@ public enum IDXReader {
                 return overflow ? nil : product
             }
         }
-        let available = bytes.count - dataOffset
         let shape = dims.map(String.init).joined(separator: " x ")
-        let expected =
-            "\(declared.map(String.init) ?? "more than \(Int.max)") bytes of data for "
-            + "\(shape) \(type) elements (dimensions at byte 4)"
-        if declared == nil || declared! > available {
-            throw origin.error(
-                .truncated, at: bytes.count, expected: expected,
-                found: "the end of the file after \(available) bytes of data")
-        }
-        if declared! < available {
-            throw origin.error(
-                .sizeMismatch, at: dataOffset + declared!, expected: expected,
-                found: "\(available - declared!) more bytes after them")
-        }
+        try origin.checkDataLength(
+            declared: declared, dataOffset: dataOffset, fileSize: bytes.count,
+            what: "\(shape) \(type) elements (dimensions at byte 4)")
         return Header(type: type, dims: dims, dataOffset: dataOffset)
     }
 

@@ -136,21 +136,10 @@ public enum NPYReader {
                 return overflow ? nil : product
             }
         }
-        let available = bytes.count - dataOffset
         let shape = "(" + dims.map(String.init).joined(separator: ", ") + ")"
-        let expected =
-            "\(declared.map(String.init) ?? "more than \(Int.max)") bytes of data for shape "
-            + "\(shape) of '\(descr)' (shape at byte \(shapeAt))"
-        if declared == nil || declared! > available {
-            throw origin.error(
-                .truncated, at: bytes.count, expected: expected,
-                found: "the end of the file after \(available) bytes of data")
-        }
-        if declared! < available {
-            throw origin.error(
-                .sizeMismatch, at: dataOffset + declared!, expected: expected,
-                found: "\(available - declared!) more bytes after them")
-        }
+        try origin.checkDataLength(
+            declared: declared, dataOffset: dataOffset, fileSize: bytes.count,
+            what: "shape \(shape) of '\(descr)' (shape at byte \(shapeAt))")
         guard count > 0 else {
             throw origin.error(
                 .empty, at: shapeAt, expected: "at least one sample", found: "shape \(shape)")

@@ -39,14 +39,19 @@ public enum RunReporting {
             samplesPerS: Double(sums.samples) / max(seconds, 1e-9), epochSeconds: seconds,
             learningRate: c.schedule.learningRate(base: c.learningRate, step: lastStep),
             beta: Double(c.objective.beta(atStep: lastStep)))
-        if let test = data.test {
-            let t = HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
-                                           filler: data.filler, seed: c.evaluationSeed)
+        if let t = testELBO(state: state, data: data) {
             metrics.testNegElbo = t.meanNegELBO
             metrics.testRate = t.meanRate
             metrics.testDistortion = t.meanDistortion
         }
         return metrics
+    }
+
+    /// The test -ELBO sums of `state`'s parameters, if there is a test set.
+    static func testELBO(state: TrainingState, data: TrainingData) -> LossSums? {
+        guard let test = data.test else { return nil }
+        return HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
+                                      filler: data.filler, seed: state.configuration.evaluationSeed)
     }
 
     /// The run's summary: throughput, and the final model's test figures (with the IWAE NLL when
@@ -59,9 +64,7 @@ public enum RunReporting {
             samplesPerS: Double(samples) / max(trainSeconds, 1e-9), trainSeconds: trainSeconds, steps: state.step,
             epochs: epochs, samples: samples, parameterCount: state.layout.count, threads: c.threads,
             batch: c.batchSize, peakResidentMB: 0)
-        if let test = data.test {
-            let t = HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
-                                           filler: data.filler, seed: c.evaluationSeed)
+        if let test = data.test, let t = testELBO(state: state, data: data) {
             summary.testNegElbo = t.meanNegELBO
             summary.testRate = t.meanRate
             summary.testDistortion = t.meanDistortion
