@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining",
+                "VAETraining", "ClusterRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

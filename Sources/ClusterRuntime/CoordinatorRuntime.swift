@@ -21,15 +21,30 @@ public struct CoordinatorOptions: Sendable {
     public var heartbeatInterval: Duration
     /// Write `coverage.jsonl`: the positions of every accepted part.
     public var coverageLog: Bool
+    /// A gradient whose L2 norm per sample is above this is refused (and its sender banned).
+    public var maxGradientNormPerSample: Double
+    /// A peer that sends this many invalid messages is refused for good.
+    public var maxInvalidMessages: Int
+    /// CURVE encryption and authentication, or nil for none (only allowed on loopback or ipc
+    /// unless `insecure`).
+    public var security: CurveServerSecurity?
+    /// Allow an unencrypted, unauthenticated bind to a non-loopback address.
+    public var insecure: Bool
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
-                heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false) {
+                heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
+                maxGradientNormPerSample: Double = 1e6, maxInvalidMessages: Int = 10,
+                security: CurveServerSecurity? = nil, insecure: Bool = false) {
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout
         self.policy = policy ?? FaultPolicy(minWorkers: 1)
         self.heartbeatInterval = heartbeatInterval
         self.coverageLog = coverageLog
+        self.maxGradientNormPerSample = maxGradientNormPerSample
+        self.maxInvalidMessages = maxInvalidMessages
+        self.security = security
+        self.insecure = insecure
     }
 }
 
@@ -61,6 +76,12 @@ public final class CoordinatorRuntime {
     var names: [PeerID: String] = [:]
     /// Peers welcomed so far (a repeated HELLO is answered, but not logged as a join).
     var welcomed: Set<PeerID> = []
+    /// Invalid messages per peer (bounded: cleared when it holds too many peers).
+    var invalidMessages: [PeerID: Int] = [:]
+    /// Messages refused for being invalid, over the run.
+    public private(set) var rejectedMessages = 0
+    /// Authenticates CURVE clients against the allowlist, when CURVE is on.
+    var authenticator: ZAPAuthenticator?
     var lastHeartbeat = ContinuousClock.now
 
     // The step in flight.
@@ -128,9 +149,20 @@ public final class CoordinatorRuntime {
             policy: options.policy, startStep: state.step)
         accumulator = [Float](repeating: 0, count: layout.count)
         welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
+        try BindPolicy.check(options.bind, encrypted: options.security != nil, insecure: options.insecure)
         context = try ZMQContext()
+        if let security = options.security {
+            // The ZAP handler must be bound before any CURVE socket of the context accepts
+            // connections: without it, libzmq admits every client that knows the server key.
+            authenticator = try ZAPAuthenticator(context: context, allowed: security.authorizedKeys)
+        }
         // Linger long enough for the final STOP messages to leave when the socket closes.
         socket = try ZMQSocket(context, type: .router, linger: 2000)
+        if let security = options.security {
+            try socket.setOption(.curveServer, true)
+            try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
+            try socket.setOption(.zapDomain, ZAPAuthenticator.domain)
+        }
         // A message to a peer that is gone must fail loudly, not vanish.
         try socket.setOption(.routerMandatory, true)
         // A frame can be at most a gradient plus slack; anything bigger disconnects its sender.
@@ -138,6 +170,9 @@ public final class CoordinatorRuntime {
         try socket.setOption(.sendHighWaterMark, 0)
         try socket.setOption(.receiveHighWaterMark, 0)
         endpoint = try socket.bind(options.bind)
+        if options.insecure && options.security == nil {
+            logger.warning("--insecure: anyone who can reach \(endpoint) can join this run, read the model and send it gradients")
+        }
     }
 
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
@@ -160,6 +195,7 @@ public final class CoordinatorRuntime {
         var summary = RunReporting.summary(
             state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
         summary.workers = machine.workers.count
+        summary.rejectedMessages = rejectedMessages
         if timing.steps > 0 {
             let n = Double(timing.steps) / 1000
             summary.stepTime = StepTimeBreakdown(
@@ -179,12 +215,20 @@ public final class CoordinatorRuntime {
                 try stopEarly(signal: signal)
                 return
             }
-            let frames: [ZMQFrame]?
-            do {
-                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .milliseconds(100))
-            } catch let error as ZMQReceiveLimitExceeded {
-                logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
-                continue
+            var frames: [ZMQFrame]?
+            if let authenticator {
+                let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(authenticator.socket)], timeout: .milliseconds(100))
+                if ready[1].contains(.pollIn) {
+                    for refused in try authenticator.serve() {
+                        logger.warning("refused a connection: unknown CURVE key", metadata: ["key": "\(refused)"])
+                        event("connection_refused", ["key": refused])
+                    }
+                }
+                if ready[0].contains(.pollIn) {
+                    frames = try receive(maxBytes: maxBytes, timeout: .zero)
+                }
+            } else {
+                frames = try receive(maxBytes: maxBytes, timeout: .milliseconds(100))
             }
             if let frames { try handle(frames) }
             let now = ContinuousClock.now
@@ -199,6 +243,28 @@ public final class CoordinatorRuntime {
                 && now - started > options.joinTimeout {
                 throw ClusterError("only \(machine.workers.count) of \(options.workers) workers joined within \(options.joinTimeout); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
             }
+        }
+    }
+
+    /// One message, or nil; an oversized one is dropped and counted.
+    private func receive(maxBytes: Int, timeout: Duration) throws -> [ZMQFrame]? {
+        do {
+            return try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: timeout)
+        } catch let error as ZMQReceiveLimitExceeded {
+            rejectedMessages += 1
+            logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Counts an invalid message from `peer`; refuses the peer for good after too many.
+    private func invalid(from peer: PeerID, _ reason: String) throws {
+        rejectedMessages += 1
+        if invalidMessages.count > 4096 { invalidMessages = [:] }
+        invalidMessages[peer, default: 0] += 1
+        if invalidMessages[peer]! >= options.maxInvalidMessages {
+            invalidMessages[peer] = nil
+            try perform(machine.onMisbehaviour(peer, reason: "\(options.maxInvalidMessages) invalid messages, the last: \(reason)", now: .now))
         }
     }
 
@@ -237,10 +303,8 @@ public final class CoordinatorRuntime {
             message = try Message.decode(frames.dropFirst().map { ReceivedFrame(frame: $0) },
                                          limits: Limits(parameterCount: state.layout.count))
         } catch {
-            logger.warning("invalid message", metadata: ["peer": "\(name(peer))", "error": "\(error)"])
-            if names[peer] == nil {
-                _ = try? socket.send(Message.reject(.invalidMessage, "\(error)"), to: peer.bytes)
-            }
+            logger.notice("invalid message", metadata: ["peer": "\(name(peer))", "error": "\(error)"])
+            try invalid(from: peer, "\(error)")
             return
         }
         switch message {
@@ -249,6 +313,13 @@ public final class CoordinatorRuntime {
             try perform(machine.onHello(peer, hello, now: now))
         case .gradient(let gradient):
             bytesMoved += frames.reduce(0) { $0 + $1.count }
+            if machine.workers.contains(peer), let problem = GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) {
+                rejectedMessages += 1
+                logger.warning("refused a gradient", metadata: ["worker": "\(name(peer))", "step": "\(gradient.step)", "reason": "\(problem)"])
+                event("gradient_refused", ["worker": name(peer), "reason": problem])
+                try perform(machine.onMisbehaviour(peer, reason: "an invalid gradient: \(problem)", now: now))
+                return
+            }
             let directives = machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
                                                 sampleCount: Int(gradient.sampleCount), now: now)
             for case .acceptGradient(_, _, let part) in directives {

@@ -22,9 +22,13 @@ public struct WorkerOptions: Sendable {
     /// After this long without a word from the coordinator, say HELLO again (with backoff): it may
     /// have restarted.
     public var rejoinAfter: Duration
+    /// CURVE: this worker's key pair and the coordinator's public key it trusts.
+    public var security: CurveClientSecurity?
 
     public init(coordinator: String, threads: Int = 1, name: String, coordinatorTimeout: Duration = .seconds(120),
-                heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5)) {
+                heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5),
+                security: CurveClientSecurity? = nil) {
+        self.security = security
         self.coordinator = coordinator
         self.threads = threads
         self.name = name
@@ -67,6 +71,12 @@ public final class WorkerRuntime {
         // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 5000)
+        if let security = options.security {
+            // The handshake fails unless the server proves it holds the secret of `serverKey`.
+            try socket.setOption(.curveServerKey, security.serverKey)
+            try socket.setOption(.curvePublicKey, security.keyPair.publicKey)
+            try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
+        }
         try socket.connect(options.coordinator)
     }
 

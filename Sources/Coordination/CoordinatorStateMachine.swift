@@ -134,6 +134,8 @@ public struct CoordinatorStateMachine: Sendable {
     var stepInFlight = false
     /// Whether the first step has started (before it, `schedule.workers` must join).
     var started = false
+    /// Peers refused for good: they sent invalid gradients or kept sending invalid messages.
+    public private(set) var banned: Set<PeerID> = []
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0) {
@@ -165,6 +167,7 @@ public struct CoordinatorStateMachine: Sendable {
             return [.reject(peer, .versionMismatch, "protocol version \(hello.version) is not this coordinator's \(protocolVersion); run the same vae-cluster build on every machine")]
         }
         guard phase != .finished else { return [.reject(peer, .notAccepting, "the run has finished")] }
+        guard !banned.contains(peer) else { return [] }
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
             return [.welcome(peer, index: members[i].index)]  // a repeated HELLO: answer again
@@ -188,6 +191,7 @@ public struct CoordinatorStateMachine: Sendable {
     /// Any message from `peer` shows it is alive. Returns a refusal for a peer that is not in the
     /// run (it was declared dead, or the coordinator restarted): it should say HELLO again.
     public mutating func onMessage(from peer: PeerID, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard !banned.contains(peer) else { return [] }  // no answer at all
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
             return []
@@ -224,6 +228,16 @@ public struct CoordinatorStateMachine: Sendable {
             directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
         }
         return directives
+    }
+
+    /// `peer` sent an invalid gradient or too many invalid messages: refuse it for good and
+    /// re-issue its work. Nothing it sent is applied.
+    public mutating func onMisbehaviour(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard banned.insert(peer).inserted else { return [] }
+        if members.contains(where: { $0.peer == peer }) {
+            return remove(peer, reason: "refused for good: \(reason)", now: now)
+        }
+        return [.workerLost(peer, reason: "refused for good: \(reason)")]
     }
 
     /// The worker said it is leaving.

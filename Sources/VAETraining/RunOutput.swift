@@ -46,6 +46,8 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
     public var bytesPerStep: Double?
+    /// Distributed runs: messages refused as invalid (malformed, oversized, bad gradients).
+    public var rejectedMessages: Int?
 }
 
 /// Mean milliseconds per step, as the coordinator sees a step: sending the parameters and

@@ -3,6 +3,9 @@ import CZlib
 /// The protocol's version: a peer with another version is refused at HELLO.
 public let protocolVersion: UInt16 = 1
 
+/// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
+public let maxStep: UInt64 = 1 << 48
+
 /// Every header frame starts with these four bytes, "VAEC".
 let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
 
@@ -269,6 +272,8 @@ extension Message {
             throw WireError(.unsupportedVersion, "protocol version \(version), this build speaks \(protocolVersion)")
         }
         let step = try r.u64("the step")
+        // Steps are counted in Int on both sides: anything near the top of UInt64 is not a real step.
+        guard step <= maxStep else { throw WireError(.malformed, "step \(step) is beyond any run (at most \(maxStep))") }
         func expectFrames(_ n: Int) throws(WireError) {
             guard frames.count == n else {
                 throw WireError(.wrongFrameCount, "\(type) has \(frames.count) frames, expected \(n)")

@@ -40,6 +40,14 @@ struct Start: AsyncParsableCommand {
     var maxStrikes = 3
     @Option(help: ArgumentHelp("Continue the run in this output directory from its last good checkpoint (its training options are used).", valueName: "dir"))
     var resume: String?
+    @Option(name: .customLong("curve-secret-key"), help: ArgumentHelp("Encrypt and authenticate with CURVE: the coordinator's secret key file (from `vae keygen`, mode 0600).", valueName: "file"))
+    var curveSecretKey: String?
+    @Option(name: .customLong("authorized-keys"), help: ArgumentHelp("With CURVE: the workers' public keys, a file (one per line) or a directory of .pub files.", valueName: "path"))
+    var authorizedKeys: String?
+    @Flag(help: "Allow binding a non-loopback address without CURVE (anyone who reaches it can join).")
+    var insecure = false
+    @Option(name: .customLong("max-gradient-norm"), help: "Refuse (and ban the sender of) a gradient whose L2 norm per sample is above this.")
+    var maxGradientNorm = 1e6
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var logging: LoggingOptions
@@ -55,6 +63,13 @@ struct Start: AsyncParsableCommand {
             throw ValidationError("need 1 <= --min-workers <= --max-workers, and --max-workers >= --workers")
         }
         guard maxStrikes >= 1 else { throw ValidationError("--max-strikes must be at least 1") }
+        guard (curveSecretKey == nil) == (authorizedKeys == nil) else {
+            throw ValidationError("CURVE needs both --curve-secret-key and --authorized-keys")
+        }
+        guard maxGradientNorm > 0 else { throw ValidationError("--max-gradient-norm must be positive") }
+        if localWorkers > 0 && curveSecretKey != nil {
+            throw ValidationError("--local-workers does not set up CURVE keys for its workers; bind to loopback or ipc without CURVE, or start the workers yourself")
+        }
         guard (1...256).contains(workerThreads) else { throw ValidationError("--worker-threads must be in 1...256") }
     }
 
@@ -76,10 +91,16 @@ struct Start: AsyncParsableCommand {
         let policy = FaultPolicy(
             minWorkers: minWorkers, maxWorkers: maxWorkers, heartbeatTimeout: .seconds(heartbeatTimeout),
             stepDeadline: .seconds(stepDeadline), maxStrikes: maxStrikes)
+        var security: CurveServerSecurity?
+        if let curveSecretKey, let authorizedKeys {
+            security = CurveServerSecurity(keyPair: try KeyFiles.readSecretKey(curveSecretKey),
+                                           authorizedKeys: try KeyFiles.readAuthorizedKeys(authorizedKeys))
+        }
         let runtime = try CoordinatorRuntime(
             configuration: configuration, data: data,
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
-                                        coverageLog: coverageLog),
+                                        coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
+                                        security: security, insecure: insecure),
             logger: logger, resume: checkpoint)
         let output = try RunOutput(directory: outDirectory)
         emit("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")

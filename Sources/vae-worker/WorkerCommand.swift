@@ -24,6 +24,10 @@ struct Join: AsyncParsableCommand {
     var name: String?
     @Option(name: .customLong("coordinator-timeout"), help: "Seconds without any message from the coordinator before giving up.")
     var coordinatorTimeout = 120.0
+    @Option(name: .customLong("curve-secret-key"), help: ArgumentHelp("This worker's CURVE secret key file (from `vae keygen`, mode 0600).", valueName: "file"))
+    var curveSecretKey: String?
+    @Option(name: .customLong("coordinator-key"), help: ArgumentHelp("The coordinator's CURVE public key: a .pub file or its 40 Z85 characters.", valueName: "key"))
+    var coordinatorKey: String?
     @Option(name: .customLong("rejoin-after"), help: "Seconds of coordinator silence after which to say HELLO again (it may have restarted); backs off to 30 s.")
     var rejoinAfter = 5.0
     @OptionGroup var logging: LoggingOptions
@@ -31,6 +35,9 @@ struct Join: AsyncParsableCommand {
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
         guard coordinatorTimeout > 0, rejoinAfter > 0 else { throw ValidationError("--coordinator-timeout and --rejoin-after must be positive") }
+        guard (curveSecretKey == nil) == (coordinatorKey == nil) else {
+            throw ValidationError("CURVE needs both --curve-secret-key and --coordinator-key")
+        }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://HOST:5555 or ipc:///path, not '\(coordinator)'")
         }
@@ -38,10 +45,16 @@ struct Join: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.logger("vae.worker")
+        var security: CurveClientSecurity?
+        if let curveSecretKey, let coordinatorKey {
+            security = CurveClientSecurity(keyPair: try KeyFiles.readSecretKey(curveSecretKey),
+                                           serverKey: try KeyFiles.readPublicKey(coordinatorKey))
+        }
         let worker = try WorkerRuntime(
             options: WorkerOptions(coordinator: coordinator, threads: threads,
                                    name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
-                                   coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter)),
+                                   coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter),
+                                   security: security),
             logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }

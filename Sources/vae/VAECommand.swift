@@ -4,13 +4,14 @@ import Logging
 import VAECore
 import VAEData
 import VAETraining
+import ClusterRuntime
 
 @main
 struct VAECommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae",
         abstract: "Train and evaluate variational autoencoders in one process.",
-        subcommands: [Train.self, Eval.self])
+        subcommands: [Train.self, Eval.self, Keygen.self])
 }
 
 struct Train: AsyncParsableCommand {
@@ -111,5 +112,26 @@ struct Eval: AsyncParsableCommand {
             emit(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
             emit("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))
         }
+    }
+}
+
+struct Keygen: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub (public), in Z85.")
+
+    @Argument(help: "The key pair's name, e.g. coordinator or worker-1.")
+    var name: String
+    @Option(help: "Directory to write the two files into.")
+    var dir = "keys"
+
+    func validate() throws {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw ValidationError("the name must be a plain file name, not '\(name)'")
+        }
+    }
+
+    func run() async throws {
+        let (publicPath, secretPath) = try KeyFiles.writeKeyPair(name: name, directory: dir)
+        emit("wrote \(secretPath) (secret: keep it on this machine, mode 0600) and \(publicPath) (public: give it to the other side)")
     }
 }

@@ -86,6 +86,11 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         expectError(.malformed, [trailing] + good.dropFirst())
     }
 
+    @Test func stepNumbersBeyondAnyRunAreRejected() {
+        expectError(.malformed, received(Message.heartbeat(step: UInt64.max)))
+        expectError(.malformed, received(Message.gradient(step: (1 << 48) + 1, part: 0, sampleCount: 1, sums: [], gradient: SharedFloats([1, 2, 3, 4, 5]))))
+    }
+
     @Test func sizesAreCheckedBeforeAllocation() {
         // A WORK header claiming 2^31 samples of dimension 2^24, with tiny frames.
         var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1], dimension: 1, sampleType: .uint8, samples: [0])))

@@ -1,0 +1,277 @@
+import Foundation
+import Testing
+import TestSupport
+import WireProtocol
+import ZeroMQ
+@testable import ClusterRuntime
+@testable import VAETraining
+
+@Suite struct KeyFileTests {
+    @Test func keygenWritesAPrivateSecretAndARefusesToOverwrite() throws {
+        let dir = SyntheticData.temporaryDirectory("vae-keys")
+        defer { SyntheticData.cleanup(dir) }
+        let (publicPath, secretPath) = try KeyFiles.writeKeyPair(name: "w1", directory: dir.path)
+        let mode = (try FileManager.default.attributesOfItem(atPath: secretPath)[.posixPermissions] as! NSNumber).intValue
+        #expect(mode == 0o600)
+        let pair = try KeyFiles.readSecretKey(secretPath)
+        #expect(pair.publicKey == (try KeyFiles.readPublicKey(publicPath)))
+        #expect(pair.publicKey == (try KeyFiles.readPublicKey(pair.publicKey.z85)))
+        #expect(throws: ClusterError.self) { _ = try KeyFiles.writeKeyPair(name: "w1", directory: dir.path) }
+    }
+
+    @Test func aSecretKeyOthersCanReadIsRefused() throws {
+        let dir = SyntheticData.temporaryDirectory("vae-keys")
+        defer { SyntheticData.cleanup(dir) }
+        let (_, secretPath) = try KeyFiles.writeKeyPair(name: "c", directory: dir.path)
+        chmod(secretPath, 0o644)
+        #expect {
+            _ = try KeyFiles.readSecretKey(secretPath)
+        } throws: { "\($0)".contains("chmod 600") }
+    }
+
+    @Test func authorizedKeysComeFromAFileOrADirectoryAndBadLinesAreNamed() throws {
+        let dir = SyntheticData.temporaryDirectory("vae-keys")
+        defer { SyntheticData.cleanup(dir) }
+        let a = try KeyFiles.writeKeyPair(name: "a", directory: dir.appendingPathComponent("pub").path)
+        let b = try KeyFiles.writeKeyPair(name: "b", directory: dir.appendingPathComponent("pub").path)
+        // The directory holds .key files too: only .pub files count.
+        #expect(try KeyFiles.readAuthorizedKeys(dir.appendingPathComponent("pub").path).count == 2)
+        let list = dir.appendingPathComponent("allow.txt")
+        try ("# workers\n" + (try String(contentsOfFile: a.publicPath, encoding: .utf8)) + "\n"
+             + (try String(contentsOfFile: b.publicPath, encoding: .utf8))).write(to: list, atomically: true, encoding: .utf8)
+        #expect(try KeyFiles.readAuthorizedKeys(list.path).count == 2)
+        try "not-a-key\n".write(to: list, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try KeyFiles.readAuthorizedKeys(list.path)
+        } throws: { "\($0)".contains("allow.txt:1") }
+    }
+
+    @Test func onlyLoopbackAndIpcMayBeBoundWithoutEncryption() {
+        #expect(BindPolicy.isLocal("tcp://127.0.0.1:5555") && BindPolicy.isLocal("tcp://localhost:*"))
+        #expect(BindPolicy.isLocal("ipc:///tmp/x.sock") && BindPolicy.isLocal("tcp://[::1]:5555"))
+        #expect(!BindPolicy.isLocal("tcp://0.0.0.0:5555") && !BindPolicy.isLocal("tcp://10.0.0.5:5555"))
+        #expect(throws: ClusterError.self) { try BindPolicy.check("tcp://0.0.0.0:5555", encrypted: false, insecure: false) }
+        #expect(throws: Never.self) { try BindPolicy.check("tcp://0.0.0.0:5555", encrypted: true, insecure: false) }
+        #expect(throws: Never.self) { try BindPolicy.check("tcp://0.0.0.0:5555", encrypted: false, insecure: true) }
+    }
+}
+
+@Suite(.serialized) struct CurveTests {
+    /// A CURVE server and a client with `clientKeys`; whether one message gets through in 1 s.
+    func messageGetsThrough(zapAllows allowed: Set<CurveKey>?, clientKeys: CurveKeyPair, server: CurveKeyPair) throws -> Bool {
+        let context = try ZMQContext()
+        var authenticator: ZAPAuthenticator?
+        if let allowed { authenticator = try ZAPAuthenticator(context: context, allowed: allowed) }
+        let router = try ZMQSocket(context, type: .router, linger: 0)
+        try router.setOption(.curveServer, true)
+        try router.setOption(.curveSecretKey, server.secretKey)
+        try router.setOption(.zapDomain, ZAPAuthenticator.domain)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let clientContext = try ZMQContext()
+        let dealer = try ZMQSocket(clientContext, type: .dealer, linger: 0)
+        try dealer.setOption(.curveServerKey, server.publicKey)
+        try dealer.setOption(.curvePublicKey, clientKeys.publicKey)
+        try dealer.setOption(.curveSecretKey, clientKeys.secretKey)
+        try dealer.connect(endpoint)
+        try dealer.send(Array("hello".utf8))
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline {
+            _ = try authenticator?.serve()
+            if try router.receiveMultipart(timeout: .milliseconds(20)) != nil { return true }
+        }
+        return false
+    }
+
+    @Test func withoutAZAPHandlerAnyClientThatKnowsTheServerKeyGetsInAndOursClosesThatHole() throws {
+        let server = try CurveKeyPair.generate()
+        let friend = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        // libzmq's default: no ZAP handler, every CURVE client is admitted.
+        #expect(try messageGetsThrough(zapAllows: nil, clientKeys: stranger, server: server))
+        // With the allowlist handler: the friend gets in, the stranger does not.
+        #expect(try messageGetsThrough(zapAllows: [friend.publicKey], clientKeys: friend, server: server))
+        #expect(!(try messageGetsThrough(zapAllows: [friend.publicKey], clientKeys: stranger, server: server)))
+    }
+
+    @Test func aCoordinatorWithCurveTrainsWithItsWorkerAndRefusesStrangersAndClientsWithoutKeys() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let keys = dir.appendingPathComponent("keys").path
+        let coordinatorKeys = try KeyFiles.writeKeyPair(name: "coordinator", directory: keys)
+        let workerKeys = try KeyFiles.writeKeyPair(name: "w1", directory: keys)
+        let strangerKeys = try KeyFiles.writeKeyPair(name: "stranger", directory: keys)
+        let allow = dir.appendingPathComponent("allow")
+        try FileManager.default.createDirectory(at: allow, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: workerKeys.publicPath, toPath: allow.appendingPathComponent("w1.pub").path)
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(
+            DistributedTrainingTests.modelArguments(train: train, test: test)
+                + ["--epochs", "3", "--curve-secret-key", coordinatorKeys.secretPath, "--authorized-keys", allow.path, "--out", out.path],
+            workers: 1, in: dir)
+        let stranger = try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--curve-secret-key", strangerKeys.secretPath,
+                                                       "--coordinator-key", coordinatorKeys.publicPath, "--coordinator-timeout", "2"],
+                                        directory: dir, name: "stranger")
+        let keyless = try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--coordinator-timeout", "2"],
+                                       directory: dir, name: "keyless")
+        #expect(stranger.wait(timeout: .seconds(30)).map { $0 != 0 } == true, "the stranger should not get in")
+        #expect(keyless.wait(timeout: .seconds(30)).map { $0 != 0 } == true, "a client without keys should not get in")
+        // Nobody has joined yet: the run has not started.
+        let metricsSoFar = (try? String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
+        #expect(metricsSoFar.isEmpty)
+        let worker = try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--curve-secret-key", workerKeys.secretPath,
+                                                     "--coordinator-key", coordinatorKeys.publicPath], directory: dir, name: "w1")
+        #expect(coordinator.wait(timeout: .seconds(120)) == 0, "\(coordinator.stderr)")
+        #expect(worker.wait(timeout: .seconds(30)) == 0)
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        #expect(events.contains("connection_refused"))
+        let strangerKey = try KeyFiles.readPublicKey(strangerKeys.publicPath).z85
+        #expect(events.contains(strangerKey))
+    }
+
+    @Test func aNonLoopbackBindNeedsCurveOrInsecure() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let coordinator = try ChildProcess("vae-coordinator", ["start", "--bind", "tcp://0.0.0.0:*", "--data", train, "--test-data", test],
+                                           directory: dir, name: "open")
+        #expect(coordinator.wait(timeout: .seconds(30)) != 0)
+        #expect(coordinator.stderr.contains("--insecure"))
+    }
+}
+
+/// Peers that send garbage or poison.
+@Suite(.serialized) struct HostilePeerTests {
+    /// A fake worker: joins, and answers every WORK with a gradient full of NaN.
+    final class PoisonWorker: @unchecked Sendable {
+        let thread: Thread
+        init(endpoint: String) {
+            thread = Thread {
+                guard let context = try? ZMQContext(), let socket = try? ZMQSocket(context, type: .dealer, linger: 0),
+                      (try? socket.connect(endpoint)) != nil,
+                      (try? socket.sendMultipart(Message.hello(Hello(name: "poison", threads: 1)).map { frame -> [UInt8] in
+                          if case .bytes(let b) = frame { return b } else { return [] }
+                      })) != nil else { return }
+                var count = 0
+                let deadline = ContinuousClock.now + .seconds(60)
+                while ContinuousClock.now < deadline {
+                    guard let frames = try? socket.receiveMultipart(timeout: .milliseconds(100)) else { continue }
+                    let limits = Limits(parameterCount: count)
+                    guard let message = try? Message.decode(frames.map { $0.bytes }, limits: limits) else { continue }
+                    switch message {
+                    case .welcome(let w): count = Int(w.parameterCount)
+                    case .work(let work):
+                        let nan = [Float](repeating: .nan, count: count)
+                        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(work.sampleIDs.count), sums: [1, 1, 1])
+                        _ = try? socket.send(header, flags: .more)
+                        _ = try? nan.withUnsafeBytes { try socket.send($0) }
+                    case .stop, .reject: return
+                    default: break
+                    }
+                }
+            }
+            thread.start()
+        }
+    }
+
+    @Test func aWorkerThatSendsNaNGradientsIsRefusedAndTheRunIsUnharmed() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = DistributedTrainingTests.modelArguments(train: train, test: test) + ["--lr", "0.01", "--max-steps", "40", "--epochs", "5"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
+        _ = PoisonWorker(endpoint: endpoint)
+        let worker = try DistributedTrainingTests.workers(1, endpoint: endpoint, in: dir)[0]
+        #expect(coordinator.wait(timeout: .seconds(120)) == 0, "\(coordinator.stderr)")
+        #expect(worker.wait(timeout: .seconds(30)) == 0)
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        #expect(events.contains("gradient_refused") && events.contains("NaN"))
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect((summary["rejected_messages"] as? Int ?? 0) >= 1)
+        // The parameters are those of the honest worker alone, up to float summation order.
+        let configuration = try TrainingOptions.parse(arguments).configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration), logger: .init(label: "test"))
+        _ = try trainer.run(output: nil) { _ in }
+        let final = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors")).parameters
+        #expect(final.allSatisfy { $0.isFinite })
+        let worst = zip(final, trainer.parameters).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-4 * trainer.parameters.map(abs).max()!)
+    }
+
+    /// 10,000 random and mutated frames from 50 connections while two real workers train: the
+    /// run ends at exactly the parameters of the same run without them.
+    @Test func tenThousandRandomAndMutatedFramesDoNotChangeTheRun() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 2048)
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = DistributedTrainingTests.modelArguments(train: train, test: test)
+            + ["--lr", "0.01", "--epochs", "4", "--checkpoint-every", "5", "--max-workers", "2"]
+        func run(_ name: String, fuzz: Bool) throws -> (parameters: [Float], rejected: Int) {
+            let out = dir.appendingPathComponent(name)
+            let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + ["--out", out.path], workers: 2, in: dir, name: name)
+            let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
+            if fuzz {
+                #expect(FaultToleranceTests.waitForStep(5, in: out, timeout: .seconds(120)))
+                try Self.fuzz(endpoint: endpoint, frames: 10_000, connections: 50)
+            }
+            #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
+            for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0) }
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+            return (try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors")).parameters,
+                    summary["rejected_messages"] as? Int ?? 0)
+        }
+        let calm = try run("calm", fuzz: false)
+        let fuzzed = try run("fuzzed", fuzz: true)
+        #expect(fuzzed.parameters == calm.parameters)
+        // Most frames are invalid (the rest are valid but refused): the coordinator counted them
+        // before the run ended, so they arrived during training.
+        #expect(fuzzed.rejected >= 5000, "only \(fuzzed.rejected) frames were refused as invalid")
+    }
+
+    /// Sends `frames` messages spread over `connections` DEALER sockets: valid messages of every
+    /// type (HELLO, GRAD of the right size with random values, PARAMS, WORK, STOP, LEAVE, ...)
+    /// mutated by byte flips, truncation, extension and frame shuffles, and pure noise.
+    static func fuzz(endpoint: String, frames total: Int, connections: Int) throws {
+        var state: UInt64 = 0x1234_5678_9ABC_DEF1
+        func next() -> UInt64 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state
+        }
+        func bytes(_ frames: [OutgoingFrame]) -> [[UInt8]] {
+            frames.map { if case .bytes(let b) = $0 { b } else if case .floats(let f) = $0 { Array(f.bytes) } else { [] } }
+        }
+        let context = try ZMQContext()
+        let sockets = try (0..<connections).map { _ in try ZMQSocket(context, type: .dealer, linger: 0) }
+        for s in sockets { try s.connect(endpoint) }
+        let parameters = 16 * 12 + 12 + 2 * (12 * 3 + 3) + 3 * 12 + 12 + 12 * 16 + 16
+        let templates: [[[UInt8]]] = [
+            bytes(Message.hello(Hello(name: "fuzz", threads: 1))),
+            bytes(Message.gradient(step: 7, part: 0, sampleCount: 16, sums: [1, 2, 3], gradient: SharedFloats((0..<parameters).map { Float($0) }))),
+            bytes(Message.params(step: 3, SharedFloats([Float](repeating: 1, count: parameters)))),
+            bytes(Message.work(Work(step: 1, part: 0, seed: 1, sampleIDs: [1, 2], dimension: 16, sampleType: .uint8, samples: [UInt8](repeating: 9, count: 32)))),
+            bytes(Message.stop(.finished, "x")), bytes(Message.leave()), bytes(Message.heartbeat(step: 2)),
+            bytes(Message.reject(.rejoin, "y")),
+        ]
+        for i in 0..<total {
+            var frames = templates[Int(next() % UInt64(templates.count))]
+            switch next() % 5 {
+            case 0:  // byte flips
+                for _ in 0..<(1 + next() % 4) {
+                    let f = Int(next() % UInt64(frames.count))
+                    if !frames[f].isEmpty { frames[f][Int(next() % UInt64(frames[f].count))] ^= UInt8(truncatingIfNeeded: next() | 1) }
+                }
+            case 1:  // truncation
+                let f = Int(next() % UInt64(frames.count))
+                frames[f] = Array(frames[f].prefix(Int(next() % UInt64(frames[f].count + 1))))
+            case 2:  // extension, extra frames
+                frames[0] += (0..<(next() % 16)).map { _ in UInt8(truncatingIfNeeded: next()) }
+                if next() % 2 == 0 { frames.append([1, 2, 3]) }
+            case 3:  // noise
+                frames = (0..<(1 + next() % 3)).map { _ in (0..<(next() % 64)).map { _ in UInt8(truncatingIfNeeded: next()) } }
+            default:  // valid as is
+                break
+            }
+            _ = try sockets[i % connections].sendMultipart(frames, dontWait: true)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+    }
+}
