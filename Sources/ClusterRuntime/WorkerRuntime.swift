@@ -71,6 +71,8 @@ public final class WorkerRuntime {
         // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 5000)
+        // No frame from a coordinator is larger than the parameters of a very large model.
+        try socket.setOption(.maxMessageSize, Int64(1) << 31)
         if let security = options.security {
             // The handshake fails unless the server proves it holds the secret of `serverKey`.
             try socket.setOption(.curveServerKey, security.serverKey)

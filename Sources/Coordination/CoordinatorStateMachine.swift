@@ -233,6 +233,9 @@ public struct CoordinatorStateMachine: Sendable {
     /// `peer` sent an invalid gradient or too many invalid messages: refuse it for good and
     /// re-issue its work. Nothing it sent is applied.
     public mutating func onMisbehaviour(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        // Bounded: a flood of new connection ids must not grow it without end (a cleared peer
+        // has to misbehave again to be refused again).
+        if banned.count >= 65_536 { banned.removeAll(keepingCapacity: true) }
         guard banned.insert(peer).inserted else { return [] }
         if members.contains(where: { $0.peer == peer }) {
             return remove(peer, reason: "refused for good: \(reason)", now: now)
