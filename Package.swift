@@ -24,6 +24,9 @@ let package = Package(
             name: "CZeroMQ", pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
         .systemLibrary(
+            name: "CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
 
@@ -38,6 +41,8 @@ let package = Package(
         .target(name: "WireProtocol", dependencies: ["CZlib"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
         .target(name: "Coordination", dependencies: ["WireProtocol"]),
+        // PNG images (libpng) and image grids: knows pixels, not VAEs.
+        .target(name: "Pictures", dependencies: ["CPNG"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
         .target(name: "Checkpoint", dependencies: ["CZlib"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs,
@@ -73,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining", "ClusterRuntime",
+                "VAETraining", "ClusterRuntime", "Pictures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -91,13 +96,14 @@ let package = Package(
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining", "TestSupport"]),
+        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining", "TestSupport", "Pictures"]),
     ]
 )
 

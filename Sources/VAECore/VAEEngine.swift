@@ -142,6 +142,50 @@ public final class VAEEngine {
         return sums
     }
 
+    /// The mean of p(x|z) for latent vectors `latents` `[rows, Z]` into `output` `[rows, D]`:
+    /// Bernoulli probabilities (sigmoid of the logits) or Gaussian means.
+    public func decodeMeans(
+        parameters: UnsafeBufferPointer<Float>, latents: UnsafeBufferPointer<Float>,
+        into output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let zDim = layout.architecture.latent
+        let d = layout.architecture.inputDimension
+        let rows = latents.count / zDim
+        precondition(latents.count == rows * zDim && output.count == rows * d, "latents [rows, Z] and output [rows, D]")
+        var start = 0
+        while start < rows {
+            let m = min(rowCapacity, rows - start)
+            z.update(from: latents.baseAddress! + start * zDim, count: m * zDim)
+            decode(parameters: parameters.baseAddress!, rows: m)
+            let out = output.baseAddress! + start * d
+            out.update(from: self.output, count: m * d)
+            if layout.architecture.likelihood == .bernoulli {
+                forEachVector(out, count: m * d) { VectorMath.sigmoid($0) }
+            }
+            start += m
+        }
+    }
+
+    /// The posterior means mu(x) `[n, Z]` of preprocessed inputs `[n, D]`.
+    public func encodeMeans(
+        parameters: UnsafeBufferPointer<Float>, inputs: UnsafeBufferPointer<Float>,
+        into output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let zDim = layout.architecture.latent
+        let d = layout.architecture.inputDimension
+        let n = inputs.count / d
+        precondition(inputs.count == n * d && output.count == n * zDim, "inputs [n, D] and output [n, Z]")
+        var start = 0
+        while start < n {
+            let m = min(capacity, n - start)
+            encode(parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d, count: m)
+            for i in 0..<m {
+                (output.baseAddress! + (start + i) * zDim).update(from: heads + i * 2 * zDim, count: zDim)
+            }
+            start += m
+        }
+    }
+
     // MARK: - Forward pieces shared with evaluation
 
     /// Encoder forward for `n` inputs: fills `heads` with (mu, logvar) rows and `sigma`. The

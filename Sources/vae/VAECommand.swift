@@ -11,7 +11,7 @@ struct VAECommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae",
         abstract: "Train and evaluate variational autoencoders in one process.",
-        subcommands: [Train.self, Eval.self, Keygen.self])
+        subcommands: [Train.self, Eval.self, Sample.self, Reconstruct.self, Interpolate.self, Keygen.self])
 }
 
 struct Train: AsyncParsableCommand {

@@ -1,4 +1,5 @@
 import Foundation
+import Pictures
 import Testing
 
 /// The `vae` executable end to end: `vae train` then `vae eval --json` on a small dataset.
@@ -50,6 +51,31 @@ import Testing
         }
         #expect((object["kl_per_dim"] as? [Double])?.count == 3)
         #expect((object["nll"] as! Double) <= (object["neg_elbo"] as! Double) + 1)
+    }
+
+    @Test func pictureCommandsWritePNGsOfTheExpectedSize() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        let out = dir.appendingPathComponent("run").path
+        _ = try run(["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32",
+                     "--epochs", "1", "--out", out])
+        let checkpoint = "\(out)/checkpoint.safetensors"
+        // Samples are 16 values: 4x4 tiles, 2 pixels of padding.
+        let samples = dir.appendingPathComponent("s.png").path
+        #expect(try run(["sample", checkpoint, "--n", "6", "--columns", "3", "--out", samples]).status == 0)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: samples)).width == 3 * 4 + 4 * 2)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: samples)).height == 2 * 4 + 3 * 2)
+        let reconstructions = dir.appendingPathComponent("r.png").path
+        #expect(try run(["reconstruct", checkpoint, "--data", test, "--split", "train", "--n", "5", "--out", reconstructions]).status == 0)
+        let r = try PNGImage.read(from: URL(fileURLWithPath: reconstructions))
+        #expect(r.width == 8 * 4 + 9 * 2 && r.height == 2 * 4 + 3 * 2)
+        let interpolations = dir.appendingPathComponent("i.png").path
+        #expect(try run(["interpolate", checkpoint, "--data", test, "--split", "train", "--pairs", "2", "--steps", "5",
+                         "--shape", "2x8", "--out", interpolations]).status == 0)
+        let i = try PNGImage.read(from: URL(fileURLWithPath: interpolations))
+        #expect(i.width == 7 * 8 + 8 * 2 && i.height == 2 * 2 + 3 * 2)
+        let bad = try run(["sample", checkpoint, "--shape", "3x3", "--out", samples])
+        #expect(bad.status != 0 && bad.stderr.contains("--shape"))
     }
 
     @Test func badInputGivesAClearMessageAndNonZeroExit() throws {

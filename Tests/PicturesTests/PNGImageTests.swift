@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+@testable import Pictures
+
+@Suite struct PNGImageTests {
+    func temporary(_ name: String) -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("png-\(UUID().uuidString)-\(name)")
+    }
+
+    @Test func grayAndRGBImagesRoundTripThroughLibpng() throws {
+        let gray = PNGImage(width: 7, height: 3, format: .gray, pixels: (0..<21).map { UInt8($0 * 12) })
+        let url = temporary("gray.png")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try gray.write(to: url)
+        #expect(try PNGImage.read(from: url) == gray)
+        let rgb = PNGImage(width: 2, height: 2, format: .rgb, pixels: [255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])
+        let url2 = temporary("rgb.png")
+        defer { try? FileManager.default.removeItem(at: url2) }
+        try rgb.write(to: url2)
+        #expect(try PNGImage.read(from: url2, format: .rgb) == rgb)
+    }
+
+    @Test func intensitiesAreClampedAndScaled() {
+        let image = PNGImage(width: 4, height: 1, intensities: [-1, 0, 0.5, 2] as [Float])
+        #expect(image.pixels == [0, 0, 128, 255])
+    }
+
+    @Test func aGridPlacesEveryTileWithPadding() {
+        let tiles = (0..<5).map { PNGImage(width: 3, height: 2, format: .gray, pixels: [UInt8](repeating: UInt8(100 + $0), count: 6)) }
+        let grid = PNGImage.grid(tiles, columns: 2, padding: 1, background: 0)
+        #expect(grid.width == 2 * 3 + 3 && grid.height == 3 * 2 + 4)
+        #expect(grid.pixels[1 * grid.width + 1] == 100)  // first tile's top-left
+        #expect(grid.pixels[1 * grid.width + 5] == 101)  // second tile
+        #expect(grid.pixels[7 * grid.width + 1] == 104)  // fifth tile, third row
+        #expect(grid.pixels[7 * grid.width + 5] == 0)    // empty sixth slot
+    }
+
+    @Test func aFileThatIsNotAPNGGivesAClearError() throws {
+        let url = temporary("bad.png")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data("not a png".utf8).write(to: url)
+        #expect {
+            _ = try PNGImage.read(from: url)
+        } throws: { "\($0)".contains(url.lastPathComponent) }
+        #expect(throws: PictureError.self) { try PNGImage(width: 1, height: 1).write(to: URL(fileURLWithPath: "/nonexistent/dir/x.png")) }
+    }
+}
