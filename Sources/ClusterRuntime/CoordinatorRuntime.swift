@@ -6,6 +6,9 @@ import VAEData
 import VAETraining
 import WireProtocol
 import ZeroMQ
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How the coordinator listens, how long it waits, and how it tolerates faults.
 public struct CoordinatorOptions: Sendable {
@@ -257,15 +260,25 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// Counts an invalid message from `peer`; refuses the peer for good after too many.
-    private func invalid(from peer: PeerID, _ reason: String) throws {
+    /// Counts an invalid message from `peer`; after too many, refuses the peer for good and drops
+    /// its connection.
+    private func invalid(from peer: PeerID, frame: ZMQFrame, _ reason: String) throws {
         rejectedMessages += 1
         if invalidMessages.count > 4096 { invalidMessages = [:] }
         invalidMessages[peer, default: 0] += 1
         if invalidMessages[peer]! >= options.maxInvalidMessages {
             invalidMessages[peer] = nil
             try perform(machine.onMisbehaviour(peer, reason: "\(options.maxInvalidMessages) invalid messages, the last: \(reason)", now: .now))
+            disconnect(peer, frame: frame)
         }
+    }
+
+    /// Closes the connection `frame` arrived on (libzmq tears it down when its socket is shut down).
+    private func disconnect(_ peer: PeerID, frame: ZMQFrame) {
+        guard let fd = frame.sourceFileDescriptor else { return }
+        shutdown(fd, Int32(SHUT_RDWR))
+        logger.notice("disconnected a misbehaving peer", metadata: ["peer": "\(name(peer))"])
+        event("peer_disconnected", ["peer": name(peer)])
     }
 
     /// Abandons the step in flight, checkpoints the parameters of the last completed step and
@@ -304,7 +317,7 @@ public final class CoordinatorRuntime {
                                          limits: Limits(parameterCount: state.layout.count))
         } catch {
             logger.notice("invalid message", metadata: ["peer": "\(name(peer))", "error": "\(error)"])
-            try invalid(from: peer, "\(error)")
+            try invalid(from: peer, frame: frames[frames.count - 1], "\(error)")
             return
         }
         switch message {
@@ -318,6 +331,7 @@ public final class CoordinatorRuntime {
                 logger.warning("refused a gradient", metadata: ["worker": "\(name(peer))", "step": "\(gradient.step)", "reason": "\(problem)"])
                 event("gradient_refused", ["worker": name(peer), "reason": problem])
                 try perform(machine.onMisbehaviour(peer, reason: "an invalid gradient: \(problem)", now: now))
+                disconnect(peer, frame: frames[frames.count - 1])
                 return
             }
             let directives = machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),

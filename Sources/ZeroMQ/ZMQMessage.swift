@@ -55,6 +55,14 @@ public final class ZMQFrame: @unchecked Sendable {
 
     /// A copy of the frame's bytes.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// The file descriptor of the TCP or ipc connection the frame arrived on (`ZMQ_SRCFD`), or nil.
+    /// libzmq owns the descriptor; `shutdown(2)` on it makes libzmq close that one connection,
+    /// which is the only way to drop a single peer of a ROUTER socket.
+    public var sourceFileDescriptor: Int32? {
+        let fd = zmq_msg_get(message, ZMQ_SRCFD)
+        return fd >= 0 ? fd : nil
+    }
 }
 
 /// Bytes for a zero-copy send: ``ZMQSocket/send(_:flags:)-(ZMQBuffer,_)`` hands libzmq a pointer to

@@ -184,6 +184,7 @@ import ZeroMQ
         #expect(worker.wait(timeout: .seconds(30)) == 0)
         let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
         #expect(events.contains("gradient_refused") && events.contains("NaN"))
+        #expect(events.contains("peer_disconnected"))
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
         #expect((summary["rejected_messages"] as? Int ?? 0) >= 1)
         // The parameters are those of the honest worker alone, up to float summation order.
@@ -214,6 +215,11 @@ import ZeroMQ
             #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
             for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0) }
             let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+            if fuzz {
+                // Peers that kept sending invalid frames were refused and their connections dropped.
+                let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+                #expect(events.contains("peer_disconnected"))
+            }
             return (try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors")).parameters,
                     summary["rejected_messages"] as? Int ?? 0)
         }

@@ -152,3 +152,33 @@ import ZeroMQ
         #expect(next.map(\.text) == ["next"])
     }
 }
+
+@Suite struct SourceDescriptorTests {
+    @Test func shuttingDownAFramesSourceDescriptorDropsThatPeersConnection() throws {
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context, type: .router)
+        try router.setOption(.routerMandatory, true)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(context, type: .dealer)
+        try dealer.setOption(.routingID, Array("peer".utf8))
+        try dealer.setOption(.reconnectInterval, 60_000)  // do not come back during the test
+        try dealer.connect(endpoint)
+        try dealer.send(Array("hi".utf8))
+        let frames = try #require(try router.receiveMultipart(timeout: arrivalTimeout))
+        let fd = try #require(frames.last?.sourceFileDescriptor)
+        shutdown(fd, Int32(SHUT_RDWR))
+        // The router forgets the peer: a mandatory send to it fails once libzmq saw the close.
+        var unreachable = false
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !unreachable && ContinuousClock.now < deadline {
+            do {
+                try router.sendMultipart([Array("peer".utf8), Array("x".utf8)])
+                Thread.sleep(forTimeInterval: 0.02)
+            } catch {
+                unreachable = error.code == .hostUnreachable
+                if !unreachable { throw error }
+            }
+        }
+        #expect(unreachable)
+    }
+}
