@@ -70,26 +70,49 @@ public struct Architecture: Sendable, Codable, Equatable {
 /// beta_t = beta * min(1, t / warmupSteps) at optimizer step t (t counts from 0), or beta when
 /// `warmupSteps` is 0. Free bits are applied per sample and per latent dimension, so that the
 /// objective of a batch is the sum of its samples' objectives, which data parallelism needs.
+///
+/// `autoencoder` turns the model into a plain autoencoder with the same networks, for comparison:
+/// z = mu(x) deterministically, no KL term, the loss is the reconstruction term alone (the
+/// log-variance head is unused).
 public struct Objective: Sendable, Codable, Equatable {
     public var beta: Float
     public var warmupSteps: Int
     public var freeBits: Float
     public var mcSamples: Int
     public var iwaeSamples: Int
+    public var autoencoder: Bool
 
     public init(
         beta: Float = 1, warmupSteps: Int = 0, freeBits: Float = 0,
-        mcSamples: Int = 1, iwaeSamples: Int = 1
+        mcSamples: Int = 1, iwaeSamples: Int = 1, autoencoder: Bool = false
     ) {
         self.beta = beta
         self.warmupSteps = warmupSteps
         self.freeBits = freeBits
         self.mcSamples = mcSamples
         self.iwaeSamples = iwaeSamples
+        self.autoencoder = autoencoder
+    }
+
+    enum CodingKeys: String, CodingKey { case beta, warmupSteps, freeBits, mcSamples, iwaeSamples, autoencoder }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        beta = try c.decode(Float.self, forKey: .beta)
+        warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+        freeBits = try c.decode(Float.self, forKey: .freeBits)
+        mcSamples = try c.decode(Int.self, forKey: .mcSamples)
+        iwaeSamples = try c.decode(Int.self, forKey: .iwaeSamples)
+        // Checkpoints written before the option existed are VAEs.
+        autoencoder = try c.decodeIfPresent(Bool.self, forKey: .autoencoder) ?? false
     }
 
     /// Draws of z per sample in the training step.
     public var drawsPerSample: Int { iwaeSamples > 1 ? iwaeSamples : mcSamples }
+
+    /// The objective held-out figures are computed with: the ELBO with beta 1 for a VAE, the
+    /// reconstruction term for an autoencoder.
+    public var evaluation: Objective { Objective(autoencoder: autoencoder) }
 
     /// beta at optimizer step `step`, with the linear warm-up applied.
     public func beta(atStep step: Int) -> Float {
@@ -105,6 +128,9 @@ public struct Objective: Sendable, Codable, Equatable {
         guard (1...4096).contains(iwaeSamples) else { throw ConfigurationError("--iwae-k must be in 1...4096, not \(iwaeSamples)") }
         if iwaeSamples > 1 && mcSamples > 1 {
             throw ConfigurationError("--iwae-k and --mc-samples cannot both be above 1: the IWAE objective already averages over its k draws")
+        }
+        if autoencoder && (iwaeSamples > 1 || mcSamples > 1 || freeBits > 0 || warmupSteps > 0 || beta != 1) {
+            throw ConfigurationError("--autoencoder trains without a KL term or latent noise: drop --iwae-k, --mc-samples, --free-bits, --warmup-steps and --beta")
         }
         if iwaeSamples > 1 && freeBits > 0 {
             throw ConfigurationError("--free-bits applies to the closed-form KL of the ELBO and has no meaning with --iwae-k > 1; drop one of them")

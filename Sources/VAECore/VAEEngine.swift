@@ -268,6 +268,17 @@ public final class VAEEngine {
     /// Draws `draws` latent rows per sample: eps from the sample's noise key, z = mu + sigma eps.
     func sampleLatents(ids: UnsafePointer<UInt32>, count n: Int, draws s: Int, seed: UInt64, step: Int) {
         let zDim = layout.architecture.latent
+        if objective.autoencoder {
+            // Deterministic: z = mu, eps = 0.
+            for i in 0..<n {
+                for k in 0..<s {
+                    let row = (i * s + k) * zDim
+                    (eps + row).update(repeating: 0, count: zDim)
+                    (z + row).update(from: heads + i * 2 * zDim, count: zDim)
+                }
+            }
+            return
+        }
         for i in 0..<n {
             let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: .latentNoise)
             key.fillNormal(UnsafeMutableBufferPointer(start: eps + i * s * zDim, count: s * zDim))
@@ -316,6 +327,11 @@ public final class VAEEngine {
             for k in 0..<s { meanNLL += Double(rowNLL[i * s + k]) }
             meanNLL /= Double(s)
             sums.distortion += meanNLL
+            if objective.autoencoder {
+                sums.objective += meanNLL
+                for k in 0..<s { rowWeight[i * s + k] = 1 / Float(s) }
+                continue
+            }
             sums.rate += Double(kl)
             if iwae {
                 // log w_k = -nll_k + beta (-0.5 |z|^2 + 0.5 |eps|^2 + 0.5 sum lv)
@@ -407,7 +423,9 @@ public final class VAEEngine {
                     gm += dz
                     gl += dz * eps[r] * 0.5 * sd
                 }
-                if iwae {
+                if objective.autoencoder {
+                    gl = 0  // z = mu: the log-variance head does not enter the loss
+                } else if iwae {
                     gl -= 0.5 * beta
                 } else {
                     let k = 0.5 * (mu[j] * mu[j] + sd * sd - 1 - lv[j])

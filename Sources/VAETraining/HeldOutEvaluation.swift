@@ -9,9 +9,9 @@ public enum HeldOutEvaluation {
     /// samples, in batches of `batch`.
     public static func elbo(
         layout: ParameterLayout, parameters: [Float], dataset: Dataset, filler: BatchFiller,
-        seed: UInt64, limit: Int? = nil, batch: Int = 500
+        seed: UInt64, limit: Int? = nil, batch: Int = 500, objective: Objective = Objective()
     ) -> LossSums {
-        let engine = VAEEngine(layout: layout, objective: Objective(), capacity: batch)
+        let engine = VAEEngine(layout: layout, objective: objective, capacity: batch)
         var sums = LossSums.zero
         forEachBatch(dataset: dataset, filler: filler, seed: seed, limit: limit, batch: batch) { x, ids in
             sums += parameters.withUnsafeBufferPointer { p in

@@ -6,19 +6,23 @@ import VAEData
 /// single-process training and by the distributed coordinator.
 public enum RunReporting {
     /// The readable line printed after each epoch.
-    public static func progressLine(_ m: EpochMetrics, workers: Int? = nil) -> String {
-        var line = String(format: "epoch %3d  step %6d  -ELBO %8.3f (rate %7.3f, distortion %8.3f)",
-                          m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
-        if let test = m.testNegElbo { line += String(format: "  test -ELBO %8.3f", test) }
+    public static func progressLine(_ m: EpochMetrics, workers: Int? = nil, autoencoder: Bool = false) -> String {
+        var line = autoencoder
+            ? String(format: "epoch %3d  step %6d  reconstruction %8.3f", m.epoch, m.step, m.trainDistortion)
+            : String(format: "epoch %3d  step %6d  -ELBO %8.3f (rate %7.3f, distortion %8.3f)",
+                     m.epoch, m.step, m.trainNegElbo, m.trainRate, m.trainDistortion)
+        if let test = m.testNegElbo { line += String(format: autoencoder ? "  test reconstruction %8.3f" : "  test -ELBO %8.3f", test) }
         line += String(format: "  %8.0f samples/s  %6.1f s", m.samplesPerS, m.epochSeconds)
         if let workers { line += "  \(workers) worker\(workers == 1 ? "" : "s")" }
         return line
     }
 
     /// The readable line printed at the end of a run.
-    public static func finalLine(_ summary: TrainingSummary) -> String {
+    public static func finalLine(_ summary: TrainingSummary, autoencoder: Bool = false) -> String {
         var line = String(format: "done: %d steps in %.1f s, %.0f samples/s", summary.steps, summary.trainSeconds, summary.samplesPerS)
-        if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
+        if autoencoder, let d = summary.testDistortion {
+            line += String(format: "; test reconstruction error %.3f nats (a plain autoencoder: no ELBO)", d)
+        } else if let t = summary.testNegElbo, let r = summary.testRate, let d = summary.testDistortion {
             line += String(format: "; test -ELBO %.3f (rate %.3f, distortion %.3f)", t, r, d)
         }
         if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
@@ -51,7 +55,8 @@ public enum RunReporting {
     static func testELBO(state: TrainingState, data: TrainingData) -> LossSums? {
         guard let test = data.test else { return nil }
         return HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
-                                      filler: data.filler, seed: state.configuration.evaluationSeed)
+                                      filler: data.filler, seed: state.configuration.evaluationSeed,
+                                      objective: state.configuration.objective.evaluation)
     }
 
     /// The run's summary: throughput, and the final model's test figures (with the IWAE NLL when

@@ -84,6 +84,9 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         guard checkpointEvery >= 0 else { throw ConfigurationError("--checkpoint-every must be >= 0, not \(checkpointEvery)") }
         guard nllSamples >= 0 && nllSamples <= 1_000_000 else { throw ConfigurationError("--nll-k must be in 0...1000000, not \(nllSamples)") }
         guard nllLimit > 0 else { throw ConfigurationError("--nll-limit must be positive, not \(nllLimit)") }
+        if objective.autoencoder && nllSamples > 0 {
+            throw ConfigurationError("an autoencoder defines no likelihood p(x) to estimate: drop --nll-k with --autoencoder")
+        }
         if case .adam(let b1, let b2, let eps) = optimizer {
             guard (0..<1).contains(b1), (0..<1).contains(b2), eps > 0 else {
                 throw ConfigurationError("Adam needs 0 <= beta1, beta2 < 1 and eps > 0 (got \(b1), \(b2), \(eps))")

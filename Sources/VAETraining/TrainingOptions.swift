@@ -44,6 +44,8 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var mcSamples = 1
     @Option(name: .customLong("iwae-k"), help: "Train on the IWAE bound with k importance samples (1: the ELBO).")
     public var iwaeK = 1
+    @Flag(help: "Train a plain autoencoder with the same networks instead (z = mu, no KL), for comparison.")
+    public var autoencoder = false
 
     // Optimisation
     @Option(help: "Optimizer: adam or sgd.")
@@ -144,7 +146,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
                                     preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn),
             hidden: sizes, latent: latent, activation: activation, likelihood: likelihood,
             objective: Objective(beta: beta, warmupSteps: warmupSteps, freeBits: freeBits,
-                                 mcSamples: mcSamples, iwaeSamples: iwaeK),
+                                 mcSamples: mcSamples, iwaeSamples: iwaeK, autoencoder: autoencoder),
             optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
             batchSize: batch, epochs: epochs, maxSteps: maxSteps, seed: seed, threads: threads,
             checkpointEvery: checkpointEvery, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)

@@ -108,12 +108,13 @@ struct Start: AsyncParsableCommand {
         defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
         defer { local.terminate() }
-        let summary = try runtime.run(output: output) { emit(RunReporting.progressLine($0, workers: count)) }
+        let autoencoder = configuration.objective.autoencoder
+        let summary = try runtime.run(output: output) { emit(RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
         let failures = local.wait()
         if let signal = runtime.stoppedBySignal {
             emit("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
         }
-        emit(RunReporting.finalLine(summary))
+        emit(RunReporting.finalLine(summary, autoencoder: autoencoder))
         emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {
             throw ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")

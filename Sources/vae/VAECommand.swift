@@ -30,8 +30,9 @@ struct Train: AsyncParsableCommand {
         emit("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
-        let summary = try trainer.run(output: output) { emit(RunReporting.progressLine($0)) }
-        emit(RunReporting.finalLine(summary))
+        let autoencoder = configuration.objective.autoencoder
+        let summary = try trainer.run(output: output) { emit(RunReporting.progressLine($0, autoencoder: autoencoder)) }
+        emit(RunReporting.finalLine(summary, autoencoder: autoencoder))
         emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
     }
 }
@@ -72,6 +73,9 @@ struct Eval: AsyncParsableCommand {
         _ = global.logger("vae.eval")
         BLAS.setThreads(threads)
         let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+        guard !model.configuration.objective.autoencoder else {
+            throw ValidationError("\(checkpoint) is a plain autoencoder: it has no ELBO or likelihood to evaluate; see its summary.json for the reconstruction error, or use vae reconstruct")
+        }
         let (train, test) = try DatasetSource.load(train: data)
         let dataset: Dataset
         if split == "train" {

@@ -101,6 +101,8 @@ import Testing
         #expect(throws: ConfigurationError.self) { try Objective(freeBits: 0.5, iwaeSamples: 5).validate() }
         #expect(throws: ConfigurationError.self) { try Objective(mcSamples: 2, iwaeSamples: 5).validate() }
         #expect(throws: ConfigurationError.self) { try Objective(beta: -1).validate() }
+        #expect(throws: ConfigurationError.self) { try Objective(iwaeSamples: 5, autoencoder: true).validate() }
+        #expect(throws: Never.self) { try Objective(autoencoder: true).validate() }
         #expect(throws: ConfigurationError.self) { try Architecture(inputDimension: 0, hidden: [4], latent: 2).validate() }
         #expect(throws: ConfigurationError.self) { try Architecture(inputDimension: 4, hidden: [0], latent: 2).validate() }
     }

@@ -99,6 +99,20 @@ import VAEData
         #expect(losses[1] < losses[0])
     }
 
+    @Test func anAutoencoderLearnsToReconstructWithoutAKLTerm() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        var configuration = Fixtures.configuration(train: train, test: test, epochs: 3)
+        configuration.objective = Objective(autoencoder: true)
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration), logger: Fixtures.logger)
+        var epochs: [EpochMetrics] = []
+        let summary = try trainer.run(output: nil) { epochs.append($0) }
+        #expect(epochs.allSatisfy { $0.trainRate == 0 && $0.testRate == 0 })
+        #expect(epochs.last!.trainDistortion < epochs.first!.trainDistortion)
+        #expect(summary.testNegElbo == summary.testDistortion)
+        #expect(RunReporting.finalLine(summary, autoencoder: true).contains("reconstruction error"))
+    }
+
     @Test func divergenceStopsWithAnActionableError() throws {
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
