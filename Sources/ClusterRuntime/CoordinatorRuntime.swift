@@ -115,6 +115,7 @@ public final class CoordinatorRuntime {
     var trainingStarted = false
     var output: RunOutput?
     var onEpoch: (EpochMetrics) -> Void = { _ in }
+    var onStep: (StepProgress) -> Void = { _ in }
     /// Set from a signal handler: finish at the next message boundary.
     public let stopRequest = StopRequest()
     /// The signal that ended the run early, if one did.
@@ -179,9 +180,11 @@ public final class CoordinatorRuntime {
     }
 
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
-    public func run(output: RunOutput?, onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
+    public func run(output: RunOutput?, onStep: @escaping (StepProgress) -> Void = { _ in },
+                    onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
         self.output = output
         self.onEpoch = onEpoch
+        self.onStep = onStep
         BLAS.setThreads(configuration.threads)
         if startStep == 0 { try output?.resetMetrics() }
         event(startStep == 0 ? "started" : "resumed", ["endpoint": endpoint])
@@ -505,6 +508,11 @@ public final class CoordinatorRuntime {
         if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0 {
             try writeCheckpoint()
         }
+        let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
+        let rate = Double(epochSums.samples) / max((ContinuousClock.now - epochStart).seconds, 1e-9)
+        onStep(StepProgress(epoch: (state.step - 1) / plan.stepsPerEpoch + 1, epochs: configuration.epochs,
+                            stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
+                            secondsLeft: Double((plan.stepsPerEpoch - inEpoch) * configuration.batchSize) / max(rate, 1e-9)))
         try perform(machine.stepApplied(now: .now))
     }
 

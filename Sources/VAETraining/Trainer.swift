@@ -57,7 +57,8 @@ public final class Trainer {
 
     /// Trains for the configured epochs (or until `maxSteps`), writing metrics, checkpoints and
     /// the summary into `output`, and calling `onEpoch` after each epoch.
-    public func run(output: RunOutput?, onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
+    public func run(output: RunOutput?, onStep: (StepProgress) -> Void = { _ in },
+                    onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
         let c = configuration
         BLAS.setThreads(c.threads)
         let plan = MinibatchPlan(sampleCount: data.train.count, batchSize: c.batchSize, seed: c.seed)
@@ -98,6 +99,10 @@ public final class Trainer {
                 }
                 sums += stepSums
                 batchIndex += 1
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                onStep(StepProgress(epoch: epoch + 1, epochs: c.epochs, stepInEpoch: batchIndex, stepsPerEpoch: plan.stepsPerEpoch,
+                                    samplesPerSecond: Double(sums.samples) / max(elapsed, 1e-9),
+                                    secondsLeft: elapsed / Double(batchIndex) * Double(plan.stepsPerEpoch - batchIndex)))
                 if c.checkpointEvery > 0, step % c.checkpointEvery == 0, let output {
                     try output.write(checkpoint)
                 }
@@ -146,6 +151,26 @@ public final class Trainer {
         }
         state.applyUpdate(summedGradient: &gradient, sampleCount: n)
         return sums
+    }
+}
+
+/// Where training is within its epoch, for progress displays.
+public struct StepProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var stepInEpoch: Int
+    public var stepsPerEpoch: Int
+    public var samplesPerSecond: Double
+    /// Estimated seconds to the end of the epoch.
+    public var secondsLeft: Double
+
+    public init(epoch: Int, epochs: Int, stepInEpoch: Int, stepsPerEpoch: Int, samplesPerSecond: Double, secondsLeft: Double) {
+        self.epoch = epoch
+        self.epochs = epochs
+        self.stepInEpoch = stepInEpoch
+        self.stepsPerEpoch = stepsPerEpoch
+        self.samplesPerSecond = samplesPerSecond
+        self.secondsLeft = secondsLeft
     }
 }
 

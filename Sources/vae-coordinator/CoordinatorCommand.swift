@@ -50,6 +50,7 @@ struct Start: AsyncParsableCommand {
     var maxGradientNorm = 1e6
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
+    @OptionGroup var output: OutputOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -75,6 +76,7 @@ struct Start: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.logger("vae.coordinator")
+        let display = ProgressDisplay(self.output)
         var checkpoint: ModelCheckpoint?
         var configuration = try training.configuration()
         var outDirectory = training.out
@@ -84,7 +86,7 @@ struct Start: AsyncParsableCommand {
             configuration = loaded.configuration
             outDirectory = resume
             checkpoint = loaded
-            emit("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
+            display.message("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
         }
         let data = try TrainingData.load(configuration)
         let count = workers ?? max(localWorkers, 1)
@@ -103,19 +105,22 @@ struct Start: AsyncParsableCommand {
                                         security: security, insecure: insecure),
             logger: logger, resume: checkpoint)
         let output = try RunOutput(directory: outDirectory)
-        emit("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
+        display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
         let signalSources = runtime.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
         defer { local.terminate() }
         let autoencoder = configuration.objective.autoencoder
-        let summary = try runtime.run(output: output) { emit(RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
+        let summary = try runtime.run(output: output, onStep: { p in
+            display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
+                         samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
+        }) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
         let failures = local.wait()
         if let signal = runtime.stoppedBySignal {
-            emit("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
+            display.message("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
         }
-        emit(RunReporting.finalLine(summary, autoencoder: autoencoder))
-        emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
+        display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {
             throw ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")
         }

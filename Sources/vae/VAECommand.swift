@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import VAECore
 import VAEData
@@ -19,21 +22,26 @@ struct Train: AsyncParsableCommand {
         abstract: "Train a VAE; writes checkpoint.safetensors, metrics.jsonl and summary.json into --out.")
 
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var output: OutputOptions
     @OptionGroup var global: LoggingOptions
 
     func run() async throws {
         let logger = global.logger("vae.train")
+        let display = ProgressDisplay(self.output)
         let configuration = try training.configuration()
         let data = try TrainingData.load(configuration)
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
         let output = try RunOutput(directory: training.out)
-        emit("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
+        display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
         let autoencoder = configuration.objective.autoencoder
-        let summary = try trainer.run(output: output) { emit(RunReporting.progressLine($0, autoencoder: autoencoder)) }
-        emit(RunReporting.finalLine(summary, autoencoder: autoencoder))
-        emit("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
+        let summary = try trainer.run(output: output, onStep: { p in
+            display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
+                         samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
+        }) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
+        display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
     }
 }
 
@@ -59,6 +67,8 @@ struct Eval: AsyncParsableCommand {
     var chunk = 500
     @Flag(help: "Print one JSON object.")
     var json = false
+    @Flag(help: "No progress bar.")
+    var quiet = false
     @OptionGroup var global: LoggingOptions
 
     func validate() throws {
@@ -91,9 +101,14 @@ struct Eval: AsyncParsableCommand {
         let filler = model.filler
         try filler.check(dataset)
         let start = DispatchTime.now().uptimeNanoseconds
+        let display = ProgressDisplay(mode: json || quiet ? .quiet : (isatty(1) != 0 ? .terminal : .lines))
         let report = HeldOutEvaluation.report(
             layout: model.layout, parameters: model.parameters, dataset: dataset, filler: filler,
-            seed: seed, k: k, limit: limit, chunk: chunk)
+            seed: seed, k: k, limit: limit, chunk: chunk) { done, total in
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            display.task("evaluating", done: done, of: total, itemsPerSecond: Double(done) / max(seconds, 1e-9))
+        }
+        display.endTask()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         if json {
             var object: [String: Any] = [

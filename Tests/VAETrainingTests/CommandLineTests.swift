@@ -53,6 +53,27 @@ import Testing
         #expect((object["nll"] as! Double) <= (object["neg_elbo"] as! Double) + 1)
     }
 
+    @Test func jsonAndQuietOutputAreWhatScriptsExpect() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        let common = ["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "2"]
+        let json = try run(common + ["--json", "--out", dir.appendingPathComponent("a").path])
+        #expect(json.status == 0)
+        let lines = json.stdout.split(separator: "\n")
+        #expect(lines.count == 3)  // two epochs, then the summary
+        let objects = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(objects[0]["epoch"] as? Int == 1 && objects[1]["epoch"] as? Int == 2)
+        #expect(objects[2]["samples_per_s"] is Double && objects[2]["steps"] as? Int == 32)
+        let quiet = try run(common + ["--quiet", "--out", dir.appendingPathComponent("b").path])
+        #expect(quiet.status == 0)
+        #expect(quiet.stdout.split(separator: "\n").count == 1 && quiet.stdout.hasPrefix("done: 32 steps"))
+        // Not a terminal: one plain line per epoch, no bar.
+        let plain = try run(common + ["--out", dir.appendingPathComponent("c").path])
+        #expect(!plain.stdout.contains("\r") && plain.stdout.contains("epoch   2"))
+        let both = try run(common + ["--json", "--quiet"])
+        #expect(both.status != 0 && both.stderr.contains("--quiet or --json"))
+    }
+
     @Test func pictureCommandsWritePNGsOfTheExpectedSize() throws {
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
