@@ -102,6 +102,7 @@ public final class CoordinatorRuntime {
 
     // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
     var timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
+    var epochTimingStart = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
     var stepSendDone = ContinuousClock.now
     var stepCompute = 0.0
     var bytesMoved = 0
@@ -522,7 +523,18 @@ public final class CoordinatorRuntime {
         samples += epochSums.samples
         state.epoch = state.step / plan.stepsPerEpoch
         epochsReported = epoch
-        let metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data)
+        var metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data)
+        metrics.workers = machine.workers.count
+        let epochTiming = (send: timing.send - epochTimingStart.send, wait: timing.wait - epochTimingStart.wait,
+                           compute: timing.compute - epochTimingStart.compute, sum: timing.sum - epochTimingStart.sum,
+                           optimizer: timing.optimizer - epochTimingStart.optimizer, steps: timing.steps - epochTimingStart.steps)
+        if epochTiming.steps > 0 {
+            let n = Double(epochTiming.steps) / 1000
+            metrics.stepTime = StepTimeBreakdown(
+                totalMs: seconds / n, sendMs: epochTiming.send / n, waitMs: epochTiming.wait / n,
+                computeMs: epochTiming.compute / n, sumMs: epochTiming.sum / n, optimizerMs: epochTiming.optimizer / n)
+        }
+        epochTimingStart = timing
         try output?.append(metrics)
         onEpoch(metrics)
         epochSums = .zero

@@ -20,6 +20,15 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var epochSeconds: Double
     public var learningRate: Double
     public var beta: Double
+    /// Latent statistics of the first `latentSamples` test samples (VAEs only): mean KL per
+    /// dimension, active units, I(x; z).
+    public var klPerDim: [Double]?
+    public var activeUnits: Int?
+    public var mutualInformation: Double?
+    public var latentSamples: Int?
+    /// Distributed runs: live workers at the end of the epoch, and where the epoch's steps' time went.
+    public var workers: Int?
+    public var stepTime: StepTimeBreakdown?
 }
 
 /// `summary.json`: the run's final figures.

@@ -5,6 +5,9 @@ import VAEData
 /// The figures a run reports after each epoch and at its end, computed the same way by
 /// single-process training and by the distributed coordinator.
 public enum RunReporting {
+    /// Test samples the per-epoch latent statistics use (the mutual information costs N^2).
+    public static let latentStatisticsSamples = 1000
+
     /// The readable line printed after each epoch.
     public static func progressLine(_ m: EpochMetrics, workers: Int? = nil, autoencoder: Bool = false) -> String {
         var line = autoencoder
@@ -47,6 +50,15 @@ public enum RunReporting {
             metrics.testNegElbo = t.meanNegELBO
             metrics.testRate = t.meanRate
             metrics.testDistortion = t.meanDistortion
+        }
+        if let test = data.test, !c.objective.autoencoder {
+            let report = HeldOutEvaluation.report(
+                layout: state.layout, parameters: state.parameters, dataset: test, filler: data.filler,
+                seed: c.evaluationSeed, k: 0, limit: latentStatisticsSamples)
+            metrics.klPerDim = report.klPerDimension
+            metrics.activeUnits = report.activeUnits
+            metrics.mutualInformation = report.mutualInformation
+            metrics.latentSamples = report.samples
         }
         return metrics
     }

@@ -53,6 +53,9 @@ import VAEData
         #expect(summary["samples_per_s"] is Double)
         let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 13)
+        let last = try JSONSerialization.jsonObject(with: Data(lines[12].utf8)) as! [String: Any]
+        #expect(last["workers"] as? Int == n)
+        #expect((last["step_time"] as? [String: Any])?["total_ms"] is Double)
         #expect(coordinator.stdout.contains("\(n) workers"))
         // The checkpoint is the same format as vae train's.
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))

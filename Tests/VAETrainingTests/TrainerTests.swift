@@ -36,6 +36,8 @@ import VAEData
             let epoch = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
             #expect(epoch["samples_per_s"] is Double)
             #expect(epoch["test_neg_elbo"] is Double)
+            #expect((epoch["kl_per_dim"] as? [Double])?.count == 3)
+            #expect(epoch["active_units"] is Int && epoch["mutual_information"] is Double)
         }
         // The checkpoint holds the final model and reproduces the summary's test -ELBO.
         let checkpoint = try ModelCheckpoint.read(from: output.checkpoint)
