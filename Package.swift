@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "VAETraining",
             dependencies: [
-                "VAECore", "VAEData", "Checkpoint",
+                "VAECore", "VAEData", "Checkpoint", "Pictures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -85,6 +85,17 @@ public final class WorkerRuntime {
     /// Runs until the coordinator says STOP (returns its message), refuses this worker or stays
     /// silent for `coordinatorTimeout` (throws), or a SIGTERM/SIGINT arrives (says LEAVE, returns).
     public func run() throws -> String {
+        do {
+            return try loop()
+        } catch {
+            // Nothing queued matters any more (a HELLO to a coordinator that never answered):
+            // close at once instead of lingering.
+            try? socket.setOption(.linger, 0)
+            throw error
+        }
+    }
+
+    private func loop() throws -> String {
         try perform(machine.start())
         var lastHeard = ContinuousClock.now
         var lastSent = ContinuousClock.now

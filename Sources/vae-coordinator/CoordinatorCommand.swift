@@ -120,6 +120,9 @@ struct Start: AsyncParsableCommand {
             display.message("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
         }
         display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        if let model = try? output.latestCheckpoint() {
+            for picture in RunPictures.writeEndOfRun(model, output: output) { display.message("wrote \(picture)") }
+        }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {
             throw ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")

@@ -189,3 +189,58 @@ extension Array {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
+
+struct PlotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot", abstract: "Plots: training curves, latent means by label, the 2-D latent manifold.",
+        subcommands: [Curves.self, Latents.self, Manifold.self])
+
+    struct Curves: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "-ELBO, rate and distortion against the step (train blue, test orange), from a run's metrics.jsonl.")
+        @Argument(help: "The run's output directory (or its metrics.jsonl).") var run: String
+        @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        func run() async throws {
+            var url = URL(fileURLWithPath: run)
+            if !url.path.hasSuffix(".jsonl") { url = url.appendingPathComponent("metrics.jsonl") }
+            let image = try RunPictures.curves(metrics: url)
+            try image.write(to: URL(fileURLWithPath: out))
+            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+        }
+    }
+
+    struct Latents: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The test set's posterior means in their two most varying dimensions, coloured by label.")
+        @Argument(help: "The checkpoint.safetensors of the model.") var checkpoint: String
+        @OptionGroup var source: PictureDataOptions
+        @Option(help: "Samples to plot.") var limit = 5000
+        @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        func run() async throws {
+            let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            let (train, test) = try DatasetSource.load(train: source.data)
+            let dataset = source.split == "train" ? train : (test ?? train)
+            guard dataset.dimension == model.architecture.inputDimension else {
+                throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension)")
+            }
+            let image = try RunPictures.latents(model, dataset: dataset, limit: limit)
+            try image.write(to: URL(fileURLWithPath: out))
+            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+        }
+    }
+
+    struct Manifold: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The decoder over a grid of z in [-2.5, 2.5]^2, for a model with a 2-D latent space.")
+        @Argument(help: "The checkpoint.safetensors of the model.") var checkpoint: String
+        @Option(help: "Grid points per side.") var grid = 16
+        @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        func run() async throws {
+            guard (2...64).contains(grid) else { throw ValidationError("--grid must be in 2...64") }
+            let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            let image = try RunPictures.manifold(model, grid: grid, shape: RunPictures.defaultShape(model.architecture.inputDimension))
+            try image.write(to: URL(fileURLWithPath: out))
+            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+        }
+    }
+}

@@ -14,7 +14,7 @@ struct VAECommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae",
         abstract: "Train and evaluate variational autoencoders in one process.",
-        subcommands: [Train.self, Eval.self, Sample.self, Reconstruct.self, Interpolate.self, Keygen.self])
+        subcommands: [Train.self, Eval.self, Sample.self, Reconstruct.self, Interpolate.self, PlotCommand.self, Keygen.self])
 }
 
 struct Train: AsyncParsableCommand {
@@ -41,6 +41,7 @@ struct Train: AsyncParsableCommand {
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
         }) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
         display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        for picture in RunPictures.writeEndOfRun(trainer.checkpoint, output: output) { display.message("wrote \(picture)") }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
     }
 }

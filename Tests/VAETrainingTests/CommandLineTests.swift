@@ -99,6 +99,34 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("--shape"))
     }
 
+    @Test func plotsAndEndOfRunPicturesAreWritten() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        let out = dir.appendingPathComponent("run").path
+        #expect(try run(["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "2", "--batch", "32",
+                         "--epochs", "2", "--out", out]).status == 0)
+        // vae train leaves curves, samples and (2-D latent space) the manifold in --out.
+        for name in ["curves.png", "samples.png", "manifold.png"] {
+            #expect(try PNGImage.read(from: URL(fileURLWithPath: "\(out)/\(name)")).width > 0, "\(name)")
+        }
+        let curves = dir.appendingPathComponent("c.png").path
+        #expect(try run(["plot", "curves", out, "--out", curves]).status == 0)
+        let c = try PNGImage.read(from: URL(fileURLWithPath: curves), format: .rgb)
+        #expect(c.width == 3 * 320 + 2 * 8 && c.height == 240)
+        let latents = dir.appendingPathComponent("l.png").path
+        #expect(try run(["plot", "latents", "\(out)/checkpoint.safetensors", "--data", test, "--split", "train", "--out", latents]).status == 0)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: latents), format: .rgb).width == 480)
+        let manifold = dir.appendingPathComponent("m.png").path
+        #expect(try run(["plot", "manifold", "\(out)/checkpoint.safetensors", "--grid", "5", "--shape", "4x4", "--out", manifold]).status != 0)  // no --shape option: rejected
+        #expect(try run(["plot", "manifold", "\(out)/checkpoint.safetensors", "--grid", "5", "--out", manifold]).status == 0)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: manifold)).width == 5 * 4 + 6)
+        // A 3-D latent space has no manifold picture: a clear error.
+        let out3 = dir.appendingPathComponent("run3").path
+        _ = try run(["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--epochs", "1", "--out", out3])
+        let refused = try run(["plot", "manifold", "\(out3)/checkpoint.safetensors", "--out", manifold])
+        #expect(refused.status != 0 && refused.stderr.contains("2-D latent space"))
+    }
+
     @Test func badInputGivesAClearMessageAndNonZeroExit() throws {
         let dir = Fixtures.temporaryDirectory()
         defer { Fixtures.cleanup(dir) }
