@@ -81,7 +81,7 @@ public final class CoordinatorRuntime {
     var welcomed: Set<PeerID> = []
     /// Invalid messages per peer (bounded: cleared when it holds too many peers).
     var invalidMessages: [PeerID: Int] = [:]
-    /// Messages refused for being invalid, over the run.
+    /// Messages refused over the run: invalid ones, and any from a refused peer.
     public private(set) var rejectedMessages = 0
     /// Authenticates CURVE clients against the allowlist, when CURVE is on.
     var authenticator: ZAPAuthenticator?
@@ -272,12 +272,15 @@ public final class CoordinatorRuntime {
         invalidMessages[peer, default: 0] += 1
         if invalidMessages[peer]! >= options.maxInvalidMessages {
             invalidMessages[peer] = nil
-            try perform(machine.onMisbehaviour(peer, reason: "\(options.maxInvalidMessages) invalid messages, the last: \(reason)", now: .now))
-            disconnect(peer, frame: frame)
+            let directives = machine.onMisbehaviour(peer, reason: "\(options.maxInvalidMessages) invalid messages, the last: \(reason)", now: .now)
+            try perform(directives)
+            if !directives.isEmpty { disconnect(peer, frame: frame) }  // once, at the ban
         }
     }
 
     /// Closes the connection `frame` arrived on (libzmq tears it down when its socket is shut down).
+    /// Called only for the message that got its peer refused, just received: its descriptor is
+    /// still that peer's connection.
     private func disconnect(_ peer: PeerID, frame: ZMQFrame) {
         guard let fd = frame.sourceFileDescriptor else { return }
         shutdown(fd, Int32(SHUT_RDWR))
@@ -314,6 +317,13 @@ public final class CoordinatorRuntime {
     private func handle(_ frames: [ZMQFrame]) throws {
         guard frames.count >= 2 else { return }
         let peer = PeerID(frames[0].bytes)
+        // A refused peer's messages (still queued, or from before its connection closed) are
+        // dropped unread: in particular their recorded file descriptor may by now belong to
+        // another connection.
+        guard !machine.banned.contains(peer) else {
+            rejectedMessages += 1
+            return
+        }
         let now = ContinuousClock.now
         let message: Message
         do {

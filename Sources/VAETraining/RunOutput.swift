@@ -55,7 +55,7 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
     public var bytesPerStep: Double?
-    /// Distributed runs: messages refused as invalid (malformed, oversized, bad gradients).
+    /// Distributed runs: messages refused (malformed, oversized, bad gradients, or from a refused peer).
     public var rejectedMessages: Int?
 }
 
