@@ -225,24 +225,7 @@ public struct BatchFiller: Sendable {
         from x: UnsafePointer<UInt8>, into y: UnsafeMutablePointer<Float>, sample: UInt32,
         seed: UInt64, step: UInt32
     ) {
-        let d = dimension
-        switch preprocessing {
-        case .scale:
-            for j in 0..<d { y[j] = Float(x[j]) / 255 }
-        case .dynamicBinarisation, .staticBinarisation:
-            let dynamic = preprocessing == .dynamicBinarisation
-            let key = RandomKey(
-                seed: seed, step: dynamic ? step : 0, sample: sample,
-                stream: dynamic ? .binarisation : .staticBinarisation)
-            key.fillUniform(UnsafeMutableBufferPointer(start: y, count: d))
-            for j in 0..<d { y[j] = y[j] < Float(x[j]) / 255 ? 1 : 0 }
-        case .standardise:
-            mean.withUnsafeBufferPointer { m in
-                inverseStd.withUnsafeBufferPointer { s in
-                    for j in 0..<d { y[j] = (Float(x[j]) / 255 - m[j]) * s[j] }
-                }
-            }
-        }
+        fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { Float($0) / 255 }
     }
 
     /// One row of float data: `y = x`, then binarised or standardised.
@@ -251,21 +234,31 @@ public struct BatchFiller: Sendable {
         from x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, sample: UInt32,
         seed: UInt64, step: UInt32
     ) {
+        fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { $0 }
+    }
+
+    /// One row: `value` maps a stored element to [0, 1] units (`scale`), then binarised or
+    /// standardised.
+    @inline(__always)
+    private func fillRow<T>(
+        from x: UnsafePointer<T>, into y: UnsafeMutablePointer<Float>, sample: UInt32,
+        seed: UInt64, step: UInt32, value: (T) -> Float
+    ) {
         let d = dimension
         switch preprocessing {
         case .scale:
-            y.update(from: x, count: d)
+            for j in 0..<d { y[j] = value(x[j]) }
         case .dynamicBinarisation, .staticBinarisation:
             let dynamic = preprocessing == .dynamicBinarisation
             let key = RandomKey(
                 seed: seed, step: dynamic ? step : 0, sample: sample,
                 stream: dynamic ? .binarisation : .staticBinarisation)
             key.fillUniform(UnsafeMutableBufferPointer(start: y, count: d))
-            for j in 0..<d { y[j] = y[j] < x[j] ? 1 : 0 }
+            for j in 0..<d { y[j] = y[j] < value(x[j]) ? 1 : 0 }
         case .standardise:
             mean.withUnsafeBufferPointer { m in
                 inverseStd.withUnsafeBufferPointer { s in
-                    for j in 0..<d { y[j] = (x[j] - m[j]) * s[j] }
+                    for j in 0..<d { y[j] = (value(x[j]) - m[j]) * s[j] }
                 }
             }
         }

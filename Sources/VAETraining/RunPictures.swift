@@ -72,7 +72,8 @@ public enum RunPictures {
         return side * side == dimension ? (side, side) : (1, dimension)
     }
 
-    static func decode(_ model: ModelCheckpoint, _ engine: VAEEngine, _ z: [Float]) -> [Float] {
+    /// Decoder means `[n, D]` of latent vectors `z` `[n, Z]`.
+    public static func decode(_ model: ModelCheckpoint, _ engine: VAEEngine, _ z: [Float]) -> [Float] {
         var means = [Float](repeating: 0, count: z.count / model.architecture.latent * model.architecture.inputDimension)
         model.parameters.withUnsafeBufferPointer { p in z.withUnsafeBufferPointer { zp in means.withUnsafeMutableBufferPointer {
             engine.decodeMeans(parameters: p, latents: zp, into: $0)

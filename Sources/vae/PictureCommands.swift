@@ -27,24 +27,15 @@ struct PictureOptions: ParsableArguments {
             }
             size = (parts[0], parts[1])
         } else {
-            let side = Int(Double(d).squareRoot().rounded())
-            size = side * side == d ? (side, side) : (1, d)
+            size = RunPictures.defaultShape(d)
         }
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
         return (model, engine, size)
     }
 
-    /// Tiles of decoder means (or inputs) `[n, D]`, values in [0, 1] for display.
+    /// Tiles of decoder means `[n, D]`, shown in the data's [0, 1] scale.
     func tiles(_ values: [Float], size: (height: Int, width: Int), model: ModelCheckpoint) -> [PNGImage] {
-        let d = size.height * size.width
-        var display = values
-        if model.architecture.likelihood != .bernoulli, let statistics = model.statistics {
-            // Gaussian models on standardised data: back to the data's [0, 1] scale.
-            for i in display.indices { display[i] = display[i] * statistics.std[i % d] + statistics.mean[i % d] }
-        }
-        return stride(from: 0, to: display.count, by: d).map {
-            PNGImage(width: size.width, height: size.height, intensities: display[$0..<($0 + d)])
-        }
+        RunPictures.tiles(values, model: model, shape: size)
     }
 
     func write(_ image: PNGImage) throws {
@@ -99,10 +90,7 @@ struct Sample: AsyncParsableCommand {
         let zDim = model.architecture.latent
         var z = [Float](repeating: 0, count: n * zDim)
         z.withUnsafeMutableBufferPointer { RandomKey(seed: picture.seed, step: 0, sample: 0, stream: .latentNoise).fillNormal($0) }
-        var means = [Float](repeating: 0, count: n * model.architecture.inputDimension)
-        model.parameters.withUnsafeBufferPointer { p in z.withUnsafeBufferPointer { zp in means.withUnsafeMutableBufferPointer {
-            engine.decodeMeans(parameters: p, latents: zp, into: $0)
-        } } }
+        let means = RunPictures.decode(model, engine, z)
         try picture.write(PNGImage.grid(picture.tiles(means, size: size, model: model), columns: columns))
     }
 }
@@ -120,11 +108,10 @@ struct Reconstruct: AsyncParsableCommand {
         let (encoded, display) = try source.samples(n, model: model, seed: picture.seed)
         let count = display.count / model.architecture.inputDimension
         var mu = [Float](repeating: 0, count: count * model.architecture.latent)
-        var means = [Float](repeating: 0, count: display.count)
         model.parameters.withUnsafeBufferPointer { p in
             encoded.withUnsafeBufferPointer { x in mu.withUnsafeMutableBufferPointer { engine.encodeMeans(parameters: p, inputs: x, into: $0) } }
-            mu.withUnsafeBufferPointer { zp in means.withUnsafeMutableBufferPointer { engine.decodeMeans(parameters: p, latents: zp, into: $0) } }
         }
+        let means = RunPictures.decode(model, engine, mu)
         let inputs = display.chunks(model.architecture.inputDimension).map { PNGImage(width: size.width, height: size.height, intensities: $0) }
         let outputs = picture.tiles(means, size: size, model: model)
         // Rows of up to 8: inputs, then their reconstructions.
@@ -167,10 +154,7 @@ struct Interpolate: AsyncParsableCommand {
                 line += zip(a, b).map { $0 + t * ($1 - $0) }
             }
         }
-        var means = [Float](repeating: 0, count: line.count / zDim * d)
-        model.parameters.withUnsafeBufferPointer { p in line.withUnsafeBufferPointer { zp in means.withUnsafeMutableBufferPointer {
-            engine.decodeMeans(parameters: p, latents: zp, into: $0)
-        } } }
+        let means = RunPictures.decode(model, engine, line)
         let decoded = picture.tiles(means, size: size, model: model)
         let inputs = display.chunks(d).map { PNGImage(width: size.width, height: size.height, intensities: $0) }
         var tiles: [PNGImage] = []
