@@ -14,6 +14,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the Debian packages that provide them.
@@ -60,11 +63,22 @@ let package = Package(
             dependencies: [
                 "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]),
+        // Serves a Prometheus registry's metrics over HTTP (Hummingbird). Knows neither VAEs nor
+        // ZeroMQ: the coordinator records through swift-metrics, this module exposes them.
+        .target(
+            name: "MetricsServer",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining",
+                "ClusterRuntime", "Coordination", "VAETraining", "MetricsServer",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -100,6 +114,11 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
+        .testTarget(
+            name: "MetricsServerTests",
+            dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "MetricsTestKit", package: "swift-metrics")]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),

@@ -1,4 +1,5 @@
 import Coordination
+import CoreMetrics
 import Foundation
 import Logging
 import VAECore
@@ -33,11 +34,14 @@ public struct CoordinatorOptions: Sendable {
     public var security: CurveServerSecurity?
     /// Allow an unencrypted, unauthenticated bind to a non-loopback address.
     public var insecure: Bool
+    /// Where to record live metrics (step, loss, throughput, workers, latencies, rejections), or
+    /// nil for nowhere.
+    public var metrics: (any MetricsFactory)?
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6, maxInvalidMessages: Int = 10,
-                security: CurveServerSecurity? = nil, insecure: Bool = false) {
+                security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil) {
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout
@@ -48,6 +52,7 @@ public struct CoordinatorOptions: Sendable {
         self.maxInvalidMessages = maxInvalidMessages
         self.security = security
         self.insecure = insecure
+        self.metrics = metrics
     }
 }
 
@@ -83,6 +88,7 @@ public final class CoordinatorRuntime {
     var invalidMessages: [PeerID: Int] = [:]
     /// Messages refused over the run: invalid ones, and any from a refused peer.
     public private(set) var rejectedMessages = 0
+    let metrics: CoordinatorMetrics
     /// Authenticates CURVE clients against the allowlist, when CURVE is on.
     var authenticator: ZAPAuthenticator?
     var lastHeartbeat = ContinuousClock.now
@@ -98,6 +104,8 @@ public final class CoordinatorRuntime {
     var stepStarted = ContinuousClock.now
     /// Parts of the step in flight sent so far, and whether one was sent again (re-issued).
     var sentParts: Set<Int> = []
+    /// When each part of the step in flight was last sent (for the gradient latency).
+    var partSentAt: [ContinuousClock.Instant] = []
     var reissuedThisStep = false
 
     // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
@@ -147,6 +155,9 @@ public final class CoordinatorRuntime {
         }
         startStep = state.step
         epochsReported = state.epoch
+        metrics = CoordinatorMetrics(factory: options.metrics ?? NOOPMetricsHandler.instance)
+        metrics.step.record(state.step)
+        metrics.epoch.record(state.epoch)
         plan = MinibatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize, seed: configuration.seed)
         machine = CoordinatorStateMachine(
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
@@ -258,7 +269,7 @@ public final class CoordinatorRuntime {
         do {
             return try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: timeout)
         } catch let error as ZMQReceiveLimitExceeded {
-            rejectedMessages += 1
+            countRejected()
             logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
             return nil
         }
@@ -267,7 +278,7 @@ public final class CoordinatorRuntime {
     /// Counts an invalid message from `peer`; after too many, refuses the peer for good and drops
     /// its connection.
     private func invalid(from peer: PeerID, frame: ZMQFrame, _ reason: String) throws {
-        rejectedMessages += 1
+        countRejected()
         if invalidMessages.count > 4096 { invalidMessages = [:] }
         invalidMessages[peer, default: 0] += 1
         if invalidMessages[peer]! >= options.maxInvalidMessages {
@@ -309,6 +320,11 @@ public final class CoordinatorRuntime {
 
     private func name(_ peer: PeerID) -> String { names[peer] ?? "\(peer)" }
 
+    private func countRejected() {
+        rejectedMessages += 1
+        metrics.rejectedMessages.increment()
+    }
+
     /// Records an event in `events.jsonl` (best effort: a full disk must not stop training).
     private func event(_ name: String, _ fields: [String: String] = [:]) {
         try? output?.appendEvent(name, step: machine.step, fields)
@@ -321,7 +337,7 @@ public final class CoordinatorRuntime {
         // dropped unread: in particular their recorded file descriptor may by now belong to
         // another connection.
         guard !machine.banned.contains(peer) else {
-            rejectedMessages += 1
+            countRejected()
             return
         }
         let now = ContinuousClock.now
@@ -339,9 +355,11 @@ public final class CoordinatorRuntime {
             names[peer] = hello.name
             try perform(machine.onHello(peer, hello, now: now))
         case .gradient(let gradient):
-            bytesMoved += frames.reduce(0) { $0 + $1.count }
+            let received = frames.reduce(0) { $0 + $1.count }
+            bytesMoved += received
+            metrics.bytes.increment(by: received)
             if machine.workers.contains(peer), let problem = GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) {
-                rejectedMessages += 1
+                countRejected()
                 logger.warning("refused a gradient", metadata: ["worker": "\(name(peer))", "step": "\(gradient.step)", "reason": "\(problem)"])
                 event("gradient_refused", ["worker": name(peer), "reason": problem])
                 try perform(machine.onMisbehaviour(peer, reason: "an invalid gradient: \(problem)", now: now))
@@ -353,6 +371,7 @@ public final class CoordinatorRuntime {
             for case .acceptGradient(_, _, let part) in directives {
                 partGradients[part] = gradient.gradient
                 partSums[part] = gradient.sums
+                metrics.recordGradientLatency(worker: name(peer), now - partSentAt[part])
                 if gradient.sums.count > 3 { stepCompute = max(stepCompute, gradient.sums[3]) }
                 if options.coverageLog, let output {
                     try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch,
@@ -389,6 +408,7 @@ public final class CoordinatorRuntime {
     }
 
     private func perform(_ directives: [CoordinatorDirective]) throws {
+        defer { metrics.liveWorkers.record(machine.workers.count) }
         for directive in directives {
             switch directive {
             case .welcome(let peer, let index):
@@ -412,6 +432,7 @@ public final class CoordinatorRuntime {
             case .sendWork(let part):
                 if stepParameters != nil, sentParts.contains(part.part) {
                     event("part_reissued", ["worker": name(part.peer), "part": "\(part.part)"])
+                    metrics.reissuedParts.increment()
                     reissuedThisStep = true
                 }
                 do {
@@ -429,6 +450,7 @@ public final class CoordinatorRuntime {
                 welcomed.remove(peer)
                 logger.warning("worker lost; its work goes to the others", metadata: ["name": "\(name(peer))", "reason": "\(reason)", "step": "\(machine.step)"])
                 event("worker_lost", ["worker": name(peer), "reason": reason])
+                metrics.lostWorkers.increment()
             case .paused(let live, let needed):
                 logger.warning("paused: too few workers", metadata: ["live": "\(live)", "needed": "\(needed)"])
                 event("paused", ["live": "\(live)", "needed": "\(needed)"])
@@ -454,6 +476,7 @@ public final class CoordinatorRuntime {
             partSums = Array(repeating: [], count: machine.currentParts.count)
             summedParts = 0
             sentParts = []
+            partSentAt = Array(repeating: .now, count: machine.currentParts.count)
             stepStarted = .now
             if !trainingStarted {
                 trainingStarted = true  // training time starts when enough workers are in
@@ -490,18 +513,22 @@ public final class CoordinatorRuntime {
         }
         let step = UInt64(part.step)
         sentParts.insert(part.part)
-        bytesMoved += try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
-        bytesMoved += try socket.send(Message.work(Work(step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
+        partSentAt[part.part] = .now
+        var sent = try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
+        sent += try socket.send(Message.work(Work(step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
                                                         dimension: UInt32(d), sampleType: type, samples: rows)), to: part.peer.bytes)
+        bytesMoved += sent
+        metrics.bytes.increment(by: sent)
     }
 
     private func applyUpdate(step: Int, sampleCount: Int) throws {
         precondition(summedParts == machine.currentParts.count, "applyUpdate before every part was summed")
+        var stepSums = LossSums(samples: sampleCount, objective: 0, distortion: 0, rate: 0)
         for sums in partSums {
-            epochSums += LossSums(samples: 0, objective: sums.count > 0 ? sums[0] : 0,
-                                  distortion: sums.count > 1 ? sums[1] : 0, rate: sums.count > 2 ? sums[2] : 0)
+            stepSums += LossSums(samples: 0, objective: sums.count > 0 ? sums[0] : 0,
+                                 distortion: sums.count > 1 ? sums[1] : 0, rate: sums.count > 2 ? sums[2] : 0)
         }
-        epochSums.samples += sampleCount
+        epochSums += stepSums
         guard epochSums.objective.isFinite else { throw TrainingError.diverged(step: step, loss: epochSums.objective) }
         let updating = ContinuousClock.now
         timing.send += (stepSendDone - stepStarted).seconds
@@ -521,10 +548,22 @@ public final class CoordinatorRuntime {
         }
         let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
         let rate = Double(epochSums.samples) / max((ContinuousClock.now - epochStart).seconds, 1e-9)
+        recordStepMetrics(stepSums, samplesPerSecond: rate)
         onStep(StepProgress(epoch: (state.step - 1) / plan.stepsPerEpoch + 1, epochs: configuration.epochs,
                             stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
                             secondsLeft: Double((plan.stepsPerEpoch - inEpoch) * configuration.batchSize) / max(rate, 1e-9)))
         try perform(machine.stepApplied(now: .now))
+    }
+
+    private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double) {
+        metrics.step.record(state.step)
+        metrics.epoch.record((state.step - 1) / plan.stepsPerEpoch + 1)
+        metrics.loss.record(sums.meanObjective)
+        metrics.rate.record(sums.meanRate)
+        metrics.distortion.record(sums.meanDistortion)
+        metrics.samples.increment(by: sums.samples)
+        metrics.samplesPerSecond.record(samplesPerSecond)
+        metrics.stepDuration.recordNanoseconds((ContinuousClock.now - stepStarted).nanoseconds)
     }
 
     private func completeEpoch(_ epoch: Int) throws {

@@ -29,7 +29,7 @@ public final class LocalWorkers {
                 started.append(try SpawnedProcess(
                     executable: executable.path,
                     arguments: ["join", "--coordinator", endpoint, "--threads", String(threads),
-                                "--name", "local-\(i)", "--log-level", logLevel],
+                                "--name", "local-\(i)", "--log-level", logLevel, "--parent-pid", String(getpid())],
                     environment: environment))
             } catch {
                 for p in started {

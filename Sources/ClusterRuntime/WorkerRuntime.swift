@@ -24,11 +24,15 @@ public struct WorkerOptions: Sendable {
     public var rejoinAfter: Duration
     /// CURVE: this worker's key pair and the coordinator's public key it trusts.
     public var security: CurveClientSecurity?
+    /// Leave as soon as this process is no longer the parent (a local worker of a coordinator
+    /// that was killed); nil: no such check.
+    public var parentProcess: Int32?
 
     public init(coordinator: String, threads: Int = 1, name: String, coordinatorTimeout: Duration = .seconds(120),
                 heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5),
-                security: CurveClientSecurity? = nil) {
+                security: CurveClientSecurity? = nil, parentProcess: Int32? = nil) {
         self.security = security
+        self.parentProcess = parentProcess
         self.coordinator = coordinator
         self.threads = threads
         self.name = name
@@ -103,8 +107,12 @@ public final class WorkerRuntime {
         var helloBackoff = options.rejoinAfter
         while true {
             if let signal = stopRequest.signal {
-                try? socket.send(Message.leave())
+                _ = try? socket.send(Message.leave())
                 return "left on signal \(signal) after \(stepsComputed) steps"
+            }
+            if let parent = options.parentProcess, getppid() != parent {
+                _ = try? socket.send(Message.leave())
+                return "left after \(stepsComputed) steps: the process that started it (pid \(parent)) is gone"
             }
             let limits = Limits(parameterCount: parameterCount)
             let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
@@ -261,7 +269,7 @@ public final class WorkerRuntime {
         let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n),
                                             sums: [sums.objective, sums.distortion, sums.rate, computeSeconds])
         try socket.send(header, flags: .more)
-        try gradient.withUnsafeBytes { try socket.send($0) }
+        _ = try gradient.withUnsafeBytes { try socket.send($0) }
         stepsComputed += 1
     }
 }

@@ -18,9 +18,12 @@ public struct LoggingOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("log-level"), help: "Log level on standard error: trace, debug, info, notice, warning, error.")
     public var logLevel = "warning"
 
-    /// Sets up logging to standard error and returns a logger.
+    /// Logging goes to standard error; swift-log allows setting that up once per process.
+    private static let bootstrap: Void = LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+
+    /// Sets up logging to standard error (once) and returns a logger at the chosen level.
     public func logger(_ label: String) -> Logger {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        Self.bootstrap
         var logger = Logger(label: label)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
         return logger

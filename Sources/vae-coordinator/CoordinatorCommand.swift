@@ -3,6 +3,8 @@ import ClusterRuntime
 import Coordination
 import Foundation
 import Logging
+import MetricsServer
+import Prometheus
 import VAETraining
 
 @main
@@ -48,6 +50,10 @@ struct Start: AsyncParsableCommand {
     var insecure = false
     @Option(name: .customLong("max-gradient-norm"), help: "Refuse (and ban the sender of) a gradient whose L2 norm per sample is above this.")
     var maxGradientNorm = 1e6
+    @Option(name: .customLong("metrics-port"), help: ArgumentHelp("Serve Prometheus metrics over HTTP at /metrics on this port (0: any free port; the address is printed and logged in events.jsonl).", valueName: "port"))
+    var metricsPort: Int?
+    @Option(name: .customLong("metrics-host"), help: ArgumentHelp("The address the metrics server listens on (0.0.0.0 for every interface, e.g. in a Kubernetes pod).", valueName: "host"))
+    var metricsHost = "127.0.0.1"
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -72,11 +78,39 @@ struct Start: AsyncParsableCommand {
             throw ValidationError("--local-workers does not set up CURVE keys for its workers; bind to loopback or ipc without CURVE, or start the workers yourself")
         }
         guard (1...256).contains(workerThreads) else { throw ValidationError("--worker-threads must be in 1...256") }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be in 0...65535 (0: any free port), not \(metricsPort)")
+        }
     }
 
     func run() async throws {
         let logger = logging.logger("vae.coordinator")
         let display = ProgressDisplay(self.output)
+        var registry: PrometheusCollectorRegistry?
+        var endpoint: PrometheusEndpoint?
+        if let metricsPort {
+            let metricsRegistry = PrometheusCollectorRegistry()
+            endpoint = try await PrometheusEndpoint.start(host: metricsHost, port: metricsPort, registry: metricsRegistry,
+                                                          logger: logging.logger("vae.metrics"))
+            registry = metricsRegistry
+        }
+        // The training loop blocks its thread, so it gets a thread of its own: Swift's shared
+        // executor (one thread per core) stays free for the metrics server.
+        let factory = registry.map { registry in
+            var factory = PrometheusMetricsFactory(registry: registry)
+            // A training step takes from a millisecond (a small model) to seconds (a big one).
+            factory.defaultDurationHistogramBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+                .map { Duration.milliseconds(Int64($0 * 1000 * 1000)) / 1000 }
+            return factory
+        }
+        let metricsURL = endpoint?.url
+        let result = await Thread.run { try self.train(logger: logger, display: display, metrics: factory, metricsURL: metricsURL) }
+        await endpoint?.stop()
+        try result.get()
+    }
+
+    /// The whole run, blocking: load, wait for workers, train, evaluate, write the outputs.
+    func train(logger: Logger, display: ProgressDisplay, metrics: PrometheusMetricsFactory?, metricsURL: String?) throws {
         var checkpoint: ModelCheckpoint?
         var configuration = try training.configuration()
         var outDirectory = training.out
@@ -102,10 +136,15 @@ struct Start: AsyncParsableCommand {
             configuration: configuration, data: data,
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
-                                        security: security, insecure: insecure),
+                                        security: security, insecure: insecure, metrics: metrics),
             logger: logger, resume: checkpoint)
         let output = try RunOutput(directory: outDirectory)
         display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
+        if let metricsURL {
+            display.message("metrics at \(metricsURL)")
+            logger.info("serving metrics", metadata: ["url": "\(metricsURL)"])
+            try? output.appendEvent("metrics_serving", step: runtime.state.step, ["url": metricsURL])
+        }
         let signalSources = runtime.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
@@ -126,6 +165,17 @@ struct Start: AsyncParsableCommand {
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {
             throw ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")
+        }
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread and returns its result when it ends.
+    static func run(_ body: @escaping @Sendable () throws -> Void) async -> Result<Void, any Error> {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: Result { try body() }) }
+            thread.stackSize = 16 << 20
+            thread.start()
         }
     }
 }

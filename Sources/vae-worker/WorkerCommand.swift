@@ -30,6 +30,8 @@ struct Join: AsyncParsableCommand {
     var coordinatorKey: String?
     @Option(name: .customLong("rejoin-after"), help: "Seconds of coordinator silence after which to say HELLO again (it may have restarted); backs off to 30 s.")
     var rejoinAfter = 5.0
+    @Option(name: .customLong("parent-pid"), help: ArgumentHelp("Leave when this process is no longer the parent (set by --local-workers, so that workers do not outlive a killed coordinator).", visibility: .hidden))
+    var parentPID: Int32?
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -54,7 +56,7 @@ struct Join: AsyncParsableCommand {
             options: WorkerOptions(coordinator: coordinator, threads: threads,
                                    name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
                                    coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter),
-                                   security: security),
+                                   security: security, parentProcess: parentPID),
             logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }

@@ -29,6 +29,37 @@ import TestSupport
         #expect(survivors.isEmpty, "workers of \(endpoint) still running: \(survivors)")
     }
 
+    /// Live (not zombie) vae-worker processes whose command line names `endpoint`.
+    func workers(of endpoint: String) -> [Int32] {
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return processes.filter { pid in
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            let state = stat.split(separator: ")").last?.split(separator: " ").first
+            return command.contains("vae-worker") && command.contains(endpoint) && state != "Z"
+        }
+    }
+
+    @Test func localWorkersLeaveWhenTheCoordinatorIsKilled() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let coordinator = try ChildProcess(
+            "vae-coordinator",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--data", train, "--test-data", test,
+             "--hidden", "12", "--latent", "3", "--batch", "8", "--epochs", "1000", "--out", dir.appendingPathComponent("run").path],
+            directory: dir, name: "coordinator")
+        let out = try #require(coordinator.waitForOutput(containing: "epoch ", timeout: .seconds(120)), "training did not start: \(coordinator.stderr)")
+        let banner = try #require(out.split(separator: "\n").first { $0.hasPrefix("coordinator at ") })
+        let endpoint = String(banner.split(separator: " ")[2].dropLast())
+        #expect(workers(of: endpoint).count == 2)
+        coordinator.kill()  // SIGKILL: no chance to stop its workers
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !workers(of: endpoint).isEmpty && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let survivors = workers(of: endpoint)
+        #expect(survivors.isEmpty, "workers of the killed coordinator still running: \(survivors)")
+        for pid in survivors { kill(pid, SIGKILL) }
+    }
+
     @Test func localClusterScriptLeavesNoProcessBehindWhenStopped() throws {
         let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
         defer { SyntheticData.cleanup(dir) }

@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+import TestSupport
+import WireProtocol
+import ZeroMQ
+
+/// `vae-coordinator start --metrics-port`: a live run scraped over HTTP by the Prometheus parser.
+@Suite(.serialized) struct MetricsEndpointTests {
+    /// The `url` of the `metrics_serving` event in `events.jsonl`, once it is there.
+    static func metricsURL(in out: URL, of coordinator: ChildProcess, timeout: Duration) -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline && coordinator.isRunning {
+            let events = (try? String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)) ?? ""
+            for line in events.split(separator: "\n") {
+                if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                   object["event"] as? String == "metrics_serving", let url = object["url"] as? String {
+                    return url
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+
+    @Test func aLiveRunServesStepLossThroughputWorkersLatenciesAndRejections() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let out = dir.appendingPathComponent("run")
+        let coordinator = try ChildProcess(
+            "vae-coordinator",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--metrics-port", "0",
+             "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32",
+             "--epochs", "1000", "--out", out.path],
+            directory: dir, name: "coordinator")
+        defer { coordinator.kill() }
+        let url = try #require(Self.metricsURL(in: out, of: coordinator, timeout: .seconds(120)), "no metrics_serving event: \(coordinator.stderr)")
+        #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics"))
+        #expect(coordinator.waitForOutput(containing: "metrics at \(url)", timeout: .seconds(10)) != nil)
+
+        // Scrape until both workers have sent gradients.
+        var scrape = try MetricsScrape.get(url, directory: dir)
+        let deadline = ContinuousClock.now + .seconds(120)
+        while scrape.labelValues("vae_gradient_latency_seconds_count", label: "worker").count < 2
+                || (scrape.value("vae_step") ?? 0) < 20, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            scrape = try MetricsScrape.get(url, directory: dir)
+        }
+        #expect(scrape.contentType.hasPrefix("text/plain; version=0.0.4"))
+        #expect(scrape.types["vae_step"] == "gauge")
+        #expect((scrape.value("vae_step") ?? 0) >= 20)
+        #expect((scrape.value("vae_epoch") ?? 0) >= 1)
+        let loss = try #require(scrape.value("vae_loss_nats"))
+        #expect(loss.isFinite && loss > 0)
+        let rate = try #require(scrape.value("vae_rate_nats"))
+        let distortion = try #require(scrape.value("vae_distortion_nats"))
+        #expect(abs(rate + distortion - loss) < 1e-6 * max(loss, 1), "beta 1: the objective is rate + distortion")
+        #expect((scrape.value("vae_samples_per_second") ?? 0) > 0)
+        #expect(scrape.types["vae_samples"] == "counter")
+        #expect((scrape.value("vae_samples_total") ?? 0) >= 20 * 32)
+        #expect(scrape.value("vae_workers_live") == 2)
+        #expect(scrape.types["vae_gradient_latency_seconds"] == "histogram")
+        let workers = scrape.labelValues("vae_gradient_latency_seconds_count", label: "worker")
+        #expect(workers.count == 2, "latency series: \(workers)")
+        for worker in workers {
+            #expect((scrape.value("vae_gradient_latency_seconds_count", labels: ["worker": worker]) ?? 0) >= 1)
+        }
+        #expect(scrape.types["vae_step_duration_seconds"] == "histogram")
+        #expect((scrape.value("vae_network_bytes_total") ?? 0) > 0)
+        #expect(scrape.value("vae_rejected_messages_total") == 0)
+
+        // Garbage on the training socket shows up as rejected messages.
+        let banner = try #require(coordinator.stdout.split(separator: "\n").first { $0.hasPrefix("coordinator at ") })
+        let endpoint = String(banner.split(separator: " ")[2].dropLast())
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context, type: .dealer, linger: 0)
+        try socket.connect(endpoint)
+        for _ in 0..<3 { _ = try socket.sendMultipart([[0xde, 0xad, 0xbe, 0xef]]) }
+        let rejectDeadline = ContinuousClock.now + .seconds(30)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.1)
+            scrape = try MetricsScrape.get(url, directory: dir)
+        } while (scrape.value("vae_rejected_messages_total") ?? 0) < 3 && ContinuousClock.now < rejectDeadline
+        #expect(scrape.value("vae_rejected_messages_total") == 3)
+
+        // The run, metrics server and all, stops cleanly on SIGTERM.
+        coordinator.process.send(SIGTERM)
+        #expect(coordinator.wait(timeout: .seconds(60)) == 0, "\(coordinator.stderr)")
+        #expect(coordinator.stdout.contains("stopped by signal 15"))
+    }
+
+    @Test func aMetricsPortInUseStopsTheCoordinatorWithAClearError() throws {
+        let (dir, train, _) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        // Hold a port, then ask the coordinator for it.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let coordinator = try ChildProcess(
+            "vae-coordinator",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--workers", "1", "--metrics-port", "\(port)",
+             "--data", train, "--hidden", "12", "--latent", "3", "--epochs", "1", "--out", dir.appendingPathComponent("run").path],
+            directory: dir, name: "coordinator")
+        let code = coordinator.wait(timeout: .seconds(60))
+        #expect(code != nil && code != 0)
+        #expect(coordinator.stderr.contains("cannot serve metrics on 127.0.0.1:\(port)"), "\(coordinator.stderr)")
+    }
+}
