@@ -193,6 +193,7 @@ public final class CoordinatorRuntime {
 
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
     public func run(output: RunOutput?, onStep: @escaping (StepProgress) -> Void = { _ in },
+                    onEvaluation: ((Int, Int) -> Void)? = nil,
                     onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
         self.output = output
         self.onEpoch = onEpoch
@@ -211,7 +212,8 @@ public final class CoordinatorRuntime {
             throw error
         }
         var summary = RunReporting.summary(
-            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported)
+            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported,
+            progress: onEvaluation)
         summary.workers = machine.workers.count
         summary.rejectedMessages = rejectedMessages
         if timing.steps > 0 {

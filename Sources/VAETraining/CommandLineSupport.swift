@@ -80,6 +80,15 @@ public final class ProgressDisplay: @unchecked Sendable {
         draw(label, done: done, total: total, detail: String(format: "%.1f/s, %.0f s left", itemsPerSecond, left))
     }
 
+    /// A progress callback (items done, total) for a long task named `label`, timed from now.
+    public func taskProgress(_ label: String) -> (Int, Int) -> Void {
+        let start = ContinuousClock.now
+        return { done, total in
+            let seconds = (ContinuousClock.now - start) / .seconds(1)
+            self.task(label, done: done, of: total, itemsPerSecond: Double(done) / max(seconds, 1e-9))
+        }
+    }
+
     private func draw(_ label: String, done: Int, total: Int, detail: String) {
         let width = 30
         let filled = min(width, done * width / total)

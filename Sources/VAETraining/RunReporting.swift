@@ -72,9 +72,10 @@ public enum RunReporting {
     }
 
     /// The run's summary: throughput, and the final model's test figures (with the IWAE NLL when
-    /// the configuration asks for it).
+    /// the configuration asks for it, calling `progress` with images done and total as it goes).
     public static func summary(
-        state: TrainingState, data: TrainingData, samples: Int, trainSeconds: Double, epochs: Int
+        state: TrainingState, data: TrainingData, samples: Int, trainSeconds: Double, epochs: Int,
+        progress: ((Int, Int) -> Void)? = nil
     ) -> TrainingSummary {
         let c = state.configuration
         var summary = TrainingSummary(
@@ -88,7 +89,7 @@ public enum RunReporting {
             if c.nllSamples > 0 {
                 let report = HeldOutEvaluation.report(
                     layout: state.layout, parameters: state.parameters, dataset: test, filler: data.filler,
-                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit)
+                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit, progress: progress)
                 summary.nll = report.nll
                 summary.nllK = c.nllSamples
                 summary.nllSamples = report.samples

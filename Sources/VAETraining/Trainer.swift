@@ -56,8 +56,10 @@ public final class Trainer {
     }
 
     /// Trains for the configured epochs (or until `maxSteps`), writing metrics, checkpoints and
-    /// the summary into `output`, and calling `onEpoch` after each epoch.
+    /// the summary into `output`, calling `onStep` after each step, `onEpoch` after each epoch,
+    /// and `onEvaluation` (images done, total) during the final IWAE NLL estimate.
     public func run(output: RunOutput?, onStep: (StepProgress) -> Void = { _ in },
+                    onEvaluation: ((Int, Int) -> Void)? = nil,
                     onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
         let c = configuration
         BLAS.setThreads(c.threads)
@@ -124,7 +126,8 @@ public final class Trainer {
             logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
         }
         let summary = RunReporting.summary(
-            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: completedEpochs)
+            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: completedEpochs,
+            progress: onEvaluation)
         try output?.write(summary)
         return summary
     }

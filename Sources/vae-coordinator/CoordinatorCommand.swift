@@ -153,7 +153,7 @@ struct Start: AsyncParsableCommand {
         let summary = try runtime.run(output: output, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
-        }) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
+        }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
         let failures = local.wait()
         if let signal = runtime.stoppedBySignal {
             display.message("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")

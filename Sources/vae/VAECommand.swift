@@ -39,7 +39,7 @@ struct Train: AsyncParsableCommand {
         let summary = try trainer.run(output: output, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
-        }) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
+        }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
         display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
         for picture in RunPictures.writeEndOfRun(trainer.checkpoint, output: output) { display.message("wrote \(picture)") }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
@@ -105,10 +105,7 @@ struct Eval: AsyncParsableCommand {
         let display = ProgressDisplay(mode: json || quiet ? .quiet : (isatty(1) != 0 ? .terminal : .lines))
         let report = HeldOutEvaluation.report(
             layout: model.layout, parameters: model.parameters, dataset: dataset, filler: filler,
-            seed: seed, k: k, limit: limit, chunk: chunk) { done, total in
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            display.task("evaluating", done: done, of: total, itemsPerSecond: Double(done) / max(seconds, 1e-9))
-        }
+            seed: seed, k: k, limit: limit, chunk: chunk, progress: display.taskProgress("evaluating, k=\(k)"))
         display.endTask()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         if json {

@@ -1,6 +1,7 @@
 import Foundation
 import Pictures
 import Testing
+import TestSupport
 
 /// The `vae` executable end to end: `vae train` then `vae eval --json` on a small dataset.
 @Suite struct CommandLineTests {
@@ -16,8 +17,12 @@ import Testing
     }
 
     func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(via: try #require(Self.executable, "build the vae executable first (swift build --build-tests)").path, arguments)
+    }
+
+    func run(via executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = try #require(Self.executable, "build the vae executable first (swift build --build-tests)")
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let out = Pipe()
         let err = Pipe()
@@ -72,6 +77,28 @@ import Testing
         #expect(!plain.stdout.contains("\r") && plain.stdout.contains("epoch   2"))
         let both = try run(common + ["--json", "--quiet"])
         #expect(both.status != 0 && both.stderr.contains("--quiet or --json"))
+    }
+
+    /// Quotes `argument` for a POSIX shell.
+    static func shellQuoted(_ argument: String) -> String { "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    @Test func onATerminalTrainingAndTheNLLEstimateShowLiveBars() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { Fixtures.cleanup(dir) }
+        let vae = try #require(Self.executable)
+        let command = ([vae.path, "train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3",
+                        "--batch", "8", "--epochs", "2", "--nll-k", "200", "--out", dir.appendingPathComponent("run").path])
+            .map(Self.shellQuoted).joined(separator: " ")
+        // `script` (util-linux) runs the command on a pseudo-terminal and copies what it prints.
+        let result = try run(via: "/usr/bin/script", ["-qec", command, "/dev/null"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("\r\u{1B}[Kepoch 1/2 ["), "no training bar: \(String(result.stdout.prefix(400)))")
+        #expect(result.stdout.contains("samples/s, "))
+        #expect(result.stdout.contains("\r\u{1B}[Ktest NLL, k=200 ["), "no evaluation bar")
+        #expect(result.stdout.contains("] 100%"))
+        // The plain lines stay: the bar is cleared before each.
+        #expect(result.stdout.contains("\u{1B}[Kepoch   2  step"))
+        #expect(result.stdout.contains("done: 1024 steps"))
     }
 
     @Test func pictureCommandsWritePNGsOfTheExpectedSize() throws {
