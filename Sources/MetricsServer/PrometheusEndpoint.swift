@@ -2,6 +2,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Prometheus
+import ServiceLifecycle
 
 /// An HTTP server (Hummingbird) that answers `GET /metrics` with a Prometheus registry's metrics
 /// in the text exposition format. It runs on its own event loops, so a process whose main work
@@ -11,14 +12,16 @@ public final class PrometheusEndpoint: Sendable {
     public let port: Int
     /// The address to scrape, e.g. `http://127.0.0.1:9464/metrics`.
     public let url: String
+    private let group: ServiceGroup
     private let server: Task<Void, Never>
 
     /// The content type of the Prometheus text format, version 0.0.4.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    private init(port: Int, url: String, server: Task<Void, Never>) {
+    private init(port: Int, url: String, group: ServiceGroup, server: Task<Void, Never>) {
         self.port = port
         self.url = url
+        self.group = group
         self.server = server
     }
 
@@ -40,9 +43,11 @@ public final class PrometheusEndpoint: Sendable {
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in signal.yield(.success(channel.localAddress?.port ?? port)) },
             logger: logger)
+        // No signal handling here: the process's own handlers decide when to stop.
+        let group = ServiceGroup(services: [application], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
         let server = Task {
             do {
-                try await application.run()
+                try await group.run()
             } catch {
                 signal.yield(.failure(error))
             }
@@ -52,7 +57,7 @@ public final class PrometheusEndpoint: Sendable {
             switch event {
             case .success(let bound):
                 let shownHost = host.contains(":") ? "[\(host)]" : host
-                return PrometheusEndpoint(port: bound, url: "http://\(shownHost):\(bound)/metrics", server: server)
+                return PrometheusEndpoint(port: bound, url: "http://\(shownHost):\(bound)/metrics", group: group, server: server)
             case .failure(let error):
                 throw MetricsServerError.cannotListen(host: host, port: port, reason: "\(error)")
             }
@@ -60,9 +65,9 @@ public final class PrometheusEndpoint: Sendable {
         throw MetricsServerError.cannotListen(host: host, port: port, reason: "the server stopped before it listened")
     }
 
-    /// Closes the listening socket and waits for the server to finish.
+    /// Closes the listening socket, lets requests in flight finish, and waits for the server.
     public func stop() async {
-        server.cancel()
+        await group.triggerGracefulShutdown()
         await server.value
     }
 }

@@ -86,6 +86,7 @@ import ZeroMQ
         coordinator.process.send(SIGTERM)
         #expect(coordinator.wait(timeout: .seconds(60)) == 0, "\(coordinator.stderr)")
         #expect(coordinator.stdout.contains("stopped by signal 15"))
+        #expect(!coordinator.stderr.contains(" error "), "the server's shutdown logged an error: \(coordinator.stderr)")
     }
 
     @Test func aMetricsPortInUseStopsTheCoordinatorWithAClearError() throws {
