@@ -109,14 +109,18 @@ public final class CoordinatorRuntime {
     var reissuedThisStep = false
 
     // Where the steps' time goes (sums over the run, in seconds), and the bytes moved.
-    var timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
-    var epochTimingStart = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
+    typealias Timing = (send: Double, wait: Double, compute: Double, sum: Double, optimizer: Double, steps: Int)
+    var timing: Timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
+    var epochTimingStart: Timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
     var stepSendDone = ContinuousClock.now
     var stepCompute = 0.0
     var bytesMoved = 0
 
     // Progress of the run.
     var epochSums = LossSums.zero
+    /// The steps since the last `--metrics-every` line, and the timing sums at its start.
+    var window = StepWindow()
+    var windowTimingStart: Timing = (send: 0.0, wait: 0.0, compute: 0.0, sum: 0.0, optimizer: 0.0, steps: 0)
     var epochStart = ContinuousClock.now
     var trainSeconds = 0.0
     var samples = 0
@@ -483,6 +487,7 @@ public final class CoordinatorRuntime {
             if !trainingStarted {
                 trainingStarted = true  // training time starts when enough workers are in
                 epochStart = .now
+                window = StepWindow()
             }
         }
         if orderEpoch != part.epoch {
@@ -531,6 +536,7 @@ public final class CoordinatorRuntime {
                                  distortion: sums.count > 1 ? sums[1] : 0, rate: sums.count > 2 ? sums[2] : 0)
         }
         epochSums += stepSums
+        window.add(stepSums)
         guard epochSums.objective.isFinite else { throw TrainingError.diverged(step: step, loss: epochSums.objective) }
         let updating = ContinuousClock.now
         timing.send += (stepSendDone - stepStarted).seconds
@@ -551,10 +557,28 @@ public final class CoordinatorRuntime {
         let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
         let rate = Double(epochSums.samples) / max((ContinuousClock.now - epochStart).seconds, 1e-9)
         recordStepMetrics(stepSums, samplesPerSecond: rate)
+        if let output, output.metricsEvery > 0, state.step % output.metricsEvery == 0 {
+            let breakdown = stepTime(since: &windowTimingStart, seconds: window.seconds)
+            try output.append(window.close(state: state, epoch: (state.step - 1) / plan.stepsPerEpoch + 1,
+                                           workers: machine.workers.count, stepTime: breakdown))
+        }
         onStep(StepProgress(epoch: (state.step - 1) / plan.stepsPerEpoch + 1, epochs: configuration.epochs,
                             stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
                             secondsLeft: Double((plan.stepsPerEpoch - inEpoch) * configuration.batchSize) / max(rate, 1e-9)))
         try perform(machine.stepApplied(now: .now))
+    }
+
+    /// Milliseconds per step of the steps since `start` (a snapshot of `timing`, which is then
+    /// reset to now), over `seconds` of wall time; nil if no step was taken.
+    private func stepTime(since start: inout Timing, seconds: Double) -> StepTimeBreakdown? {
+        let steps = timing.steps - start.steps
+        defer { start = timing }
+        guard steps > 0 else { return nil }
+        let n = Double(steps) / 1000
+        return StepTimeBreakdown(
+            totalMs: seconds / n, sendMs: (timing.send - start.send) / n, waitMs: (timing.wait - start.wait) / n,
+            computeMs: (timing.compute - start.compute) / n, sumMs: (timing.sum - start.sum) / n,
+            optimizerMs: (timing.optimizer - start.optimizer) / n)
     }
 
     private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double) {
@@ -576,16 +600,7 @@ public final class CoordinatorRuntime {
         epochsReported = epoch
         var metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data)
         metrics.workers = machine.workers.count
-        let epochTiming = (send: timing.send - epochTimingStart.send, wait: timing.wait - epochTimingStart.wait,
-                           compute: timing.compute - epochTimingStart.compute, sum: timing.sum - epochTimingStart.sum,
-                           optimizer: timing.optimizer - epochTimingStart.optimizer, steps: timing.steps - epochTimingStart.steps)
-        if epochTiming.steps > 0 {
-            let n = Double(epochTiming.steps) / 1000
-            metrics.stepTime = StepTimeBreakdown(
-                totalMs: seconds / n, sendMs: epochTiming.send / n, waitMs: epochTiming.wait / n,
-                computeMs: epochTiming.compute / n, sumMs: epochTiming.sum / n, optimizerMs: epochTiming.optimizer / n)
-        }
-        epochTimingStart = timing
+        metrics.stepTime = stepTime(since: &epochTimingStart, seconds: seconds)
         try output?.append(metrics)
         onEpoch(metrics)
         epochSums = .zero

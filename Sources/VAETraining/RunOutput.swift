@@ -1,10 +1,13 @@
 import Foundation
+import VAECore
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// One line of `metrics.jsonl`: the figures of one epoch.
 public struct EpochMetrics: Sendable, Codable, Equatable {
+    /// "epoch": tells these lines from the `StepMetrics` lines of `--metrics-every`.
+    public var record: String? = "epoch"
     public var epoch: Int
     public var step: Int
     /// Training means over the epoch's samples.
@@ -29,6 +32,60 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     /// Distributed runs: live workers at the end of the epoch, and where the epoch's steps' time went.
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
+}
+
+/// A line of `metrics.jsonl` every `--metrics-every` steps: training means over the steps since
+/// the previous such line (held-out figures are per epoch only).
+public struct StepMetrics: Sendable, Codable, Equatable {
+    public var record = "steps"
+    /// The last step of the window, and the (1-based) epoch it belongs to.
+    public var step: Int
+    public var epoch: Int
+    /// Steps in the window.
+    public var steps: Int
+    public var trainObjective: Double
+    public var trainNegElbo: Double
+    public var trainRate: Double
+    public var trainDistortion: Double
+    public var samplesPerS: Double
+    public var learningRate: Double
+    public var beta: Double
+    /// Distributed runs: live workers, and where the window's steps' time went.
+    public var workers: Int?
+    public var stepTime: StepTimeBreakdown?
+}
+
+/// The steps since the last `StepMetrics` line: their loss sums and their wall time.
+public struct StepWindow: Sendable {
+    public private(set) var sums = LossSums.zero
+    public private(set) var steps = 0
+    private var started = ContinuousClock.now
+
+    public init() {}
+
+    /// Seconds since the window started.
+    public var seconds: Double { (ContinuousClock.now - started) / .seconds(1) }
+
+    /// Adds one step's sums.
+    public mutating func add(_ step: LossSums) {
+        sums += step
+        steps += 1
+    }
+
+    /// The window's line, ending at `state.step` (in epoch `epoch`); then starts a new window.
+    public mutating func close(state: TrainingState, epoch: Int, workers: Int? = nil,
+                               stepTime: StepTimeBreakdown? = nil) -> StepMetrics {
+        let c = state.configuration
+        let lastStep = max(state.step - 1, 0)
+        let metrics = StepMetrics(
+            step: state.step, epoch: epoch, steps: steps, trainObjective: sums.meanObjective,
+            trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
+            samplesPerS: Double(sums.samples) / max(seconds, 1e-9),
+            learningRate: c.schedule.learningRate(base: c.learningRate, step: lastStep),
+            beta: Double(c.objective.beta(atStep: lastStep)), workers: workers, stepTime: stepTime)
+        self = StepWindow()
+        return metrics
+    }
 }
 
 /// `summary.json`: the run's final figures.
@@ -88,6 +145,8 @@ public struct StepTimeBreakdown: Sendable, Codable, Equatable {
 /// The files a run writes into its output directory.
 public struct RunOutput: Sendable {
     public let directory: URL
+    /// Also write a `StepMetrics` line into `metrics.jsonl` every this many steps (0: epochs only).
+    public var metricsEvery = 0
 
     public init(directory: String) throws {
         self.directory = URL(fileURLWithPath: directory)
@@ -179,6 +238,11 @@ public struct RunOutput: Sendable {
 
     /// Appends one epoch's line to `metrics.jsonl`.
     public func append(_ metrics: EpochMetrics) throws {
+        try appendLine(try Self.encoder().encode(metrics), to: self.metrics)
+    }
+
+    /// Appends a `--metrics-every` line to `metrics.jsonl`.
+    public func append(_ metrics: StepMetrics) throws {
         try appendLine(try Self.encoder().encode(metrics), to: self.metrics)
     }
 

@@ -9,16 +9,18 @@ public enum RunPictures {
     /// Training curves: -ELBO, rate and distortion (train in blue, test in orange) against the step.
     public static func curves(metrics url: URL) throws -> PNGImage {
         let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-        let epochs = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
+        let records = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
+        let epochs = records.filter { ($0["record"] as? String ?? "epoch") == "epoch" }
         guard !epochs.isEmpty else { throw PictureError("\(url.path) has no epochs to plot") }
-        func series(_ key: String) -> [(Double, Double)] {
-            epochs.compactMap { e in (e["step"] as? Int).flatMap { s in (e[key] as? Double).map { (Double(s), $0) } } }
+        // The training curves from the finer --metrics-every lines when there are any.
+        let steps = records.filter { $0["record"] as? String == "steps" }
+        let train = steps.isEmpty ? epochs : steps
+        func series(_ records: [[String: Any]], _ key: String) -> [(Double, Double)] {
+            records.compactMap { e in (e["step"] as? Int).flatMap { s in (e[key] as? Double).map { (Double(s), $0) } } }
         }
-        return PNGImage.row([
-            Plot.lines([series("train_neg_elbo"), series("test_neg_elbo")], width: 320, height: 240),
-            Plot.lines([series("train_rate"), series("test_rate")], width: 320, height: 240),
-            Plot.lines([series("train_distortion"), series("test_distortion")], width: 320, height: 240),
-        ])
+        return PNGImage.row(["neg_elbo", "rate", "distortion"].map { figure in
+            Plot.lines([series(train, "train_\(figure)"), series(epochs, "test_\(figure)")], width: 320, height: 240)
+        })
     }
 
     /// Decoder means of `n` draws from the prior, in a grid.

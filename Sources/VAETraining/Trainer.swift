@@ -74,6 +74,8 @@ public final class Trainer {
         var trainSeconds = 0.0
         var samples = 0
         var completedEpochs = 0
+        var window = StepWindow()
+        let metricsEvery = output?.metricsEvery ?? 0
         logger.info("training", metadata: [
             "parameters": "\(layout.count)", "train": "\(data.train.count)", "test": "\(data.test?.count ?? 0)",
             "steps_per_epoch": "\(plan.stepsPerEpoch)",
@@ -100,7 +102,11 @@ public final class Trainer {
                     throw TrainingError.diverged(step: step, loss: stepSums.objective)
                 }
                 sums += stepSums
+                window.add(stepSums)
                 batchIndex += 1
+                if metricsEvery > 0, step % metricsEvery == 0, let output {
+                    try output.append(window.close(state: state, epoch: epoch + 1))
+                }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 onStep(StepProgress(epoch: epoch + 1, epochs: c.epochs, stepInEpoch: batchIndex, stepsPerEpoch: plan.stepsPerEpoch,
                                     samplesPerSecond: Double(sums.samples) / max(elapsed, 1e-9),

@@ -81,6 +81,8 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var out = "runs/mnist"
     @Option(name: .customLong("checkpoint-every"), help: "Also write the checkpoint every this many steps (0: only at the end).")
     public var checkpointEvery = 0
+    @Option(name: .customLong("metrics-every"), help: "Also write a line of training means into metrics.jsonl every this many steps (0: once per epoch only).")
+    public var metricsEvery = 0
     @Option(name: .customLong("eval-seed"), help: "Seed of the test set's binarisation and noise.")
     public var evalSeed: UInt64 = 123
     @Option(name: .customLong("nll-k"), help: "At the end, estimate the test NLL with this many importance samples (0: skip).")
@@ -90,6 +92,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
 
     public func validate() throws {
         _ = try configuration()
+        guard metricsEvery >= 0 else { throw ValidationError("--metrics-every must be >= 0, not \(metricsEvery)") }
     }
 
     /// The options as a validated configuration.

@@ -138,7 +138,8 @@ struct Start: AsyncParsableCommand {
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
                                         security: security, insecure: insecure, metrics: metrics),
             logger: logger, resume: checkpoint)
-        let output = try RunOutput(directory: outDirectory)
+        var output = try RunOutput(directory: outDirectory)
+        output.metricsEvery = training.metricsEvery
         display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
         if let metricsURL {
             display.message("metrics at \(metricsURL)")

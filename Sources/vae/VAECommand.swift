@@ -31,7 +31,8 @@ struct Train: AsyncParsableCommand {
         let configuration = try training.configuration()
         let data = try TrainingData.load(configuration)
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
-        let output = try RunOutput(directory: training.out)
+        var output = try RunOutput(directory: training.out)
+        output.metricsEvery = training.metricsEvery
         display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")

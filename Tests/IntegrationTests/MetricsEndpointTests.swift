@@ -28,7 +28,7 @@ import ZeroMQ
         let out = dir.appendingPathComponent("run")
         let coordinator = try ChildProcess(
             "vae-coordinator",
-            ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--metrics-port", "0",
+            ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--metrics-port", "0", "--metrics-every", "10",
              "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32",
              "--epochs", "1000", "--out", out.path],
             directory: dir, name: "coordinator")
@@ -87,6 +87,19 @@ import ZeroMQ
         #expect(coordinator.wait(timeout: .seconds(60)) == 0, "\(coordinator.stderr)")
         #expect(coordinator.stdout.contains("stopped by signal 15"))
         #expect(!coordinator.stderr.contains(" error "), "the server's shutdown logged an error: \(coordinator.stderr)")
+
+        // --metrics-every 10: metrics.jsonl has a line every 10 steps, with the workers and the
+        // step time breakdown.
+        let records = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let windows = records.filter { $0["record"] as? String == "steps" }
+        #expect(windows.count >= 2)
+        #expect(windows.map { $0["step"] as! Int } == (1...windows.count).map { 10 * $0 })
+        for window in windows {
+            #expect(window["steps"] as? Int == 10 && window["workers"] as? Int == 2)
+            let time = try #require(window["step_time"] as? [String: Any])
+            #expect((time["total_ms"] as? Double ?? 0) > 0 && (time["compute_ms"] as? Double ?? 0) > 0)
+        }
     }
 
     @Test func aMetricsPortInUseStopsTheCoordinatorWithAClearError() throws {

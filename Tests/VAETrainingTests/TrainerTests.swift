@@ -5,6 +5,41 @@ import VAEData
 @testable import VAETraining
 
 @Suite struct TrainerTests {
+    @Test func metricsEveryNStepsWritesWindowsWhoseMeansMakeTheEpochMeans() throws {
+        let (dir, train, test) = Fixtures.dataset()
+        defer { Fixtures.cleanup(dir) }
+        let configuration = Fixtures.configuration(train: train, test: test, epochs: 2)  // 16 steps an epoch
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration), logger: Fixtures.logger)
+        var output = try RunOutput(directory: dir.appendingPathComponent("run").path)
+        output.metricsEvery = 4
+        var epochs: [EpochMetrics] = []
+        _ = try trainer.run(output: output) { epochs.append($0) }
+
+        let records = try String(contentsOf: output.metrics, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let windows = records.filter { $0["record"] as? String == "steps" }
+        #expect(records.filter { $0["record"] as? String == "epoch" }.count == 2)
+        #expect(windows.map { $0["step"] as! Int } == [4, 8, 12, 16, 20, 24, 28, 32])
+        #expect(windows.map { $0["epoch"] as! Int } == [1, 1, 1, 1, 2, 2, 2, 2])
+        for window in windows {
+            #expect(window["steps"] as? Int == 4)
+            #expect(window["samples_per_s"] is Double && window["learning_rate"] is Double && window["beta"] is Double)
+            #expect(window["test_neg_elbo"] == nil)
+        }
+        // Equal-sized windows: their means average to the epoch's.
+        for (e, epoch) in epochs.enumerated() {
+            let mine = windows[(4 * e)..<(4 * e + 4)]
+            for (key, expected) in [("train_objective", epoch.trainObjective), ("train_rate", epoch.trainRate),
+                                    ("train_distortion", epoch.trainDistortion)] {
+                let mean = mine.map { $0[key] as! Double }.reduce(0, +) / 4
+                #expect(abs(mean - expected) < 1e-9 * abs(expected), "\(key) of epoch \(e + 1): \(mean) against \(expected)")
+            }
+        }
+        // The curves plot the windows (8 points) for training.
+        _ = try RunPictures.curves(metrics: output.metrics)
+    }
+
     @Test func trainingLowersTheHeldOutLossAndWritesEveryOutput() throws {
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
