@@ -42,7 +42,7 @@ endpoint="ipc://$dir/coordinator.sock"
 coordinator=$!
 pids+=("$coordinator")
 for i in $(seq 1 "$workers"); do
-  OPENBLAS_NUM_THREADS=1 "$BIN/vae-worker" join --coordinator "$endpoint" --name "worker-$i" &
+  OPENBLAS_NUM_THREADS=1 "$BIN/vae-worker" join --coordinator "$endpoint" --name "worker-$i" --quiet &
   pids+=("$!")
 done
 

@@ -29,7 +29,8 @@ public final class LocalWorkers {
                 started.append(try SpawnedProcess(
                     executable: executable.path,
                     arguments: ["join", "--coordinator", endpoint, "--threads", String(threads),
-                                "--name", "local-\(i)", "--log-level", logLevel, "--parent-pid", String(getpid())],
+                                "--name", "local-\(i)", "--log-level", logLevel, "--parent-pid", String(getpid()),
+                                "--quiet"],
                     environment: environment))
             } catch {
                 for p in started {

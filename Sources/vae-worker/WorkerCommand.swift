@@ -32,6 +32,8 @@ struct Join: AsyncParsableCommand {
     var rejoinAfter = 5.0
     @Option(name: .customLong("parent-pid"), help: ArgumentHelp("Leave when this process is no longer the parent (set by --local-workers, so that workers do not outlive a killed coordinator).", visibility: .hidden))
     var parentPID: Int32?
+    @Flag(help: "Print nothing on standard output (errors still go to standard error).")
+    var quiet = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -60,7 +62,9 @@ struct Join: AsyncParsableCommand {
             logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
+        if !quiet { emit("worker \(worker.options.name) joining \(coordinator)") }
         let message = try worker.run()
         logger.info("stopped", metadata: ["reason": "\(message)", "steps": "\(worker.stepsComputed)"])
+        if !quiet { emit("done: \(message); \(worker.stepsComputed) gradient\(worker.stepsComputed == 1 ? "" : "s") computed") }
     }
 }

@@ -47,6 +47,11 @@ import VAEData
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(60)) == 0, "\(w.name): \(w.stderr)") }
         #expect(([coordinator] + workers).allSatisfy { !$0.isRunning })
+        // Each worker says where it joins and, at the end, why it stopped and what it did; the
+        // parts of a step are split evenly, so every worker computed a gradient of every step.
+        for (i, w) in workers.enumerated() {
+            #expect(w.stdout == "worker w\(i) joining \(endpoint)\ndone: training finished at step \(13 * 16); \(13 * 16) gradients computed\n")
+        }
 
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
         #expect(summary["steps"] as? Int == 13 * 16)

@@ -19,6 +19,7 @@ import TestSupport
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
         #expect(coordinator.stdout.contains("2 workers"))
         #expect(coordinator.stdout.contains("done: 48 steps"))
+        #expect(!coordinator.stdout.contains("joining"), "local workers print into the coordinator's output")
         // No vae-worker joined to this coordinator survives it.
         let endpoint = coordinator.stdout.split(separator: " ").dropFirst(2).first.map { String($0.dropLast()) } ?? "?"
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
