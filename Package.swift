@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
         .testTarget(
-            name: "MetricsServerTests",
+            name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "MetricsTestKit", package: "swift-metrics")]),

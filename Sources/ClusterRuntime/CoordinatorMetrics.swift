@@ -32,6 +32,10 @@ final class CoordinatorMetrics {
     let stepDuration: Timer
     /// Time from sending a part to a worker to receiving its gradient, per worker name.
     private var gradientLatency: [String: Timer] = [:]
+    /// At most this many worker names get series of their own; later ones share the series
+    /// `worker="other"`, so that workers coming and going (or peers choosing names) cannot grow
+    /// the metrics without bound.
+    static let maxWorkerSeries = 256
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -52,6 +56,7 @@ final class CoordinatorMetrics {
 
     /// Records that `worker`'s gradient arrived `latency` after its part was sent.
     func recordGradientLatency(worker: String, _ latency: Duration) {
+        let worker = gradientLatency[worker] != nil || gradientLatency.count < Self.maxWorkerSeries - 1 ? worker : "other"
         let timer: Timer
         if let existing = gradientLatency[worker] {
             timer = existing
