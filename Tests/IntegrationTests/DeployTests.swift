@@ -8,21 +8,6 @@ import TestSupport
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// A TCP port that was free a moment ago.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { throw ChildProcessError("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// Writes `text` as an executable file.
     static func writeScript(_ text: String, to url: URL) throws {
         try text.write(to: url, atomically: true, encoding: .utf8)
@@ -66,7 +51,7 @@ import TestSupport
             directory: dir, name: "sbatch",
             environment: ["PATH": "\(bin.path):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")",
                           "BIN": binaries.path, "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1,127.0.0.1", "SLURM_JOB_ID": "42",
-                          "KEYS": keys.path, "PORT": "\(try Self.freePort())", "METRICS_PORT": "0",
+                          "KEYS": keys.path, "PORT": "\(try HeldPort.free())", "METRICS_PORT": "0",
                           "SRUN_LOG": dir.appendingPathComponent("srun.log").path],
             newSession: true)
         defer { kill(-job.process.pid, SIGKILL) }

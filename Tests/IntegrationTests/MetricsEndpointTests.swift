@@ -106,17 +106,8 @@ import ZeroMQ
         let (dir, train, _) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
         // Hold a port, then ask the coordinator for it.
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(holder) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let held = try HeldPort()
+        let port = held.port
         let coordinator = try ChildProcess(
             "vae-coordinator",
             ["start", "--bind", "tcp://127.0.0.1:*", "--workers", "1", "--metrics-port", "\(port)",
@@ -125,5 +116,6 @@ import ZeroMQ
         let code = coordinator.wait(timeout: .seconds(60))
         #expect(code != nil && code != 0)
         #expect(coordinator.stderr.contains("cannot serve metrics on 127.0.0.1:\(port)"), "\(coordinator.stderr)")
+        withExtendedLifetime(held) {}
     }
 }
