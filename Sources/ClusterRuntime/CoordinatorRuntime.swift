@@ -129,6 +129,7 @@ public final class CoordinatorRuntime {
     var output: RunOutput?
     var onEpoch: (EpochMetrics) -> Void = { _ in }
     var onStep: (StepProgress) -> Void = { _ in }
+    var onJoin: (String, Int) -> Void = { _, _ in }
     /// Set from a signal handler: finish at the next message boundary.
     public let stopRequest = StopRequest()
     /// The signal that ended the run early, if one did.
@@ -196,12 +197,17 @@ public final class CoordinatorRuntime {
     }
 
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
-    public func run(output: RunOutput?, onStep: @escaping (StepProgress) -> Void = { _ in },
+    /// `onJoin` is called with a worker's name and the live worker count when one joins,
+    /// `onStep` after each step, `onEpoch` after each epoch, `onEvaluation` (images done, total)
+    /// during the final IWAE NLL estimate.
+    public func run(output: RunOutput?, onJoin: @escaping (String, Int) -> Void = { _, _ in },
+                    onStep: @escaping (StepProgress) -> Void = { _ in },
                     onEvaluation: ((Int, Int) -> Void)? = nil,
                     onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
         self.output = output
         self.onEpoch = onEpoch
         self.onStep = onStep
+        self.onJoin = onJoin
         BLAS.setThreads(configuration.threads)
         if startStep == 0 { try output?.resetMetrics() }
         event(startStep == 0 ? "started" : "resumed", ["endpoint": endpoint])
@@ -421,6 +427,7 @@ public final class CoordinatorRuntime {
                 if welcomed.insert(peer).inserted {
                     logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
                     event("worker_joined", ["worker": name(peer), "index": "\(index)"])
+                    onJoin(name(peer), machine.workers.count)
                 }
                 try socket.send(Message.welcome(Welcome(
                     runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),

@@ -151,7 +151,9 @@ struct Start: AsyncParsableCommand {
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
         defer { local.terminate() }
         let autoencoder = configuration.objective.autoencoder
-        let summary = try runtime.run(output: output, onStep: { p in
+        let summary = try runtime.run(output: output, onJoin: { name, live in
+            display.message(live <= count ? "worker \(name) joined (\(live) of \(count))" : "worker \(name) joined (\(live) live)")
+        }, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
         }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }

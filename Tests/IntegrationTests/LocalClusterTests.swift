@@ -20,6 +20,7 @@ import TestSupport
         #expect(coordinator.stdout.contains("2 workers"))
         #expect(coordinator.stdout.contains("done: 48 steps"))
         #expect(!coordinator.stdout.contains("joining"), "local workers print into the coordinator's output")
+        #expect(coordinator.stdout.contains(" joined (1 of 2)\n") && coordinator.stdout.contains(" joined (2 of 2)\n"))
         // No vae-worker joined to this coordinator survives it.
         let endpoint = coordinator.stdout.split(separator: " ").dropFirst(2).first.map { String($0.dropLast()) } ?? "?"
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
