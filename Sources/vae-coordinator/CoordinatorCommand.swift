@@ -86,27 +86,32 @@ struct Start: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.logger("vae.coordinator")
         let display = ProgressDisplay(self.output)
-        var registry: PrometheusCollectorRegistry?
+        var factory: PrometheusMetricsFactory?
         var endpoint: PrometheusEndpoint?
         if let metricsPort {
-            let metricsRegistry = PrometheusCollectorRegistry()
-            endpoint = try await PrometheusEndpoint.start(host: metricsHost, port: metricsPort, registry: metricsRegistry,
+            let registry = PrometheusCollectorRegistry()
+            endpoint = try await PrometheusEndpoint.start(host: metricsHost, port: metricsPort, registry: registry,
                                                           logger: logging.logger("vae.metrics"))
-            registry = metricsRegistry
+            factory = Self.metricsFactory(registry)
         }
         // The training loop blocks its thread, so it gets a thread of its own: Swift's shared
         // executor (one thread per core) stays free for the metrics server.
-        let factory = registry.map { registry in
-            var factory = PrometheusMetricsFactory(registry: registry)
-            // A training step takes from a millisecond (a small model) to seconds (a big one).
-            factory.defaultDurationHistogramBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-                .map { Duration.milliseconds(Int64($0 * 1000 * 1000)) / 1000 }
-            return factory
-        }
+        let metrics = factory
         let metricsURL = endpoint?.url
-        let result = await Thread.run { try self.train(logger: logger, display: display, metrics: factory, metricsURL: metricsURL) }
+        let result = await Thread.run { try self.train(logger: logger, display: display, metrics: metrics, metricsURL: metricsURL) }
         await endpoint?.stop()
         try result.get()
+    }
+
+    /// Records into `registry`, with histogram buckets for steps of a millisecond (a small model)
+    /// to seconds (a big one).
+    static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+            1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
+        ].map { Duration.microseconds($0) }
+        return factory
     }
 
     /// The whole run, blocking: load, wait for workers, train, evaluate, write the outputs.
