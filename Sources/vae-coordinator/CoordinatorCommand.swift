@@ -52,8 +52,8 @@ struct Start: AsyncParsableCommand {
     var maxGradientNorm = 1e6
     @Option(name: .customLong("metrics-port"), help: ArgumentHelp("Serve Prometheus metrics over HTTP at /metrics on this port (0: any free port; the address is printed and logged in events.jsonl).", valueName: "port"))
     var metricsPort: Int?
-    @Option(name: .customLong("metrics-host"), help: ArgumentHelp("The address the metrics server listens on (0.0.0.0 for every interface, e.g. in a Kubernetes pod).", valueName: "host"))
-    var metricsHost = "127.0.0.1"
+    @Option(name: .customLong("metrics-host"), help: ArgumentHelp("The address the metrics server listens on (default 127.0.0.1; 0.0.0.0 for every interface, e.g. in a Kubernetes pod).", valueName: "host"))
+    var metricsHost: String?
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -81,6 +81,9 @@ struct Start: AsyncParsableCommand {
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw ValidationError("--metrics-port must be in 0...65535 (0: any free port), not \(metricsPort)")
         }
+        if metricsHost != nil && metricsPort == nil {
+            throw ValidationError("--metrics-host needs --metrics-port: give the port to serve metrics on")
+        }
     }
 
     func run() async throws {
@@ -90,7 +93,7 @@ struct Start: AsyncParsableCommand {
         var endpoint: PrometheusEndpoint?
         if let metricsPort {
             let registry = PrometheusCollectorRegistry()
-            endpoint = try await PrometheusEndpoint.start(host: metricsHost, port: metricsPort, registry: registry,
+            endpoint = try await PrometheusEndpoint.start(host: metricsHost ?? "127.0.0.1", port: metricsPort, registry: registry,
                                                           logger: logging.logger("vae.metrics"))
             factory = Self.metricsFactory(registry)
         }

@@ -102,6 +102,23 @@ import ZeroMQ
         }
     }
 
+    @Test(arguments: [
+        (["--metrics-port", "70000"], "--metrics-port must be in 0...65535"),
+        (["--metrics-port=-1"], "--metrics-port must be in 0...65535"),
+        (["--metrics-host", "0.0.0.0"], "--metrics-host needs --metrics-port"),
+        (["--metrics-every=-5"], "--metrics-every must be >= 0"),
+    ])
+    func badMetricsFlagsAreRefusedBeforeAnythingStarts(_ flags: [String], _ message: String) throws {
+        let (dir, train, _) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let coordinator = try ChildProcess(
+            "vae-coordinator", ["start", "--data", train, "--out", dir.appendingPathComponent("run").path] + flags,
+            directory: dir, name: "coordinator")
+        #expect(coordinator.wait(timeout: .seconds(30)) == 64, "\(coordinator.stderr)")
+        #expect(coordinator.stderr.contains(message), "\(coordinator.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path))
+    }
+
     @Test func aMetricsPortInUseStopsTheCoordinatorWithAClearError() throws {
         let (dir, train, _) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
