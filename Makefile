@@ -1,14 +1,17 @@
 # vae-cluster: the two commands of the quick start, and their parts.
 #   make train   install missing apt packages, build in release, train on the bundled MNIST with
 #                a coordinator and WORKERS (2) local worker processes; prints the test -ELBO and NLL
-#   make test    install missing apt packages, build and run the test suite
-.PHONY: deps build train train-single test bench clean
+#   make test    install missing apt packages and the Python Prometheus parser, build and run the tests
+.PHONY: deps test-deps build train train-single test bench clean
 
 WORKERS ?= 2
 ARGS ?= --epochs 10 --batch 128 --hidden 400 --latent 20 --lr 1e-3 --seed 1 --nll-k 5000 --nll-limit 1000 --out runs/mnist
 
 deps:
 	scripts/install-deps.sh
+
+test-deps:
+	scripts/install-deps.sh --test
 
 build: deps
 	swift build -c release
@@ -19,7 +22,7 @@ train: build
 train-single: build
 	.build/release/vae train --data Data/mnist --threads 1 $(ARGS)
 
-test: deps
+test: test-deps
 	swift build --build-tests
 	swift test --skip-build
 
