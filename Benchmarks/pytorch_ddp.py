@@ -152,7 +152,9 @@ def header(args):
 # Subcommands (run on every rank)
 
 
-def run_throughput(rank, args):
+def setup_rank(rank, args):
+    """This rank's view of a run: world size, the training images, their count, the DDP model
+    and optimizer, the distributed sampler and the rank's noise generator."""
     ws = args.world_size
     train_u8 = peer.load_images(args.data, "train")
     n = train_u8.shape[0]
@@ -160,6 +162,11 @@ def run_throughput(rank, args):
     sampler = DistributedSampler(range(n), num_replicas=ws, rank=rank,
                                  shuffle=True, seed=args.seed)
     noise_gen = torch.Generator().manual_seed(args.seed + 1 + 1000 * rank)
+    return ws, train_u8, n, model, opt, sampler, noise_gen
+
+
+def run_throughput(rank, args):
+    ws, train_u8, n, model, opt, sampler, noise_gen = setup_rank(rank, args)
     stream = full_batch_stream(sampler, args.batch)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -255,13 +262,7 @@ def run_throughput(rank, args):
 
 
 def run_quality(rank, args):
-    ws = args.world_size
-    train_u8 = peer.load_images(args.data, "train")
-    n = train_u8.shape[0]
-    model, opt = make_ddp_model(args)
-    sampler = DistributedSampler(range(n), num_replicas=ws, rank=rank,
-                                 shuffle=True, seed=args.seed)
-    noise_gen = torch.Generator().manual_seed(args.seed + 1 + 1000 * rank)
+    ws, train_u8, n, model, opt, sampler, noise_gen = setup_rank(rank, args)
 
     if rank == 0:
         log(rank, f"training {args.epochs} epoch(s) on {n} images, world size {ws}, "

@@ -332,6 +332,14 @@ public final class CoordinatorRuntime {
 
     private func name(_ peer: PeerID) -> String { names[peer] ?? "\(peer)" }
 
+    /// The (1-based) epoch the last completed step belongs to.
+    private var epochOfLastStep: Int { (state.step - 1) / plan.stepsPerEpoch + 1 }
+
+    private func countBytes(_ count: Int) {
+        bytesMoved += count
+        metrics.bytes.increment(by: count)
+    }
+
     private func countRejected() {
         rejectedMessages += 1
         metrics.rejectedMessages.increment()
@@ -367,9 +375,7 @@ public final class CoordinatorRuntime {
             names[peer] = hello.name
             try perform(machine.onHello(peer, hello, now: now))
         case .gradient(let gradient):
-            let received = frames.reduce(0) { $0 + $1.count }
-            bytesMoved += received
-            metrics.bytes.increment(by: received)
+            countBytes(frames.reduce(0) { $0 + $1.count })
             if machine.workers.contains(peer), let problem = GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) {
                 countRejected()
                 logger.warning("refused a gradient", metadata: ["worker": "\(name(peer))", "step": "\(gradient.step)", "reason": "\(problem)"])
@@ -531,8 +537,7 @@ public final class CoordinatorRuntime {
         var sent = try socket.send(Message.params(step: step, stepParameters!), to: part.peer.bytes)
         sent += try socket.send(Message.work(Work(step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
                                                         dimension: UInt32(d), sampleType: type, samples: rows)), to: part.peer.bytes)
-        bytesMoved += sent
-        metrics.bytes.increment(by: sent)
+        countBytes(sent)
     }
 
     private func applyUpdate(step: Int, sampleCount: Int) throws {
@@ -566,10 +571,10 @@ public final class CoordinatorRuntime {
         recordStepMetrics(stepSums, samplesPerSecond: rate)
         if let output, output.metricsEvery > 0, state.step % output.metricsEvery == 0 {
             let breakdown = stepTime(since: &windowTimingStart, seconds: window.seconds)
-            try output.append(window.close(state: state, epoch: (state.step - 1) / plan.stepsPerEpoch + 1,
+            try output.append(window.close(state: state, epoch: epochOfLastStep,
                                            workers: machine.workers.count, stepTime: breakdown))
         }
-        onStep(StepProgress(epoch: (state.step - 1) / plan.stepsPerEpoch + 1, epochs: configuration.epochs,
+        onStep(StepProgress(epoch: epochOfLastStep, epochs: configuration.epochs,
                             stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
                             secondsLeft: Double((plan.stepsPerEpoch - inEpoch) * configuration.batchSize) / max(rate, 1e-9)))
         try perform(machine.stepApplied(now: .now))
@@ -590,7 +595,7 @@ public final class CoordinatorRuntime {
 
     private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double) {
         metrics.step.record(state.step)
-        metrics.epoch.record((state.step - 1) / plan.stepsPerEpoch + 1)
+        metrics.epoch.record(epochOfLastStep)
         metrics.loss.record(sums.meanObjective)
         metrics.rate.record(sums.meanRate)
         metrics.distortion.record(sums.meanDistortion)

@@ -161,25 +161,20 @@ public struct BatchFiller: Sendable {
         for index in indices {
             precondition(index >= 0 && Int(index) < dataset.count, "index \(index) out of range")
         }
+        /// Row `index` of `values` into output row `r`, for every (r, index) of `indices`.
+        func gather<T>(_ values: [T], _ fillRow: (UnsafePointer<T>, UnsafeMutablePointer<Float>, UInt32) -> Void) {
+            values.withUnsafeBufferPointer { source in
+                let x = source.baseAddress!
+                for (r, index) in indices.enumerated() {
+                    fillRow(x + Int(index) * d, out + r * d, UInt32(index))
+                }
+            }
+        }
         switch dataset.storage {
         case .uint8(let values):
-            values.withUnsafeBufferPointer { source in
-                let x = source.baseAddress!
-                for (r, index) in indices.enumerated() {
-                    fillRow(
-                        from: x + Int(index) * d, into: out + r * d, sample: UInt32(index),
-                        seed: seed, step: step)
-                }
-            }
+            gather(values) { fillRow(from: $0, into: $1, sample: $2, seed: seed, step: step) }
         case .float32(let values):
-            values.withUnsafeBufferPointer { source in
-                let x = source.baseAddress!
-                for (r, index) in indices.enumerated() {
-                    fillRow(
-                        from: x + Int(index) * d, into: out + r * d, sample: UInt32(index),
-                        seed: seed, step: step)
-                }
-            }
+            gather(values) { fillRow(from: $0, into: $1, sample: $2, seed: seed, step: step) }
         }
     }
 

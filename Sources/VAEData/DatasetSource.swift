@@ -121,16 +121,7 @@ public enum DatasetSource {
         case .idx:
             var dataset = try IDXReader.samples(contents.bytes, origin: contents.origin)
             if let labelsPath = MNISTDirectory.siblingLabels(of: path) {
-                let labelContents = try FileContents.read(
-                    labelsPath, maximumBytes: options.maximumBytes)
-                let labels = try IDXReader.labels(labelContents.bytes, origin: labelContents.origin)
-                guard labels.count == dataset.count else {
-                    throw DataError(
-                        .mismatch, file: labelsPath,
-                        expected: "\(dataset.count) labels, one per sample of \(path)",
-                        found: "\(labels.count)")
-                }
-                dataset.labels = labels
+                try IDXReader.attachLabels(labelsPath, to: &dataset, samplesPath: path, maximumBytes: options.maximumBytes)
             }
             return dataset
         case .npy:

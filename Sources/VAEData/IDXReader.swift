@@ -14,17 +14,25 @@ public enum IDXReader {
         let contents = try FileContents.read(images, maximumBytes: maximumBytes)
         var dataset = try samples(contents.bytes, origin: contents.origin)
         if let labels {
-            let labelContents = try FileContents.read(labels, maximumBytes: maximumBytes)
-            let values = try self.labels(labelContents.bytes, origin: labelContents.origin)
-            guard values.count == dataset.count else {
-                throw DataError(
-                    .mismatch, file: labels,
-                    expected: "\(dataset.count) labels, one per sample of \(images)",
-                    found: "\(values.count)")
-            }
-            dataset.labels = values
+            try attachLabels(labels, to: &dataset, samplesPath: images, maximumBytes: maximumBytes)
         }
         return dataset
+    }
+
+    /// Reads the label file `labels` into `dataset` (read from `samplesPath`), which must have
+    /// one sample per label.
+    static func attachLabels(
+        _ labels: String, to dataset: inout Dataset, samplesPath: String, maximumBytes: Int
+    ) throws(DataError) {
+        let contents = try FileContents.read(labels, maximumBytes: maximumBytes)
+        let values = try self.labels(contents.bytes, origin: contents.origin)
+        guard values.count == dataset.count else {
+            throw DataError(
+                .mismatch, file: labels,
+                expected: "\(dataset.count) labels, one per sample of \(samplesPath)",
+                found: "\(values.count)")
+        }
+        dataset.labels = values
     }
 
     /// The samples in the IDX contents `bytes`: `dims[0]` samples of shape `dims[1...]`.

@@ -75,14 +75,11 @@ public struct StepWindow: Sendable {
     /// The window's line, ending at `state.step` (in epoch `epoch`); then starts a new window.
     public mutating func close(state: TrainingState, epoch: Int, workers: Int? = nil,
                                stepTime: StepTimeBreakdown? = nil) -> StepMetrics {
-        let c = state.configuration
-        let lastStep = max(state.step - 1, 0)
         let metrics = StepMetrics(
             step: state.step, epoch: epoch, steps: steps, trainObjective: sums.meanObjective,
             trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
             samplesPerS: Double(sums.samples) / max(seconds, 1e-9),
-            learningRate: c.schedule.learningRate(base: c.learningRate, step: lastStep),
-            beta: Double(c.objective.beta(atStep: lastStep)), workers: workers, stepTime: stepTime)
+            learningRate: state.lastLearningRate, beta: state.lastBeta, workers: workers, stepTime: stepTime)
         self = StepWindow()
         return metrics
     }

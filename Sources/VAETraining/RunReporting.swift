@@ -39,13 +39,11 @@ public enum RunReporting {
         epoch: Int, sums: LossSums, seconds: Double, state: TrainingState, data: TrainingData
     ) -> EpochMetrics {
         let c = state.configuration
-        let lastStep = max(state.step - 1, 0)
         var metrics = EpochMetrics(
             epoch: epoch, step: state.step, trainObjective: sums.meanObjective,
             trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
             samplesPerS: Double(sums.samples) / max(seconds, 1e-9), epochSeconds: seconds,
-            learningRate: c.schedule.learningRate(base: c.learningRate, step: lastStep),
-            beta: Double(c.objective.beta(atStep: lastStep)))
+            learningRate: state.lastLearningRate, beta: state.lastBeta)
         if let t = testELBO(state: state, data: data) {
             metrics.testNegElbo = t.meanNegELBO
             metrics.testRate = t.meanRate

@@ -62,3 +62,12 @@ public struct TrainingState: Sendable {
             datasetFingerprint: datasetFingerprint, statistics: statistics)
     }
 }
+
+extension TrainingState {
+    /// The learning rate and the KL weight beta of the last step taken (of step 0 before any).
+    var lastLearningRate: Double {
+        configuration.schedule.learningRate(base: configuration.learningRate, step: max(step - 1, 0))
+    }
+
+    var lastBeta: Double { Double(configuration.objective.beta(atStep: max(step - 1, 0))) }
+}
