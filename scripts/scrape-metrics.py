@@ -24,7 +24,7 @@ def main() -> int:
         return 4
     url = sys.argv[1]
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             status = response.status
             content_type = response.headers.get("Content-Type", "")
             text = response.read().decode("utf-8")

@@ -1,3 +1,4 @@
+import Dispatch
 import Hummingbird
 import Logging
 import NIOCore
@@ -5,8 +6,9 @@ import Prometheus
 import ServiceLifecycle
 
 /// An HTTP server (Hummingbird) that answers `GET /metrics` with a Prometheus registry's metrics
-/// in the text exposition format. It runs on its own event loops, so a process whose main work
-/// blocks a thread can still be scraped.
+/// in the text exposition format. Its sockets are SwiftNIO's event loops and its request handling
+/// runs on a Dispatch queue of its own, so it answers even while the process keeps Swift's shared
+/// executor busy.
 public final class PrometheusEndpoint: Sendable {
     /// The port actually bound (the kernel's choice when 0 was asked for).
     public let port: Int
@@ -45,7 +47,7 @@ public final class PrometheusEndpoint: Sendable {
             logger: logger)
         // No signal handling here: the process's own handlers decide when to stop.
         let group = ServiceGroup(services: [application], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
-        let server = Task {
+        let server = Task(executorPreference: DispatchTaskExecutor(label: "vae.metrics")) {
             do {
                 try await group.run()
             } catch {
@@ -84,5 +86,20 @@ public enum MetricsServerError: Error, CustomStringConvertible, Sendable {
         case .cannotListen(let host, let port, let reason):
             "cannot serve metrics on \(host):\(port): \(reason); choose another --metrics-port (0 picks a free one) or stop what is using it"
         }
+    }
+}
+
+/// Runs tasks on a Dispatch queue of their own instead of Swift's shared executor, whose few
+/// threads (one per core) a process may keep busy with blocking work.
+final class DispatchTaskExecutor: TaskExecutor {
+    private let queue: DispatchQueue
+
+    init(label: String) {
+        queue = DispatchQueue(label: label, attributes: .concurrent)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

@@ -97,8 +97,8 @@ struct Start: AsyncParsableCommand {
                                                           logger: logging.logger("vae.metrics"))
             factory = Self.metricsFactory(registry)
         }
-        // The training loop blocks its thread, so it gets a thread of its own: Swift's shared
-        // executor (one thread per core) stays free for the metrics server.
+        // The training loop blocks its thread for the whole run, so it gets a thread of its own
+        // rather than one of the few threads of Swift's shared executor.
         let metrics = factory
         let metricsURL = endpoint?.url
         let result = await Thread.run { try self.train(logger: logger, display: display, metrics: metrics, metricsURL: metricsURL) }

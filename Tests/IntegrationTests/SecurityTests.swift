@@ -113,8 +113,8 @@ import ZeroMQ
                                         directory: dir, name: "stranger")
         let keyless = try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--coordinator-timeout", "2"],
                                        directory: dir, name: "keyless")
-        #expect(stranger.wait(timeout: .seconds(30)).map { $0 != 0 } == true, "the stranger should not get in: \(stranger.stderr)")
-        #expect(keyless.wait(timeout: .seconds(30)).map { $0 != 0 } == true, "a client without keys should not get in: \(keyless.stderr)")
+        #expect(stranger.wait(timeout: .seconds(90)).map { $0 != 0 } == true, "the stranger should not get in: \(stranger.stderr)")
+        #expect(keyless.wait(timeout: .seconds(90)).map { $0 != 0 } == true, "a client without keys should not get in: \(keyless.stderr)")
         // Nobody has joined yet: the run has not started.
         let metricsSoFar = (try? String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
         #expect(metricsSoFar.isEmpty)

@@ -38,6 +38,28 @@ import TestSupport
         #expect(abs((scrape.value("latency_seconds_sum") ?? 0) - 0.33) < 1e-9)
     }
 
+    @Test func answersWhileSwiftsSharedExecutorIsBusy() async throws {
+        let dir = SyntheticData.temporaryDirectory()
+        defer { SyntheticData.cleanup(dir) }
+        let endpoint = try await PrometheusEndpoint.start(host: "127.0.0.1", port: 0, registry: PrometheusCollectorRegistry(), logger: logger)
+        // Block every thread of the shared executor for 5 s, as synchronous work (a blocking
+        // training loop, or other tests) would, and scrape meanwhile from a thread of our own.
+        let hogs = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in
+            Task.detached { () -> ContinuousClock.Instant in usleep(5_000_000); return .now }
+        }
+        usleep(200_000)  // let the hogs take the threads
+        let scraped = ContinuousClock.now
+        // The answer must come while the hogs still hold the threads.
+        let result = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: (Result { try MetricsScrape.get(endpoint.url, directory: dir) }, ContinuousClock.now)) }.start()
+        }
+        var hogsDone: [ContinuousClock.Instant] = []
+        for hog in hogs { hogsDone.append(await hog.value) }
+        await endpoint.stop()
+        _ = try result.0.get()
+        #expect(result.1 < hogsDone.min()!, "the GET waited for the shared executor: \(result.1 - scraped)")
+    }
+
     @Test func otherPathsAreNotFound() async throws {
         let dir = SyntheticData.temporaryDirectory()
         defer { SyntheticData.cleanup(dir) }
