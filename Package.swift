@@ -39,8 +39,11 @@ let package = Package(
         .target(name: "VAECore", dependencies: ["CBLAS"]),
         // Datasets: IDX/npy/CSV readers, preprocessing, minibatch filling.
         .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
-        // The thin libzmq wrapper: context, socket, message, poller. Knows bytes, not VAEs.
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // What Linux counts about a TCP connection (bytes received), for the ZeroMQ module.
+        .target(name: "CTCPInfo"),
+        // The thin libzmq wrapper: context, socket, message, poller, monitor, and the guard that
+        // bounds what a peer can make libzmq buffer. Knows bytes, not VAEs.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CTCPInfo"]),
         // Protocol messages: fixed little-endian headers and float/byte payloads, validated on
         // decode. Knows frames and float buffers, not VAEs or sockets.
         .target(name: "WireProtocol", dependencies: ["CZlib"]),

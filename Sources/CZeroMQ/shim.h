@@ -1,2 +1,2 @@
-// CZeroMQ: libzmq's C API (contexts, sockets, messages, polling, CURVE, ZAP).
+// CZeroMQ: libzmq's C API (contexts, sockets, messages, polling, CURVE, ZAP, monitors).
 #include <zmq.h>

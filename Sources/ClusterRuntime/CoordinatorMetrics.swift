@@ -24,8 +24,11 @@ final class CoordinatorMetrics {
     let rejectedMessages: Counter
     /// Parts of steps sent again to another worker because theirs died, stalled or left.
     let reissuedParts: Counter
-    /// Workers declared dead, dropped or gone.
+    /// Workers declared dead, dropped, refused or gone (peers that never joined are not counted).
     let lostWorkers: Counter
+    /// Peers refused for good: a gradient another worker proved wrong, or too many invalid
+    /// messages; workers and peers that never joined alike.
+    let bannedPeers: Counter
     /// Bytes sent and received on the training socket.
     let bytes: Counter
     /// Wall time of whole steps, from the first part sent to the optimizer update.
@@ -50,6 +53,7 @@ final class CoordinatorMetrics {
         rejectedMessages = Counter(label: "vae_rejected_messages_total", factory: factory)
         reissuedParts = Counter(label: "vae_parts_reissued_total", factory: factory)
         lostWorkers = Counter(label: "vae_workers_lost_total", factory: factory)
+        bannedPeers = Counter(label: "vae_peers_banned_total", factory: factory)
         bytes = Counter(label: "vae_network_bytes_total", factory: factory)
         stepDuration = Timer(label: "vae_step_duration_seconds", factory: factory)
     }

@@ -19,16 +19,16 @@ public struct CoordinatorOptions: Sendable {
     public var workers: Int
     /// Give up if those workers have not all joined by then.
     public var joinTimeout: Duration
-    /// Worker failures: minimum and maximum live workers, heartbeat timeout, step deadline, strikes.
+    /// Worker failures: minimum and maximum live workers, heartbeat timeout, step deadline, strikes,
+    /// invalid messages before a ban.
     public var policy: FaultPolicy
     /// How often the coordinator tells idle workers it is alive.
     public var heartbeatInterval: Duration
     /// Write `coverage.jsonl`: the positions of every accepted part.
     public var coverageLog: Bool
-    /// A gradient whose L2 norm per sample is above this is refused (and its sender banned).
+    /// A gradient whose L2 norm per sample is above this is refused: computed again by another
+    /// worker, then its sender is banned, or the run ends as diverged if that agrees.
     public var maxGradientNormPerSample: Double
-    /// A peer that sends this many invalid messages is refused for good.
-    public var maxInvalidMessages: Int
     /// CURVE encryption and authentication, or nil for none (only allowed on loopback or ipc
     /// unless `insecure`).
     public var security: CurveServerSecurity?
@@ -40,7 +40,7 @@ public struct CoordinatorOptions: Sendable {
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
-                maxGradientNormPerSample: Double = 1e6, maxInvalidMessages: Int = 10,
+                maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil) {
         self.bind = bind
         self.workers = workers
@@ -49,7 +49,6 @@ public struct CoordinatorOptions: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.coverageLog = coverageLog
         self.maxGradientNormPerSample = maxGradientNormPerSample
-        self.maxInvalidMessages = maxInvalidMessages
         self.security = security
         self.insecure = insecure
         self.metrics = metrics
@@ -81,11 +80,19 @@ public final class CoordinatorRuntime {
     let plan: MinibatchPlan
     let welcomeConfiguration: [UInt8]
     var machine: CoordinatorStateMachine
+    /// The names of the live workers (and of a worker being banned or lost, until it is logged).
     var names: [PeerID: String] = [:]
     /// Peers welcomed so far (a repeated HELLO is answered, but not logged as a join).
     var welcomed: Set<PeerID> = []
-    /// Invalid messages per peer (bounded: cleared when it holds too many peers).
-    var invalidMessages: [PeerID: Int] = [:]
+    /// The peer and connection of the message being handled: the only connection that may be
+    /// closed (a descriptor remembered from earlier may by now belong to another connection).
+    var currentSource: (peer: PeerID, fd: Int32?)?
+    /// The gradient being handled, for `.acceptGradient`: from a worker's message, or computed here.
+    var heldGradient: (peer: PeerID?, step: Int, part: Int, payload: PartPayload, sums: [Double])?
+    /// Closes connections that make libzmq buffer more than a message's worth without delivering it.
+    let inboundGuard: ZMQInboundGuard
+    /// Computes a part here when no other worker can check a suspect gradient (made on first use).
+    var referee: VAEEngine?
     /// Messages refused over the run: invalid ones, and any from a refused peer.
     public private(set) var rejectedMessages = 0
     let metrics: CoordinatorMetrics
@@ -97,7 +104,7 @@ public final class CoordinatorRuntime {
     var order: [Int32] = []
     var orderEpoch = -1
     var stepParameters: SharedFloats?
-    var partGradients: [FloatPayload?] = []
+    var partGradients: [PartPayload?] = []
     var partSums: [[Double]] = []
     var summedParts = 0
     var accumulator: [Float]
@@ -134,6 +141,13 @@ public final class CoordinatorRuntime {
     public let stopRequest = StopRequest()
     /// The signal that ended the run early, if one did.
     public private(set) var stoppedBySignal: Int32?
+
+    /// Whole messages queued per peer before libzmq stops reading its connection.
+    static let receiveHighWaterMark: Int32 = 16
+
+    deinit {
+        inboundGuard.stop()
+    }
 
     /// A new run, or with `resume` the continuation of the run whose checkpoint it is.
     public init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger,
@@ -187,10 +201,23 @@ public final class CoordinatorRuntime {
         // A message to a peer that is gone must fail loudly, not vanish.
         try socket.setOption(.routerMandatory, true)
         // A frame can be at most a gradient plus slack; anything bigger disconnects its sender.
-        try socket.setOption(.maxMessageSize, Int64(4 * layout.count + (1 << 20)))
+        let maxFrame = 4 * layout.count + (1 << 20)
+        try socket.setOption(.maxMessageSize, Int64(maxFrame))
+        // Sends never block (a stopped worker must not stall the others); what is queued for a
+        // peer is what the machine chose to send it.
         try socket.setOption(.sendHighWaterMark, 0)
-        try socket.setOption(.receiveHighWaterMark, 0)
-        endpoint = try socket.bind(options.bind)
+        // At most this many whole messages wait per peer; beyond, libzmq stops reading that
+        // connection (a worker has at most a gradient or two and a few heartbeats in flight).
+        try socket.setOption(.receiveHighWaterMark, Self.receiveHighWaterMark)
+        // An endless multipart message is not bounded by either: the guard closes its connection
+        // once it is two gradients and a kernel buffer ahead of what was delivered.
+        inboundGuard = try ZMQInboundGuard(socket, maxUndeliveredBytes: 2 * maxFrame + (8 << 20))
+        do {
+            endpoint = try socket.bind(options.bind)
+        } catch {
+            inboundGuard.stop()
+            throw error
+        }
         if options.insecure && options.security == nil {
             logger.warning("--insecure: anyone who can reach \(endpoint) can join this run, read the model and send it gradients")
         }
@@ -261,6 +288,12 @@ public final class CoordinatorRuntime {
                 frames = try receive(maxBytes: maxBytes, timeout: .milliseconds(100))
             }
             if let frames { try handle(frames) }
+            for cut in inboundGuard.takeCuts() {
+                countRejected()
+                logger.warning("closed a connection that sent more than it completed", metadata: [
+                    "undelivered_bytes": "\(cut.undeliveredBytes)", "limit": "\(inboundGuard.maxUndeliveredBytes)"])
+                event("connection_cut", ["undelivered_bytes": "\(cut.undeliveredBytes)"])
+            }
             let now = ContinuousClock.now
             try perform(machine.onTick(now: now))
             if now - lastHeartbeat > options.heartbeatInterval {
@@ -276,39 +309,36 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// One message, or nil; an oversized one is dropped and counted.
+    /// One message, or nil; an oversized one is dropped and counts against its sender.
     private func receive(maxBytes: Int, timeout: Duration) throws -> [ZMQFrame]? {
         do {
             return try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: timeout)
         } catch let error as ZMQReceiveLimitExceeded {
             countRejected()
             logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
+            if let fd = error.sourceFileDescriptor {
+                inboundGuard.delivered(fd: fd, frames: error.frames - 1, bytes: error.bytes - (error.firstFrame?.count ?? 0))
+            }
+            if let id = error.firstFrame {
+                let peer = PeerID(id)
+                currentSource = (peer, error.sourceFileDescriptor)
+                defer { currentSource = nil }
+                try perform(machine.onInvalidMessage(from: peer, reason: "an oversized message (\(error.frames) frames, \(error.bytes) bytes)", now: .now))
+            }
             return nil
         }
     }
 
-    /// Counts an invalid message from `peer`; after too many, refuses the peer for good and drops
-    /// its connection.
-    private func invalid(from peer: PeerID, frame: ZMQFrame, _ reason: String) throws {
-        countRejected()
-        if invalidMessages.count > 4096 { invalidMessages = [:] }
-        invalidMessages[peer, default: 0] += 1
-        if invalidMessages[peer]! >= options.maxInvalidMessages {
-            invalidMessages[peer] = nil
-            let directives = machine.onMisbehaviour(peer, reason: "\(options.maxInvalidMessages) invalid messages, the last: \(reason)", now: .now)
-            try perform(directives)
-            if !directives.isEmpty { disconnect(peer, frame: frame) }  // once, at the ban
+    /// Closes the connection of the message being handled if it came from `peer` (libzmq tears
+    /// it down when its socket is shut down): only that descriptor is known to be the peer's.
+    private func disconnect(_ peer: PeerID) {
+        guard let source = currentSource, source.peer == peer, let fd = source.fd else { return }
+        if let failure = ZMQConnection.shutDown(fd) {
+            logger.notice("could not disconnect a refused peer", metadata: ["peer": "\(name(peer))", "error": "\(failure)"])
+        } else {
+            logger.notice("disconnected a refused peer", metadata: ["peer": "\(name(peer))"])
+            event("peer_disconnected", ["peer": name(peer)])
         }
-    }
-
-    /// Closes the connection `frame` arrived on (libzmq tears it down when its socket is shut down).
-    /// Called only for the message that got its peer refused, just received: its descriptor is
-    /// still that peer's connection.
-    private func disconnect(_ peer: PeerID, frame: ZMQFrame) {
-        guard let fd = frame.sourceFileDescriptor else { return }
-        shutdown(fd, Int32(SHUT_RDWR))
-        logger.notice("disconnected a misbehaving peer", metadata: ["peer": "\(name(peer))"])
-        event("peer_disconnected", ["peer": name(peer)])
     }
 
     /// Abandons the step in flight, checkpoints the parameters of the last completed step and
@@ -353,57 +383,50 @@ public final class CoordinatorRuntime {
     private func handle(_ frames: [ZMQFrame]) throws {
         guard frames.count >= 2 else { return }
         let peer = PeerID(frames[0].bytes)
+        let fd = frames[frames.count - 1].sourceFileDescriptor
+        if let fd {
+            inboundGuard.delivered(fd: fd, frames: frames.count - 1, bytes: frames.dropFirst().reduce(0) { $0 + $1.count })
+        }
         // A refused peer's messages (still queued, or from before its connection closed) are
-        // dropped unread: in particular their recorded file descriptor may by now belong to
-        // another connection.
+        // dropped unread.
         guard !machine.banned.contains(peer) else {
             countRejected()
             return
         }
+        currentSource = (peer, fd)
+        defer { currentSource = nil }
         let now = ContinuousClock.now
         let message: Message
         do {
             message = try Message.decode(frames.dropFirst().map { ReceivedFrame(frame: $0) },
                                          limits: Limits(parameterCount: state.layout.count))
         } catch {
+            countRejected()
             logger.notice("invalid message", metadata: ["peer": "\(name(peer))", "error": "\(error)"])
-            try invalid(from: peer, frame: frames[frames.count - 1], "\(error)")
+            try perform(machine.onInvalidMessage(from: peer, reason: "\(error)", now: now))
             return
         }
         switch message {
         case .hello(let hello):
-            names[peer] = hello.name
-            try perform(machine.onHello(peer, hello, now: now))
+            // With CURVE, the ZAP handler named the connection after its public key.
+            let key = options.security == nil ? nil : frames[frames.count - 1].property("User-Id")
+            try perform(machine.onHello(peer, hello, key: key, now: now))
         case .gradient(let gradient):
             countBytes(frames.reduce(0) { $0 + $1.count })
-            if machine.workers.contains(peer), let problem = GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) {
-                countRejected()
-                logger.warning("refused a gradient", metadata: ["worker": "\(name(peer))", "step": "\(gradient.step)", "reason": "\(problem)"])
-                event("gradient_refused", ["worker": name(peer), "reason": problem])
-                try perform(machine.onMisbehaviour(peer, reason: "an invalid gradient: \(problem)", now: now))
-                disconnect(peer, frame: frames[frames.count - 1])
-                return
-            }
-            let directives = machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
-                                                sampleCount: Int(gradient.sampleCount), now: now)
-            for case .acceptGradient(_, _, let part) in directives {
-                partGradients[part] = gradient.gradient
-                partSums[part] = gradient.sums
-                metrics.recordGradientLatency(worker: name(peer), now - partSentAt[part])
-                if gradient.sums.count > 3 { stepCompute = max(stepCompute, gradient.sums[3]) }
-                if options.coverageLog, let output {
-                    try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch,
-                                              positions: machine.currentParts[part].positions)
-                }
-                let summing = ContinuousClock.now
-                sumReadyParts()
-                timing.sum += (ContinuousClock.now - summing).seconds
-            }
-            try perform(directives.filter { if case .acceptGradient = $0 { false } else { true } })
+            // Checked only for workers: the machine does not look at anyone else's.
+            let problem = machine.workers.contains(peer)
+                ? GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) : nil
+            heldGradient = (peer, Int(gradient.step), Int(gradient.part), .received(gradient.gradient), gradient.sums)
+            defer { heldGradient = nil }
+            try perform(machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
+                                           sampleCount: Int(gradient.sampleCount), problem: problem, now: now))
         case .leave:
             try perform(machine.onLeave(peer, now: now))
-        default:
+        case .heartbeat:
             try perform(machine.onMessage(from: peer, now: now))
+        case .welcome, .params, .work, .stop, .reject:
+            countRejected()
+            try perform(machine.onInvalidMessage(from: peer, reason: "a \(message.type) message, which only a coordinator sends", now: now))
         }
     }
 
@@ -412,7 +435,7 @@ public final class CoordinatorRuntime {
     private func sumReadyParts() {
         accumulator.withUnsafeMutableBufferPointer { acc in
             while summedParts < partGradients.count, let payload = partGradients[summedParts] {
-                payload.frame.withUnsafeBytes { raw in
+                payload.withUnsafeBytes { raw in
                     if summedParts == 0 {
                         UnsafeMutableRawBufferPointer(acc).copyMemory(from: raw)
                     } else {
@@ -431,21 +454,22 @@ public final class CoordinatorRuntime {
             switch directive {
             case .welcome(let peer, let index):
                 if welcomed.insert(peer).inserted {
+                    names[peer] = machine.name(of: peer)
                     logger.info("worker joined", metadata: ["name": "\(name(peer))", "index": "\(index)", "step": "\(machine.step)"])
                     event("worker_joined", ["worker": name(peer), "index": "\(index)"])
                     onJoin(name(peer), machine.workers.count)
                 }
-                try socket.send(Message.welcome(Welcome(
-                    runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
-                    configuration: welcomeConfiguration)), to: peer.bytes)
-            case .reject(let peer, let code, let text):
-                if code != .rejoin {
-                    logger.warning("refused a peer", metadata: ["name": "\(name(peer))", "reason": "\(text)"])
+                do {
+                    try socket.send(Message.welcome(Welcome(
+                        runID: configuration.seed, workerID: UInt32(index), parameterCount: UInt64(state.layout.count),
+                        configuration: welcomeConfiguration)), to: peer.bytes)
+                } catch let error as ZMQError where error.code == .hostUnreachable {
+                    // It said HELLO and hung up before the answer: it is gone, the run goes on.
+                    try unreachable(peer)
                 }
-                let reason: RejectReason = switch code {
-                case .versionMismatch: .versionMismatch
-                case .notAccepting: .notAccepting
-                case .rejoin: .rejoin
+            case .reject(let peer, let reason, let text):
+                if reason != .rejoin {
+                    logger.warning("refused a peer", metadata: ["name": "\(name(peer))", "reason": "\(text)"])
                 }
                 _ = try? socket.send(Message.reject(reason, text), to: peer.bytes)
             case .sendWork(let part):
@@ -457,19 +481,42 @@ public final class CoordinatorRuntime {
                 do {
                     try sendWork(part)
                 } catch let error as ZMQError where error.code == .hostUnreachable {
-                    // The peer disconnected: the next tick declares it dead and re-issues the part.
-                    logger.warning("cannot reach a worker", metadata: ["name": "\(name(part.peer))"])
+                    try unreachable(part.peer)
                 }
                 stepSendDone = .now
-            case .acceptGradient:
-                break
+            case .acceptGradient(let peer, let step, let part):
+                try accept(from: peer, step: step, part: part)
             case .discardGradient(let peer, let step, let reason):
                 logger.notice("discarded a gradient", metadata: ["worker": "\(name(peer))", "step": "\(step)", "reason": "\(reason)"])
+            case .gradientSuspect(let peer, let step, let part, let problem, let verifier):
+                let by = verifier.map { "worker \(name($0))" } ?? "the coordinator"
+                logger.warning("a gradient failed the checks; \(by) computes it again before anyone is blamed", metadata: [
+                    "worker": "\(name(peer))", "step": "\(step)", "part": "\(part)", "problem": "\(problem)"])
+                event("gradient_suspect", ["worker": name(peer), "part": "\(part)", "problem": problem,
+                                           "verifier": verifier.map(name) ?? "coordinator"])
+            case .computeLocally(let part):
+                try computeLocally(part)
+            case .ban(let peer, let peerName, let key, let reason):
+                metrics.bannedPeers.increment()
+                let shown = peerName ?? name(peer)
+                logger.warning("refused a peer for good", metadata: ["name": "\(shown)", "reason": "\(reason)"])
+                var fields = ["peer": shown, "reason": reason]
+                if let key {
+                    fields["key"] = key
+                    authenticator?.refuse(key)  // its next connections fail the handshake
+                }
+                event("peer_banned", fields)
+                _ = try? socket.send(Message.reject(.notAccepting, "this worker was refused for good: \(reason)"), to: peer.bytes)
+                disconnect(peer)
+            case .diverged(let step, let reason):
+                event("diverged", ["reason": reason])
+                throw TrainingError.divergedGradient(step: step, reason: reason)
             case .workerLost(let peer, let reason):
                 welcomed.remove(peer)
                 logger.warning("worker lost; its work goes to the others", metadata: ["name": "\(name(peer))", "reason": "\(reason)", "step": "\(machine.step)"])
                 event("worker_lost", ["worker": name(peer), "reason": reason])
                 metrics.lostWorkers.increment()
+                names[peer] = nil
             case .paused(let live, let needed):
                 logger.warning("paused: too few workers", metadata: ["live": "\(live)", "needed": "\(needed)"])
                 event("paused", ["live": "\(live)", "needed": "\(needed)"])
@@ -485,6 +532,71 @@ public final class CoordinatorRuntime {
                 }
             }
         }
+    }
+
+    /// A send to `peer` found no connection: it is gone.
+    private func unreachable(_ peer: PeerID) throws {
+        logger.warning("cannot reach a worker", metadata: ["name": "\(name(peer))"])
+        try perform(machine.onUnreachable(peer, now: .now))
+    }
+
+    /// Keeps the held gradient as part `part` of the step, and adds what can be added.
+    private func accept(from peer: PeerID?, step: Int, part: Int) throws {
+        guard let held = heldGradient, held.peer == peer, held.step == step, held.part == part else {
+            throw ClusterError("internal: accepted part \(part) of step \(step), but the gradient held is another")
+        }
+        partGradients[part] = held.payload
+        partSums[part] = held.sums
+        if let peer { metrics.recordGradientLatency(worker: name(peer), .now - partSentAt[part]) }
+        if held.sums.count > 3 { stepCompute = max(stepCompute, held.sums[3]) }
+        if options.coverageLog, let output {
+            try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch,
+                                      positions: machine.currentParts[part].positions)
+        }
+        let summing = ContinuousClock.now
+        sumReadyParts()
+        timing.sum += (ContinuousClock.now - summing).seconds
+    }
+
+    /// Computes `part` here, with the step's parameters, and tells the machine whether the result
+    /// passes the checks: the second opinion on a suspect gradient when no other worker can give it.
+    private func computeLocally(_ part: StepPart) throws {
+        if orderEpoch != part.epoch {
+            order = plan.order(epoch: part.epoch)
+            orderEpoch = part.epoch
+        }
+        let engine = referee ?? VAEEngine(layout: state.layout, objective: configuration.objective, capacity: configuration.batchSize)
+        referee = engine
+        let indices = part.positions.map { order[$0] }
+        let ids = indices.map { UInt32($0) }
+        let d = data.train.dimension
+        var inputs = [Float](repeating: 0, count: ids.count * d)
+        var gradient = [Float](repeating: 0, count: state.layout.count)
+        indices.withUnsafeBufferPointer { i in
+            inputs.withUnsafeMutableBufferPointer { x in
+                data.filler.fill(dataset: data.train, indices: i, seed: configuration.seed,
+                                 step: UInt32(truncatingIfNeeded: part.step), into: x)
+            }
+        }
+        let started = ContinuousClock.now
+        let sums = state.parameters.withUnsafeBufferPointer { p in
+            inputs.withUnsafeBufferPointer { x in
+                ids.withUnsafeBufferPointer { s in
+                    gradient.withUnsafeMutableBufferPointer { g in
+                        engine.accumulateGradient(parameters: p, inputs: x, sampleIDs: s, seed: configuration.seed, step: part.step, gradient: g)
+                    }
+                }
+            }
+        }
+        let sumValues = [sums.objective, sums.distortion, sums.rate, (ContinuousClock.now - started).seconds]
+        let problem = gradient.withUnsafeBytes { raw in
+            GradientCheck.problem(values: raw, count: gradient.count, sums: sumValues, sampleCount: ids.count,
+                                  maxNormPerSample: options.maxGradientNormPerSample)
+        }
+        event("part_computed_here", ["part": "\(part.part)", "problem": problem ?? "none"])
+        heldGradient = (nil, part.step, part.part, .computed(gradient), sumValues)
+        defer { heldGradient = nil }
+        try perform(machine.onLocalGradient(step: part.step, part: part.part, problem: problem, now: .now))
     }
 
     private func sendWork(_ part: StepPart) throws {
@@ -617,5 +729,19 @@ public final class CoordinatorRuntime {
         onEpoch(metrics)
         epochSums = .zero
         epochStart = .now
+    }
+}
+
+/// A part's gradient: as a worker sent it (read in place from its message), or computed by the
+/// coordinator itself.
+enum PartPayload {
+    case received(FloatPayload)
+    case computed([Float])
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        switch self {
+        case .received(let payload): payload.frame.withUnsafeBytes(body)
+        case .computed(let values): values.withUnsafeBytes(body)
+        }
     }
 }

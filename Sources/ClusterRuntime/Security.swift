@@ -135,12 +135,17 @@ final class ZAPAuthenticator {
     static let domain = "vae-cluster"
     let socket: ZMQSocket
     let allowed: Set<[UInt8]>
+    /// Keys refused for good during the run (a banned worker), in Z85.
+    private(set) var refused: Set<String> = []
 
     init(context: ZMQContext, allowed: Set<CurveKey>) throws {
         self.allowed = Set(allowed.map(\.bytes))
         socket = try ZMQSocket(context, type: .rep, linger: 0)
         try socket.bind("inproc://zeromq.zap.01")
     }
+
+    /// Refuses `key` (Z85) from now on, allowlisted or not.
+    func refuse(_ key: String) { refused.insert(key) }
 
     /// Answers every pending request; returns the Z85 keys (or mechanisms) it refused.
     func serve() throws -> [String] {
@@ -154,7 +159,7 @@ final class ZAPAuthenticator {
             if mechanism == "CURVE", frames.count > 6, frames[6].count == 32 {
                 let key = frames[6].bytes
                 user = (try? CurveKey(bytes: key).z85) ?? "?"
-                accepted = allowed.contains(key)
+                accepted = allowed.contains(key) && !refused.contains(user)
             }
             if !accepted { refused.append(user) }
             try socket.sendMultipart([

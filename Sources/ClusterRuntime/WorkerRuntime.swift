@@ -42,15 +42,32 @@ public struct WorkerOptions: Sendable {
     }
 }
 
+/// How a worker's run ended without an error; see ``WorkerEnding``.
+public typealias WorkerOutcome = WorkerEnding
+
+extension WorkerEnding {
+    /// One line for the log and the terminal.
+    public var summary: String {
+        switch self {
+        case .stopped(let text): text
+        case .signal(let signal): "left on signal \(signal)"
+        case .orphaned(let parent): "left: the process that started it (pid \(parent)) is gone"
+        }
+    }
+}
+
 /// The worker process: joins the coordinator, then for every step copies the parameters it is
-/// sent, preprocesses its part's samples and returns their summed gradient. Decisions are the
-/// `WorkerStateMachine`'s; this type performs them with a DEALER socket and a `VAEEngine`.
+/// sent, preprocesses its part's samples and returns their summed gradient. Decisions (timers,
+/// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a DEALER
+/// socket and a `VAEEngine`.
 public final class WorkerRuntime {
     public let options: WorkerOptions
     let logger: Logger
     let context: ZMQContext
     let socket: ZMQSocket
-    var machine = WorkerStateMachine()
+    /// How security handshakes end: libzmq reports a refused key nowhere else.
+    let monitor: ZMQMonitor
+    var machine: WorkerStateMachine
 
     // Set up by WELCOME.
     var configuration: ClusterConfiguration?
@@ -60,6 +77,9 @@ public final class WorkerRuntime {
     var gradient: [Float] = []
     var inputs: [Float] = []
     var parameterCount = 0
+    /// The message being handled, for the directives that need its payload.
+    var heldParameters: FloatPayload?
+    var heldWork: Work?
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
     /// Set from a signal handler: leave at the next message boundary.
@@ -68,10 +88,16 @@ public final class WorkerRuntime {
     public init(options: WorkerOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
+        machine = WorkerStateMachine(
+            timers: WorkerTimers(heartbeatInterval: options.heartbeatInterval, rejoinAfter: options.rejoinAfter,
+                                 coordinatorTimeout: options.coordinatorTimeout),
+            now: .now)
         context = try ZMQContext()
         socket = try ZMQSocket(context, type: .dealer, linger: 1000)
         try socket.setOption(.receiveHighWaterMark, 0)
         try socket.setOption(.sendHighWaterMark, 0)
+        // A send never waits long: the loop must stay responsive to signals and timers.
+        try socket.setOption(.sendTimeout, 1000)
         // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 5000)
@@ -83,12 +109,18 @@ public final class WorkerRuntime {
             try socket.setOption(.curvePublicKey, security.keyPair.publicKey)
             try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
         }
+        monitor = try ZMQMonitor(socket, events: .handshakes)
         try socket.connect(options.coordinator)
     }
 
-    /// Runs until the coordinator says STOP (returns its message), refuses this worker or stays
-    /// silent for `coordinatorTimeout` (throws), or a SIGTERM/SIGINT arrives (says LEAVE, returns).
-    public func run() throws -> String {
+    deinit {
+        monitor.close()  // before the socket it monitors
+    }
+
+    /// Runs until the coordinator says STOP, a SIGTERM/SIGINT arrives (says LEAVE) or the process
+    /// that started this worker is gone, and says which; throws when the coordinator refuses this
+    /// worker (its key, its version), aborts the run, or stays silent for `coordinatorTimeout`.
+    public func run() throws -> WorkerOutcome {
         do {
             return try loop()
         } catch {
@@ -99,110 +131,138 @@ public final class WorkerRuntime {
         }
     }
 
-    private func loop() throws -> String {
-        try perform(machine.start())
-        var lastHeard = ContinuousClock.now
-        var lastSent = ContinuousClock.now
-        var nextHello = ContinuousClock.now + options.rejoinAfter
-        var helloBackoff = options.rejoinAfter
+    /// How often the loop looks at signals, the parent process and the machine's timers.
+    private var tick: Duration { min(options.heartbeatInterval, .milliseconds(100)) }
+
+    private func loop() throws -> WorkerOutcome {
+        if let ending = try perform(machine.start()) { return ending }
         while true {
-            if let signal = stopRequest.signal {
-                _ = try? socket.send(Message.leave())
-                return "left on signal \(signal) after \(stepsComputed) steps"
+            if let signal = stopRequest.signal, let ending = try perform(machine.onSignal(signal)) { return ending }
+            if let parent = options.parentProcess, getppid() != parent, let ending = try perform(machine.onParentGone(parent)) {
+                return ending
             }
-            if let parent = options.parentProcess, getppid() != parent {
-                _ = try? socket.send(Message.leave())
-                return "left after \(stepsComputed) steps: the process that started it (pid \(parent)) is gone"
+            let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(monitor.socket)], timeout: tick)
+            if ready[1].contains(.pollIn) {
+                while let event = try monitor.next(timeout: .zero) {
+                    if let ending = try perform(handshake(event)) { return ending }
+                }
             }
-            let limits = Limits(parameterCount: parameterCount)
-            let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
-            let frames: [ZMQFrame]?
-            do {
-                frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: options.heartbeatInterval)
-            } catch let error as ZMQReceiveLimitExceeded {
-                logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
-                continue
-            }
-            let now = ContinuousClock.now
-            guard let frames else {
-                let silence = now - lastHeard
-                if silence > options.coordinatorTimeout {
-                    throw ClusterError("no message from the coordinator at \(options.coordinator) for \(options.coordinatorTimeout); is it running, and is the address right?")
-                }
-                if silence > options.rejoinAfter, now >= nextHello {
-                    // The coordinator may have restarted: say HELLO again, backing off.
-                    logger.notice("the coordinator is silent; saying HELLO again", metadata: ["silent": "\(silence)"])
-                    try perform(machine.rejoin())
-                    nextHello = now + helloBackoff
-                    helloBackoff = min(helloBackoff * 2, .seconds(30))
-                    lastSent = now
-                } else if machine.state == .joined, now - lastSent >= options.heartbeatInterval {
-                    try socket.send(Message.heartbeat(step: UInt64(machine.parametersStep ?? 0)))
-                    lastSent = now
-                }
-                continue
-            }
-            lastHeard = now
-            helloBackoff = options.rejoinAfter
-            nextHello = now + options.rejoinAfter
-            let message: Message
-            do {
-                message = try Message.decode(frames.map { ReceivedFrame(frame: $0) }, limits: limits)
-            } catch {
-                logger.warning("invalid message from the coordinator", metadata: ["error": "\(error)"])
-                continue
-            }
-            switch message {
-            case .welcome(let welcome):
-                configuration = try ClusterConfiguration.decode(welcome.configuration)
-                try perform(machine.onWelcome(welcome))
-            case .heartbeat:
-                break
-            case .params(let step, let payload):
-                let directives = machine.onParameters(step: Int(step))
-                if directives.contains(.storeParameters(step: Int(step))) {
-                    parameters.withUnsafeMutableBufferPointer { payload.copy(into: $0) }
-                }
-                try perform(directives.filter { $0 != .storeParameters(step: Int(step)) })
-            case .work(let work):
-                let directives = machine.onWork(step: Int(work.step))
-                if directives == [.compute(step: Int(work.step))] {
-                    try compute(work)
-                    lastSent = .now
-                } else {
-                    try perform(directives)
-                }
-            case .stop(let reason, let text):
-                for case .exit(let success, let message) in machine.onStop(reason, text) {
-                    if success { return message }
-                    throw ClusterError(message)
-                }
-            case .reject(let reason, let text):
-                let directives = machine.onReject(reason, text)
-                for case .exit(_, let message) in directives {
-                    throw ClusterError(message)
-                }
-                try perform(directives)
-            default:
-                logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
-            }
+            if ready[0].contains(.pollIn), let ending = try receive() { return ending }
+            if let ending = try perform(machine.onTick(now: .now)) { return ending }
         }
     }
 
-    private func perform(_ directives: [WorkerDirective]) throws {
+    /// The machine's reading of a handshake event.
+    private func handshake(_ event: ZMQMonitorEvent) -> [WorkerDirective] {
+        switch event.event {
+        case .handshakeSucceeded:
+            machine.onHandshakeSucceeded()
+            return []
+        case .handshakeFailedAuth:
+            return machine.onKeyRefused(status: event.value)
+        case .handshakeFailedProtocol:
+            return machine.onHandshakeFailed("protocol error 0x\(String(event.value, radix: 16))")
+        case .handshakeFailedNoDetail:
+            return machine.onHandshakeFailed(String(cString: strerror(Int32(bitPattern: event.value))))
+        default:
+            return []
+        }
+    }
+
+    /// Handles one message from the coordinator, if one is there.
+    private func receive() throws -> WorkerOutcome? {
+        let limits = Limits(parameterCount: parameterCount)
+        let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
+        let frames: [ZMQFrame]?
+        do {
+            frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .zero)
+        } catch let error as ZMQReceiveLimitExceeded {
+            logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
+            return nil
+        }
+        guard let frames else { return nil }
+        machine.onReceived(now: .now)
+        let message: Message
+        do {
+            message = try Message.decode(frames.map { ReceivedFrame(frame: $0) }, limits: limits)
+        } catch {
+            logger.warning("invalid message from the coordinator", metadata: ["error": "\(error)"])
+            return nil
+        }
+        switch message {
+        case .welcome(let welcome):
+            configuration = try ClusterConfiguration.decode(welcome.configuration)
+            return try perform(machine.onWelcome(welcome))
+        case .heartbeat:
+            return nil
+        case .params(let step, let payload):
+            heldParameters = payload
+            defer { heldParameters = nil }
+            return try perform(machine.onParameters(step: Int(step)))
+        case .work(let work):
+            heldWork = work
+            defer { heldWork = nil }
+            return try perform(machine.onWork(step: Int(work.step), now: .now))
+        case .stop(let reason, let text):
+            return try perform(machine.onStop(reason, text))
+        case .reject(let reason, let text):
+            return try perform(machine.onReject(reason, text, now: .now))
+        default:
+            logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
+            return nil
+        }
+    }
+
+    /// Performs the machine's directives; returns how the run ended if one says it did, throws if
+    /// one says it failed.
+    private func perform(_ directives: [WorkerDirective]) throws -> WorkerOutcome? {
         for directive in directives {
             switch directive {
             case .sendHello:
                 try socket.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads))))
+            case .sendHeartbeat(let step):
+                try socket.send(Message.heartbeat(step: UInt64(step)))
+            case .sendLeave:
+                _ = try? socket.send(Message.leave())
             case .configure(let workerID, let count):
                 try configure(workerID: workerID, parameterCount: count)
-            case .storeParameters, .compute:
-                break  // performed by `run`, which holds the message
-            case .exit(let success, let message):
-                if !success { throw ClusterError(message) }
+            case .storeParameters:
+                guard let payload = heldParameters else { throw ClusterError("internal: PARAMS to store, but none held") }
+                parameters.withUnsafeMutableBufferPointer { payload.copy(into: $0) }
+            case .compute:
+                guard let work = heldWork else { throw ClusterError("internal: WORK to compute, but none held") }
+                try compute(work)
+            case .finish(let ending):
+                return ending
+            case .fail(let failure):
+                throw ClusterError(describe(failure))
+            case .note(let text):
+                logger.notice("\(text)")
             case .ignore(let reason):
                 logger.notice("ignored a message", metadata: ["reason": "\(reason)"])
             }
+        }
+        return nil
+    }
+
+    /// What went wrong and what to do, for a person.
+    private func describe(_ failure: WorkerFailure) -> String {
+        let at = options.coordinator
+        switch failure {
+        case .coordinatorSilent(let duration):
+            return "no message from the coordinator at \(at) for \(duration); is it running, and is the address right?"
+        case .keyRefused(let status):
+            let key = options.security?.keyPair.publicKey.z85 ?? "?"
+            return "the coordinator at \(at) refused this worker's CURVE key \(key) (authentication status \(status)): add this worker's .pub file to the coordinator's --authorized-keys, then join again"
+        case .handshakeFailed(let times, let detail):
+            if options.security != nil {
+                return "the CURVE handshake with the coordinator at \(at) failed \(times) times in a row (\(detail)): check that --coordinator-key is the coordinator's public key and that the coordinator runs with --curve-secret-key"
+            }
+            return "the ZeroMQ handshake with \(at) failed \(times) times in a row (\(detail)): is it a vae-coordinator, and does it expect CURVE keys (then pass --curve-secret-key and --coordinator-key)?"
+        case .refused(let text):
+            return "the coordinator refused this worker: \(text)"
+        case .aborted(let text):
+            return "the coordinator aborted the run: \(text)"
         }
     }
 

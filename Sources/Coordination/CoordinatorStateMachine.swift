@@ -42,14 +42,18 @@ public struct FaultPolicy: Sendable, Equatable {
     public var stepDeadline: Duration
     /// A worker that misses the deadline this many times in a row is dropped.
     public var maxStrikes: Int
+    /// A peer that sends this many messages the coordinator cannot take (malformed, oversized,
+    /// the wrong way, or from a peer that is not in the run) is refused for good.
+    public var maxInvalidMessages: Int
 
     public init(minWorkers: Int, maxWorkers: Int = 4096, heartbeatTimeout: Duration = .seconds(5),
-                stepDeadline: Duration = .seconds(10), maxStrikes: Int = 3) {
+                stepDeadline: Duration = .seconds(10), maxStrikes: Int = 3, maxInvalidMessages: Int = 10) {
         self.minWorkers = minWorkers
         self.maxWorkers = maxWorkers
         self.heartbeatTimeout = heartbeatTimeout
         self.stepDeadline = stepDeadline
         self.maxStrikes = maxStrikes
+        self.maxInvalidMessages = maxInvalidMessages
     }
 }
 
@@ -67,13 +71,26 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// Admit the peer as worker `index` (its number in join order).
     case welcome(PeerID, index: Int)
     /// Refuse the peer and tell it why.
-    case reject(PeerID, RejectReasonCode, String)
+    case reject(PeerID, RejectReason, String)
     /// Send the current parameters and this part's work to `part.peer`.
     case sendWork(StepPart)
-    /// Keep this gradient: it is part `part` of the step (sum the parts in part order).
-    case acceptGradient(PeerID, step: Int, part: Int)
+    /// Keep this gradient: it is part `part` of the step (sum the parts in part order). From the
+    /// peer, or with a nil peer the one the coordinator computed (`computeLocally`).
+    case acceptGradient(PeerID?, step: Int, part: Int)
     /// Drop this gradient, and log why.
     case discardGradient(PeerID, step: Int, reason: String)
+    /// A gradient failed the checks: it is not used, and the part is being computed again by
+    /// `verifier` (nil: by the coordinator itself, see `computeLocally`) before anyone is blamed.
+    case gradientSuspect(PeerID, step: Int, part: Int, problem: String, verifier: PeerID?)
+    /// No other worker can check a suspect gradient: compute this part here and report the
+    /// result with `onLocalGradient`.
+    case computeLocally(StepPart)
+    /// Refuse this peer for good: close its connection, refuse its name and its key when it comes
+    /// back. `name` and `key` are those it joined with, if it joined.
+    case ban(PeerID, name: String?, key: String?, reason: String)
+    /// Two computations of the same part agree that its gradient is not finite or too large: the
+    /// model diverged. Keep the last good checkpoint and end the run with this error.
+    case diverged(step: Int, reason: String)
     /// Every part of `step` is in: sum them, divide by `sampleCount`, take the optimizer step,
     /// then call `stepApplied(now:)`.
     case applyUpdate(step: Int, sampleCount: Int)
@@ -87,21 +104,22 @@ public enum CoordinatorDirective: Sendable, Equatable {
     case finish(workers: [PeerID])
 }
 
-/// Why a peer is refused.
-public enum RejectReasonCode: Sendable, Equatable {
-    case versionMismatch, notAccepting, rejoin
-}
 
 /// The coordinator's logic: who is in the run, which samples each worker computes at each step,
-/// which gradients count, and what to do when workers die, stall, join or leave. It performs no
-/// I/O and reads no clock: time comes in with each event. `ClusterRuntime` performs its
-/// directives.
+/// which gradients count, and what to do when workers die, stall, join, leave, lie or send
+/// garbage. It performs no I/O and reads no clock: time comes in with each event.
+/// `ClusterRuntime` performs its directives.
 ///
 /// A step's global minibatch is positions `[b * B, (b + 1) * B)` of the epoch's order, as in
 /// single-process training, split into one contiguous part per live worker. A part whose worker
 /// dies, leaves or misses the step deadline is re-issued to another live worker; the first
 /// gradient to arrive for a part counts and any later one is discarded, so every sample of an
 /// epoch counts exactly once whatever happens to the workers.
+///
+/// A gradient that fails the runtime's checks (not finite, or too large) blames nobody at first:
+/// its part is computed again by another worker (or, with no other worker, by the coordinator).
+/// If that result is also bad, the two agree and the model diverged: the run ends. If it is good,
+/// the first sender is the odd one out and is refused for good, by connection, name and key.
 public struct CoordinatorStateMachine: Sendable {
     public enum Phase: Sendable, Equatable {
         case waitingForWorkers, running, finished
@@ -110,6 +128,8 @@ public struct CoordinatorStateMachine: Sendable {
     struct Member: Sendable {
         var peer: PeerID
         var index: Int
+        var name: String
+        var key: String?
         var lastHeard: ContinuousClock.Instant
         var strikes = 0
     }
@@ -121,7 +141,17 @@ public struct CoordinatorStateMachine: Sendable {
         var done = false
         /// Whether the current assignee already had a strike for this part.
         var struck = false
+        /// The worker whose gradient for this part failed the checks, and why; while set, the
+        /// part is being computed again by someone else.
+        var suspect: (peer: PeerID, name: String?, key: String?, problem: String)?
+        /// Whether the coordinator computes this part itself (no other worker could).
+        var local = false
     }
+
+    /// At most this many refused peers, names, keys and peers with invalid messages are
+    /// remembered; beyond it the oldest half is forgotten (a forgotten peer has to misbehave again
+    /// to be refused again).
+    public static let memoryBound = 65_536
 
     public let schedule: RunSchedule
     public let policy: FaultPolicy
@@ -134,8 +164,13 @@ public struct CoordinatorStateMachine: Sendable {
     var stepInFlight = false
     /// Whether the first step has started (before it, `schedule.workers` must join).
     var started = false
-    /// Peers refused for good: they sent invalid gradients or kept sending invalid messages.
-    public private(set) var banned: Set<PeerID> = []
+    /// Peers refused for good: they sent invalid gradients or kept sending invalid messages; and
+    /// the names and keys they joined with.
+    public private(set) var banned = BoundedSet<PeerID>(bound: memoryBound)
+    public private(set) var bannedNames = BoundedSet<String>(bound: memoryBound)
+    public private(set) var bannedKeys = BoundedSet<String>(bound: memoryBound)
+    /// Invalid messages per peer not (yet) refused.
+    var invalidMessages = BoundedCounts<PeerID>(bound: memoryBound)
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0) {
@@ -153,6 +188,8 @@ public struct CoordinatorStateMachine: Sendable {
     public var epoch: Int { step / schedule.stepsPerEpoch }
     /// Live workers, in join order.
     public var workers: [PeerID] { members.map(\.peer) }
+    /// The name a live worker joined with.
+    public func name(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.name }
     /// The current step's parts and whether each has arrived.
     public var currentParts: [StepPart] {
         parts.enumerated().map { StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions) }
@@ -161,13 +198,18 @@ public struct CoordinatorStateMachine: Sendable {
 
     // MARK: Events
 
-    /// A peer said HELLO.
-    public mutating func onHello(_ peer: PeerID, _ hello: Hello, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    /// A peer said HELLO; `key` is the CURVE public key it authenticated with, if any.
+    public mutating func onHello(_ peer: PeerID, _ hello: Hello, key: String? = nil,
+                                 now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard !banned.contains(peer) else { return [] }
         guard hello.version == protocolVersion else {
             return [.reject(peer, .versionMismatch, "protocol version \(hello.version) is not this coordinator's \(protocolVersion); run the same vae-cluster build on every machine")]
         }
         guard phase != .finished else { return [.reject(peer, .notAccepting, "the run has finished")] }
-        guard !banned.contains(peer) else { return [] }
+        if bannedNames.contains(hello.name) || key.map(bannedKeys.contains) == true {
+            // The same worker under a new connection: refuse this one for good too.
+            return ban(peer, name: hello.name, key: key, reason: "it was refused for good before, under the same \(bannedNames.contains(hello.name) ? "name" : "key")", now: now)
+        }
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
             return [.welcome(peer, index: members[i].index)]  // a repeated HELLO: answer again
@@ -175,7 +217,8 @@ public struct CoordinatorStateMachine: Sendable {
         guard members.count < policy.maxWorkers else {
             return [.reject(peer, .notAccepting, "the run has its maximum of \(policy.maxWorkers) workers")]
         }
-        members.append(Member(peer: peer, index: joined, lastHeard: now))
+        invalidMessages.remove(peer)
+        members.append(Member(peer: peer, index: joined, name: hello.name, key: key, lastHeard: now))
         joined += 1
         var directives: [CoordinatorDirective] = [.welcome(peer, index: joined - 1)]
         if stepInFlight {
@@ -188,22 +231,40 @@ public struct CoordinatorStateMachine: Sendable {
         return directives
     }
 
-    /// Any message from `peer` shows it is alive. Returns a refusal for a peer that is not in the
-    /// run (it was declared dead, or the coordinator restarted): it should say HELLO again.
+    /// A message from `peer` that a worker may send (a heartbeat) shows it is alive. A peer that
+    /// is not in the run (it was declared dead, or the coordinator restarted) is told to say HELLO
+    /// again, and the message counts as invalid: a peer that keeps talking without joining is
+    /// refused.
     public mutating func onMessage(from peer: PeerID, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard !banned.contains(peer) else { return [] }  // no answer at all
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
             return []
         }
-        return [.reject(peer, .rejoin, "this coordinator does not count you as a worker (declared dead, or restarted); say HELLO again")]
+        let reject = CoordinatorDirective.reject(peer, .rejoin, "this coordinator does not count you as a worker (declared dead, or restarted); say HELLO again")
+        let strike = onInvalidMessage(from: peer, reason: "messages without joining", now: now)
+        return strike.isEmpty ? [reject] : strike
     }
 
-    /// A GRAD arrived from `peer` for part `part` of `step`.
+    /// `peer` sent a message the coordinator cannot take: malformed, oversized, or one only a
+    /// coordinator sends. After `policy.maxInvalidMessages` of them it is refused for good.
+    public mutating func onInvalidMessage(from peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard !banned.contains(peer) else { return [] }
+        let count = invalidMessages.increment(peer)
+        guard count >= policy.maxInvalidMessages else { return [] }
+        invalidMessages.remove(peer)
+        let member = members.first { $0.peer == peer }
+        return ban(peer, name: member?.name, key: member?.key,
+                   reason: "\(policy.maxInvalidMessages) invalid messages, the last: \(reason)", now: now)
+    }
+
+    /// A GRAD arrived from `peer` for part `part` of `step`; `problem` says why the runtime's
+    /// checks refuse it (nil: it passed them).
     public mutating func onGradient(_ peer: PeerID, step gradientStep: Int, part: Int, sampleCount: Int,
-                                    now: ContinuousClock.Instant) -> [CoordinatorDirective] {
-        let known = onMessage(from: peer, now: now)
-        guard known.isEmpty else { return known }
+                                    problem: String? = nil, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard !banned.contains(peer) else { return [] }
+        guard members.contains(where: { $0.peer == peer }) else { return onMessage(from: peer, now: now) }
+        _ = onMessage(from: peer, now: now)
         guard phase == .running || stepInFlight else {
             return [.discardGradient(peer, step: gradientStep, reason: "no step is in flight")]
         }
@@ -219,28 +280,28 @@ public struct CoordinatorStateMachine: Sendable {
         guard sampleCount == parts[part].positions.count else {
             return [.discardGradient(peer, step: gradientStep, reason: "it covers \(sampleCount) samples, part \(part) has \(parts[part].positions.count)")]
         }
-        parts[part].done = true
-        if let i = members.firstIndex(where: { $0.peer == peer }), parts[part].assignee == peer {
-            members[i].strikes = 0  // on time for its own assignment
+        if let suspect = parts[part].suspect {
+            guard peer != suspect.peer else {
+                return [.discardGradient(peer, step: gradientStep, reason: "its earlier gradient for part \(part) failed the checks and is being verified")]
+            }
+            return verified(part: part, by: peer, problem: problem, now: now)
         }
-        var directives: [CoordinatorDirective] = [.acceptGradient(peer, step: step, part: part)]
-        if parts.allSatisfy(\.done) {
-            directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
+        if let problem {
+            return suspect(part: part, from: peer, problem: problem, now: now)
         }
-        return directives
+        return accept(part: part, from: peer)
     }
 
-    /// `peer` sent an invalid gradient or too many invalid messages: refuse it for good and
-    /// re-issue its work. Nothing it sent is applied.
-    public mutating func onMisbehaviour(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
-        // Bounded: a flood of new connection ids must not grow it without end (a cleared peer
-        // has to misbehave again to be refused again).
-        if banned.count >= 65_536 { banned.removeAll(keepingCapacity: true) }
-        guard banned.insert(peer).inserted else { return [] }
-        if members.contains(where: { $0.peer == peer }) {
-            return remove(peer, reason: "refused for good: \(reason)", now: now)
-        }
-        return [.workerLost(peer, reason: "refused for good: \(reason)")]
+    /// The coordinator computed part `part` of `step` itself (after `computeLocally`); `problem`
+    /// says why that gradient fails the checks, or nil.
+    public mutating func onLocalGradient(step localStep: Int, part: Int, problem: String?, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard localStep == step, stepInFlight, parts.indices.contains(part), parts[part].local, !parts[part].done else { return [] }
+        return verified(part: part, by: nil, problem: problem, now: now)
+    }
+
+    /// A send to `peer` found no connection (it hung up): it is out of the run.
+    public mutating func onUnreachable(_ peer: PeerID, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        remove(peer, reason: "its connection is gone", now: now)
     }
 
     /// The worker said it is leaving.
@@ -255,7 +316,7 @@ public struct CoordinatorStateMachine: Sendable {
             directives += remove(member.peer, reason: "silent for more than \(policy.heartbeatTimeout)", now: now)
         }
         guard stepInFlight else { return directives }
-        for i in parts.indices where !parts[i].done && now - parts[i].issuedAt > policy.stepDeadline {
+        for i in parts.indices where !parts[i].done && !parts[i].local && now - parts[i].issuedAt > policy.stepDeadline {
             let straggler = parts[i].assignee
             if !parts[i].struck, let m = members.firstIndex(where: { $0.peer == straggler }) {
                 parts[i].struck = true
@@ -265,7 +326,7 @@ public struct CoordinatorStateMachine: Sendable {
                     continue
                 }
             }
-            if let target = leastBusy(excluding: straggler) {
+            if let target = leastBusy(excluding: [straggler, parts[i].suspect?.peer]) {
                 parts[i].assignee = target
                 parts[i].issuedAt = now
                 parts[i].struck = false
@@ -296,6 +357,69 @@ public struct CoordinatorStateMachine: Sendable {
 
     // MARK: Internals
 
+    private mutating func accept(part: Int, from peer: PeerID) -> [CoordinatorDirective] {
+        parts[part].done = true
+        if let i = members.firstIndex(where: { $0.peer == peer }), parts[part].assignee == peer {
+            members[i].strikes = 0  // on time for its own assignment
+        }
+        var directives: [CoordinatorDirective] = [.acceptGradient(peer, step: step, part: part)]
+        if parts.allSatisfy(\.done) {
+            directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
+        }
+        return directives
+    }
+
+    /// A gradient failed the checks: have someone else compute the part before blaming anyone.
+    private mutating func suspect(part: Int, from peer: PeerID, problem: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        let member = members.first { $0.peer == peer }
+        parts[part].suspect = (peer, member?.name, member?.key, problem)
+        parts[part].struck = false
+        parts[part].issuedAt = now
+        if let verifier = leastBusy(excluding: [peer]) {
+            parts[part].assignee = verifier
+            return [.gradientSuspect(peer, step: step, part: part, problem: problem, verifier: verifier), .sendWork(currentParts[part])]
+        }
+        parts[part].local = true
+        return [.gradientSuspect(peer, step: step, part: part, problem: problem, verifier: nil), .computeLocally(currentParts[part])]
+    }
+
+    /// The second computation of a suspect part arrived, from `verifier` (nil: the coordinator).
+    private mutating func verified(part: Int, by verifier: PeerID?, problem: String?, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard let suspect = parts[part].suspect else { return [] }
+        if let problem {
+            // Two computations agree that the gradient is unusable: the model, not a worker.
+            phase = .finished
+            stepInFlight = false
+            parts = []
+            return [.diverged(step: step, reason: "the gradient of step \(step) failed the checks twice, computed by two different \(verifier == nil ? "processes" : "workers"): \(suspect.problem); then \(problem)")]
+        }
+        parts[part].suspect = nil
+        parts[part].local = false
+        var directives: [CoordinatorDirective]
+        if let verifier {
+            directives = accept(part: part, from: verifier)
+        } else {
+            directives = [.acceptGradient(nil, step: step, part: part)]
+            parts[part].done = true
+            if parts.allSatisfy(\.done) {
+                directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
+            }
+        }
+        let by = verifier.flatMap { name(of: $0) } ?? (verifier == nil ? "the coordinator" : "another worker")
+        // Refuse the liar before the update is applied, so its ban is on record first.
+        return ban(suspect.peer, name: suspect.name, key: suspect.key,
+                   reason: "its gradient for step \(step) failed the checks (\(suspect.problem)) while \(by) computed a valid one for the same samples", now: now)
+            + directives
+    }
+
+    /// Refuses `peer` for good (and the name and key it joined with); its work goes to others.
+    private mutating func ban(_ peer: PeerID, name: String?, key: String?, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard banned.insert(peer) else { return [] }
+        if let name { bannedNames.insert(name) }
+        if let key { bannedKeys.insert(key) }
+        return [.ban(peer, name: name, key: key, reason: reason)] + remove(peer, reason: "refused for good: \(reason)", now: now)
+    }
+
     /// Removes a worker; its unfinished parts go to the others (or wait for a newcomer).
     @discardableResult
     private mutating func remove(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
@@ -310,22 +434,28 @@ public struct CoordinatorStateMachine: Sendable {
         return directives
     }
 
-    /// Re-issues the unfinished parts whose assignee is no longer a member.
+    /// Re-issues the unfinished parts whose assignee is no longer a member (a part being verified
+    /// never goes back to its suspect; with nobody else, the coordinator computes it).
     private mutating func reissueOrphanedParts(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
-        for i in parts.indices where !parts[i].done && !members.contains(where: { $0.peer == parts[i].assignee }) {
-            guard let target = leastBusy(excluding: nil) else { break }
-            parts[i].assignee = target
-            parts[i].issuedAt = now
-            parts[i].struck = false
-            directives.append(.sendWork(currentParts[i]))
+        for i in parts.indices where !parts[i].done && !parts[i].local && !members.contains(where: { $0.peer == parts[i].assignee }) {
+            if let target = leastBusy(excluding: [parts[i].suspect?.peer]) {
+                parts[i].assignee = target
+                parts[i].issuedAt = now
+                parts[i].struck = false
+                directives.append(.sendWork(currentParts[i]))
+            } else if parts[i].suspect != nil {
+                parts[i].local = true
+                directives.append(.computeLocally(currentParts[i]))
+            }
         }
         return directives
     }
 
-    /// The live worker with the fewest unfinished parts (ties: earliest joined), other than `excluded`.
-    private func leastBusy(excluding excluded: PeerID?) -> PeerID? {
-        let candidates = members.filter { $0.peer != excluded }
+    /// The live worker with the fewest unfinished parts (ties: earliest joined), other than the
+    /// excluded ones.
+    private func leastBusy(excluding excluded: [PeerID?]) -> PeerID? {
+        let candidates = members.filter { !excluded.contains($0.peer) }
         return candidates.min { a, b in
             let la = parts.filter { !$0.done && $0.assignee == a.peer }.count
             let lb = parts.filter { !$0.done && $0.assignee == b.peer }.count
@@ -360,4 +490,48 @@ public struct CoordinatorStateMachine: Sendable {
         }
         return currentParts.map { .sendWork($0) }
     }
+}
+
+/// A set that holds at most `bound` elements: inserting beyond it forgets the oldest half.
+public struct BoundedSet<Element: Hashable & Sendable>: Sendable {
+    public let bound: Int
+    private var elements: Set<Element> = []
+    private var order: [Element] = []
+
+    public init(bound: Int) { self.bound = bound }
+
+    public var count: Int { elements.count }
+    public func contains(_ element: Element) -> Bool { elements.contains(element) }
+
+    /// Inserts `element`; returns whether it was new.
+    @discardableResult
+    public mutating func insert(_ element: Element) -> Bool {
+        guard elements.insert(element).inserted else { return false }
+        order.append(element)
+        if order.count > bound {
+            let forgotten = order.prefix(order.count - bound / 2)
+            for old in forgotten { elements.remove(old) }
+            order.removeFirst(forgotten.count)
+        }
+        return true
+    }
+}
+
+/// Counts per key for at most `bound` keys: beyond it, every count is forgotten.
+public struct BoundedCounts<Key: Hashable & Sendable>: Sendable {
+    public let bound: Int
+    private var counts: [Key: Int] = [:]
+
+    public init(bound: Int) { self.bound = bound }
+
+    public var count: Int { counts.count }
+
+    /// Adds one to `key`'s count and returns it.
+    public mutating func increment(_ key: Key) -> Int {
+        if counts[key] == nil, counts.count >= bound { counts.removeAll(keepingCapacity: true) }
+        counts[key, default: 0] += 1
+        return counts[key]!
+    }
+
+    public mutating func remove(_ key: Key) { counts[key] = nil }
 }

@@ -186,11 +186,17 @@ public struct StepProgress: Sendable {
 /// Training that cannot go on.
 public enum TrainingError: Error, CustomStringConvertible, Sendable {
     case diverged(step: Int, loss: Double)
+    /// The gradient itself is unusable (not finite, or too large), as two computations agree.
+    case divergedGradient(step: Int, reason: String)
+
+    static let advice = "Lower --lr, set --clip-norm (e.g. 100), or use a warm-up (--warmup-steps)."
 
     public var description: String {
         switch self {
         case .diverged(let step, let loss):
-            "training diverged at step \(step): the loss is \(loss). Lower --lr, set --clip-norm (e.g. 100), or use a warm-up (--warmup-steps)."
+            "training diverged at step \(step): the loss is \(loss). \(Self.advice)"
+        case .divergedGradient(let step, let reason):
+            "training diverged at step \(step): \(reason). \(Self.advice)"
         }
     }
 }

@@ -63,6 +63,14 @@ public final class ZMQFrame: @unchecked Sendable {
         let fd = zmq_msg_get(message, ZMQ_SRCFD)
         return fd >= 0 ? fd : nil
     }
+
+    /// A metadata property of the connection the frame arrived on (`zmq_msg_gets`), e.g.
+    /// `"User-Id"` (what the ZAP handler named the authenticated peer) or `"Peer-Address"`; nil
+    /// if the connection has no such property.
+    public func property(_ name: String) -> String? {
+        guard let value = zmq_msg_gets(message, name) else { return nil }
+        return String(cString: value)
+    }
 }
 
 /// Bytes for a zero-copy send: ``ZMQSocket/send(_:flags:)-(ZMQBuffer,_)`` hands libzmq a pointer to
@@ -126,6 +134,21 @@ public struct ZMQReceiveLimitExceeded: Error, CustomStringConvertible, Sendable,
     /// The limits it broke (one of them or both).
     public let maxFrames: Int
     public let maxBytes: Int
+    /// The message's first frame when it had at most 255 bytes (on a ROUTER socket: the routing id
+    /// of the peer that sent it), so that the sender can be held to account.
+    public let firstFrame: [UInt8]?
+    /// The file descriptor of the connection the message arrived on (`ZMQ_SRCFD`), if known.
+    public let sourceFileDescriptor: Int32?
+
+    public init(frames: Int, bytes: Int, maxFrames: Int, maxBytes: Int, firstFrame: [UInt8]? = nil,
+                sourceFileDescriptor: Int32? = nil) {
+        self.frames = frames
+        self.bytes = bytes
+        self.maxFrames = maxFrames
+        self.maxBytes = maxBytes
+        self.firstFrame = firstFrame
+        self.sourceFileDescriptor = sourceFileDescriptor
+    }
 
     public var description: String {
         "discarded an incoming message of \(frames) frames and \(bytes) bytes, over the limit of "
@@ -286,6 +309,7 @@ extension ZMQSocket {
         var frameCount = 0
         var byteCount = 0
         var overLimit = false
+        let firstFrame = frame.count <= 255 ? frame.bytes : nil
         while true {
             frameCount += 1
             byteCount += frame.count
@@ -299,7 +323,8 @@ extension ZMQSocket {
         }
         if overLimit {
             throw ZMQReceiveLimitExceeded(
-                frames: frameCount, bytes: byteCount, maxFrames: maxFrames, maxBytes: maxBytes)
+                frames: frameCount, bytes: byteCount, maxFrames: maxFrames, maxBytes: maxBytes,
+                firstFrame: firstFrame, sourceFileDescriptor: frame.sourceFileDescriptor)
         }
         return frames
     }

@@ -14,7 +14,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
 struct Join: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Join a coordinator, compute the gradients of the samples it sends, exit 0 when the run ends.")
+        abstract: "Join a coordinator, compute the gradients of the samples it sends, exit 0 when the run ends (128 + the signal when stopped by SIGINT or SIGTERM).")
 
     @Option(help: ArgumentHelp("The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.", valueName: "endpoint"))
     var coordinator: String
@@ -63,8 +63,13 @@ struct Join: AsyncParsableCommand {
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         if !quiet { emit("worker \(worker.options.name) joining \(coordinator)") }
-        let message = try worker.run()
-        logger.info("stopped", metadata: ["reason": "\(message)", "steps": "\(worker.stepsComputed)"])
-        if !quiet { emit("done: \(message); \(worker.stepsComputed) gradient\(worker.stepsComputed == 1 ? "" : "s") computed") }
+        let outcome = try worker.run()
+        logger.info("stopped", metadata: ["reason": "\(outcome.summary)", "steps": "\(worker.stepsComputed)"])
+        if !quiet { emit("done: \(outcome.summary); \(worker.stepsComputed) gradient\(worker.stepsComputed == 1 ? "" : "s") computed") }
+        if case .signal(let signal) = outcome {
+            // 128 + the signal, as a shell reports a process ended by it: a supervisor (a
+            // Kubernetes Job, Slurm) sees that this worker was stopped, not that it finished.
+            throw ExitCode(128 + signal)
+        }
     }
 }
