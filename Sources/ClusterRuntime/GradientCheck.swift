@@ -1,3 +1,4 @@
+import Foundation
 import WireProtocol
 
 /// Checks a gradient before it may count: every value finite, and a norm a real gradient of that
@@ -46,7 +47,7 @@ enum GradientCheck {
         guard squares.isFinite else { return "it contains NaN or infinite values" }
         let normPerSample = squares.squareRoot() / Double(sampleCount)
         guard normPerSample <= maxNormPerSample else {
-            return "its norm per sample, \(normPerSample), is above the limit \(maxNormPerSample)"
+            return "its norm per sample, \(String(format: "%.3g", normPerSample)), is above the limit \(String(format: "%.3g", maxNormPerSample)) (--max-gradient-norm)"
         }
         return nil
     }

@@ -391,7 +391,8 @@ public struct CoordinatorStateMachine: Sendable {
             phase = .finished
             stepInFlight = false
             parts = []
-            return [.diverged(step: step, reason: "the gradient of step \(step) failed the checks twice, computed by two different \(verifier == nil ? "processes" : "workers"): \(suspect.problem); then \(problem)")]
+            let who = verifier == nil ? "a worker and the coordinator" : "two workers"
+            return [.diverged(step: step, reason: "\(who) computed the same part of step \(step) and both gradients are unusable (\(problem))")]
         }
         parts[part].suspect = nil
         parts[part].local = false
