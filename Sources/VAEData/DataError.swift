@@ -130,6 +130,29 @@ struct ByteOrigin: Sendable {
     }
 }
 
+extension ByteOrigin {
+    /// Checks what a header declares about its samples before the data length is compared
+    /// with it: no dimension of a sample is 0 (zero-width samples cost no bytes, so any count
+    /// of them would pass the length check) and there are at most `Dataset.maximumCount`.
+    /// `dims` is `[count] + sampleShape`; `at` is the offset of the dimensions, `shape` their
+    /// text as the format writes it.
+    func checkSampleDimensions(_ dims: [Int], at offset: Int, shape: String) throws(DataError) {
+        if dims.dropFirst().contains(0) {
+            throw error(
+                .badHeader, at: offset,
+                expected: "samples of at least one value (no dimension after the first is 0)",
+                found: "shape \(shape)")
+        }
+        if let count = dims.first, count > Dataset.maximumCount {
+            throw error(
+                .tooLarge, at: offset,
+                expected: "at most \(Dataset.maximumCount) samples, the most a run can index "
+                    + "(split the data or take a subset)",
+                found: "\(count) samples in shape \(shape)")
+        }
+    }
+}
+
 /// `n` bytes in a form a person reads at a glance: `512 bytes`, `44.9 MiB`.
 func byteCountDescription(_ n: Int) -> String {
     if n < 1024 { return "\(n) bytes" }

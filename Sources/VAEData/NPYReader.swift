@@ -151,6 +151,7 @@ public enum NPYReader {
             }
         }
         let shape = "(" + dims.map(String.init).joined(separator: ", ") + ")"
+        try origin.checkSampleDimensions(dims, at: shapeAt, shape: shape)
         try origin.checkDataLength(
             declared: declared, dataOffset: dataOffset, fileSize: bytes.count,
             what: "shape \(shape) of '\(descr)' (shape at byte \(shapeAt))")

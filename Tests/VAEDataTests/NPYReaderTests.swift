@@ -153,11 +153,39 @@ import VAEData
 
     @Test func shapeOverflowingIntIsAnError() {
         let bytes = npyBytes(
-            version: 1, header: npyHeader(descr: "<f8", shape: [1 << 40, 1 << 40]), data: [1, 2])
+            version: 1, header: npyHeader(descr: "<f8", shape: [2, 1 << 40, 1 << 40]), data: [1, 2])
         let error = #expect(throws: DataError.self) {
             try NPYReader.samples(from: bytes, name: "huge.npy")
         }
         #expect(error?.code == .truncated)
+    }
+
+    /// Samples of zero width cost no bytes, so any count of them passes the length check; a
+    /// 128-byte file would then stand for 2^31 - 1 samples (and `--test-fraction` would index
+    /// them all).
+    @Test(arguments: [[Int(Int32.max), 0], [5, 3, 0], [1 << 40, 0, 7]])
+    func samplesWithAZeroDimensionAreAnError(shape: [Int]) {
+        let bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: shape), data: [])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "zero.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.file == "zero.npy")
+        // The shape tuple starts at byte 10 + 50.
+        #expect(error?.position == .byte(60))
+        #expect(error?.description.contains("samples of at least one value") == true)
+    }
+
+    @Test func moreSamplesThanARunCanIndexAreAnError() {
+        let count = Dataset.maximumCount + 1
+        let bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: [count, 1]), data: [1])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "many.npy")
+        }
+        #expect(error?.code == .tooLarge)
+        #expect(error?.file == "many.npy")
+        #expect(error?.description.contains("at most 2147483647 samples") == true)
+        #expect(error?.description.contains("found 2147483648 samples") == true)
     }
 
     @Test(arguments: [UInt8(2), 3])
