@@ -164,6 +164,18 @@ import VAEData
         #expect(error?.description.contains("found 2147483648 samples") == true)
     }
 
+    @Test func readsGzipFilesOfSeveralMembers() throws {
+        // `cat a.gz b.gz` is a valid gzip file whose contents are those of a, then b.
+        let directory = try TemporaryDirectory()
+        let first = try directory.writeGzip("a.gz", Array(images.prefix(10)))
+        let second = try directory.writeGzip("b.gz", Array(images.dropFirst(10)))
+        let joined = try Data(contentsOf: URL(fileURLWithPath: first))
+            + Data(contentsOf: URL(fileURLWithPath: second))
+        let path = try directory.write("images.gz", Array(joined))
+        let dataset = try IDXReader.load(images: path)
+        #expect(dataset == (try IDXReader.samples(from: images, name: path)))
+    }
+
     @Test func labelCountMustMatchSampleCount() throws {
         let directory = try TemporaryDirectory()
         let imagesPath = try directory.write("images", images)
