@@ -120,6 +120,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
+        .testTarget(name: "ClusterRuntimeTests", dependencies: ["ClusterRuntime"]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",

@@ -43,14 +43,42 @@ public final class LocalWorkers {
         processes = started
     }
 
-    /// Waits for every worker to exit; returns a description of each that failed.
-    public func wait() -> [String] {
-        var failures: [String] = []
+    /// Takes charge of already started processes, named `local-0`, `local-1`, ... in order.
+    init(processes: [SpawnedProcess]) {
+        self.processes = processes
+    }
+
+    /// Waits up to `timeout` for every worker to exit, then ends the stragglers: SIGTERM, and
+    /// SIGKILL for those still running `grace` later. Every worker has been reaped when it
+    /// returns. Returns a description of each worker that failed: it exited with a nonzero
+    /// status, or had to be ended.
+    ///
+    /// After the coordinator's STOP a worker leaves within moments, so the default timeout is
+    /// only reached by a worker that hangs.
+    public func wait(timeout: Duration = .seconds(30), grace: Duration = .seconds(5)) -> [String] {
+        let deadline = ContinuousClock.now + timeout
+        let codes = processes.map { $0.wait(timeout: max(.zero, deadline - ContinuousClock.now)) }
+        var failures = [String?](repeating: nil, count: processes.count)
         for (i, process) in processes.enumerated() {
-            let code = process.wait()
-            if code != 0 { failures.append("local-\(i) (pid \(process.pid)) ended with status \(code)") }
+            if let code = codes[i], code != 0 {
+                failures[i] = "local-\(i) (pid \(process.pid)) ended with status \(code)"
+            }
         }
-        return failures
+        let stragglers = processes.indices.filter { codes[$0] == nil }
+        for i in stragglers { processes[i].send(SIGTERM) }
+        let graceDeadline = ContinuousClock.now + grace
+        for i in stragglers {
+            let process = processes[i]
+            let late = "local-\(i) (pid \(process.pid)) did not exit within \(timeout)"
+            if let code = process.wait(timeout: max(.zero, graceDeadline - ContinuousClock.now)) {
+                failures[i] = late + "; SIGTERM ended it (status \(code))"
+            } else {
+                process.send(SIGKILL)
+                process.wait()
+                failures[i] = late + ", nor within \(grace) of SIGTERM; killed with SIGKILL"
+            }
+        }
+        return failures.compactMap { $0 }
     }
 
     /// Terminates the workers that are still running (SIGTERM, then SIGKILL after 5 s) and

@@ -14,31 +14,36 @@ public final class SpawnedProcess: @unchecked Sendable {
     private var status: Int32?
 
     /// Starts `executable` with `arguments`; standard output and error go to the given files
-    /// (appended) or are inherited. With `newSession`, the child leads a new session and process
-    /// group (so that its whole group can be signalled).
+    /// (appended, created if missing) or are inherited. With `newSession`, the child leads a new
+    /// session and process group (so that its whole group can be signalled). Throws a
+    /// `ClusterError` naming the executable, and the output files if it cannot open them.
     public init(executable: String, arguments: [String], environment: [String: String],
                 stdout: String? = nil, stderr: String? = nil, newSession: Bool = false) throws {
+        func check(_ result: Int32, _ call: String) throws {
+            try Self.check(result, call, executable: executable)
+        }
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
+        try check(posix_spawnattr_init(&attributes), "posix_spawnattr_init")
         defer { posix_spawnattr_destroy(&attributes) }
         var empty = sigset_t()
         sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
+        try check(posix_spawnattr_setsigmask(&attributes, &empty), "posix_spawnattr_setsigmask")
         var all = sigset_t()
         sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
+        try check(posix_spawnattr_setsigdefault(&attributes, &all), "posix_spawnattr_setsigdefault")
         var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         if newSession { flags |= posixSpawnSetSID }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
+        try check(posix_spawnattr_setflags(&attributes, Int16(flags)), "posix_spawnattr_setflags")
 
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
+        try check(posix_spawn_file_actions_init(&actions), "posix_spawn_file_actions_init")
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let stdout {
-            posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        }
-        if let stderr {
-            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var outputs: [String] = []
+        for (fd, path, name) in [(Int32(1), stdout, "standard output"), (2, stderr, "standard error")] {
+            guard let path else { continue }
+            try check(posix_spawn_file_actions_addopen(&actions, fd, path, O_WRONLY | O_CREAT | O_APPEND, 0o644),
+                      "posix_spawn_file_actions_addopen (\(name) to \(path))")
+            outputs.append("\(name) to \(path)")
         }
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
@@ -50,9 +55,19 @@ public final class SpawnedProcess: @unchecked Sendable {
         var child: pid_t = 0
         let result = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
-            throw ClusterError("cannot start \(executable): \(String(cString: strerror(result)))")
+            // The child opens the output files before it runs the executable: either can fail.
+            let redirected = outputs.isEmpty ? "" : " with \(outputs.joined(separator: " and "))"
+            throw ClusterError("cannot start \(executable)\(redirected): \(String(cString: strerror(result)))")
         }
         pid = child
+    }
+
+    /// Throws unless `result`, the return value of the `posix_spawn*` function `call` (0 or an
+    /// errno value), is 0.
+    static func check(_ result: Int32, _ call: String, executable: String) throws {
+        guard result == 0 else {
+            throw ClusterError("cannot start \(executable): \(call) failed: \(String(cString: strerror(result)))")
+        }
     }
 
     /// Sends `signal` to the process (or to its whole process group).

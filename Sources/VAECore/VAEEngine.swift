@@ -43,6 +43,25 @@ public final class VAEEngine {
     /// Whether the current pass's first layer runs on `sparseInputs`.
     var sparseActive = false
 
+    /// How many encoder passes ran their first layer on each form of the inputs.
+    public struct FirstLayerPasses: Sendable, Equatable {
+        /// Passes through `cblas_sgemm` on the dense inputs.
+        public var dense = 0
+        /// Passes through the sparse gather-sums (forward and weight gradient).
+        public var sparse = 0
+
+        public init(dense: Int = 0, sparse: Int = 0) {
+            self.dense = dense
+            self.sparse = sparse
+        }
+    }
+
+    /// The encoder passes since `init`, by the path their first layer took (see
+    /// `sparseInputFraction`): one count per pass of `accumulateGradient`, `loss` or
+    /// `encodeMeans`, including evaluation's. Lets tests and benchmarks see which path ran
+    /// without comparing floating-point results.
+    public private(set) var firstLayerPasses = FirstLayerPasses()
+
     /// The first encoder layer runs on a sparse form of the inputs when at most this fraction of
     /// a pass's input values is nonzero (0 disables it). For 784-400 the two paths cost the same
     /// near 22% (`vae-bench step --density D --sparse-fraction 0|1`); binarised MNIST has 13%.
@@ -197,6 +216,11 @@ public final class VAEEngine {
         if let first = layout.encoderLayers.first, first.inputMajor, sparseInputFraction > 0 {
             let limit = Int(sparseInputFraction * Double(n * d))
             sparseActive = sparseInputs.build(from: inputs, rows: n, dimension: d, limit: limit) != nil
+        }
+        if sparseActive {
+            firstLayerPasses.sparse += 1
+        } else {
+            firstLayerPasses.dense += 1
         }
         var input = inputs
         for (l, layer) in layout.encoderLayers.enumerated() {

@@ -46,13 +46,21 @@ public enum CSVReader {
         return try samples(from: contents.bytes, name: path, options: options)
     }
 
-    /// The samples in the CSV text `bytes`.
+    /// The samples in the CSV text `bytes`: at most `Dataset.maximumCount` rows.
     public static func samples(
         from bytes: [UInt8], name: String, options: CSVOptions = CSVOptions()
     ) throws(DataError) -> Dataset {
+        try samples(from: bytes, name: name, options: options, maximumCount: Dataset.maximumCount)
+    }
+
+    /// The samples in the CSV text `bytes`, of which there may be at most `maximumCount` (a
+    /// parameter so that tests need not write 2^31 rows).
+    static func samples(
+        from bytes: [UInt8], name: String, options: CSVOptions, maximumCount: Int
+    ) throws(DataError) -> Dataset {
         try bytes.withUnsafeBufferPointer { (text) throws(DataError) -> Dataset in
             var parser = CSVParser(text: text, name: name, delimiter: options.delimiter)
-            return try parser.parse(options)
+            return try parser.parse(options, maximumCount: maximumCount)
         }
     }
 }
@@ -170,7 +178,8 @@ struct CSVParser {
             found: found)
     }
 
-    mutating func parse(_ options: CSVOptions) throws(DataError) -> Dataset {
+    /// The dataset of all rows; more than `maximumCount` of them is a `tooLarge` error.
+    mutating func parse(_ options: CSVOptions, maximumCount: Int) throws(DataError) -> Dataset {
         guard let first = nextLine() else {
             throw DataError(
                 .empty, file: name, expected: "at least one row of numbers",
@@ -242,6 +251,13 @@ struct CSVParser {
         var count = 0
         var row: Range<Int>? = hasHeader ? nextLine() : first
         while let current = row {
+            guard count < maximumCount else {
+                throw error(
+                    .tooLarge, at: current.lowerBound, lineStart: current.lowerBound,
+                    expected: "at most \(maximumCount) rows of samples, the most a run can index "
+                        + "(split the file or take a subset)",
+                    found: "another row")
+            }
             try parseRow(
                 current, columns: columns, labelIndex: labelIndex, values: &values,
                 labels: &labels)

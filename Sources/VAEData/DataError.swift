@@ -14,11 +14,13 @@ public struct DataError: Error, CustomStringConvertible, Sendable, Equatable {
         case truncated
         /// The file does not start with the magic number of its format.
         case badMagic
-        /// A header is malformed (unparsable dictionary, zero dimensions, bad length field).
+        /// A header is malformed (unparsable dictionary, zero dimensions or samples of zero
+        /// width, bad length field, a `.npy` header too long or nested too deeply).
         case badHeader
         /// The header declares more data than the file holds, or less than it holds.
         case sizeMismatch
-        /// The data would exceed the configured size limit.
+        /// The data would exceed the configured size limit, or hold more than
+        /// `Dataset.maximumCount` samples.
         case tooLarge
         /// The element type is not one this module reads.
         case unsupportedType
@@ -126,6 +128,29 @@ struct ByteOrigin: Sendable {
         if declared < available {
             throw error(.sizeMismatch, at: dataOffset + declared, expected: expected,
                         found: "\(available - declared) more bytes after them")
+        }
+    }
+}
+
+extension ByteOrigin {
+    /// Checks what a header declares about its samples before the data length is compared
+    /// with it: no dimension of a sample is 0 (zero-width samples cost no bytes, so any count
+    /// of them would pass the length check) and there are at most `Dataset.maximumCount`.
+    /// `dims` is `[count] + sampleShape`, `offset` where the file declares them and `shape`
+    /// their text as the format writes it.
+    func checkSampleDimensions(_ dims: [Int], at offset: Int, shape: String) throws(DataError) {
+        if dims.dropFirst().contains(0) {
+            throw error(
+                .badHeader, at: offset,
+                expected: "samples of at least one value (no dimension after the first is 0)",
+                found: "shape \(shape)")
+        }
+        if let count = dims.first, count > Dataset.maximumCount {
+            throw error(
+                .tooLarge, at: offset,
+                expected: "at most \(Dataset.maximumCount) samples, the most a run can index "
+                    + "(split the data or take a subset)",
+                found: "\(count) samples in shape \(shape)")
         }
     }
 }

@@ -31,6 +31,11 @@ public struct Dataset: Sendable, Equatable {
     /// The number of values in one sample: the product of `sampleShape`.
     public var dimension: Int { sampleShape.reduce(1, *) }
 
+    /// The most samples a dataset may hold, 2^31 - 1: a `MinibatchPlan` orders the samples by
+    /// `Int32` index and sample ids go to workers as `UInt32`. The loaders refuse files that
+    /// declare more (a `tooLarge` error), so that no plan is ever asked for more.
+    public static let maximumCount = Int(Int32.max)
+
     /// A dataset of `count` samples of shape `sampleShape`.
     ///
     /// - Precondition: `storage` holds `count * dimension` values and `labels`, if given, holds

@@ -177,7 +177,16 @@ struct FileContents: Sendable {
                         if source.count - rest >= 2 && source[rest] == 0x1f
                             && source[rest + 1] == 0x8b
                         {
-                            inflateReset(stream)  // another gzip member follows
+                            // Another gzip member follows.
+                            let reset = inflateReset(stream)
+                            guard reset == Z_OK else {
+                                failure = DataError(
+                                    .corruptCompression, file: name, at: .byte(rest),
+                                    expected: "zlib to start the next gzip member "
+                                        + "(decompress the file with gzip -d and read that)",
+                                    found: "inflateReset failed with status \(reset)")
+                                return
+                            }
                             continue
                         }
                         if source[rest...].allSatisfy({ $0 == 0 }) { return }

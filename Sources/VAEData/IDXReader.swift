@@ -61,7 +61,8 @@ public enum IDXReader {
     }
 
     /// A checked IDX header: the data of `dims` elements of `type` fills the bytes from
-    /// `dataOffset` to the end exactly.
+    /// `dataOffset` to the end exactly; no dimension after the first is 0, and the first is at
+    /// most `Dataset.maximumCount`.
     struct Header {
         var type: ElementType
         var dims: [Int]
@@ -108,6 +109,8 @@ public enum IDXReader {
                 Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8
                     | Int(bytes[o + 3]))
         }
+        let shape = dims.map(String.init).joined(separator: " x ")
+        try origin.checkSampleDimensions(dims, at: 4, shape: shape)
         // The declared size, with overflow checks, against the bytes actually present.
         var declared: Int? = type.size
         for dim in dims {
@@ -116,7 +119,6 @@ public enum IDXReader {
                 return overflow ? nil : product
             }
         }
-        let shape = dims.map(String.init).joined(separator: " x ")
         try origin.checkDataLength(
             declared: declared, dataOffset: dataOffset, fileSize: bytes.count,
             what: "\(shape) \(type) elements (dimensions at byte 4)")

@@ -8,8 +8,13 @@ public struct MinibatchPlan: Sendable, Equatable {
     public let batchSize: Int
     public let seed: UInt64
 
+    /// - Precondition: `sampleCount` is in `1...Dataset.maximumCount` (the loaders refuse
+    ///   larger datasets) and `batchSize` is positive.
     public init(sampleCount: Int, batchSize: Int, seed: UInt64) {
         precondition(sampleCount > 0 && batchSize > 0, "a plan needs samples and a positive batch size")
+        precondition(
+            sampleCount <= Dataset.maximumCount,
+            "a plan orders at most Dataset.maximumCount (\(Dataset.maximumCount)) samples, got \(sampleCount)")
         self.sampleCount = sampleCount
         self.batchSize = batchSize
         self.seed = seed

@@ -4,7 +4,8 @@
 /// (UInt16 little-endian in 1.0, UInt32 in 2.0 and 3.0), then a Python dictionary literal
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (N, 28, 28), }`, then the data. Arrays
 /// of dtype `|u1` stay bytes; `<f4` and `<f8` become Float. Only C (row-major) order is read.
-/// The first dimension counts the samples.
+/// The first dimension counts the samples. Headers longer than 64 KiB or nested more than 32
+/// levels deep are errors.
 public enum NPYReader {
     /// Reads the `.npy` file at `path`.
     public static func load(
@@ -22,6 +23,12 @@ public enum NPYReader {
     // MARK: - Parsing
 
     static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+
+    /// The longest header read, in bytes. Version 1.0 allows 65535, versions 2.0 and 3.0 up to
+    /// 4 GiB; NumPy writes a 2.0 header only for a dictionary longer than 1.0 allows (structured
+    /// dtypes, which this reader does not read), and itself refuses headers over 10000 bytes
+    /// unless told otherwise.
+    static let maximumHeaderLength = 65_536
 
     enum DType: String {
         case uint8 = "|u1", float32 = "<f4", float64 = "<f8"
@@ -71,6 +78,13 @@ public enum NPYReader {
             throw origin.error(
                 .unsupportedType, at: 6, expected: "format version 1.0, 2.0 or 3.0",
                 found: "\(major).\(bytes[7])")
+        }
+        guard headerLength <= maximumHeaderLength else {
+            throw origin.error(
+                .badHeader, at: 8,
+                expected: "a header of at most \(maximumHeaderLength) bytes (that of a plain "
+                    + "'|u1', '<f4' or '<f8' array is about 120; re-save it with numpy.save)",
+                found: "a header length of \(headerLength) bytes")
         }
         guard headerLength <= bytes.count - headerStart else {
             throw origin.error(
@@ -137,6 +151,7 @@ public enum NPYReader {
             }
         }
         let shape = "(" + dims.map(String.init).joined(separator: ", ") + ")"
+        try origin.checkSampleDimensions(dims, at: shapeAt, shape: shape)
         try origin.checkDataLength(
             declared: declared, dataOffset: dataOffset, fileSize: bytes.count,
             what: "shape \(shape) of '\(descr)' (shape at byte \(shapeAt))")
@@ -203,7 +218,13 @@ public enum NPYReader {
 
 /// A parser of the Python literal subset that `.npy` headers use: a dictionary of string keys
 /// whose values are strings, True/False, integers, tuples and lists.
+///
+/// Tuples and lists nest at most `maximumDepth` levels, so that a hostile header (`((((...`)
+/// cannot exhaust the stack.
 struct HeaderParser {
+    /// The deepest nesting of tuples and lists read; a shape is one level.
+    static let maximumDepth = 32
+
     indirect enum Value {
         case string(String, at: Int)
         case bool(Bool, at: Int)
@@ -243,12 +264,12 @@ struct HeaderParser {
                 position += 1
                 return result
             }
-            guard case .string(let key, _) = try parseValue() else {
+            guard case .string(let key, _) = try parseValue(depth: 0) else {
                 throw error(expected: "a string key")
             }
             skipSpace()
             try expect(UInt8(ascii: ":"))
-            result[key] = try parseValue()
+            result[key] = try parseValue(depth: 0)
             skipSpace()
             if peek == UInt8(ascii: ",") {
                 position += 1
@@ -258,7 +279,8 @@ struct HeaderParser {
         }
     }
 
-    mutating func parseValue() throws(DataError) -> Value {
+    /// The value at the current position, inside `depth` tuples or lists.
+    mutating func parseValue(depth: Int) throws(DataError) -> Value {
         skipSpace()
         let start = position
         guard let c = peek else { throw error(expected: "a value") }
@@ -274,6 +296,12 @@ struct HeaderParser {
             position += 1
             return .string(String(decoding: text, as: UTF8.self), at: start)
         case UInt8(ascii: "("), UInt8(ascii: "["):
+            guard depth < Self.maximumDepth else {
+                throw origin.error(
+                    .badHeader, at: start,
+                    expected: "tuples and lists nested at most \(Self.maximumDepth) levels deep",
+                    found: "deeper nesting")
+            }
             let close = c == UInt8(ascii: "(") ? UInt8(ascii: ")") : UInt8(ascii: "]")
             position += 1
             var items = [Value]()
@@ -283,7 +311,7 @@ struct HeaderParser {
                     position += 1
                     break
                 }
-                items.append(try parseValue())
+                items.append(try parseValue(depth: depth + 1))
                 skipSpace()
                 if peek == UInt8(ascii: ",") {
                     position += 1

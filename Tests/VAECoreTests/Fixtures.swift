@@ -19,11 +19,12 @@ enum Fixtures {
 
     static func ids(_ n: Int, offset: UInt32 = 100) -> [UInt32] { (0..<UInt32(n)).map { $0 + offset } }
 
-    /// The summed gradient and loss sums of `inputs` under `objective`.
+    /// The summed gradient and loss sums of `inputs` under `objective`, and the engine's count
+    /// of encoder passes by first-layer path.
     static func gradient(
         layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
         ids: [UInt32], seed: UInt64 = 5, step: Int = 3, capacity: Int = 64, sparseInputFraction: Double = 0.2
-    ) -> (gradient: [Float], sums: LossSums) {
+    ) -> (gradient: [Float], sums: LossSums, firstLayer: VAEEngine.FirstLayerPasses) {
         let engine = VAEEngine(layout: layout, objective: objective, capacity: capacity)
         engine.sparseInputFraction = sparseInputFraction
         var g = [Float](repeating: 0, count: layout.count)
@@ -36,7 +37,7 @@ enum Fixtures {
                 }
             }
         }
-        return (g, sums)
+        return (g, sums, engine.firstLayerPasses)
     }
 
     static func objectiveValue(

@@ -1,5 +1,5 @@
 import Testing
-import VAEData
+@testable import VAEData
 
 @Suite struct CSVReaderTests {
     func read(_ text: String, _ options: CSVOptions = CSVOptions()) throws -> Dataset {
@@ -125,5 +125,21 @@ import VAEData
 
     @Test func headerWithoutDataIsAnError() {
         #expect(readError("a,b\n")?.code == .empty)
+    }
+
+    /// The limit is `Dataset.maximumCount` rows (2^31 - 1, at least 4 GiB of text); here it is
+    /// lowered to 2 so that the test need not write that many.
+    @Test func moreRowsThanARunCanIndexAreAnError() throws {
+        let text = Array("x,y\n1,2\n3,4\n5,6\n".utf8)
+        let error = #expect(throws: DataError.self) {
+            try CSVReader.samples(from: text, name: "rows.csv", options: CSVOptions(), maximumCount: 2)
+        }
+        #expect(error?.code == .tooLarge)
+        #expect(error?.file == "rows.csv")
+        #expect(error?.position == .line(4, column: 1))
+        #expect(error?.description.contains("at most 2 rows of samples") == true)
+        let two = try CSVReader.samples(
+            from: Array(text.prefix(12)), name: "rows.csv", options: CSVOptions(), maximumCount: 2)
+        #expect(two.count == 2)
     }
 }

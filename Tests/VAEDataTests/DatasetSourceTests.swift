@@ -137,6 +137,18 @@ import VAEData
         #expect(again.test == testSet)
     }
 
+    /// The 12-byte IDX file of 4294967295 samples of zero width: a split would index every
+    /// one of them (about 34 GB) had the reader accepted it.
+    @Test func zeroWidthSamplesAreRefusedBeforeATestFractionSplitsThem() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("zero-idx", idxBytes(dims: [UInt32.max, 0], data: []))
+        let error = #expect(throws: DataError.self) {
+            try DatasetSource.load(train: path, testFraction: 0.1)
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.file == path)
+    }
+
     @Test(arguments: [(1000, 0.1, UInt64(0)), (1000, 0.5, 7), (7, 0.01, 3), (2, 0.9, 1)])
     func splitIsADeterministicPartition(count: Int, fraction: Double, seed: UInt64) throws {
         let (train, test) = try DatasetSource.splitIndices(

@@ -140,6 +140,42 @@ import VAEData
         #expect(error?.code == .truncated)
     }
 
+    /// Samples of zero width cost no bytes, so any count of them passes the length check: this
+    /// 12-byte file would stand for 4294967295 samples (and `--test-fraction` would index them).
+    @Test(arguments: [[UInt32.max, 0], [1000, 28, 0], [3, 0, 28]])
+    func samplesWithAZeroDimensionAreAnError(dims: [UInt32]) {
+        let error = #expect(throws: DataError.self) {
+            try IDXReader.samples(from: idxBytes(dims: dims, data: []), name: "zero")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.file == "zero")
+        #expect(error?.position == .byte(4))
+        #expect(error?.description.contains("samples of at least one value") == true)
+    }
+
+    @Test func moreSamplesThanARunCanIndexAreAnError() {
+        let count = UInt32(Dataset.maximumCount) + 1
+        let error = #expect(throws: DataError.self) {
+            try IDXReader.samples(from: idxBytes(dims: [count, 1], data: [7]), name: "many")
+        }
+        #expect(error?.code == .tooLarge)
+        #expect(error?.position == .byte(4))
+        #expect(error?.description.contains("at most 2147483647 samples") == true)
+        #expect(error?.description.contains("found 2147483648 samples") == true)
+    }
+
+    @Test func readsGzipFilesOfSeveralMembers() throws {
+        // `cat a.gz b.gz` is a valid gzip file whose contents are those of a, then b.
+        let directory = try TemporaryDirectory()
+        let first = try directory.writeGzip("a.gz", Array(images.prefix(10)))
+        let second = try directory.writeGzip("b.gz", Array(images.dropFirst(10)))
+        let joined = try Data(contentsOf: URL(fileURLWithPath: first))
+            + Data(contentsOf: URL(fileURLWithPath: second))
+        let path = try directory.write("images.gz", Array(joined))
+        let dataset = try IDXReader.load(images: path)
+        #expect(dataset == (try IDXReader.samples(from: images, name: path)))
+    }
+
     @Test func labelCountMustMatchSampleCount() throws {
         let directory = try TemporaryDirectory()
         let imagesPath = try directory.write("images", images)

@@ -153,11 +153,92 @@ import VAEData
 
     @Test func shapeOverflowingIntIsAnError() {
         let bytes = npyBytes(
-            version: 1, header: npyHeader(descr: "<f8", shape: [1 << 40, 1 << 40]), data: [1, 2])
+            version: 1, header: npyHeader(descr: "<f8", shape: [2, 1 << 40, 1 << 40]), data: [1, 2])
         let error = #expect(throws: DataError.self) {
             try NPYReader.samples(from: bytes, name: "huge.npy")
         }
         #expect(error?.code == .truncated)
+    }
+
+    /// Samples of zero width cost no bytes, so any count of them passes the length check; a
+    /// 128-byte file would then stand for 2^31 - 1 samples (and `--test-fraction` would index
+    /// them all).
+    @Test(arguments: [[Int(Int32.max), 0], [5, 3, 0], [1 << 40, 0, 7]])
+    func samplesWithAZeroDimensionAreAnError(shape: [Int]) {
+        let bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: shape), data: [])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "zero.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.file == "zero.npy")
+        // The shape tuple starts at byte 10 + 50.
+        #expect(error?.position == .byte(60))
+        #expect(error?.description.contains("samples of at least one value") == true)
+    }
+
+    @Test func moreSamplesThanARunCanIndexAreAnError() {
+        let count = Dataset.maximumCount + 1
+        let bytes = npyBytes(version: 1, header: npyHeader(descr: "|u1", shape: [count, 1]), data: [1])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "many.npy")
+        }
+        #expect(error?.code == .tooLarge)
+        #expect(error?.file == "many.npy")
+        #expect(error?.description.contains("at most 2147483647 samples") == true)
+        #expect(error?.description.contains("found 2147483648 samples") == true)
+    }
+
+    @Test(arguments: [UInt8(2), 3])
+    func headerLongerThan64KiBIsAnError(version: UInt8) {
+        // A valid dictionary padded past the limit: the limit is on the length, not the content.
+        let padded = npyHeader(descr: "<f4", shape: [1, 1]) + String(repeating: " ", count: 70_000)
+        let bytes = npyBytes(version: version, header: padded, data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "long.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.position == .byte(8))
+        #expect(error?.description.contains("a header of at most 65536 bytes") == true)
+    }
+
+    @Test func headerLengthOfFourGiBInATinyFileIsAnError() {
+        var bytes = npyBytes(version: 2, header: npyHeader(descr: "<f4", shape: [1]), data: [0, 0, 0, 0])
+        bytes.replaceSubrange(8..<12, with: [0xFF, 0xFF, 0xFF, 0xFF])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "long.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.description.contains("found a header length of 4294967295 bytes") == true)
+    }
+
+    /// Without a depth limit the parser would recurse once per bracket and exhaust the stack.
+    @Test(arguments: ["(", "[", "(["])
+    func deeplyNestedHeaderIsAnError(opening: String) {
+        let nesting = String(repeating: opening, count: 60_000 / opening.count)
+        let bytes = npyBytes(
+            version: 2, header: "{'descr': '<f4', 'fortran_order': False, 'shape': \(nesting)",
+            data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "deep.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.file == "deep.npy")
+        // The 33rd bracket: the first is at byte 12 + 50.
+        #expect(error?.position == .byte(12 + 50 + 32))
+        #expect(error?.description.contains("nested at most 32 levels deep") == true)
+    }
+
+    @Test func shapeNestedWithinTheLimitIsReadAsFarAsTheShapeCheck() {
+        // 32 levels is allowed; the nested tuple is then not a shape of integers.
+        let nesting = String(repeating: "(", count: 31) + "1," + String(repeating: ")", count: 31)
+        let bytes = npyBytes(
+            version: 1, header: "{'descr': '<f4', 'fortran_order': False, 'shape': (\(nesting),), }",
+            data: [0, 0, 0, 0])
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(from: bytes, name: "nested.npy")
+        }
+        #expect(error?.code == .badHeader)
+        #expect(error?.description.contains("a shape of integers") == true)
     }
 
     @Test func malformedHeaderIsAnErrorAtItsPosition() {

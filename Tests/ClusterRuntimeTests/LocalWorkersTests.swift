@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+@testable import ClusterRuntime
+
+/// `LocalWorkers.wait` with shell processes standing in for workers.
+@Suite struct LocalWorkersTests {
+    static func spawn(_ script: String) throws -> SpawnedProcess {
+        try SpawnedProcess(executable: "/bin/sh", arguments: ["-c", script], environment: [:])
+    }
+
+    @Test func waitReportsOnlyTheWorkersThatFailed() throws {
+        let workers = LocalWorkers(processes: [try Self.spawn("exit 0"), try Self.spawn("exit 3")])
+        let failures = workers.wait(timeout: .seconds(600))
+        #expect(failures.count == 1)
+        let failure = try #require(failures.first)
+        #expect(failure.hasPrefix("local-1 (pid "))
+        #expect(failure.hasSuffix("ended with status 3"))
+    }
+
+    @Test func workerStillRunningAtTheTimeoutIsTerminatedAndReported() throws {
+        let done = try Self.spawn("exit 0")
+        done.wait()
+        let running = try Self.spawn("exec sleep 1000")
+        let workers = LocalWorkers(processes: [done, running])
+        // The grace is long: SIGTERM ends `sleep` at once, and `wait` returns when it has.
+        let failures = workers.wait(timeout: .milliseconds(100), grace: .seconds(600))
+        #expect(failures == ["local-1 (pid \(running.pid)) did not exit within 0.1 seconds; SIGTERM ended it (status 143)"])
+        #expect(!running.isRunning)
+    }
+
+    @Test func workerThatOutlastsSIGTERMIsKilled() throws {
+        // A stopped process leaves SIGTERM pending; only SIGKILL ends it.
+        let stopped = try Self.spawn("exec sleep 1000")
+        stopped.send(SIGSTOP)
+        var raw: Int32 = 0
+        #expect(waitpid(stopped.pid, &raw, WUNTRACED) == stopped.pid)
+        #expect(raw & 0xFF == 0x7F, "the process has stopped")
+        let workers = LocalWorkers(processes: [stopped])
+        let failures = workers.wait(timeout: .milliseconds(100), grace: .milliseconds(100))
+        #expect(failures == ["local-0 (pid \(stopped.pid)) did not exit within 0.1 seconds, nor within 0.1 seconds of SIGTERM; killed with SIGKILL"])
+        #expect(!stopped.isRunning)
+        #expect(stopped.wait() == 128 + SIGKILL)
+    }
+}
