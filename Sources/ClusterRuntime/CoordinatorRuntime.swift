@@ -496,7 +496,7 @@ public final class CoordinatorRuntime {
                                            "verifier": verifier.map(name) ?? "coordinator"])
             case .computeLocally(let part):
                 try computeLocally(part)
-            case .ban(let peer, let peerName, let key, let reason):
+            case .ban(let peer, let peerName, let key, let reason, let cut):
                 metrics.bannedPeers.increment()
                 let shown = peerName ?? name(peer)
                 logger.warning("refused a peer for good", metadata: ["name": "\(shown)", "reason": "\(reason)"])
@@ -507,7 +507,7 @@ public final class CoordinatorRuntime {
                 }
                 event("peer_banned", fields)
                 _ = try? socket.send(Message.reject(.notAccepting, "this worker was refused for good: \(reason)"), to: peer.bytes)
-                disconnect(peer)
+                if cut { disconnect(peer) }
             case .diverged(let step, let reason):
                 event("diverged", ["reason": reason])
                 throw TrainingError.divergedGradient(step: step, reason: reason)

@@ -85,9 +85,10 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// No other worker can check a suspect gradient: compute this part here and report the
     /// result with `onLocalGradient`.
     case computeLocally(StepPart)
-    /// Refuse this peer for good: close its connection, refuse its name and its key when it comes
-    /// back. `name` and `key` are those it joined with, if it joined.
-    case ban(PeerID, name: String?, key: String?, reason: String)
+    /// Refuse this peer for good: tell it why, refuse its name and its key when it comes back, and
+    /// with `disconnect` close the connection its last message came on (for a flood; the refusal
+    /// is then likely lost). `name` and `key` are those it joined with, if it joined.
+    case ban(PeerID, name: String?, key: String?, reason: String, disconnect: Bool)
     /// Two computations of the same part agree that its gradient is not finite or too large: the
     /// model diverged. Keep the last good checkpoint and end the run with this error.
     case diverged(step: Int, reason: String)
@@ -255,7 +256,7 @@ public struct CoordinatorStateMachine: Sendable {
         invalidMessages.remove(peer)
         let member = members.first { $0.peer == peer }
         return ban(peer, name: member?.name, key: member?.key,
-                   reason: "\(policy.maxInvalidMessages) invalid messages, the last: \(reason)", now: now)
+                   reason: "\(policy.maxInvalidMessages) invalid messages, the last: \(reason)", disconnect: true, now: now)
     }
 
     /// A GRAD arrived from `peer` for part `part` of `step`; `problem` says why the runtime's
@@ -414,11 +415,13 @@ public struct CoordinatorStateMachine: Sendable {
     }
 
     /// Refuses `peer` for good (and the name and key it joined with); its work goes to others.
-    private mutating func ban(_ peer: PeerID, name: String?, key: String?, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    private mutating func ban(_ peer: PeerID, name: String?, key: String?, reason: String, disconnect: Bool = false,
+                              now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard banned.insert(peer) else { return [] }
         if let name { bannedNames.insert(name) }
         if let key { bannedKeys.insert(key) }
-        return [.ban(peer, name: name, key: key, reason: reason)] + remove(peer, reason: "refused for good: \(reason)", now: now)
+        return [.ban(peer, name: name, key: key, reason: reason, disconnect: disconnect)]
+            + remove(peer, reason: "refused for good: \(reason)", now: now)
     }
 
     /// Removes a worker; its unfinished parts go to the others (or wait for a newcomer).
