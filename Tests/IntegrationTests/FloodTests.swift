@@ -1,0 +1,188 @@
+import ClusterRuntime
+import Foundation
+import Synchronization
+import Testing
+import TestSupport
+import WireProtocol
+import ZeroMQ
+
+/// Four clients flood the coordinator for 60 seconds while two real workers train: garbage from
+/// ever new connections, oversized messages, well-formed messages sent the wrong way, and endless
+/// multipart messages. The coordinator's peak memory stays within 64 MB of a calm run's, and the
+/// run ends at the calm run's parameters.
+@Suite(.serialized) struct FloodTests {
+    /// How long the clients flood (the issue's 60 s; `VAE_FLOOD_SECONDS` shortens it for a quick local look).
+    static let floodSeconds = Double(ProcessInfo.processInfo.environment["VAE_FLOOD_SECONDS"] ?? "") ?? 60
+
+    /// The peak resident memory (VmHWM, in KiB) of `process`, read until it exits.
+    final class PeakMemory: @unchecked Sendable {
+        private let peak = Atomic<Int>(0)
+        let done = DispatchSemaphore(value: 0)
+        var kib: Int { peak.load(ordering: .relaxed) }
+
+        init(_ process: SpawnedProcess) {
+            let path = "/proc/\(process.pid)/status"
+            Thread { [self] in
+                defer { done.signal() }
+                while let status = try? String(contentsOfFile: path, encoding: .utf8), !status.contains("State:\tZ") {
+                    if let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+                       let value = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
+                        peak.store(value, ordering: .relaxed)
+                    }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }.start()
+        }
+    }
+
+    struct Run {
+        var parameters: [Float]
+        var peakKiB: Int
+        var seconds: Double
+        var out: URL
+    }
+
+    static func run(_ arguments: [String], name: String, in dir: URL, flood: Bool) throws -> Run {
+        let out = dir.appendingPathComponent(name)
+        let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + ["--out", out.path], workers: 2, in: dir, name: name)
+        let memory = PeakMemory(coordinator.process)
+        let started = ContinuousClock.now
+        let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
+        var flooders: [Flooder] = []
+        if flood {
+            #expect(HardeningTests.waitUntil { !HardeningTests.events(out, named: "worker_joined").isEmpty })
+            flooders = Flooder.Kind.allCases.map { Flooder($0, endpoint: endpoint, seconds: floodSeconds) }
+        }
+        let status = coordinator.wait(timeout: .seconds(1200))
+        let elapsed = (ContinuousClock.now - started).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+        flooders.forEach { $0.stop() }
+        #expect(status == 0, "\(name): \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+        memory.done.wait()
+        if flood {
+            for f in flooders { #expect(f.messages > 0, "the \(f.kind) flooder sent nothing") }
+        }
+        return Run(parameters: try DistributedTrainingTests.parameters(out.appendingPathComponent("checkpoint.safetensors")),
+                   peakKiB: memory.kib, seconds: seconds, out: out)
+    }
+
+    @Test func fourFloodingClientsNeitherGrowTheCoordinatorNorChangeTheRun() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let model = DistributedTrainingTests.modelArguments(train: train, test: test)
+            + ["--lr", "0.01", "--epochs", "100000", "--max-workers", "2", "--heartbeat-timeout", "60", "--step-deadline", "600"]
+        // A short run sizes the others: the flooded run must train for the whole flood.
+        let probe = try Self.run(model + ["--max-steps", "300"], name: "probe", in: dir, flood: false)
+        let steps = min(max(Int(300 / probe.seconds * (Self.floodSeconds + 10)), 1000), 2_000_000)
+        let calm = try Self.run(model + ["--max-steps", "\(steps)"], name: "calm", in: dir, flood: false)
+        let flooded = try Self.run(model + ["--max-steps", "\(steps)"], name: "flooded", in: dir, flood: true)
+
+        #expect(flooded.peakKiB <= calm.peakKiB + 64 * 1024,
+                "peak memory \(flooded.peakKiB) KiB flooded, \(calm.peakKiB) KiB calm")
+        let scale = calm.parameters.map(abs).max()!
+        let worst = zip(flooded.parameters, calm.parameters).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "the flood changed the parameters by up to \(worst)")
+        // Every kind of flood was seen and dealt with.
+        let events = HardeningTests.events(flooded.out)
+        let named = { (name: String) in events.filter { $0["event"] as? String == name } }
+        #expect(!named("connection_cut").isEmpty, "no endless message was cut")
+        #expect(named("peer_banned").count >= 3)
+        #expect(named("worker_lost").isEmpty, "a worker was lost: \(named("worker_lost"))")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: flooded.out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect((summary["rejected_messages"] as? Int ?? 0) > 100)
+    }
+}
+
+/// One flooding client, on a thread of its own, for `seconds` or until stopped.
+final class Flooder: @unchecked Sendable {
+    enum Kind: String, CaseIterable {
+        /// Random frames from ever new connections, some after a HELLO with a random name.
+        case garbage
+        /// Messages over the coordinator's size limits: too many frames, or too many bytes.
+        case oversized
+        /// Well-formed messages only a coordinator sends.
+        case wrongWay
+        /// One multipart message that never ends, 128 MB per connection.
+        case endless
+    }
+
+    let kind: Kind
+    private let stopping = Atomic<Bool>(false)
+    private let sent = Atomic<Int>(0)
+    private let done = DispatchSemaphore(value: 0)
+    var messages: Int { sent.load(ordering: .relaxed) }
+
+    init(_ kind: Kind, endpoint: String, seconds: Double) {
+        self.kind = kind
+        Thread { [self] in
+            defer { done.signal() }
+            let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+            var random = SystemRandomNumberGenerator()
+            guard let context = try? ZMQContext() else { return }
+            while !stopping.load(ordering: .relaxed) && ContinuousClock.now < deadline {
+                guard let socket = try? ZMQSocket(context, type: .dealer, linger: 0) else { return }
+                try? socket.setOption(.sendHighWaterMark, 8)
+                guard (try? socket.connect(endpoint)) != nil else { return }
+                flood(socket, random: &random, until: deadline)
+                socket.close()
+            }
+        }.start()
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        done.wait()
+    }
+
+    private func bytes(_ frames: [OutgoingFrame]) -> [[UInt8]] {
+        frames.map { if case .bytes(let b) = $0 { b } else { [] } }
+    }
+
+    /// One connection's worth of flooding.
+    private func flood(_ socket: ZMQSocket, random: inout SystemRandomNumberGenerator, until deadline: ContinuousClock.Instant) {
+        func send(_ frames: [[UInt8]]) {
+            if (try? socket.sendMultipart(frames, dontWait: true)) == true { sent.add(1, ordering: .relaxed) }
+        }
+        func pace() { usleep(500) }  // a load generator's pace, not a wait for anything
+        switch kind {
+        case .garbage:
+            if Bool.random(using: &random) {
+                send(bytes(Message.hello(Hello(name: "flood-\(random.next())", threads: 1))))
+            }
+            for _ in 0..<20 {
+                let frames = (0..<Int.random(in: 1...3, using: &random)).map { _ in
+                    (0..<Int.random(in: 1...2000, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                }
+                send(frames)
+                pace()
+            }
+            usleep(20_000)  // let them leave before the connection closes
+        case .oversized:
+            let big = [UInt8](repeating: 7, count: 1 << 20)
+            for i in 0..<30 where ContinuousClock.now < deadline && !stopping.load(ordering: .relaxed) {
+                send(i % 2 == 0 ? [big, big, big] : [[UInt8]](repeating: [1, 2, 3], count: 12))
+                pace()
+            }
+        case .wrongWay:
+            let messages = [
+                bytes(Message.params(step: 1, SharedFloats([Float](repeating: 1, count: 1000)))),
+                bytes(Message.work(Work(step: 1, part: 0, seed: 1, sampleIDs: [1, 2], dimension: 16, sampleType: .uint8,
+                                        samples: [UInt8](repeating: 9, count: 32)))),
+                bytes(Message.stop(.finished, "x")),
+                bytes(Message.reject(.rejoin, "y")),
+            ]
+            for i in 0..<40 where ContinuousClock.now < deadline && !stopping.load(ordering: .relaxed) {
+                send(messages[i % messages.count])
+                pace()
+            }
+        case .endless:
+            let chunk = [UInt8](repeating: 0x5A, count: 64 << 10)
+            for _ in 0..<2048 where ContinuousClock.now < deadline && !stopping.load(ordering: .relaxed) {
+                guard (try? socket.send(chunk, flags: [.more, .dontWait])) != nil else { break }
+                sent.add(1, ordering: .relaxed)
+                usleep(100)
+            }
+        }
+    }
+}
