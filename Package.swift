@@ -115,7 +115,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["VAECore", "ClusterRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what building vae-cluster needs, if any of it is missing: the Debian packages of the
-# C libraries. With --test, also the Python Prometheus parser the metrics tests scrape with.
+# C libraries. With --test, also the Python packages the tests run: the Prometheus parser (metrics
+# tests), numpy and safetensors (safetensors interop) and torch's CPU build (docs/CHECKPOINT.md's
+# PyTorch snippet).
 # Usage: scripts/install-deps.sh [--test] [--force]
-#   --test   also make `python3 -c "import prometheus_client"` work (pip where python3 allows it,
-#            as in a virtualenv or pyenv; Debian's python3-prometheus-client where it does not)
+#   --test   also install those Python packages: with pip into python3's environment where python3
+#            allows it (pyenv, a virtualenv); where it does not (Debian's own python3 refuses pip
+#            installs, PEP 668), into a virtual environment at .build/test-python, which the tests
+#            then run (Tests/TestSupport/TestPython.swift)
 #   --force  apt-get update and install the library packages even if present
 set -euo pipefail
 packages=(libopenblas-dev zlib1g-dev libzmq3-dev libpng-dev pkg-config)
-prometheus_client="prometheus-client==0.26.0"
+# torch's CPU build only: a plain `pip install torch` brings gigabytes of CUDA libraries.
+python_packages=("prometheus-client==0.26.0" "numpy" "safetensors==0.8.0" "torch==2.13.0+cpu")
+python_imports="import prometheus_client, numpy, safetensors.numpy, safetensors.torch, torch"
 test=0
 force=0
 for argument in "$@"; do
@@ -35,15 +41,24 @@ if [ $force -eq 1 ]; then missing=("${packages[@]}"); fi
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 if [ $test -eq 1 ]; then
-  if ! command -v python3 >/dev/null; then apt_install python3 python3-prometheus-client; fi
-  if ! python3 -c "import prometheus_client" 2>/dev/null; then
-    # Debian's own python3 refuses pip installs (PEP 668): take its package instead.
-    echo "installing: $prometheus_client (pip)" >&2
-    python3 -m pip install --quiet --disable-pip-version-check "$prometheus_client" 2>/dev/null \
-      || apt_install python3-prometheus-client
+  venv="$(cd "$(dirname "$0")/.." && pwd)/.build/test-python"
+  if ! command -v python3 >/dev/null; then apt_install python3; fi
+  python=python3
+  if [ -x "$venv/bin/python3" ]; then python="$venv/bin/python3"; fi  # made by an earlier run
+  if ! "$python" -c "$python_imports" 2>/dev/null; then
+    # pip refuses a python3 marked EXTERNALLY-MANAGED (PEP 668), as Debian's own is.
+    managed=$(python3 -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))')
+    if [ "$python" = python3 ] && { [ "$managed" = 1 ] || ! python3 -m pip --version >/dev/null 2>&1; }; then
+      echo "$(command -v python3) does not take pip installs: making the virtual environment $venv" >&2
+      python3 -c "import ensurepip" 2>/dev/null || apt_install python3-venv
+      python3 -m venv "$venv"
+      python="$venv/bin/python3"
+    fi
+    echo "installing: ${python_packages[*]} (pip, for $python)" >&2
+    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${python_packages[@]}" || true  # checked below
   fi
-  if ! python3 -c "import prometheus_client" 2>/dev/null; then
-    echo "$(command -v python3) cannot import prometheus_client; install it for that python3 (pip install $prometheus_client)" >&2
+  if ! "$python" -c "$python_imports"; then
+    echo "$python cannot import what the tests need; install it with: $python -m pip install ${python_packages[*]}" >&2
     exit 1
   fi
 fi

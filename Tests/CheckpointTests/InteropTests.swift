@@ -1,30 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Checkpoint
 
-/// Runs `python3` with `arguments`; returns its exit status and combined output, or nil if it
-/// cannot be started.
-private func runPython(_ arguments: [String]) -> (status: Int32, output: String)? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3"] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    do { try process.run() } catch { return nil }
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-}
-
-/// Whether Python's `safetensors` package (with NumPy) is installed; the interop test runs only then.
-private let pythonHasSafetensors: Bool =
-    runPython(["-c", "import safetensors.numpy, numpy"])?.status == 0
-
 /// Checks that Python's reference implementation reads our files and we read its files.
-@Suite(.enabled(if: pythonHasSafetensors, "needs python3 with the safetensors and numpy packages"))
-struct InteropTests {
+/// Python's safetensors and NumPy are test dependencies (`scripts/install-deps.sh --test`): without
+/// them this fails, saying how to install them, rather than skipping.
+@Suite struct InteropTests {
     private static let script = #"""
         import sys
         import numpy as np
@@ -61,8 +44,9 @@ struct InteropTests {
             try writer.add(name: "scalar", shape: [], floats: [2.5])
             try writer.write(to: ours)
 
-            let result = try #require(runPython(["-c", Self.script, ours.path, theirs.path]))
-            #expect(result.status == 0, "\(result.output)")
+            try TestPython.require(["numpy", "safetensors.numpy"], directory: directory)
+            let output = try TestPython.run(["-c", Self.script, ours.path, theirs.path], directory: directory)
+            #expect(output == "ok\n")
 
             let file = try SafeTensorsFile.read(contentsOf: theirs)
             #expect(file.metadata == ["k": "v"])

@@ -89,10 +89,14 @@ import Testing
     }
 
     @Test func checksumGivenAsMetadataIsReplacedByTheRealOne() throws {
-        var writer = SafeTensorsWriter(metadata: [SafeTensors.checksumKey: "00000000"])
+        var writer = SafeTensorsWriter(metadata: [SafeTensors.checksumKey: "00000000", "k": "v"])
         try writer.add(name: "t", shape: [1], floats: [1])
-        let file = try SafeTensorsFile(bytes: try writer.serialized(), source: "memory")
-        #expect(file.metadata[SafeTensors.checksumKey] != "00000000")
+        let bytes = try writer.serialized()
+        let file = try SafeTensorsFile(bytes: bytes, source: "memory")
+        // The data buffer is the float 1.0, 00 00 80 3f, whose CRC-32 is Python's
+        // format(zlib.crc32(b"\x00\x00\x80\x3f"), "08x"); the other metadata stays.
+        #expect(Array(bytes.suffix(4)) == [0x00, 0x00, 0x80, 0x3F])
+        #expect(file.metadata == [SafeTensors.checksumKey: "aca16a6a", "k": "v"])
     }
 
     @Test func serializationIsDeterministic() throws {

@@ -3,6 +3,8 @@ import Testing
 import TestSupport
 import VAECore
 import VAEData
+import WireProtocol
+import ZeroMQ
 @testable import VAETraining
 
 /// Real coordinator and worker processes on loopback with ephemeral ports.
@@ -186,24 +188,31 @@ import VAEData
         #expect(c1.wait(timeout: .seconds(300)) == 0, "\(c1.stderr)")
         for w in w1 { _ = w.wait(timeout: .seconds(30)) }
 
-        // Interrupted: kill the coordinator once a checkpoint at step >= 40 exists.
+        // Interrupted: the workers reach the coordinator through gates that hold back the work of
+        // the 41st step, so the coordinator stops after its step-40 checkpoint (mid-epoch 2)
+        // whatever the machine's load; it is killed there.
         let broken = dir.appendingPathComponent("broken")
         let ipc = "ipc://\(dir.path)/resume.sock"
         let c2 = try ChildProcess("vae-coordinator", ["start", "--bind", ipc, "--workers", "2", "--out", broken.path] + arguments,
                                   directory: dir, name: "c2")
+        let gates = try (0..<2).map { try StepGate(coordinator: ipc, endpoint: "ipc://\(dir.path)/gate-\($0).sock", holdingFromStep: 40) }
+        defer { for gate in gates { gate.stop() } }
         let workers = try (0..<2).map {
-            try ChildProcess("vae-worker", ["join", "--coordinator", ipc, "--name", "r\($0)", "--rejoin-after", "1"],
+            try ChildProcess("vae-worker", ["join", "--coordinator", gates[$0].endpoint, "--name", "r\($0)", "--rejoin-after", "1"],
                              directory: dir, name: "resume-worker-\($0)")
         }
+        // Wait until step 40 is checkpointed and step 41's work has been sent (and held back).
         let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline {
-            if let c = try? ModelCheckpoint.read(from: broken.appendingPathComponent("checkpoint.safetensors")), c.step >= 40 { break }
+        while FaultToleranceTests.checkpointStep(broken) < 40 || !gates.allSatisfy({ $0.heldMessages > 0 }),
+              c2.isRunning && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.01)
         }
+        #expect(gates.allSatisfy { $0.heldMessages > 0 }, "the coordinator did not send step 41's work: \(c2.stderr)")
         c2.process.send(SIGKILL)
         c2.process.wait()
         let killedAt = try ModelCheckpoint.read(from: broken.appendingPathComponent("checkpoint.safetensors")).step
-        #expect(killedAt >= 40 && killedAt < 64)
+        #expect(killedAt == 40)
+        for gate in gates { try gate.open() }
         // Restart on the same endpoint; the workers say HELLO again.
         let c3 = try ChildProcess("vae-coordinator", ["start", "--bind", ipc, "--workers", "2", "--resume", broken.path] + arguments,
                                   directory: dir, name: "c3")
@@ -218,5 +227,94 @@ import VAEData
         #expect(a.optimizer == b.optimizer)
         let lines = try String(contentsOf: broken.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count >= 4)
+    }
+}
+
+/// A relay between one worker and the coordinator that drops the coordinator's PARAMS and WORK
+/// for steps from `holdingFromStep` on (a message's step is the number of steps completed before
+/// it) until ``open()``. Behind gates, a coordinator cannot complete step `holdingFromStep` + 1.
+final class StepGate: @unchecked Sendable {
+    // @unchecked: the sockets live on the relay's thread; the rest is under the lock.
+    let endpoint: String
+    private let lock = NSLock()
+    private var opening: DispatchSemaphore?
+    private var stopping = false
+    private var held = 0
+    private var failure: (any Error)?
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Binds `endpoint` for the worker and connects to `coordinator`.
+    init(coordinator: String, endpoint: String, holdingFromStep step: UInt64) throws {
+        self.endpoint = endpoint
+        let bound = DispatchSemaphore(value: 0)
+        Thread { [self] in
+            do {
+                try relay(coordinator: coordinator, holdingFrom: step) { bound.signal() }
+            } catch {
+                lock.withLock { failure = error }
+                bound.signal()
+            }
+            finished.signal()
+        }.start()
+        bound.wait()
+        if let error = lock.withLock({ failure }) { throw error }
+    }
+
+    /// PARAMS and WORK messages dropped so far.
+    var heldMessages: Int { lock.withLock { held } }
+
+    /// Lets everything through from now on, to a coordinator started after this: the connection
+    /// to the previous one is closed with anything it still had queued.
+    func open() throws {
+        let opened = DispatchSemaphore(value: 0)
+        lock.withLock { opening = opened }
+        guard opened.wait(timeout: .now() + .seconds(60)) == .success else { throw ChildProcessError("the gate did not open") }
+    }
+
+    /// Stops the relay; records an issue if it had failed.
+    func stop() {
+        lock.withLock { stopping = true }
+        finished.wait()
+        if let error = lock.withLock({ failure }) { Issue.record("the gate at \(endpoint) failed: \(error)") }
+    }
+
+    private func relay(coordinator: String, holdingFrom step: UInt64, ready: () -> Void) throws {
+        let context = try ZMQContext()
+        let front = try ZMQSocket(context, type: .router, linger: 0)
+        _ = try front.bind(endpoint)
+        var back = try ZMQSocket(context, type: .dealer, linger: 0)
+        try back.connect(coordinator)
+        ready()
+        var worker: [UInt8]?
+        var gated = true
+        while !lock.withLock({ stopping }) {
+            if let opened = lock.withLock({ () -> DispatchSemaphore? in defer { opening = nil }; return opening }) {
+                back.close()
+                back = try ZMQSocket(context, type: .dealer, linger: 0)
+                try back.connect(coordinator)
+                gated = false
+                opened.signal()
+            }
+            let ready = try ZMQPoller.poll([ZMQPollItem(front), ZMQPollItem(back)], timeout: .milliseconds(20))
+            if ready[0].contains(.pollIn), let frames = try front.receiveMultipart(timeout: .zero), frames.count > 1 {
+                worker = frames[0].bytes
+                _ = try back.sendMultipart(frames.dropFirst().map(\.bytes))
+            }
+            if ready[1].contains(.pollIn), let frames = try back.receiveMultipart(timeout: .zero), let worker {
+                if gated, Self.isWork(frames[0].bytes, fromStep: step) {
+                    lock.withLock { held += 1 }
+                    continue
+                }
+                _ = try front.sendMultipart([worker] + frames.map(\.bytes))
+            }
+        }
+    }
+
+    /// Whether `header` is that of a PARAMS or WORK message for step `step` or later.
+    static func isWork(_ header: [UInt8], fromStep step: UInt64) -> Bool {
+        guard header.count >= 16, let type = MessageType(rawValue: UInt16(header[6]) | UInt16(header[7]) << 8),
+              type == .params || type == .work else { return false }
+        let messageStep = header[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return messageStep >= step
     }
 }

@@ -57,8 +57,11 @@ import ZeroMQ
 }
 
 @Suite(.serialized) struct CurveTests {
-    /// A CURVE server and a client with `clientKeys`; whether one message gets through in 1 s.
-    func messageGetsThrough(zapAllows allowed: Set<CurveKey>?, clientKeys: CurveKeyPair, server: CurveKeyPair) throws -> Bool {
+    enum Admission: Equatable { case delivered, refused }
+
+    /// A CURVE server and a client with `clientKeys` that sends one message: whether the message
+    /// arrives or the ZAP handler refuses the client's key, whichever happens first.
+    func admission(zapAllows allowed: Set<CurveKey>?, clientKeys: CurveKeyPair, server: CurveKeyPair) throws -> Admission {
         let context = try ZMQContext()
         var authenticator: ZAPAuthenticator?
         if let allowed { authenticator = try ZAPAuthenticator(context: context, allowed: allowed) }
@@ -74,12 +77,18 @@ import ZeroMQ
         try dealer.setOption(.curveSecretKey, clientKeys.secretKey)
         try dealer.connect(endpoint)
         try dealer.send(Array("hello".utf8))
-        let deadline = ContinuousClock.now + .seconds(1)
+        // Generous: either outcome ends the wait at once.
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            _ = try authenticator?.serve()
-            if try router.receiveMultipart(timeout: .milliseconds(20)) != nil { return true }
+            if let refused = try authenticator?.serve(), !refused.isEmpty {
+                #expect(refused.allSatisfy { $0 == clientKeys.publicKey.z85 }, "refused \(refused)")
+                // Refused during the handshake: nothing of the client's reached the server.
+                #expect(try router.receiveMultipart(timeout: .zero) == nil)
+                return .refused
+            }
+            if try router.receiveMultipart(timeout: .milliseconds(20)) != nil { return .delivered }
         }
-        return false
+        throw ChildProcessError("in 60 s the message neither arrived nor was its sender refused")
     }
 
     @Test func withoutAZAPHandlerAnyClientThatKnowsTheServerKeyGetsInAndOursClosesThatHole() throws {
@@ -87,10 +96,10 @@ import ZeroMQ
         let friend = try CurveKeyPair.generate()
         let stranger = try CurveKeyPair.generate()
         // libzmq's default: no ZAP handler, every CURVE client is admitted.
-        #expect(try messageGetsThrough(zapAllows: nil, clientKeys: stranger, server: server))
+        #expect(try admission(zapAllows: nil, clientKeys: stranger, server: server) == .delivered)
         // With the allowlist handler: the friend gets in, the stranger does not.
-        #expect(try messageGetsThrough(zapAllows: [friend.publicKey], clientKeys: friend, server: server))
-        #expect(!(try messageGetsThrough(zapAllows: [friend.publicKey], clientKeys: stranger, server: server)))
+        #expect(try admission(zapAllows: [friend.publicKey], clientKeys: friend, server: server) == .delivered)
+        #expect(try admission(zapAllows: [friend.publicKey], clientKeys: stranger, server: server) == .refused)
     }
 
     @Test func aCoordinatorWithCurveTrainsWithItsWorkerAndRefusesStrangersAndClientsWithoutKeys() throws {
@@ -206,11 +215,25 @@ import ZeroMQ
             + ["--lr", "0.01", "--epochs", "4", "--checkpoint-every", "5", "--max-workers", "2"]
         func run(_ name: String, fuzz: Bool) throws -> (parameters: [Float], rejected: Int) {
             let out = dir.appendingPathComponent(name)
-            let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + ["--out", out.path], workers: 2, in: dir, name: name)
+            // The fuzzed run serves its metrics: the test reads its count of refused messages live.
+            let metrics = fuzz ? ["--metrics-port", "0"] : []
+            let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + metrics + ["--out", out.path], workers: 2, in: dir, name: name)
             let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
             if fuzz {
                 #expect(FaultToleranceTests.waitForStep(5, in: out, timeout: .seconds(120)))
-                try Self.fuzz(endpoint: endpoint, frames: 10_000, connections: 50)
+                let url = try #require(MetricsEndpointTests.metricsURL(in: out, of: coordinator, timeout: .seconds(60)),
+                                       "no metrics_serving event: \(coordinator.stderr)")
+                try Self.fuzz(endpoint: endpoint, frames: 10_000, connections: 50) {
+                    // Frames still queued on a connection are lost when it closes (linger 0): keep
+                    // the connections until the coordinator has counted 5000 refused messages, or
+                    // has finished (then the count below falls short).
+                    let deadline = ContinuousClock.now + .seconds(120)
+                    while coordinator.isRunning && ContinuousClock.now < deadline {
+                        let scrape = try? MetricsScrape.get(url, directory: dir)
+                        if let refused = scrape?.value("vae_rejected_messages_total"), refused >= 5000 { return }
+                        Thread.sleep(forTimeInterval: 0.1)
+                    }
+                }
             }
             #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
             for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0) }
@@ -235,7 +258,8 @@ import ZeroMQ
     /// Sends `frames` messages spread over `connections` DEALER sockets: valid messages of every
     /// type (HELLO, GRAD of the right size with random values, PARAMS, WORK, STOP, LEAVE, ...)
     /// mutated by byte flips, truncation, extension and frame shuffles, and pure noise.
-    static func fuzz(endpoint: String, frames total: Int, connections: Int) throws {
+    /// Closes the connections once `keepOpenUntil` returns.
+    static func fuzz(endpoint: String, frames total: Int, connections: Int, keepOpenUntil: () throws -> Void) throws {
         var state: UInt64 = 0x1234_5678_9ABC_DEF1
         func next() -> UInt64 {
             state ^= state << 13
@@ -279,6 +303,6 @@ import ZeroMQ
             }
             _ = try sockets[i % connections].sendMultipart(frames, dontWait: true)
         }
-        Thread.sleep(forTimeInterval: 0.5)
+        try keepOpenUntil()
     }
 }

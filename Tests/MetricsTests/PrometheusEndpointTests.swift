@@ -6,6 +6,14 @@ import Prometheus
 import Testing
 import TestSupport
 
+/// A flag set from one thread and read from another.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
 @Suite struct PrometheusEndpointTests {
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
@@ -42,22 +50,42 @@ import TestSupport
         let dir = SyntheticData.temporaryDirectory()
         defer { SyntheticData.cleanup(dir) }
         let endpoint = try await PrometheusEndpoint.start(host: "127.0.0.1", port: 0, registry: PrometheusCollectorRegistry(), logger: logger)
-        // Block every thread of the shared executor for 5 s, as synchronous work (a blocking
-        // training loop, or other tests) would, and scrape meanwhile from a thread of our own.
-        let hogs = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in
-            Task.detached { () -> ContinuousClock.Instant in usleep(5_000_000); return .now }
+        // Block every thread of the shared executor, as synchronous work (a blocking training
+        // loop, or other tests) would, and scrape from a thread of our own once each hog says it
+        // holds its thread. The hogs let go only after the scrape: it was answered while they
+        // held every thread (or it failed, after the scraper's time-out).
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        let holding = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let hogs = (0..<threads).map { _ in Task.detached { Self.hold(signalling: holding, until: release) } }
+        let probeRan = LockedFlag()
+        let outcome: Result<MetricsScrape, any Error> = await withCheckedContinuation { continuation in
+            Thread {
+                var held = 0
+                while held < threads, holding.wait(timeout: .now() + .seconds(600)) == .success { held += 1 }
+                // A task queued now runs before the release only if the shared executor has a
+                // thread to spare, which would make this test prove nothing.
+                Task.detached { probeRan.set() }
+                var outcome: Result<MetricsScrape, any Error> = held < threads
+                    ? .failure(ChildProcessError("only \(held) of \(threads) hogs got a thread"))
+                    : Result { try MetricsScrape.get(endpoint.url, directory: dir) }
+                if probeRan.isSet {
+                    outcome = .failure(ChildProcessError("the shared executor had a thread to spare beside \(threads) hogs"))
+                }
+                for _ in 0..<threads { release.signal() }
+                continuation.resume(returning: outcome)
+            }.start()
         }
-        usleep(200_000)  // let the hogs take the threads
-        let scraped = ContinuousClock.now
-        // The answer must come while the hogs still hold the threads.
-        let result = await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: (Result { try MetricsScrape.get(endpoint.url, directory: dir) }, ContinuousClock.now)) }.start()
-        }
-        var hogsDone: [ContinuousClock.Instant] = []
-        for hog in hogs { hogsDone.append(await hog.value) }
+        for hog in hogs { await hog.value }
         await endpoint.stop()
-        _ = try result.0.get()
-        #expect(result.1 < hogsDone.min()!, "the GET waited for the shared executor: \(result.1 - scraped)")
+        let scrape = try outcome.get()
+        #expect(scrape.contentType == PrometheusEndpoint.contentType)
+    }
+
+    /// Signals `holding`, then blocks its thread until `release` is signalled.
+    static func hold(signalling holding: DispatchSemaphore, until release: DispatchSemaphore) {
+        holding.signal()
+        release.wait()
     }
 
     @Test func otherPathsAreNotFound() async throws {

@@ -32,10 +32,10 @@ public struct MetricsScrape: Sendable {
     /// GETs `url` and parses the answer; throws with the scraper's message if the GET fails, the
     /// status is not 200, or the text is not valid Prometheus text format.
     public static func get(_ url: String, directory: URL) throws -> MetricsScrape {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/scrape-metrics.py")
+        let script = TestPython.packageRoot.appendingPathComponent("scripts/scrape-metrics.py")
         let name = "scrape-\(UUID().uuidString.prefix(8))"
-        let scraper = try ChildProcess("/usr/bin/env", ["python3", script.path, url], directory: directory, name: name)
+        let python = TestPython.command
+        let scraper = try ChildProcess(python[0], Array(python.dropFirst()) + [script.path, url], directory: directory, name: name)
         guard let code = scraper.wait(timeout: .seconds(60)) else { throw ChildProcessError("the scraper hung") }
         guard code == 0 else { throw ScrapeError(exitCode: code, message: scraper.stderr) }
         guard let json = try JSONSerialization.jsonObject(with: Data(scraper.stdout.utf8)) as? [String: Any],
@@ -70,5 +70,7 @@ extension MetricsScrape {
 public struct ScrapeError: Error, CustomStringConvertible {
     public let exitCode: Int32
     public let message: String
-    public var description: String { "scrape-metrics.py exited with \(exitCode): \(message)" }
+    public var description: String {
+        "scrape-metrics.py exited with \(exitCode): \(message)" + (exitCode == 4 ? "; \(TestPython.installHint)" : "")
+    }
 }

@@ -41,7 +41,10 @@ import VAEData
     func binarisationThresholdsTheDocumentedUniforms(preprocessing: Preprocessing) throws {
         let filler = try BatchFiller(preprocessing: preprocessing, training: Self.bytes)
         let output = filled(filler, Self.bytes, indices: [6, 3], seed: 77, step: 5)
-        guard case .uint8(let pixels) = Self.bytes.storage else { return }
+        guard case .uint8(let pixels) = Self.bytes.storage else {
+            Issue.record("the fixture should hold bytes: \(Self.bytes.storage)")
+            return
+        }
         var expected = [Float]()
         for sample in [6, 3] {
             let key =

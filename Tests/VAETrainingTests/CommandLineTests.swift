@@ -35,27 +35,103 @@ import TestSupport
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
     }
 
+    /// The numbers that `pattern` captures in `line` (nil if it does not match the whole line).
+    static func numbers(_ line: Substring, _ pattern: String) throws -> [Double]? {
+        guard let match = try Regex(pattern).wholeMatch(in: line) else { return nil }
+        return match.output.dropFirst().compactMap { $0.substring.flatMap { Double($0) } }
+    }
+
+    /// The figures `vae train` prints after each epoch and at the end (README: "Output of that
+    /// command") are those of the run's metrics.jsonl and summary.json, to the printed digits;
+    /// `vae eval` prints the figures of `vae eval --json`.
     @Test func trainThenEvalPrintsTheDocumentedFigures() throws {
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
         let out = dir.appendingPathComponent("run").path
         let trained = try run(["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3",
-                               "--batch", "32", "--epochs", "2", "--lr", "0.01", "--out", out])
+                               "--batch", "32", "--epochs", "2", "--lr", "0.01", "--nll-k", "20", "--nll-limit", "50", "--out", out])
         #expect(trained.status == 0, "vae train failed: \(trained.stderr)")
-        #expect(trained.stdout.contains("epoch   1"))
-        #expect(trained.stdout.contains("samples/s"))
         for file in ["checkpoint.safetensors", "metrics.jsonl", "summary.json"] {
             #expect(FileManager.default.fileExists(atPath: "\(out)/\(file)"))
         }
-        let evaluated = try run(["eval", "\(out)/checkpoint.safetensors", "--data", test, "--split", "train",
-                                 "--k", "20", "--limit", "50", "--json"])
+        let epochs = try String(contentsOfFile: "\(out)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/summary.json"))) as? [String: Any])
+        func figure(_ object: [String: Any], _ key: String) throws -> Double {
+            try #require((object[key] as? NSNumber)?.doubleValue, "no \(key) in \(object)")
+        }
+        func expectPrinted(_ printed: Double, _ recorded: Double, digits: Int, _ what: String) {
+            #expect(abs(printed - recorded) <= 0.5 * pow(10, Double(-digits)) + 1e-9, "\(what): printed \(printed), recorded \(recorded)")
+        }
+
+        let lines = trained.stdout.split(separator: "\n")
+        let number = #"(-?[0-9]+(?:\.[0-9]+)?)"#
+        let epochPattern = #"epoch +\#(number)  step +\#(number)  -ELBO +\#(number) \(rate +\#(number), distortion +\#(number)\)"#
+            + #"  test -ELBO +\#(number) +\#(number) samples/s +\#(number) s"#
+        let epochLines = try lines.compactMap { try Self.numbers($0, epochPattern) }
+        #expect(epochLines.count == 2 && epochs.count == 2, "\(trained.stdout)")
+        for (printed, recorded) in zip(epochLines, epochs) {
+            #expect(try figure(recorded, "epoch") == printed[0])
+            #expect(try figure(recorded, "step") == printed[1])
+            for (i, key) in ["train_neg_elbo", "train_rate", "train_distortion", "test_neg_elbo"].enumerated() {
+                expectPrinted(printed[2 + i], try figure(recorded, key), digits: 3, key)
+            }
+            expectPrinted(printed[6], try figure(recorded, "samples_per_s"), digits: 0, "samples/s")
+            expectPrinted(printed[7], try figure(recorded, "epoch_seconds"), digits: 1, "epoch seconds")
+            // -ELBO = rate + distortion (beta 1).
+            #expect(abs(printed[2] - printed[3] - printed[4]) <= 0.002)
+        }
+        let donePattern = #"done: \#(number) steps in \#(number) s, \#(number) samples/s; test -ELBO \#(number) \(rate \#(number), distortion \#(number)\)"#
+            + #"; test NLL \#(number) \(IWAE k=\#(number), \#(number) samples\)"#
+        let done = try #require(try lines.compactMap { try Self.numbers($0, donePattern) }.first, "no final line: \(trained.stdout)")
+        #expect(done[0] == 32)
+        #expect(try figure(summary, "steps") == done[0])
+        expectPrinted(done[1], try figure(summary, "train_seconds"), digits: 1, "train_seconds")
+        expectPrinted(done[2], try figure(summary, "samples_per_s"), digits: 0, "samples_per_s")
+        for (i, key) in ["test_neg_elbo", "test_rate", "test_distortion", "nll"].enumerated() {
+            expectPrinted(done[3 + i], try figure(summary, key), digits: 3, key)
+        }
+        #expect(done[7] == 20 && done[8] == 50)
+        #expect(try figure(summary, "nll_k") == done[7])
+        #expect(try figure(summary, "nll_samples") == done[8])
+        expectPrinted(done[3], try figure(epochs[1], "test_neg_elbo"), digits: 3, "the last epoch's test -ELBO")
+
+        let evalArguments = ["eval", "\(out)/checkpoint.safetensors", "--data", test, "--split", "train", "--k", "20", "--limit", "50"]
+        let evaluated = try run(evalArguments + ["--json"])
         #expect(evaluated.status == 0, "vae eval failed: \(evaluated.stderr)")
-        let object = try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as! [String: Any]
-        for key in ["neg_elbo", "rate", "distortion", "nll", "active_units", "kl_per_dim", "mutual_information"] {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as? [String: Any])
+        for key in ["neg_elbo", "rate", "distortion", "nll", "active_units", "kl_per_dim", "mutual_information", "marginal_kl", "samples", "k"] {
             #expect(object[key] != nil, "eval --json lacks \(key)")
         }
-        #expect((object["kl_per_dim"] as? [Double])?.count == 3)
-        #expect((object["nll"] as! Double) <= (object["neg_elbo"] as! Double) + 1)
+        let klPerDimension = try #require(object["kl_per_dim"] as? [Double])
+        #expect(klPerDimension.count == 3)
+        let negELBO = try figure(object, "neg_elbo")
+        #expect(try figure(object, "nll") <= negELBO + 1)
+        #expect(try figure(object, "samples") == 50)
+        #expect(try figure(object, "k") == 20)
+
+        // The readable report shows the same figures.
+        let text = try run(evalArguments + ["--quiet"])
+        #expect(text.status == 0, "vae eval failed: \(text.stderr)")
+        let report = text.stdout.split(separator: "\n")
+        func reported(_ pattern: String) throws -> [Double] {
+            try #require(try report.compactMap { try Self.numbers($0, pattern) }.first, "no line like \(pattern) in:\n\(text.stdout)")
+        }
+        #expect(try reported(#"\#(number) train samples of .*, seed \#(number), \#(number) s"#)[0] == 50)
+        expectPrinted(try reported(#"-ELBO +\#(number) nats"#)[0], try figure(object, "neg_elbo"), digits: 3, "-ELBO")
+        expectPrinted(try reported(#"  distortion +\#(number)"#)[0], try figure(object, "distortion"), digits: 3, "distortion")
+        expectPrinted(try reported(#"  rate \(KL\) +\#(number)"#)[0], try figure(object, "rate"), digits: 3, "rate")
+        let nll = try reported(#"NLL \(IWAE\) +\#(number) nats, k = \#(number)"#)
+        expectPrinted(nll[0], try figure(object, "nll"), digits: 3, "NLL")
+        #expect(nll[1] == 20)
+        let units = try reported(#"active units \#(number) of \#(number)"#)
+        #expect(try figure(object, "active_units") == units[0])
+        #expect(units[1] == 3)
+        let information = try reported(#"I\(x;z\) +\#(number) nats; KL\(q\(z\)\|\|p\(z\)\) \#(number)"#)
+        expectPrinted(information[0], try figure(object, "mutual_information"), digits: 3, "I(x;z)")
+        expectPrinted(information[1], try figure(object, "marginal_kl"), digits: 3, "KL(q(z)||p(z))")
+        let perDimension = try reported(#"KL per dimension: \#(number) \#(number) \#(number)"#)
+        for (printed, value) in zip(perDimension, klPerDimension) { expectPrinted(printed, value, digits: 2, "KL per dimension") }
     }
 
     @Test func jsonAndQuietOutputAreWhatScriptsExpect() throws {

@@ -55,8 +55,13 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         } else { Issue.record("not reject") }
     }
 
-    @Test func headerIsFixedLittleEndian() {
-        guard case .bytes(let header) = Message.heartbeat(step: 0x0102_0304_0506_0708)[0] else { return }
+    @Test func headerIsFixedLittleEndian() throws {
+        let frames: [OutgoingFrame] = Message.heartbeat(step: 0x0102_0304_0506_0708)
+        try #require(frames.count == 1)
+        guard case .bytes(let header) = frames[0] else {
+            Issue.record("the header frame should be bytes, not \(frames[0])")
+            return
+        }
         #expect(header == [0x56, 0x41, 0x45, 0x43, 1, 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
     }
 
@@ -126,7 +131,8 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1, 2], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4]))),
             received(Message.gradient(step: 1, sampleCount: 2, sums: [1], gradient: SharedFloats([1, 2, 3, 4, 5]))),
         ]
-        var decoded = 0
+        var accepted = 0
+        var rejected: [WireError.Code: Int] = [:]
         for i in 0..<10_000 {
             var frames = seeds[i % seeds.count].map { $0 as! [UInt8] }
             let mutations = Int(next() % 4) + 1
@@ -140,8 +146,49 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
                 }
                 if frames.isEmpty { break }
             }
-            if (try? Message.decode(frames, limits: limits)) != nil { decoded += 1 }
+            do {
+                expectSizesAgree(try Message.decode(frames, limits: limits))
+                accepted += 1
+            } catch let error as WireError {
+                rejected[error.code, default: 0] += 1
+            } catch {
+                Issue.record("decode threw \(error), not a WireError")
+            }
         }
-        #expect(decoded < 10_000)
+        // Both outcomes, and refusals by many different checks: the mutations reach past the
+        // first check of the header, into the sizes and payloads.
+        #expect(accepted > 0)
+        let codes: Set<WireError.Code> = [.truncated, .tooLarge, .malformed, .badMagic, .unknownType, .wrongFrameCount, .checksumMismatch]
+        #expect(codes.isSubset(of: rejected.keys), "refusals by code: \(rejected)")
+    }
+
+    /// What decoding promises of a message it accepts: every size agrees with the limits and the
+    /// frames, so that reading any field or payload stays in bounds.
+    func expectSizesAgree(_ message: Message) {
+        switch message {
+        case .hello(let hello):
+            #expect(hello.name.utf8.count <= limits.maxStringBytes)
+        case .welcome(let welcome):
+            #expect(welcome.configuration.count <= limits.maxConfigurationBytes)
+        case .params(let step, let parameters):
+            #expect(step <= maxStep)
+            #expect(parameters.count == limits.parameterCount && parameters.frame.byteCount == 4 * parameters.count)
+            #expect(parameters.array.count == parameters.count)
+        case .work(let work):
+            #expect(work.step <= maxStep)
+            #expect(work.sampleIDs.count <= limits.maxSamples && Int(work.dimension) <= limits.maxDimension)
+            let size = work.sampleType == .uint8 ? 1 : 4
+            #expect(work.samples.count == work.sampleIDs.count * Int(work.dimension) * size)
+        case .gradient(let gradient):
+            #expect(gradient.step <= maxStep && gradient.sums.count <= limits.maxSums)
+            #expect(gradient.gradient.count == limits.parameterCount && gradient.gradient.frame.byteCount == 4 * gradient.gradient.count)
+            #expect(gradient.gradient.array.count == gradient.gradient.count)
+        case .stop(_, let text), .reject(_, let text):
+            #expect(text.utf8.count <= limits.maxStringBytes)
+        case .heartbeat(let step):
+            #expect(step <= maxStep)
+        case .leave:
+            break
+        }
     }
 }

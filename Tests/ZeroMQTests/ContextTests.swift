@@ -32,17 +32,25 @@ import ZeroMQ
 
     @Test func shutdownWakesABlockedReceiveWithTerminated() throws {
         let context = try ZMQContext()
+        let thread = Mailbox<String?>()
         let receiver = BackgroundThread { () throws -> ZMQError.Code? in
             do {
                 let pull = try ZMQSocket(context, type: .pull)  // Created and used on this thread.
                 try pull.bind("tcp://127.0.0.1:*")
+                thread.put(currentThreadProcDirectory())
                 _ = try pull.receive()  // Blocks until the shutdown.
                 return nil
             } catch let error as ZMQError {
                 return error.code  // The socket is closed as it goes out of scope.
             }
         }
-        usleep(20_000)  // Let it block (if it has not yet, it fails with ETERM all the same).
+        // Shut down only once the receive is blocked: its thread waits in poll(2) without a
+        // timeout (a receive that has not started yet would fail with ETERM all the same).
+        let started = try #require(thread.take(within: .seconds(60)), "the receiver did not start")
+        let task = try #require(started, "no /proc/thread-self: this test needs Linux")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !isWaitingInPollWithoutTimeout(task) && ContinuousClock.now < deadline { usleep(1000) }
+        try #require(isWaitingInPollWithoutTimeout(task), "the receive did not block: \(syscallLine(task))")
         context.shutdown()
         let outcome = try #require(receiver.wait(within: .seconds(10)), "receive was not woken")
         #expect(try outcome.get() == .terminated)

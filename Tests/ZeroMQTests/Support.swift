@@ -72,3 +72,50 @@ extension ZMQFrame {
     /// The frame as UTF-8 text, for readable expectations.
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
+
+/// One value handed from one thread to another.
+final class Mailbox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T?
+    private let filled = DispatchSemaphore(value: 0)
+
+    func put(_ newValue: T) {
+        lock.withLock { value = newValue }
+        filled.signal()
+    }
+
+    /// The value, once put, or `nil` if none was within `limit`.
+    func take(within limit: Duration) -> T? {
+        let (seconds, attoseconds) = limit.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        guard filled.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else { return nil }
+        return lock.withLock { value }
+    }
+}
+
+/// The calling thread's directory in /proc (`/proc/PID/task/TID`), or nil where there is none.
+func currentThreadProcDirectory() -> String? {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self")).map { "/proc/\($0)" }
+}
+
+/// The system call the thread of `task` (a /proc/PID/task/TID directory) is in, as Linux shows it
+/// in `syscall`: its number and arguments in hex, or `running`.
+func syscallLine(_ task: String) -> String {
+    ((try? String(contentsOfFile: "\(task)/syscall", encoding: .utf8)) ?? "unreadable")
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// Whether the thread of `task` is blocked in poll(2) or ppoll(2) with no timeout: where a
+/// blocking `zmq_msg_recv` waits for its socket's mailbox.
+func isWaitingInPollWithoutTimeout(_ task: String) -> Bool {
+    let fields = syscallLine(task).split(separator: " ")
+    guard fields.count >= 4, let number = Int(fields[0]), fields[3].hasPrefix("0x"),
+          let third = UInt64(fields[3].dropFirst(2), radix: 16) else { return false }
+    #if arch(x86_64)
+    if number == 7 { return Int32(truncatingIfNeeded: third) < 0 }  // poll(fds, n, timeout -1)
+    if number == 271 { return third == 0 }  // ppoll(fds, n, NULL, ...)
+    #elseif arch(arm64)
+    if number == 73 { return third == 0 }  // ppoll(fds, n, NULL, ...)
+    #endif
+    return false
+}
