@@ -40,7 +40,7 @@ public enum RunReporting {
         let when = i.trainingFinished
             ? "during the final evaluation, after training finished at step \(i.step) (the test figures were not computed)"
             : "at step \(i.step), before the end of training (no final evaluation)"
-        return "interrupted by \(i.signalName) \(when); checkpoint: \(checkpoint) (step \(i.step)); resume with: \(resume)"
+        return "interrupted: stopped by signal \(i.signal) (\(i.signalName)) \(when); checkpoint: \(checkpoint) (step \(i.step)); resume with: \(resume)"
     }
 
     /// One epoch's metrics line: the training sums of its steps, and the test -ELBO of `state`

@@ -103,7 +103,7 @@ import VAECore
         let line = RunReporting.interruptedLine(
             Interruption(signal: SIGINT, step: 120, trainingFinished: false),
             checkpoint: "runs/x/checkpoint.safetensors", resume: shellCommand(["vae", "train", "--resume", "runs/my run"]))
-        #expect(line == "interrupted by SIGINT at step 120, before the end of training (no final evaluation); checkpoint: runs/x/checkpoint.safetensors (step 120); resume with: vae train --resume 'runs/my run'")
+        #expect(line == "interrupted: stopped by signal 2 (SIGINT) at step 120, before the end of training (no final evaluation); checkpoint: runs/x/checkpoint.safetensors (step 120); resume with: vae train --resume 'runs/my run'")
         #expect(shellCommand(["a", "tcp://127.0.0.1:*", "it's"]) == #"a 'tcp://127.0.0.1:*' 'it'\''s'"#)
     }
 }
