@@ -20,22 +20,33 @@ fi
 
 dir=$(mktemp -d)
 pids=()
+# Whether any of the processes is still running.
+alive() {
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+# Waits up to $1 tenths of a second for every process to exit.
+await() {
+  for _ in $(seq 1 "$1"); do alive || return 0; sleep 0.1; done
+  ! alive
+}
+# Stops every process: a Ctrl-C (INT) reached the whole process group already, so they are first
+# given time to stop by themselves (the coordinator checkpoints; a second signal would make it
+# exit at once without); otherwise, or if they do not stop, they get one SIGTERM, then SIGKILL.
 cleanup() {
   trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  # Give them a moment to leave cleanly, then make sure.
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.2
-  done
+  if [ "${1:-}" != INT ] || ! await 100; then
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    await 100 || true
+  fi
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# 128 + the signal, as the coordinator itself exits when stopped.
+trap 'cleanup INT; exit 130' INT
+trap 'cleanup TERM; exit 143' TERM
 
 endpoint="ipc://$dir/coordinator.sock"
 "$BIN/vae-coordinator" start --bind "$endpoint" --workers "$workers" "$@" &

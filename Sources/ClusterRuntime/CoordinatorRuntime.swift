@@ -134,6 +134,8 @@ public final class CoordinatorRuntime {
     var epochsReported = 0
     var trainingStarted = false
     var output: RunOutput?
+    /// When to checkpoint: every epoch end, `--checkpoint-every` steps, `--checkpoint-minutes`.
+    var checkpoints: CheckpointSchedule
     var onEpoch: (EpochMetrics) -> Void = { _ in }
     var onStep: (StepProgress) -> Void = { _ in }
     var onJoin: (String, Int) -> Void = { _, _ in }
@@ -174,6 +176,7 @@ public final class CoordinatorRuntime {
         }
         startStep = state.step
         epochsReported = state.epoch
+        checkpoints = CheckpointSchedule(state.configuration, start: .now)
         metrics = CoordinatorMetrics(factory: options.metrics ?? NOOPMetricsHandler.instance)
         metrics.step.record(state.step)
         metrics.epoch.record(state.epoch)
@@ -226,7 +229,8 @@ public final class CoordinatorRuntime {
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
     /// `onJoin` is called with a worker's name and the live worker count when one joins,
     /// `onStep` after each step, `onEpoch` after each epoch, `onEvaluation` (images done, total)
-    /// during the final IWAE NLL estimate.
+    /// during the final IWAE NLL estimate. A run stopped by a signal (`stopRequest`), in training
+    /// or in the final evaluation, skips the evaluation; its summary records the interruption.
     public func run(output: RunOutput?, onJoin: @escaping (String, Int) -> Void = { _, _ in },
                     onStep: @escaping (StepProgress) -> Void = { _ in },
                     onEvaluation: ((Int, Int) -> Void)? = nil,
@@ -248,9 +252,10 @@ public final class CoordinatorRuntime {
             }
             throw error
         }
+        let interruption = stoppedBySignal.map { Interruption(signal: $0, step: state.step, trainingFinished: false) }
         var summary = RunReporting.summary(
             state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: epochsReported,
-            progress: onEvaluation)
+            progress: onEvaluation, interruption: interruption, stopRequested: { [stopRequest] in stopRequest.signal })
         summary.workers = machine.workers.count
         summary.rejectedMessages = rejectedMessages
         if timing.steps > 0 {
@@ -341,14 +346,14 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// Abandons the step in flight, checkpoints the parameters of the last completed step and
-    /// tells every worker to stop.
+    /// Abandons the step in flight, reports the epoch so far (without evaluating), checkpoints the
+    /// parameters of the last completed step and tells every worker to stop.
     private func stopEarly(signal: Int32) throws {
         stoppedBySignal = signal
         logger.notice("stopping on signal", metadata: ["signal": "\(signal)", "step": "\(state.step)"])
         event("stopped", ["signal": "\(signal)"])
         if epochSums.samples > 0 {
-            try completeEpoch(epochsReported + 1)
+            try completeEpoch(epochsReported + 1, evaluate: false)
         }
         try writeCheckpoint()
         for peer in machine.workers {
@@ -356,8 +361,11 @@ public final class CoordinatorRuntime {
         }
     }
 
+    /// Writes the checkpoint of the last completed step, unless this run already wrote that step's.
     private func writeCheckpoint() throws {
-        try output?.write(state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics))
+        guard let output, !checkpoints.holds(step: state.step) else { return }
+        try output.write(state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics))
+        checkpoints.wrote(step: state.step, at: .now)
     }
 
     private func name(_ peer: PeerID) -> String { names[peer] ?? "\(peer)" }
@@ -675,7 +683,8 @@ public final class CoordinatorRuntime {
             reissuedThisStep = false
         }
         stepParameters = nil
-        if configuration.checkpointEvery > 0, state.step % configuration.checkpointEvery == 0 {
+        // The last step of an epoch is checkpointed by completeEpoch, once the epoch is counted.
+        if state.step % plan.stepsPerEpoch != 0, checkpoints.isDue(afterStep: state.step, endsEpoch: false, now: .now) {
             try writeCheckpoint()
         }
         let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
@@ -716,16 +725,19 @@ public final class CoordinatorRuntime {
         metrics.stepDuration.recordNanoseconds((ContinuousClock.now - stepStarted).nanoseconds)
     }
 
-    private func completeEpoch(_ epoch: Int) throws {
+    /// Reports the epoch (evaluated on the test set unless not `evaluate`) and checkpoints it.
+    private func completeEpoch(_ epoch: Int, evaluate: Bool = true) throws {
         let seconds = (ContinuousClock.now - epochStart).seconds
         trainSeconds += seconds
         samples += epochSums.samples
         state.epoch = state.step / plan.stepsPerEpoch
         epochsReported = epoch
-        var metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data)
+        var metrics = RunReporting.epochMetrics(epoch: epoch, sums: epochSums, seconds: seconds, state: state, data: data,
+                                                evaluate: evaluate)
         metrics.workers = machine.workers.count
         metrics.stepTime = stepTime(since: &epochTimingStart, seconds: seconds)
         try output?.append(metrics)
+        try writeCheckpoint()
         onEpoch(metrics)
         epochSums = .zero
         epochStart = .now

@@ -11,6 +11,15 @@ public func emit(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
+/// `words` as one command line a POSIX shell runs as given: words with characters other than
+/// letters, digits and `_./:=@%+,-` are single-quoted.
+public func shellCommand(_ words: [String]) -> String {
+    let plain = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-")
+    return words.map { word in
+        !word.isEmpty && word.allSatisfy(plain.contains) ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }.joined(separator: " ")
+}
+
 /// The logging option every command has.
 public struct LoggingOptions: ParsableArguments, Sendable {
     public init() {}
@@ -28,6 +37,9 @@ public struct LoggingOptions: ParsableArguments, Sendable {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
         return logger
     }
+
+    /// The option as given, for a command line that repeats it (empty at the default).
+    public var arguments: [String] { logLevel == "warning" ? [] : ["--log-level", logLevel] }
 }
 
 /// How a command reports progress on standard output.
@@ -42,6 +54,9 @@ public struct OutputOptions: ParsableArguments, Sendable {
     public func validate() throws {
         if quiet && json { throw ValidationError("give --quiet or --json, not both") }
     }
+
+    /// The flags as given, for a command line that repeats them.
+    public var arguments: [String] { quiet ? ["--quiet"] : json ? ["--json"] : [] }
 }
 
 /// Progress on standard output: a live bar redrawn in place on a terminal, one plain line per

@@ -111,6 +111,44 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var bytesPerStep: Double?
     /// Distributed runs: messages refused (malformed, oversized, bad gradients, or from a refused peer).
     public var rejectedMessages: Int?
+    /// Set when a signal stopped the run: the test figures above are then absent (the end-of-run
+    /// evaluation was skipped).
+    public var interrupted: Interruption?
+}
+
+/// A run stopped by a signal (SIGINT, SIGTERM) before its end-of-run evaluation was done.
+public struct Interruption: Sendable, Codable, Equatable {
+    /// The signal's number and name.
+    public var signal: Int32
+    public var signalName: String
+    /// The last completed optimizer step: the step the checkpoint holds.
+    public var step: Int
+    /// Whether training had reached its last step (the signal came during the final evaluation).
+    public var trainingFinished: Bool
+
+    public init(signal: Int32, step: Int, trainingFinished: Bool) {
+        self.signal = signal
+        self.signalName = Self.name(of: signal)
+        self.step = step
+        self.trainingFinished = trainingFinished
+    }
+
+    /// The exit status of a run stopped by `signal`: 128 + the signal's number, as a shell reports
+    /// a process the signal ended (130 for SIGINT, 143 for SIGTERM). A finished run exits 0.
+    public static func exitStatus(signal: Int32) -> Int32 { 128 + signal }
+
+    public var exitStatus: Int32 { Self.exitStatus(signal: signal) }
+
+    /// "SIGINT", "SIGTERM", or "signal N".
+    public static func name(of signal: Int32) -> String {
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        case SIGQUIT: "SIGQUIT"
+        default: "signal \(signal)"
+        }
+    }
 }
 
 /// Mean milliseconds per step, as the coordinator sees a step: sending the parameters and

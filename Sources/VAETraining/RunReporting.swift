@@ -34,9 +34,19 @@ public enum RunReporting {
         return line
     }
 
-    /// One epoch's metrics line: the training sums of its steps, and the test -ELBO of `state`.
+    /// The line a run stopped by a signal prints instead of `finalLine`: the signal, the step,
+    /// the checkpoint that holds it and the command that continues the run.
+    public static func interruptedLine(_ i: Interruption, checkpoint: String, resume: String) -> String {
+        let when = i.trainingFinished
+            ? "during the final evaluation, after training finished at step \(i.step) (the test figures were not computed)"
+            : "at step \(i.step), before the end of training (no final evaluation)"
+        return "interrupted: stopped by signal \(i.signal) (\(i.signalName)) \(when); checkpoint: \(checkpoint) (step \(i.step)); resume with: \(resume)"
+    }
+
+    /// One epoch's metrics line: the training sums of its steps, and the test -ELBO of `state`
+    /// (without it when not `evaluate`: an epoch cut short by a signal is reported at once).
     public static func epochMetrics(
-        epoch: Int, sums: LossSums, seconds: Double, state: TrainingState, data: TrainingData
+        epoch: Int, sums: LossSums, seconds: Double, state: TrainingState, data: TrainingData, evaluate: Bool = true
     ) -> EpochMetrics {
         let c = state.configuration
         var metrics = EpochMetrics(
@@ -44,6 +54,7 @@ public enum RunReporting {
             trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
             samplesPerS: Double(sums.samples) / max(seconds, 1e-9), epochSeconds: seconds,
             learningRate: state.lastLearningRate, beta: state.lastBeta)
+        guard evaluate else { return metrics }
         if let t = testELBO(state: state, data: data) {
             metrics.testNegElbo = t.meanNegELBO
             metrics.testRate = t.meanRate
@@ -62,38 +73,52 @@ public enum RunReporting {
     }
 
     /// The test -ELBO sums of `state`'s parameters, if there is a test set.
-    static func testELBO(state: TrainingState, data: TrainingData) -> LossSums? {
+    static func testELBO(state: TrainingState, data: TrainingData, shouldStop: () -> Bool = { false }) -> LossSums? {
         guard let test = data.test else { return nil }
         return HeldOutEvaluation.elbo(layout: state.layout, parameters: state.parameters, dataset: test,
                                       filler: data.filler, seed: state.configuration.evaluationSeed,
-                                      objective: state.configuration.objective.evaluation)
+                                      objective: state.configuration.objective.evaluation, shouldStop: shouldStop)
     }
 
     /// The run's summary: throughput, and the final model's test figures (with the IWAE NLL when
     /// the configuration asks for it, calling `progress` with images done and total as it goes).
+    ///
+    /// A run a signal stopped (`interruption`) skips the evaluation; so does one whose
+    /// `stopRequested` returns a signal during it (the figures are then dropped and the summary
+    /// records the interruption with `trainingFinished`).
     public static func summary(
         state: TrainingState, data: TrainingData, samples: Int, trainSeconds: Double, epochs: Int,
-        progress: ((Int, Int) -> Void)? = nil
+        progress: ((Int, Int) -> Void)? = nil, interruption: Interruption? = nil,
+        stopRequested: () -> Int32? = { nil }
     ) -> TrainingSummary {
         let c = state.configuration
-        var summary = TrainingSummary(
+        let unevaluated = TrainingSummary(
             samplesPerS: Double(samples) / max(trainSeconds, 1e-9), trainSeconds: trainSeconds, steps: state.step,
             epochs: epochs, samples: samples, parameterCount: state.layout.count, threads: c.threads,
             batch: c.batchSize, peakResidentMB: 0)
-        if let test = data.test, let t = testELBO(state: state, data: data) {
+        var summary = unevaluated
+        let stop = { stopRequested() != nil }
+        if let interruption {
+            summary.interrupted = interruption
+        } else if let test = data.test, let t = testELBO(state: state, data: data, shouldStop: stop) {
             summary.testNegElbo = t.meanNegELBO
             summary.testRate = t.meanRate
             summary.testDistortion = t.meanDistortion
             if c.nllSamples > 0 {
                 let report = HeldOutEvaluation.report(
                     layout: state.layout, parameters: state.parameters, dataset: test, filler: data.filler,
-                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit, progress: progress)
+                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit, progress: progress, shouldStop: stop)
                 summary.nll = report.nll
                 summary.nllK = c.nllSamples
                 summary.nllSamples = report.samples
                 summary.activeUnits = report.activeUnits
                 summary.mutualInformation = report.mutualInformation
             }
+        }
+        if interruption == nil, let signal = stopRequested() {
+            // Stopped during the evaluation: what it computed covers only part of the test set.
+            summary = unevaluated
+            summary.interrupted = Interruption(signal: signal, step: state.step, trainingFinished: true)
         }
         summary.peakResidentMB = peakResidentMegabytes()
         return summary

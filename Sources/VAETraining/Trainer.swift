@@ -39,14 +39,27 @@ public final class Trainer {
     public var epoch: Int { state.epoch }
     let logger: Logger
 
-    public init(configuration: TrainingConfiguration, data: TrainingData, logger: Logger) throws {
+    /// A new run, or with `resume` the continuation of the run whose checkpoint it is (trained on
+    /// the same data with `configuration`, the checkpoint's own).
+    public init(configuration: TrainingConfiguration, data: TrainingData, logger: Logger,
+                resume: ModelCheckpoint? = nil) throws {
         try configuration.validate()
         let architecture = configuration.architecture(inputDimension: data.train.dimension)
         try architecture.validate()
         self.configuration = configuration
         self.data = data
         self.layout = ParameterLayout(architecture)
-        self.state = TrainingState(configuration: configuration, layout: layout)
+        if let resume {
+            guard resume.architecture == architecture else {
+                throw TrainingError.cannotResume("the checkpoint's architecture does not match the configuration")
+            }
+            guard resume.datasetFingerprint == data.train.fingerprint else {
+                throw TrainingError.cannotResume("the checkpoint was trained on data with fingerprint \(resume.datasetFingerprint), but \(configuration.data.path) has \(data.train.fingerprint); resume with the same data")
+            }
+            self.state = TrainingState(checkpoint: resume)
+        } else {
+            self.state = TrainingState(configuration: configuration, layout: layout)
+        }
         self.logger = logger
     }
 
@@ -55,10 +68,16 @@ public final class Trainer {
         state.checkpoint(datasetFingerprint: data.train.fingerprint, statistics: data.filler.statistics)
     }
 
-    /// Trains for the configured epochs (or until `maxSteps`), writing metrics, checkpoints and
-    /// the summary into `output`, calling `onStep` after each step, `onEpoch` after each epoch,
-    /// and `onEvaluation` (images done, total) during the final IWAE NLL estimate.
-    public func run(output: RunOutput?, onStep: (StepProgress) -> Void = { _ in },
+    /// Trains for the configured epochs (or until `maxSteps`), from step 0 or the resumed step,
+    /// writing metrics, checkpoints (`CheckpointSchedule`) and the summary into `output`, calling
+    /// `onStep` after each step, `onEpoch` after each epoch, and `onEvaluation` (images done,
+    /// total) during the final IWAE NLL estimate.
+    ///
+    /// `stopRequested` is asked before every step and during the final evaluation: once it returns
+    /// a signal, the run checkpoints its last completed step, skips the end-of-run evaluation and
+    /// returns a summary that records the interruption.
+    public func run(output: RunOutput?, stopRequested: () -> Int32? = { nil },
+                    onStep: (StepProgress) -> Void = { _ in },
                     onEvaluation: ((Int, Int) -> Void)? = nil,
                     onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
         let c = configuration
@@ -70,23 +89,41 @@ public final class Trainer {
         var inputs = [Float](repeating: 0, count: c.batchSize * d)
         var ids = [UInt32](repeating: 0, count: c.batchSize)
         let maxSteps = c.maxSteps ?? Int.max
-        try output?.resetMetrics()
+        // A resumed run goes on at its step's place in its epoch (a new run: step 0 of epoch 0);
+        // metrics.jsonl keeps the lines written before.
+        state.epoch = step / plan.stepsPerEpoch
+        var firstBatch = step % plan.stepsPerEpoch
+        if step == 0 { try output?.resetMetrics() }
         var trainSeconds = 0.0
         var samples = 0
-        var completedEpochs = 0
+        var completedEpochs = epoch
         var window = StepWindow()
         let metricsEvery = output?.metricsEvery ?? 0
+        var checkpoints = CheckpointSchedule(c, start: .now)
+        func writeCheckpoint() throws {
+            guard let output, !checkpoints.holds(step: step) else { return }
+            try output.write(checkpoint)
+            checkpoints.wrote(step: step, at: .now)
+            logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
+        }
+        var interruption: Interruption?
         logger.info("training", metadata: [
             "parameters": "\(layout.count)", "train": "\(data.train.count)", "test": "\(data.test?.count ?? 0)",
-            "steps_per_epoch": "\(plan.stepsPerEpoch)",
+            "steps_per_epoch": "\(plan.stepsPerEpoch)", "step": "\(step)",
         ])
 
-        while epoch < c.epochs && step < maxSteps {
+        while epoch < c.epochs && step < maxSteps && interruption == nil {
             let order = plan.order(epoch: epoch)
             var sums = LossSums.zero
             let start = DispatchTime.now().uptimeNanoseconds
-            var batchIndex = 0
+            var batchIndex = firstBatch
+            let startBatch = firstBatch
+            firstBatch = 0
             while batchIndex < plan.stepsPerEpoch && step < maxSteps {
+                if let signal = stopRequested() {
+                    interruption = Interruption(signal: signal, step: step, trainingFinished: false)
+                    break
+                }
                 let range = plan.range(ofBatch: batchIndex)
                 let n = range.count
                 for (i, position) in range.enumerated() { ids[i] = UInt32(order[position]) }
@@ -110,9 +147,10 @@ public final class Trainer {
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 onStep(StepProgress(epoch: epoch + 1, epochs: c.epochs, stepInEpoch: batchIndex, stepsPerEpoch: plan.stepsPerEpoch,
                                     samplesPerSecond: Double(sums.samples) / max(elapsed, 1e-9),
-                                    secondsLeft: elapsed / Double(batchIndex) * Double(plan.stepsPerEpoch - batchIndex)))
-                if c.checkpointEvery > 0, step % c.checkpointEvery == 0, let output {
-                    try output.write(checkpoint)
+                                    secondsLeft: elapsed / Double(batchIndex - startBatch) * Double(plan.stepsPerEpoch - batchIndex)))
+                // The last step of an epoch is checkpointed below, once the epoch is counted.
+                if batchIndex < plan.stepsPerEpoch, checkpoints.isDue(afterStep: step, endsEpoch: false, now: .now) {
+                    try writeCheckpoint()
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -121,19 +159,22 @@ public final class Trainer {
             if batchIndex == plan.stepsPerEpoch {
                 state.epoch += 1
             }
-            completedEpochs += 1
-            let metrics = RunReporting.epochMetrics(
-                epoch: completedEpochs, sums: sums, seconds: seconds, state: state, data: data)
-            try output?.append(metrics)
-            onEpoch(metrics)
+            if sums.samples > 0 {
+                completedEpochs += 1
+                // An epoch cut short by a signal is reported without the test evaluation.
+                let metrics = RunReporting.epochMetrics(
+                    epoch: completedEpochs, sums: sums, seconds: seconds, state: state, data: data,
+                    evaluate: interruption == nil)
+                try output?.append(metrics)
+                try writeCheckpoint()
+                onEpoch(metrics)
+            }
+            try writeCheckpoint()
         }
-        if let output {
-            try output.write(checkpoint)
-            logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
-        }
+        try writeCheckpoint()
         let summary = RunReporting.summary(
             state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: completedEpochs,
-            progress: onEvaluation)
+            progress: onEvaluation, interruption: interruption, stopRequested: stopRequested)
         try output?.write(summary)
         return summary
     }
@@ -188,6 +229,8 @@ public enum TrainingError: Error, CustomStringConvertible, Sendable {
     case diverged(step: Int, loss: Double)
     /// The gradient itself is unusable (not finite, or too large), as two computations agree.
     case divergedGradient(step: Int, reason: String)
+    /// `--resume` with a checkpoint that does not fit the data or the model.
+    case cannotResume(String)
 
     static let advice = "Lower --lr, set --clip-norm (e.g. 100), or use a warm-up (--warmup-steps)."
 
@@ -197,6 +240,8 @@ public enum TrainingError: Error, CustomStringConvertible, Sendable {
             "training diverged at step \(step): the loss is \(loss). \(Self.advice)"
         case .divergedGradient(let step, let reason):
             "training diverged at step \(step): \(reason). \(Self.advice)"
+        case .cannotResume(let reason):
+            "cannot resume: \(reason)"
         }
     }
 }

@@ -22,8 +22,12 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var maxSteps: Int?
     public var seed: UInt64
     public var threads: Int
-    /// Write a checkpoint every this many steps (0: only at the end of the run).
+    /// Also write a checkpoint every this many steps (0: not by count). Checkpoints are written at
+    /// the end of every epoch and of the run whatever this says (`CheckpointSchedule`).
     public var checkpointEvery: Int
+    /// Also write a checkpoint once this many minutes have passed since the last one (0: not by
+    /// time). nil in checkpoints written before the option existed: the default applies.
+    public var checkpointMinutes: Double?
     /// Seed of the held-out evaluation's binarisation and noise.
     public var evaluationSeed: UInt64
     /// IWAE k for the final test NLL (0: no NLL), and how many test samples it uses.
@@ -35,7 +39,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         likelihood: Likelihood = .bernoulli, objective: Objective = Objective(),
         optimizer: OptimizerKind = .adam(), learningRate: Double = 1e-3, schedule: LearningRateSchedule = .constant,
         clipNorm: Float = 0, batchSize: Int = 128, epochs: Int = 10, maxSteps: Int? = nil, seed: UInt64 = 1,
-        threads: Int = 1, checkpointEvery: Int = 0, evaluationSeed: UInt64 = 123, nllSamples: Int = 0,
+        threads: Int = 1, checkpointEvery: Int = 0,
+        checkpointMinutes: Double = TrainingConfiguration.defaultCheckpointMinutes, evaluationSeed: UInt64 = 123, nllSamples: Int = 0,
         nllLimit: Int = 1000
     ) {
         self.data = data
@@ -54,9 +59,19 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         self.seed = seed
         self.threads = threads
         self.checkpointEvery = checkpointEvery
+        self.checkpointMinutes = checkpointMinutes
         self.evaluationSeed = evaluationSeed
         self.nllSamples = nllSamples
         self.nllLimit = nllLimit
+    }
+
+    /// `--checkpoint-minutes` by default: a killed run loses at most this much work.
+    public static let defaultCheckpointMinutes = 5.0
+
+    /// The wall time between time-based checkpoints, or nil for none.
+    public var checkpointInterval: Duration? {
+        let minutes = checkpointMinutes ?? Self.defaultCheckpointMinutes
+        return minutes > 0 ? .seconds(minutes * 60) : nil
     }
 
     /// The architecture for data with `inputDimension` values per sample.
@@ -82,6 +97,9 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         guard clipNorm >= 0 && clipNorm.isFinite else { throw ConfigurationError("--clip-norm must be >= 0, not \(clipNorm)") }
         guard (1...256).contains(threads) else { throw ConfigurationError("--threads must be in 1...256, not \(threads)") }
         guard checkpointEvery >= 0 else { throw ConfigurationError("--checkpoint-every must be >= 0, not \(checkpointEvery)") }
+        if let checkpointMinutes, !(checkpointMinutes >= 0 && checkpointMinutes <= 1e6) {
+            throw ConfigurationError("--checkpoint-minutes must be in 0...1000000 (0: not by time), not \(checkpointMinutes)")
+        }
         guard nllSamples >= 0 && nllSamples <= 1_000_000 else { throw ConfigurationError("--nll-k must be in 0...1000000, not \(nllSamples)") }
         guard nllLimit > 0 else { throw ConfigurationError("--nll-limit must be positive, not \(nllLimit)") }
         if objective.autoencoder && nllSamples > 0 {

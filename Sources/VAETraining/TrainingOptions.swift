@@ -79,8 +79,10 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var threads = 1
     @Option(help: ArgumentHelp("Output directory.", valueName: "dir"))
     public var out = "runs/mnist"
-    @Option(name: .customLong("checkpoint-every"), help: "Also write the checkpoint every this many steps (0: only at the end).")
+    @Option(name: .customLong("checkpoint-every"), help: "Also write the checkpoint every this many steps (0: not by count; it is always written at the end of every epoch and of the run).")
     public var checkpointEvery = 0
+    @Option(name: .customLong("checkpoint-minutes"), help: "Also write the checkpoint once this many minutes have passed since the last one (0: not by time).")
+    public var checkpointMinutes = TrainingConfiguration.defaultCheckpointMinutes
     @Option(name: .customLong("metrics-every"), help: "Also write a line of training means into metrics.jsonl every this many steps (0: once per epoch only).")
     public var metricsEvery = 0
     @Option(name: .customLong("eval-seed"), help: "Seed of the test set's binarisation and noise.")
@@ -152,7 +154,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
                                  mcSamples: mcSamples, iwaeSamples: iwaeK, autoencoder: autoencoder),
             optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
             batchSize: batch, epochs: epochs, maxSteps: maxSteps, seed: seed, threads: threads,
-            checkpointEvery: checkpointEvery, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)
+            checkpointEvery: checkpointEvery, checkpointMinutes: checkpointMinutes, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)
         do {
             try configuration.validate()
         } catch {

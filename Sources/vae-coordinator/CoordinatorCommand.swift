@@ -17,7 +17,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train with workers: the same options as `vae train` (--batch is the global minibatch), plus where to listen and how many workers.")
+        abstract: "Train with workers: the same options as `vae train` (--batch is the global minibatch), plus where to listen and how many workers.",
+        discussion: "SIGINT or SIGTERM stops training at the next message: the checkpoint holds the last completed step, the workers are told to stop, the final evaluation is skipped, and the exit status is 128 + the signal (130, 143); a second one ends the process at once. --resume DIR continues the run.")
 
     @OptionGroup var training: TrainingOptions
     @Option(help: ArgumentHelp("ZeroMQ endpoint to bind: tcp://HOST:PORT (PORT may be *), or ipc://PATH.", valueName: "endpoint"))
@@ -103,7 +104,7 @@ struct Start: AsyncParsableCommand {
         let metricsURL = endpoint?.url
         let result = await Thread.run { try self.train(logger: logger, display: display, metrics: metrics, metricsURL: metricsURL) }
         await endpoint?.stop()
-        try result.get()
+        if let interrupted = try result.get() { throw ExitCode(interrupted.exitStatus) }
     }
 
     /// Records into `registry`, with histogram buckets for steps of a millisecond (a small model)
@@ -118,7 +119,8 @@ struct Start: AsyncParsableCommand {
     }
 
     /// The whole run, blocking: load, wait for workers, train, evaluate, write the outputs.
-    func train(logger: Logger, display: ProgressDisplay, metrics: PrometheusMetricsFactory?, metricsURL: String?) throws {
+    /// Returns the interruption when a signal stopped the run.
+    func train(logger: Logger, display: ProgressDisplay, metrics: PrometheusMetricsFactory?, metricsURL: String?) throws -> Interruption? {
         var checkpoint: ModelCheckpoint?
         var configuration = try training.configuration()
         var outDirectory = training.out
@@ -154,7 +156,7 @@ struct Start: AsyncParsableCommand {
             logger.info("serving metrics", metadata: ["url": "\(metricsURL)"])
             try? output.appendEvent("metrics_serving", step: runtime.state.step, ["url": metricsURL])
         }
-        let signalSources = runtime.stopRequest.installSignalHandlers()
+        let signalSources = runtime.stopRequest.installSignalHandlers(exitOnSecondSignal: true)
         defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
         defer { local.terminate() }
@@ -165,24 +167,62 @@ struct Start: AsyncParsableCommand {
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
         }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
-        let failures = local.wait()
-        if let signal = runtime.stoppedBySignal {
-            display.message("stopped by signal \(signal) after step \(runtime.state.step); the checkpoint holds that step")
+        if let interrupted = summary.interrupted {
+            // Said before waiting for the local workers to leave: if one hangs, a second signal
+            // ends this process at once.
+            let resume = resumeCommand(outDirectory: outDirectory, endpoint: runtime.endpoint, workers: count)
+            display.finish(summary, line: RunReporting.interruptedLine(interrupted, checkpoint: output.checkpoint.path, resume: resume))
+        } else {
+            display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
         }
-        display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        let failures = local.wait()
         if let model = try? output.latestCheckpoint() {
             for picture in RunPictures.writeEndOfRun(model, output: output) { display.message("wrote \(picture)") }
         }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {
-            throw ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")
+            let failure = ClusterError("local workers exited with failure: \(failures.joined(separator: "; "))")
+            // A stopped run still exits as stopped (its workers got the signal too, or hung).
+            guard summary.interrupted != nil else { throw failure }
+            logger.warning("\(failure)")
         }
+        return summary.interrupted
+    }
+
+    /// The command that continues this run from its checkpoint: `--resume` with the options of
+    /// this invocation that are not training options (those come from the checkpoint). The bound
+    /// endpoint replaces a `*` port when workers started elsewhere must find the coordinator again.
+    func resumeCommand(outDirectory: String, endpoint: String, workers count: Int) -> String {
+        var words = [CommandLine.arguments[0], "start", "--resume", outDirectory]
+        words += ["--bind", bind.contains("*") && count > localWorkers ? endpoint : bind]
+        if let workers { words += ["--workers", String(workers)] }
+        if localWorkers > 0 { words += ["--local-workers", String(localWorkers)] }
+        let defaults = try? Start.parse([])
+        func option<T: Equatable>(_ name: String, _ value: T, _ standard: T?) {
+            if value != standard { words += [name, "\(value)"] }
+        }
+        option("--worker-threads", workerThreads, defaults?.workerThreads)
+        option("--join-timeout", joinTimeout, defaults?.joinTimeout)
+        option("--min-workers", minWorkers, defaults?.minWorkers)
+        option("--max-workers", maxWorkers, defaults?.maxWorkers)
+        option("--heartbeat-timeout", heartbeatTimeout, defaults?.heartbeatTimeout)
+        option("--step-deadline", stepDeadline, defaults?.stepDeadline)
+        option("--max-strikes", maxStrikes, defaults?.maxStrikes)
+        option("--max-gradient-norm", maxGradientNorm, defaults?.maxGradientNorm)
+        if let curveSecretKey, let authorizedKeys {
+            words += ["--curve-secret-key", curveSecretKey, "--authorized-keys", authorizedKeys]
+        }
+        if insecure { words.append("--insecure") }
+        if let metricsHost { words += ["--metrics-host", metricsHost] }
+        if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
+        if coverageLog { words.append("--coverage-log") }
+        return shellCommand(words + output.arguments + logging.arguments)
     }
 }
 
 extension Thread {
     /// Runs `body` on a new thread and returns its result when it ends.
-    static func run(_ body: @escaping @Sendable () throws -> Void) async -> Result<Void, any Error> {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
         await withCheckedContinuation { continuation in
             let thread = Thread { continuation.resume(returning: Result { try body() }) }
             thread.stackSize = 16 << 20

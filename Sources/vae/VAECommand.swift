@@ -19,31 +19,52 @@ struct VAECommand: AsyncParsableCommand {
 
 struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a VAE; writes checkpoint.safetensors, metrics.jsonl and summary.json into --out.")
+        abstract: "Train a VAE; writes checkpoint.safetensors, metrics.jsonl and summary.json into --out.",
+        discussion: "SIGINT or SIGTERM stops training at the next step: the checkpoint holds the last completed step, the final evaluation is skipped, and the exit status is 128 + the signal (130, 143); a second one ends the process at once. --resume DIR continues the run.")
 
     @OptionGroup var training: TrainingOptions
+    @Option(help: ArgumentHelp("Continue the run in this output directory from its last good checkpoint (its training options are used).", valueName: "dir"))
+    var resume: String?
     @OptionGroup var output: OutputOptions
     @OptionGroup var global: LoggingOptions
 
     func run() async throws {
         let logger = global.logger("vae.train")
         let display = ProgressDisplay(self.output)
-        let configuration = try training.configuration()
+        var configuration = try training.configuration()
+        var outDirectory = training.out
+        var checkpoint: ModelCheckpoint?
+        if let resume {
+            let loaded = try RunOutput(directory: resume).latestCheckpoint { logger.warning("\($0)") }
+            configuration = loaded.configuration
+            outDirectory = resume
+            checkpoint = loaded
+            display.message("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
+        }
         let data = try TrainingData.load(configuration)
-        let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
-        var output = try RunOutput(directory: training.out)
+        let trainer = try Trainer(configuration: configuration, data: data, logger: logger, resume: checkpoint)
+        var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
         display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
+        let stopRequest = StopRequest()
+        let signalSources = stopRequest.installSignalHandlers(exitOnSecondSignal: true)
+        defer { signalSources.forEach { $0.cancel() } }
         let autoencoder = configuration.objective.autoencoder
-        let summary = try trainer.run(output: output, onStep: { p in
+        let summary = try trainer.run(output: output, stopRequested: { stopRequest.signal }, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
         }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
-        display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        if let interrupted = summary.interrupted {
+            let resume = shellCommand([CommandLine.arguments[0], "train", "--resume", outDirectory] + self.output.arguments + global.arguments)
+            display.finish(summary, line: RunReporting.interruptedLine(interrupted, checkpoint: output.checkpoint.path, resume: resume))
+        } else {
+            display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
+        }
         for picture in RunPictures.writeEndOfRun(trainer.checkpoint, output: output) { display.message("wrote \(picture)") }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
+        if let interrupted = summary.interrupted { throw ExitCode(interrupted.exitStatus) }
     }
 }
 
