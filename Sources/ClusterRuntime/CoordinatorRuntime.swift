@@ -145,7 +145,7 @@ public final class CoordinatorRuntime {
     public private(set) var stoppedBySignal: Int32?
 
     /// Whole messages queued per peer before libzmq stops reading its connection.
-    static let receiveHighWaterMark: Int32 = 16
+    static let receiveHighWaterMark: Int32 = 4
 
     deinit {
         inboundGuard.stop()
@@ -476,6 +476,7 @@ public final class CoordinatorRuntime {
                     try unreachable(peer)
                 }
             case .reject(let peer, let reason, let text):
+                countRejected()  // the message that asked for this refusal is not taken
                 if reason != .rejoin {
                     logger.warning("refused a peer", metadata: ["name": "\(name(peer))", "reason": "\(text)"])
                 }
@@ -497,6 +498,7 @@ public final class CoordinatorRuntime {
             case .discardGradient(let peer, let step, let reason):
                 logger.notice("discarded a gradient", metadata: ["worker": "\(name(peer))", "step": "\(step)", "reason": "\(reason)"])
             case .gradientSuspect(let peer, let step, let part, let problem, let verifier):
+                countRejected()
                 let by = verifier.map { "worker \(name($0))" } ?? "the coordinator"
                 logger.warning("a gradient failed the checks; \(by) computes it again before anyone is blamed", metadata: [
                     "worker": "\(name(peer))", "step": "\(step)", "part": "\(part)", "problem": "\(problem)"])

@@ -172,6 +172,11 @@ public struct CoordinatorStateMachine: Sendable {
     public private(set) var bannedKeys = BoundedSet<String>(bound: memoryBound)
     /// Invalid messages per peer not (yet) refused.
     var invalidMessages = BoundedCounts<PeerID>(bound: memoryBound)
+    /// When the last tick came: a longer gap means the coordinator was busy (evaluating,
+    /// checkpointing) and heard nobody, which must not count as the workers' silence.
+    var lastTick: ContinuousClock.Instant?
+    /// Gaps between ticks up to this long are ordinary; longer ones are not held against workers.
+    public static let tickAllowance: Duration = .milliseconds(500)
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0) {
@@ -310,8 +315,17 @@ public struct CoordinatorStateMachine: Sendable {
         remove(peer, reason: "it left", now: now)
     }
 
-    /// Time passed: declares silent workers dead and re-issues parts past their deadline.
+    /// Time passed: declares silent workers dead and re-issues parts past their deadline. Call it
+    /// often (every 100 ms or so); time between two calls more than `tickAllowance` apart, when the
+    /// coordinator could not listen, is not counted as anyone's silence or lateness.
     public mutating func onTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        if let lastTick, now - lastTick > Self.tickAllowance {
+            // Deaf meanwhile: move every clock forward by the gap.
+            let gap = now - lastTick
+            for i in members.indices { members[i].lastHeard += gap }
+            for i in parts.indices { parts[i].issuedAt += gap }
+        }
+        lastTick = now
         var directives: [CoordinatorDirective] = []
         for member in members where now - member.lastHeard > policy.heartbeatTimeout {
             directives += remove(member.peer, reason: "silent for more than \(policy.heartbeatTimeout)", now: now)
@@ -470,6 +484,11 @@ public struct CoordinatorStateMachine: Sendable {
     /// Starts the next step if enough workers are live; otherwise pauses.
     private mutating func startStepIfPossible(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard phase != .finished, !stepInFlight else { return [] }
+        if step >= schedule.totalSteps {
+            // A resumed run that had already taken its last step: nothing to train.
+            phase = .finished
+            return [.finish(workers: workers)]
+        }
         let needed = started ? policy.minWorkers : schedule.workers
         guard members.count >= max(needed, 1) else {
             let wasRunning = phase == .running

@@ -91,6 +91,8 @@ public struct WorkerStateMachine: Sendable {
     var nextHello: ContinuousClock.Instant
     var helloBackoff: Duration
     var handshakeFailures = 0
+    /// The welcome this worker is configured for.
+    var welcome: Welcome?
 
     /// A worker that starts at `now`.
     public init(timers: WorkerTimers = WorkerTimers(), now: ContinuousClock.Instant) {
@@ -110,9 +112,17 @@ public struct WorkerStateMachine: Sendable {
         nextHello = now + timers.rejoinAfter
     }
 
+    /// WELCOME: set up for the run it describes. A WELCOME for the same run while joined (the
+    /// answer to a HELLO said while the coordinator was busy) changes nothing.
     public mutating func onWelcome(_ welcome: Welcome) -> [WorkerDirective] {
-        guard state == .connecting else { return [.ignore("a second WELCOME")] }
+        guard state != .finished else { return [.ignore("WELCOME after the end")] }
+        if state == .joined, let current = self.welcome, current.runID == welcome.runID,
+           current.parameterCount == welcome.parameterCount, current.configuration == welcome.configuration {
+            return []
+        }
         state = .joined
+        parametersStep = nil
+        self.welcome = welcome
         return [.configure(workerID: Int(welcome.workerID), parameterCount: Int(welcome.parameterCount))]
     }
 
@@ -193,9 +203,13 @@ public struct WorkerStateMachine: Sendable {
             return [.fail(.coordinatorSilent(timers.coordinatorTimeout))]
         }
         if silence > timers.rejoinAfter, now >= nextHello {
+            // It may have restarted (then it answers with a refusal or a new WELCOME), or be busy
+            // evaluating (then it answers with the same WELCOME): keep the run's state meanwhile,
+            // so that work sent before the answer is still done.
             nextHello = now + helloBackoff
             helloBackoff = min(helloBackoff * 2, timers.maxRejoinBackoff)
-            return [.note("the coordinator has been silent for \(silence); saying HELLO again")] + rejoin(now: now)
+            lastSent = now
+            return [.note("the coordinator has been silent for \(silence); saying HELLO again"), .sendHello]
         }
         if state == .joined, now - lastSent >= timers.heartbeatInterval {
             lastSent = now

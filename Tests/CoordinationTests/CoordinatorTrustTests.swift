@@ -182,3 +182,26 @@ import WireProtocol
         #expect(m.workers == [a, b])
     }
 }
+
+extension CoordinatorTrustTests {
+    /// The coordinator evaluates at an epoch's end and hears nobody meanwhile: that time is not the
+    /// workers' silence. Before the fix, both workers were declared dead after a long evaluation.
+    @Test func aCoordinatorBusyLongerThanTheHeartbeatTimeoutDeclaresNobodyDeadForIt() {
+        var m = CoordinatorStateMachine(
+            schedule: RunSchedule(sampleCount: 1000, batchSize: 4, epochs: 1, workers: 2),
+            policy: FaultPolicy(minWorkers: 1, heartbeatTimeout: .seconds(5), stepDeadline: .seconds(10)))
+        join(&m, [a, b])
+        _ = m.onTick(now: at(0.1))
+        // Busy for 30 s (no ticks), then one worker's queued heartbeat is read, and a tick.
+        _ = m.onMessage(from: a, now: at(30.1))
+        #expect(lost(m.onTick(now: at(30.2))).isEmpty)
+        // Silence that the coordinator does listen to still counts.
+        var silent: [PeerID] = []
+        for tenth in 303...400 {
+            let now = at(Double(tenth) / 10)
+            if tenth % 10 == 0 { _ = m.onMessage(from: a, now: now) }
+            silent += lost(m.onTick(now: now))
+        }
+        #expect(silent == [b])
+    }
+}

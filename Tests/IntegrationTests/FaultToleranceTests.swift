@@ -76,8 +76,10 @@ import VAEData
         let w4 = try worker("w4")  // a new worker joins
 
         #expect(Self.waitForStep(130, in: out))
-        w2.process.send(SIGSTOP)  // longer than the step deadline and the heartbeat timeout
-        Thread.sleep(forTimeInterval: 3.5)
+        w2.process.send(SIGSTOP)  // until it is declared dead: past the step deadline and the heartbeat timeout
+        #expect(HardeningTests.waitUntil {
+            HardeningTests.events(out, named: "worker_lost").contains { $0["worker"] as? String == "w2" }
+        }, "the stopped worker was never declared dead")
         w2.process.send(SIGCONT)
 
         #expect(Self.waitForStep(220, in: out))
@@ -132,7 +134,8 @@ import VAEData
         let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
         #expect(FaultToleranceTests.waitForStep(20, in: out, timeout: .seconds(120)))
         workers[0].process.send(SIGTERM)
-        #expect(workers[0].wait(timeout: .seconds(30)) == 0, "\(workers[0].stderr)")
+        // It says LEAVE and exits with 128 + SIGTERM, so that a supervisor sees it was stopped.
+        #expect(workers[0].wait(timeout: .seconds(30)) == 128 + SIGTERM, "\(workers[0].stderr)")
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
         #expect(workers[1].wait(timeout: .seconds(30)) == 0)
         let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
