@@ -125,16 +125,30 @@ import WireProtocol
         #expect(sends(m.stepApplied(now: at(6.2))).map(\.positions) == [6..<9, 9..<12])
     }
 
+    /// Time passing as the runtime sees it: a tick every 0.1 s up to `end`, and a heartbeat from
+    /// each of `alive` every second; returns the directives of the ticks.
+    func advance(_ m: inout CoordinatorStateMachine, from start: Double, to end: Double, alive: [PeerID]) -> [CoordinatorDirective] {
+        var all: [CoordinatorDirective] = []
+        var tenth = Int((start * 10).rounded(.up))
+        while Double(tenth) / 10 <= end {
+            let now = at(Double(tenth) / 10)
+            if tenth % 10 == 0 { for p in alive { _ = m.onMessage(from: p, now: now) } }
+            all += m.onTick(now: now)
+            tenth += 1
+        }
+        return all
+    }
+
     @Test func aStragglersPartIsReissuedItsLateGradientDiscardedAndARepeatOffenderDropped() {
         var m = machine(samples: 100, batch: 4, epochs: 1, workers: 2)
         _ = m.onHello(a, hello(), now: at(0))
         _ = m.onHello(b, hello(), now: at(0))
         for step in 0..<2 {
             let start = Double(step) * 20
+            _ = advance(&m, from: start + 0.1, to: start + 1, alive: [a, b])
             _ = m.onGradient(a, step: step, part: 0, sampleCount: 2, now: at(start + 1))
-            _ = m.onMessage(from: a, now: at(start + 10.5))
-            _ = m.onMessage(from: b, now: at(start + 10.5))  // alive, but slow
-            let d = m.onTick(now: at(start + 11))
+            // b stays alive, but slow: its part is past the 10 s deadline at start + 10.1.
+            let d = advance(&m, from: start + 1.1, to: start + 10.1, alive: [a, b])
             if step == 0 {
                 #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
             } else {
@@ -148,6 +162,7 @@ import WireProtocol
                 if case .discardGradient(b, 0, _) = m.onGradient(b, step: 0, part: 1, sampleCount: 2, now: at(12.5)).first {} else {
                     Issue.record("the straggler's late gradient was kept")
                 }
+                _ = advance(&m, from: start + 12.6, to: start + 19.9, alive: [a, b])
                 _ = m.stepApplied(now: at(start + 20))
             }
         }
