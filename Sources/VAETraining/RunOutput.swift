@@ -199,10 +199,11 @@ public struct RunOutput: Sendable {
     /// With `--coverage-log`: which positions of each epoch's sample order each step used.
     public var coverageLog: URL { directory.appendingPathComponent("coverage.jsonl") }
 
-    /// Writes `checkpoint` atomically, keeping the current one as `checkpoint.prev.safetensors`.
+    /// Writes `checkpoint` atomically, keeping the current one as `checkpoint.prev.safetensors`
+    /// if it loads: a torn or corrupted current file is replaced, never kept over a good previous one.
     public func write(_ checkpoint: ModelCheckpoint) throws {
         let fm = FileManager.default
-        if fm.fileExists(atPath: self.checkpoint.path) {
+        if fm.fileExists(atPath: self.checkpoint.path), (try? ModelCheckpoint.read(from: self.checkpoint)) != nil {
             // rename(2) replaces the previous one atomically; at every moment at least one whole
             // checkpoint exists.
             if rename(self.checkpoint.path, previousCheckpoint.path) != 0 {

@@ -70,12 +70,18 @@ public final class ZMQInboundGuard: Sendable {
     private func watch(_ monitor: ZMQMonitor, interval: Duration) {
         while !stopping.load(ordering: .acquiring) {
             do {
-                while let event = try monitor.next(timeout: interval) {
+                // Wait for the first event at most `interval`, then take what is queued without
+                // waiting: a stream of connections must not keep the check below from running.
+                var wait: Duration = interval
+                while let event = try monitor.next(timeout: wait) {
+                    wait = .zero
                     let fd = Int32(bitPattern: event.value)
                     switch event.event {
                     case .accepted, .connected:
-                        let baseline = ZMQConnection.tcpBytesReceived(fd)
-                        connections.withLock { $0[fd] = baseline.map { Connection(baseline: $0) } }
+                        // A new socket counts from zero; ipc connections report nothing and are
+                        // not watched.
+                        let tcp = ZMQConnection.tcpBytesReceived(fd) != nil
+                        connections.withLock { $0[fd] = tcp ? Connection(baseline: 0) : nil }
                     case .closed, .disconnected:
                         connections.withLock { $0[fd] = nil }
                     default:

@@ -4,7 +4,6 @@ import Synchronization
 import Testing
 import TestSupport
 import WireProtocol
-import ZeroMQ
 
 /// Four clients flood the coordinator for 60 seconds while two real workers train: garbage from
 /// ever new connections, oversized messages, well-formed messages sent the wrong way, and endless
@@ -62,7 +61,7 @@ import ZeroMQ
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
         memory.done.wait()
         if flood {
-            for f in flooders { #expect(f.messages > 0, "the \(f.kind) flooder sent nothing (for endless: \(TestPython.installHint))") }
+            for f in flooders { #expect(f.messages > 0, "the \(f.kind) flooder sent nothing: \(f.report)") }
         }
         return Run(parameters: try DistributedTrainingTests.parameters(out.appendingPathComponent("checkpoint.safetensors")),
                    peakKiB: memory.kib, seconds: seconds, out: out)
@@ -96,18 +95,20 @@ import ZeroMQ
     }
 }
 
-/// One flooding client, on a thread of its own, for `seconds` or until stopped.
+/// One flooding client: a Python process (scripts/flood-client.py) speaking ZMTP over plain TCP,
+/// for `seconds` or until stopped. Not libzmq in this process: libzmq may abort a client whose
+/// connection is cut in the middle of a message, which the coordinator does to floods, and a
+/// libzmq client cannot send an endless message at all.
 final class Flooder: @unchecked Sendable {
     enum Kind: String, CaseIterable {
-        /// Random frames from ever new connections, some after a HELLO with a random name.
+        /// Random frames from ever new connections.
         case garbage
         /// Messages over the coordinator's size limits: too many frames, or too many bytes.
         case oversized
-        /// Well-formed messages only a coordinator sends.
-        case wrongWay
-        /// One multipart message that never ends, up to 256 MB per connection: a Python process
-        /// speaking ZMTP over a plain socket (scripts/endless-multipart.py), since a libzmq client
-        /// sends a multipart message only once it is complete.
+        /// Well-formed messages only a coordinator sends, and HELLOs under random names followed by
+        /// them.
+        case replay
+        /// One multipart message that never ends, up to 256 MB per connection.
         case endless
     }
 
@@ -115,40 +116,36 @@ final class Flooder: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let sent = Atomic<Int>(0)
     private let done = DispatchSemaphore(value: 0)
+    /// Messages sent, from the client's last line (0 if it did not run).
     var messages: Int { sent.load(ordering: .relaxed) }
+    private(set) var report = ""
 
     init(_ kind: Kind, endpoint: String, seconds: Double, directory: URL) {
         self.kind = kind
         Thread { [self] in
             defer { done.signal() }
-            let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-            if kind == .endless {
-                let script = TestPython.packageRoot.appendingPathComponent("scripts/endless-multipart.py").path
-                // tcp://HOST:PORT
-                let address = endpoint.dropFirst("tcp://".count)
-                guard let colon = address.lastIndex(of: ":") else { return }
-                let command = TestPython.command
-                guard let client = try? ChildProcess(
-                    command[0], Array(command.dropFirst()) + [script, String(address[..<colon]), String(address[address.index(after: colon)...]), "\(seconds)"],
-                    directory: directory, name: "endless") else { return }
-                while client.isRunning && !stopping.load(ordering: .relaxed) && ContinuousClock.now < deadline + .seconds(10) {
-                    usleep(50_000)  // polls the client's exit
-                }
-                client.kill()
-                // "connections N bytes B cut C"
-                let words = client.stdout.split(separator: " ")
-                if words.count == 6, let bytes = Int(words[3]) { sent.store(bytes, ordering: .relaxed) }
-                return
+            let script = TestPython.packageRoot.appendingPathComponent("scripts/flood-client.py").path
+            let address = endpoint.dropFirst("tcp://".count)  // tcp://HOST:PORT
+            guard let colon = address.lastIndex(of: ":") else { return }
+            var arguments = [script, kind.rawValue, String(address[..<colon]), String(address[address.index(after: colon)...]), "\(seconds)"]
+            if kind == .replay {
+                let file = directory.appendingPathComponent("replay.bin")
+                guard (try? Self.replayMessages().write(to: file)) != nil else { return }
+                arguments.append(file.path)
             }
-            var random = SystemRandomNumberGenerator()
-            guard let context = try? ZMQContext() else { return }
-            while !stopping.load(ordering: .relaxed) && ContinuousClock.now < deadline {
-                guard let socket = try? ZMQSocket(context, type: .dealer, linger: 0) else { return }
-                try? socket.setOption(.sendHighWaterMark, 8)
-                guard (try? socket.connect(endpoint)) != nil else { return }
-                flood(socket, random: &random, until: deadline)
-                socket.close()
+            let command = TestPython.command
+            guard let client = try? ChildProcess(command[0], Array(command.dropFirst()) + arguments,
+                                                 directory: directory, name: "flood-\(kind.rawValue)") else { return }
+            let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000)) + .seconds(10)
+            while client.isRunning && !stopping.load(ordering: .relaxed) && ContinuousClock.now < deadline {
+                usleep(50_000)  // polls the client's exit
             }
+            if client.isRunning { client.process.send(SIGTERM) }
+            _ = client.wait(timeout: .seconds(10))
+            report = client.stdout + client.stderr
+            // "connections N messages M bytes B cut C"
+            let words = client.stdout.split(whereSeparator: \.isWhitespace)
+            if words.count == 8, let count = Int(words[3]) { sent.store(count, ordering: .relaxed) }
         }.start()
     }
 
@@ -157,49 +154,36 @@ final class Flooder: @unchecked Sendable {
         done.wait()
     }
 
-    private func bytes(_ frames: [OutgoingFrame]) -> [[UInt8]] {
-        frames.map { if case .bytes(let b) = $0 { b } else { [] } }
+    /// The replayed messages, in the client's file format: a HELLO under a random name, then
+    /// messages only a coordinator sends.
+    static func replayMessages() -> Data {
+        func bytes(_ frames: [OutgoingFrame]) -> [[UInt8]] {
+            frames.map { if case .bytes(let b) = $0 { b } else if case .floats(let f) = $0 { Array(f.bytes) } else { [] } }
+        }
+        var messages: [[[UInt8]]] = (0..<8).map { _ in bytes(Message.hello(Hello(name: "flood-\(UInt64.random(in: 0...UInt64.max))", threads: 1))) }
+        messages += [
+            bytes(Message.params(step: 1, SharedFloats([Float](repeating: 1, count: 1000)))),
+            bytes(Message.work(Work(step: 1, part: 0, seed: 1, sampleIDs: [1, 2], dimension: 16, sampleType: .uint8,
+                                    samples: [UInt8](repeating: 9, count: 32)))),
+            bytes(Message.stop(.finished, "x")),
+            bytes(Message.reject(.rejoin, "y")),
+            bytes(Message.welcome(Welcome(runID: 1, workerID: 0, parameterCount: 10, configuration: [1, 2, 3]))),
+        ]
+        return encode(messages)
     }
 
-    /// One connection's worth of flooding.
-    private func flood(_ socket: ZMQSocket, random: inout SystemRandomNumberGenerator, until deadline: ContinuousClock.Instant) {
-        func send(_ frames: [[UInt8]]) {
-            if (try? socket.sendMultipart(frames, dontWait: true)) == true { sent.add(1, ordering: .relaxed) }
+    /// Messages in flood-client.py's file format: u32 frame count, then per frame u32 length and
+    /// its bytes, little-endian.
+    static func encode(_ messages: [[[UInt8]]]) -> Data {
+        var data = Data()
+        func append(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { data.append(contentsOf: $0) } }
+        for message in messages {
+            append(UInt32(message.count))
+            for frame in message {
+                append(UInt32(frame.count))
+                data.append(contentsOf: frame)
+            }
         }
-        func pace() { usleep(500) }  // a load generator's pace, not a wait for anything
-        switch kind {
-        case .garbage:
-            if Bool.random(using: &random) {
-                send(bytes(Message.hello(Hello(name: "flood-\(random.next())", threads: 1))))
-            }
-            for _ in 0..<20 {
-                let frames = (0..<Int.random(in: 1...3, using: &random)).map { _ in
-                    (0..<Int.random(in: 1...2000, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-                }
-                send(frames)
-                pace()
-            }
-            usleep(20_000)  // let them leave before the connection closes
-        case .oversized:
-            let big = [UInt8](repeating: 7, count: 1 << 20)
-            for i in 0..<30 where ContinuousClock.now < deadline && !stopping.load(ordering: .relaxed) {
-                send(i % 2 == 0 ? [big, big, big] : [[UInt8]](repeating: [1, 2, 3], count: 12))
-                pace()
-            }
-        case .wrongWay:
-            let messages = [
-                bytes(Message.params(step: 1, SharedFloats([Float](repeating: 1, count: 1000)))),
-                bytes(Message.work(Work(step: 1, part: 0, seed: 1, sampleIDs: [1, 2], dimension: 16, sampleType: .uint8,
-                                        samples: [UInt8](repeating: 9, count: 32)))),
-                bytes(Message.stop(.finished, "x")),
-                bytes(Message.reject(.rejoin, "y")),
-            ]
-            for i in 0..<40 where ContinuousClock.now < deadline && !stopping.load(ordering: .relaxed) {
-                send(messages[i % messages.count])
-                pace()
-            }
-        case .endless:
-            break  // a child process: see init
-        }
+        return data
     }
 }

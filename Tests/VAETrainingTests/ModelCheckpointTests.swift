@@ -118,4 +118,22 @@ import VAECore
             _ = try output.latestCheckpoint()
         } throws: { "\($0)".contains("no usable checkpoint") }
     }
+
+    @Test func aTornLatestCheckpointIsNeverKeptOverTheGoodPreviousOne() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { Fixtures.cleanup(dir) }
+        let output = try RunOutput(directory: dir.path)
+        var checkpoint = ModelCheckpointTests().sample()
+        checkpoint.step = 10
+        try output.write(checkpoint)
+        checkpoint.step = 20
+        try output.write(checkpoint)
+        // The newest is torn; the next write must not rotate it over step 10.
+        let bytes = try Data(contentsOf: output.checkpoint)
+        try bytes.prefix(bytes.count / 2).write(to: output.checkpoint)
+        checkpoint.step = 30
+        try output.write(checkpoint)
+        #expect(try ModelCheckpoint.read(from: output.checkpoint).step == 30)
+        #expect(try ModelCheckpoint.read(from: output.previousCheckpoint).step == 10)
+    }
 }
