@@ -42,6 +42,12 @@ public struct WorkerOptions: Sendable {
     }
 }
 
+/// Why a worker gave up, with what to do for a person.
+public struct WorkerError: Error, CustomStringConvertible, Sendable {
+    public let failure: WorkerFailure
+    public let description: String
+}
+
 /// How a worker's run ended without an error; see ``WorkerEnding``.
 public typealias WorkerOutcome = WorkerEnding
 
@@ -235,7 +241,7 @@ public final class WorkerRuntime {
             case .finish(let ending):
                 return ending
             case .fail(let failure):
-                throw ClusterError(describe(failure))
+                throw WorkerError(failure: failure, description: describe(failure))
             case .note(let text):
                 logger.notice("\(text)")
             case .ignore(let reason):

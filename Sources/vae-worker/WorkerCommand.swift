@@ -63,7 +63,17 @@ struct Join: AsyncParsableCommand {
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         if !quiet { emit("worker \(worker.options.name) joining \(coordinator)") }
-        let outcome = try worker.run()
+        let outcome: WorkerOutcome
+        do {
+            outcome = try worker.run()
+        } catch let error as WorkerError {
+            if case .aborted = error.failure, parentPID != nil {
+                // A local worker: its coordinator, which started it, says why on the same terminal.
+                logger.info("stopped", metadata: ["reason": "\(error)"])
+                throw ExitCode.failure
+            }
+            throw error
+        }
         logger.info("stopped", metadata: ["reason": "\(outcome.summary)", "steps": "\(worker.stepsComputed)"])
         if !quiet { emit("done: \(outcome.summary); \(worker.stepsComputed) gradient\(worker.stepsComputed == 1 ? "" : "s") computed") }
         if case .signal(let signal) = outcome {
