@@ -20,7 +20,8 @@ final class CoordinatorMetrics {
     let samples: Counter
     /// Workers joined and not lost.
     let liveWorkers: Gauge
-    /// Messages refused: invalid, oversized, from a refused peer, or an invalid gradient.
+    /// Messages not taken: invalid, oversized, sent the wrong way or without joining, from a refused
+    /// peer; gradients that failed the checks; connections cut by the inbound guard.
     let rejectedMessages: Counter
     /// Parts of steps sent again to another worker because theirs died, stalled or left.
     let reissuedParts: Counter

@@ -93,7 +93,7 @@ public final class CoordinatorRuntime {
     let inboundGuard: ZMQInboundGuard
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
     var referee: VAEEngine?
-    /// Messages refused over the run: invalid ones, and any from a refused peer.
+    /// Messages not taken over the run (as `vae_rejected_messages_total` counts them).
     public private(set) var rejectedMessages = 0
     let metrics: CoordinatorMetrics
     /// Authenticates CURVE clients against the allowlist, when CURVE is on.
