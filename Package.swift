@@ -91,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "vae-worker",
             dependencies: [
-                "ClusterRuntime",
+                "ClusterRuntime", "Coordination", "VAETraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

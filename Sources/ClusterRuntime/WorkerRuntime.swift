@@ -48,9 +48,6 @@ public struct WorkerError: Error, CustomStringConvertible, Sendable {
     public let description: String
 }
 
-/// How a worker's run ended without an error; see ``WorkerEnding``.
-public typealias WorkerOutcome = WorkerEnding
-
 extension WorkerEnding {
     /// One line for the log and the terminal.
     public var summary: String {
@@ -126,7 +123,7 @@ public final class WorkerRuntime {
     /// Runs until the coordinator says STOP, a SIGTERM/SIGINT arrives (says LEAVE) or the process
     /// that started this worker is gone, and says which; throws when the coordinator refuses this
     /// worker (its key, its version), aborts the run, or stays silent for `coordinatorTimeout`.
-    public func run() throws -> WorkerOutcome {
+    public func run() throws -> WorkerEnding {
         do {
             return try loop()
         } catch {
@@ -140,7 +137,7 @@ public final class WorkerRuntime {
     /// How often the loop looks at signals, the parent process and the machine's timers.
     private var tick: Duration { min(options.heartbeatInterval, .milliseconds(100)) }
 
-    private func loop() throws -> WorkerOutcome {
+    private func loop() throws -> WorkerEnding {
         if let ending = try perform(machine.start()) { return ending }
         while true {
             if let signal = stopRequest.signal, let ending = try perform(machine.onSignal(signal)) { return ending }
@@ -176,7 +173,7 @@ public final class WorkerRuntime {
     }
 
     /// Handles one message from the coordinator, if one is there.
-    private func receive() throws -> WorkerOutcome? {
+    private func receive() throws -> WorkerEnding? {
         let limits = Limits(parameterCount: parameterCount)
         let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
         let frames: [ZMQFrame]?
@@ -221,7 +218,7 @@ public final class WorkerRuntime {
 
     /// Performs the machine's directives; returns how the run ended if one says it did, throws if
     /// one says it failed.
-    private func perform(_ directives: [WorkerDirective]) throws -> WorkerOutcome? {
+    private func perform(_ directives: [WorkerDirective]) throws -> WorkerEnding? {
         for directive in directives {
             switch directive {
             case .sendHello:

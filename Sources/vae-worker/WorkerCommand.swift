@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterRuntime
+import Coordination
 import Foundation
 import Logging
 import VAETraining
@@ -63,7 +64,7 @@ struct Join: AsyncParsableCommand {
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         if !quiet { emit("worker \(worker.options.name) joining \(coordinator)") }
-        let outcome: WorkerOutcome
+        let outcome: WorkerEnding
         do {
             outcome = try worker.run()
         } catch let error as WorkerError {

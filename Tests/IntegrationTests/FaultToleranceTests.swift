@@ -31,12 +31,7 @@ import VAEData
     }
 
     static func waitForStep(_ step: Int, in dir: URL, timeout: Duration = .seconds(240)) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if checkpointStep(dir) >= step { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
+        Poll.until(timeout: timeout) { checkpointStep(dir) >= step }
     }
 
     @Test func trainingSurvivesDeadStalledAndNewWorkersAndACoordinatorRestart() throws {
@@ -77,7 +72,7 @@ import VAEData
 
         #expect(Self.waitForStep(130, in: out))
         w2.process.send(SIGSTOP)  // until it is declared dead: past the step deadline and the heartbeat timeout
-        #expect(HardeningTests.waitUntil {
+        #expect(Poll.until {
             HardeningTests.events(out, named: "worker_lost").contains { $0["worker"] as? String == "w2" }
         }, "the stopped worker was never declared dead")
         w2.process.send(SIGCONT)

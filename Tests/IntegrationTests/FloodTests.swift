@@ -50,7 +50,7 @@ import WireProtocol
         var flooders: [Flooder] = []
         if flood {
             // Both workers in first: a flooder's HELLO must not take a worker's place.
-            #expect(HardeningTests.waitUntil { HardeningTests.events(out, named: "worker_joined").count == 2 })
+            #expect(Poll.until { HardeningTests.events(out, named: "worker_joined").count == 2 })
             flooders = Flooder.Kind.allCases.map { Flooder($0, endpoint: endpoint, seconds: floodSeconds, directory: dir) }
         }
         let status = coordinator.wait(timeout: .seconds(1200))

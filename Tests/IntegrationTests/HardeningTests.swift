@@ -17,16 +17,6 @@ import ZeroMQ
 
     static func events(_ out: URL, named name: String) -> [[String: Any]] { events(out).filter { $0["event"] as? String == name } }
 
-    /// Polls `condition` every 20 ms until it holds or `timeout` passes.
-    static func waitUntil(timeout: Duration = .seconds(120), _ condition: () -> Bool) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return condition()
-    }
-
     @Test func aDivergingDistributedRunEndsWithTheSingleProcessMessageAndNoBans() throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
@@ -75,14 +65,14 @@ import ZeroMQ
             let text = (try? String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
             return text.split(separator: "\n").count
         }
-        #expect(Self.waitUntil { steps() >= 20 }, "no progress: \(coordinator.stderr)")
+        #expect(Poll.until { steps() >= 20 }, "no progress: \(coordinator.stderr)")
         let stopped = workers[1]
         stopped.process.send(SIGSTOP)
         // The step in flight waits for the stopped worker until it is declared dead.
-        #expect(Self.waitUntil { !Self.events(out, named: "worker_lost").isEmpty })
+        #expect(Poll.until { !Self.events(out, named: "worker_lost").isEmpty })
         let atLoss = steps()
         // The healthy workers train on, and nobody else is lost meanwhile.
-        #expect(Self.waitUntil { steps() >= atLoss + 100 }, "no progress after the loss: \(coordinator.stderr)")
+        #expect(Poll.until { steps() >= atLoss + 100 }, "no progress after the loss: \(coordinator.stderr)")
         stopped.process.send(SIGCONT)
         let lost = Self.events(out, named: "worker_lost").compactMap { $0["worker"] as? String }
         #expect(lost == ["w1"], "lost: \(lost)")

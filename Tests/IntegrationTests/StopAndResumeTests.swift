@@ -14,16 +14,6 @@ import TestSupport
 
     static let localCoordinator = ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "1"]
 
-    /// Waits up to `timeout` for `condition`, checking every 20 ms.
-    static func waitFor(_ timeout: Duration = .seconds(180), _ condition: () -> Bool) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return condition()
-    }
-
     /// The step of the newest checkpoint in `dir` that loads, or -1.
     static func checkpointStep(_ dir: URL) -> Int {
         (try? RunOutput(directory: dir.path).latestCheckpoint())?.step ?? -1
@@ -48,14 +38,14 @@ import TestSupport
         let first = try ChildProcess("vae-coordinator", Self.localCoordinator + Self.model(train: train, test: test) + ["--out", out.path],
                                      directory: dir, name: "coordinator")
         // No --checkpoint-every: the end of the first epoch is checkpointed all the same.
-        #expect(Self.waitFor { Self.checkpointStep(out) >= 16 }, "no checkpoint with the default options: \(first.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) >= 16 }, "no checkpoint with the default options: \(first.stderr)")
         first.kill()
         let step = Self.checkpointStep(out)
         #expect(step > 0 && step % 16 == 0, "checkpoint at step \(step), not at an epoch end")
 
         let resumed = try ChildProcess("vae-coordinator", ["start", "--resume", out.path, "--bind", "tcp://127.0.0.1:*", "--local-workers", "1"],
                                        directory: dir, name: "resumed")
-        #expect(Self.waitFor { Self.checkpointStep(out) > step }, "the resumed run wrote no later checkpoint: \(resumed.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) > step }, "the resumed run wrote no later checkpoint: \(resumed.stderr)")
         #expect(resumed.stdout.contains("resuming \(out.path) at step \(step)"), "\(resumed.stdout)")
         resumed.process.send(SIGTERM)
         #expect(resumed.wait(timeout: .seconds(60)) == 143, "\(resumed.stderr)")
@@ -69,7 +59,7 @@ import TestSupport
         let first = try ChildProcess(
             "vae-coordinator", Self.localCoordinator + Self.model(train: train, test: test) + ["--nll-k", "5000", "--out", out.path],
             directory: dir, name: "coordinator")
-        #expect(Self.waitFor { Self.checkpointStep(out) >= 16 }, "\(first.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) >= 16 }, "\(first.stderr)")
         first.process.send(SIGINT)
         #expect(first.wait(timeout: .seconds(60)) == 130, "\(first.stderr)")
 
@@ -88,7 +78,7 @@ import TestSupport
         let resume = try #require(Self.resumeCommand(in: first.stdout), "\(first.stdout)")
         #expect(resume == "\(binaries.path)/vae-coordinator start --resume \(out.path) --bind 'tcp://127.0.0.1:*' --local-workers 1")
         let resumed = try ChildProcess("/bin/sh", ["-c", "exec " + resume], directory: dir, name: "resumed")
-        #expect(Self.waitFor { Self.checkpointStep(out) > step }, "\(resumed.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) > step }, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("resuming \(out.path) at step \(step)"))
         resumed.process.send(SIGTERM)
         #expect(resumed.wait(timeout: .seconds(60)) == 143, "\(resumed.stderr)")
@@ -127,7 +117,7 @@ import TestSupport
         let out = dir.appendingPathComponent("run")
         let first = try ChildProcess("vae", ["train"] + Self.model(train: train, test: test) + ["--nll-k", "5000", "--out", out.path],
                                      directory: dir, name: "train")
-        #expect(Self.waitFor { Self.checkpointStep(out) >= 16 }, "no checkpoint with the default options: \(first.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) >= 16 }, "no checkpoint with the default options: \(first.stderr)")
         first.process.send(SIGINT)
         #expect(first.wait(timeout: .seconds(60)) == 130, "\(first.stderr)")
         let summary = try Self.summary(out)
@@ -139,7 +129,7 @@ import TestSupport
         let resume = try #require(Self.resumeCommand(in: first.stdout), "\(first.stdout)")
         #expect(resume == "\(binaries.path)/vae train --resume \(out.path)")
         let resumed = try ChildProcess("/bin/sh", ["-c", "exec " + resume], directory: dir, name: "resumed")
-        #expect(Self.waitFor { Self.checkpointStep(out) > step }, "\(resumed.stderr)")
+        #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) > step }, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("resuming \(out.path) at step \(step)"))
         resumed.process.send(SIGTERM)
         #expect(resumed.wait(timeout: .seconds(60)) == 143, "\(resumed.stderr)")
@@ -188,6 +178,6 @@ import TestSupport
         #expect(!cluster.stderr.contains("exiting at once"), "\(cluster.stderr)")
         let interrupted = try StopAndResumeTests.summary(out)["interrupted"] as? [String: Any]
         #expect(interrupted?["step"] as? Int == StopAndResumeTests.checkpointStep(out))
-        #expect(StopAndResumeTests.waitFor(.seconds(30)) { kill(-group, 0) != 0 }, "processes of the cluster are still running")
+        #expect(Poll.until(timeout: .seconds(30)) { kill(-group, 0) != 0 }, "processes of the cluster are still running")
     }
 }
