@@ -188,17 +188,20 @@ public struct Figure: Sendable, Equatable {
     public var columns: Int?
     public var panelWidth: Int
     public var panelHeight: Int
+    /// The height of each row of panels, top first (nil, or a row past its end: `panelHeight`).
+    public var rowHeights: [Int]?
     /// The size of tick labels and legend entries in pixels; titles and axis labels are larger.
     public var fontSize: Double
 
     public init(title: String? = nil, subtitle: String? = nil, panels: [Panel], columns: Int? = nil,
-                panelWidth: Int = 640, panelHeight: Int = 480, fontSize: Double = 14) {
+                panelWidth: Int = 640, panelHeight: Int = 480, rowHeights: [Int]? = nil, fontSize: Double = 14) {
         self.title = title
         self.subtitle = subtitle
         self.panels = panels
         self.columns = columns
         self.panelWidth = panelWidth
         self.panelHeight = panelHeight
+        self.rowHeights = rowHeights
         self.fontSize = fontSize
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 extension Figure {
     /// Draws the figure: the title band, then the panels row by row, each `panelWidth` x
-    /// `panelHeight` pixels. Throws if the figure has no panel or cairo cannot make the picture.
+    /// `panelHeight` pixels (or its row's height). Throws if the figure has no panel or cairo cannot make the picture.
     public func render() throws -> PNGImage {
         guard !panels.isEmpty else { throw PictureError("a figure needs at least one panel") }
         guard panelWidth >= 120, panelHeight >= 100 else {
@@ -24,7 +24,11 @@ extension Figure {
             band = 10 + Double(titleLines.count) * titleLine + Double(subtitleLines.count) * subtitleLine + 4
         }
 
-        let canvas = try Canvas(width: width, height: Int(band.rounded(.up)) + rows * panelHeight)
+        let heights = (0..<rows).map { row in rowHeights.flatMap { row < $0.count ? $0[row] : nil } ?? panelHeight }
+        guard heights.allSatisfy({ $0 >= 100 }) else {
+            throw PictureError("rows of \(heights.map(String.init).joined(separator: ", ")) pixels are too small to read; use at least 100")
+        }
+        let canvas = try Canvas(width: width, height: Int(band.rounded(.up)) + heights.reduce(0, +))
         var y = 10.0
         for line in titleLines {
             canvas.text(line, x: Double(width) / 2, y: y, size: sizes.figureTitle, weight: .bold, horizontal: .center, vertical: .top)
@@ -34,10 +38,25 @@ extension Figure {
             canvas.text(line, x: Double(width) / 2, y: y, size: sizes.tick, color: .darkGray, horizontal: .center, vertical: .top)
             y += subtitleLine
         }
+        // Panels in a column share their left and right margins, panels in a row their top and
+        // bottom ones, so that the plots line up (a shared step axis reads across panels).
+        var top = band.rounded(.up)
+        var renderers: [PanelRenderer] = []
         for (i, panel) in panels.enumerated() {
-            let rect = Rect(x: Double((i % columns) * panelWidth), y: band.rounded(.up) + Double((i / columns) * panelHeight),
-                            width: Double(panelWidth), height: Double(panelHeight))
-            PanelRenderer(panel: panel, canvas: canvas, rect: rect, sizes: sizes).draw()
+            let row = i / columns
+            if i > 0 && i % columns == 0 { top += Double(heights[row - 1]) }
+            let rect = Rect(x: Double((i % columns) * panelWidth), y: top, width: Double(panelWidth), height: Double(heights[row]))
+            renderers.append(PanelRenderer(panel: panel, canvas: canvas, rect: rect, sizes: sizes))
+        }
+        let first = renderers.map { $0.plan() }
+        let aligned = first.indices.map { i -> PanelRenderer.Margins in
+            let column = first.indices.filter { $0 % columns == i % columns }.map { first[$0].layout.margins }
+            let row = first.indices.filter { $0 / columns == i / columns }.map { first[$0].layout.margins }
+            return PanelRenderer.Margins(left: column.map(\.left).max()!, right: column.map(\.right).max()!,
+                                         top: row.map(\.top).max()!, bottom: row.map(\.bottom).max()!)
+        }
+        for (i, renderer) in renderers.enumerated() {
+            renderer.draw(renderer.plan(minimum: aligned[i], legendOutside: first[i].legendOutside))
         }
         return canvas.image()
     }
@@ -144,12 +163,19 @@ struct PanelRenderer {
             return Ticks.logarithmic(range).map { ($0, Ticks.label($0, step: $0)) }
         }
         let (values, step) = Ticks.linear(range, target: target, integers: axis.integerTicks)
-        return values.map { ($0, Ticks.label($0, step: step)) }
+        return zip(values, Ticks.labels(values, step: step)).map { (value: $0.0, label: $0.1) }
     }
 
     // MARK: Layout
 
+    /// Space around the plotting area, in pixels.
+    struct Margins: Equatable {
+        var left = 0.0, right = 0.0, top = 0.0, bottom = 0.0
+    }
+
     struct Layout {
+        /// The margins the panel's text needs (before `minimum` and the aspect ratio apply).
+        var margins: Margins
         var plot: Rect
         var x: AxisMap
         var y: AxisMap
@@ -186,7 +212,8 @@ struct PanelRenderer {
 
     var legendRow: Double { canvas.lineHeight(size: sizes.tick) + 5 }
 
-    func layout(_ prepared: [Prepared], xRange: ClosedRange<Double>, yRange: ClosedRange<Double>, outsideLegend: Double) -> Layout {
+    func layout(_ prepared: [Prepared], xRange: ClosedRange<Double>, yRange: ClosedRange<Double>, outsideLegend: Double,
+                minimum: Margins = Margins()) -> Layout {
         let pad = Self.pad, tick = Self.tickLength
         let tickHeight = canvas.lineHeight(size: sizes.tick)
         let labelHeight = canvas.lineHeight(size: sizes.label)
@@ -194,8 +221,9 @@ struct PanelRenderer {
         if panel.title != nil { top += canvas.lineHeight(size: sizes.title, weight: .bold) + 8 }
         if panel.topAxis != nil { top += labelHeight + 4 + tickHeight + 3 + tick }
         let bottom = pad + tick + 3 + tickHeight + 6 + labelHeight
-        let plotHeightGuess = rect.height - top - bottom
-        let yTicks = Self.ticks(yRange, axis: panel.yAxis, target: max(2, Int(plotHeightGuess / 50)))
+        let plotHeightGuess = rect.height - max(top, minimum.top) - max(bottom, minimum.bottom)
+        // Whole-number ticks (counts) are short: one every 20 pixels still reads.
+        let yTicks = Self.ticks(yRange, axis: panel.yAxis, target: max(2, Int(plotHeightGuess / (panel.yAxis.integerTicks ? 20 : 30))))
         let yLabelWidth = yTicks.map { canvas.textWidth($0.label, size: sizes.tick) }.max() ?? 0
         let left = pad + (panel.yAxis.label.isEmpty ? 0 : labelHeight + 8) + yLabelWidth + 5 + tick
 
@@ -208,13 +236,16 @@ struct PanelRenderer {
             var range = bar.range ?? (values.min() ?? 0)...(values.max() ?? 1)
             if range.upperBound == range.lowerBound { range = (range.lowerBound - 0.5)...(range.upperBound + 0.5) }
             colorRange = range
-            colorTicks = Self.ticks(range, axis: Axis(""), target: max(2, Int(plotHeightGuess / 50)))
+            colorTicks = Self.ticks(range, axis: Axis(""), target: max(2, Int(plotHeightGuess / 30)))
             let widest = colorTicks.map { canvas.textWidth($0.label, size: sizes.tick) }.max() ?? 0
             colorSpace = 16 + 16 + tick + 4 + widest + 8 + (bar.label.isEmpty ? 0 : labelHeight)
         }
         let right = pad + 12 + colorSpace + outsideLegend
-        var plot = Rect(x: rect.x + left, y: rect.y + top, width: max(rect.width - left - right, 20),
-                        height: max(rect.height - top - bottom, 20))
+        let needed = Margins(left: left, right: right, top: top, bottom: bottom)
+        let m = Margins(left: max(left, minimum.left), right: max(right, minimum.right), top: max(top, minimum.top),
+                        bottom: max(bottom, minimum.bottom))
+        var plot = Rect(x: rect.x + m.left, y: rect.y + m.top, width: max(rect.width - m.left - m.right, 20),
+                        height: max(rect.height - m.top - m.bottom, 20))
         if let aspect = panel.aspectRatio, aspect > 0 {
             if plot.width / plot.height > aspect {
                 let width = plot.height * aspect
@@ -240,13 +271,13 @@ struct PanelRenderer {
                                     width: plot.width)
             topTicks = inTop.map { (($0.value - secondary.offset) / secondary.scale, $0.label) }
         }
-        return Layout(plot: plot, x: x, y: y, xTicks: xTicks, yTicks: yTicks, topTicks: topTicks,
+        return Layout(margins: needed, plot: plot, x: x, y: y, xTicks: xTicks, yTicks: yTicks, topTicks: topTicks,
                       colorRange: colorRange, colorTicks: colorTicks, colorSpace: colorSpace)
     }
 
     /// Ticks along a horizontal axis, as many as fit without their labels touching.
     func spacedTicks(_ range: ClosedRange<Double>, axis: Axis, map: AxisMap, width: Double) -> [(value: Double, label: String)] {
-        var target = max(2, Int(width / 90))
+        var target = max(2, Int(width / 50))
         while true {
             let ticks = Self.ticks(range, axis: axis, target: target)
             let placed = ticks.compactMap { t in map.pixel(t.value).map { ($0, canvas.textWidth(t.label, size: sizes.tick)) } }
@@ -319,7 +350,22 @@ struct PanelRenderer {
 
     // MARK: Drawing
 
-    func draw() {
+    /// Everything `draw` needs: the data, the layout, the legend's place.
+    struct Plan {
+        let prepared: [Prepared]
+        let layout: Layout
+        let entries: [LegendEntry]
+        let legendRect: Rect?
+        /// Whether the legend went outside the plot (kept when the figure aligns its panels).
+        let legendOutside: Bool
+        let empty: Bool
+        let finite: Int
+        let total: Int
+    }
+
+    /// Lays the panel out with margins of at least `minimum` (to align it with its neighbours);
+    /// `legendOutside` forces the legend's side (nil: decided here).
+    func plan(minimum: Margins = Margins(), legendOutside forced: Bool? = nil) -> Plan {
         let prepared = prepared()
         let xValues = prepared.flatMap { $0.series.x }
         let yValues = prepared.flatMap { p in p.y + (p.lower ?? []) }
@@ -333,15 +379,16 @@ struct PanelRenderer {
         let imageX = panel.image.map { [$0.x.lowerBound, $0.x.upperBound] } ?? []
         let imageY = panel.image.map { [$0.y.lowerBound, $0.y.upperBound] } ?? []
         let margin = hasImage ? 0.0 : 0.04
-        let xRange = Self.range(empty ? [] : xValues + imageX, axis: panel.xAxis, margin: hasImage ? 0 : 0.02)
+        let xRange = Self.range(empty ? [] : xValues + imageX, axis: panel.xAxis, margin: margin)
             ?? Self.fallbackRange(panel.xAxis)
         let yRange = Self.range(empty ? [] : yValues + imageY, axis: panel.yAxis, margin: margin, includeZero: stacked)
             ?? Self.fallbackRange(panel.yAxis)
 
         let entries = legendEntries(prepared)
         let size = legendSize(entries)
-        var layout = self.layout(prepared, xRange: xRange, yRange: yRange, outsideLegend: 0)
+        var layout = self.layout(prepared, xRange: xRange, yRange: yRange, outsideLegend: 0, minimum: minimum)
         var legendRect: Rect?
+        var outside = false
         if !entries.isEmpty {
             switch panel.legend {
             case .hidden:
@@ -349,7 +396,7 @@ struct PanelRenderer {
             case .inside(let corner):
                 legendRect = legendBox(corner, size: size, plot: layout.plot)
             case .automatic, .outside:
-                if panel.legend == .automatic {
+                if panel.legend == .automatic && forced != true {
                     let covered = coveredPixels(prepared, layout)
                     for corner in LegendPlacement.Corner.allCases {
                         let box = legendBox(corner, size: size, plot: layout.plot)
@@ -359,15 +406,25 @@ struct PanelRenderer {
                             break
                         }
                     }
+                    // Aligned with its neighbours, a panel whose legend fitted inside keeps it there.
+                    if legendRect == nil && forced == false { legendRect = legendBox(.topRight, size: size, plot: layout.plot) }
                 }
                 if legendRect == nil {
-                    layout = self.layout(prepared, xRange: xRange, yRange: yRange, outsideLegend: size.width + 12)
+                    outside = true
+                    layout = self.layout(prepared, xRange: xRange, yRange: yRange, outsideLegend: size.width + 12, minimum: minimum)
                     legendRect = Rect(x: layout.plot.maxX + layout.colorSpace + 12, y: layout.plot.y,
                                       width: size.width, height: size.height)
                 }
             }
         }
+        return Plan(prepared: prepared, layout: layout, entries: entries, legendRect: legendRect, legendOutside: outside,
+                    empty: empty, finite: finite, total: total)
+    }
 
+    /// Draws the panel as `plan` lays it out.
+    func draw(_ plan: Plan) {
+        let (prepared, layout, entries, legendRect) = (plan.prepared, plan.layout, plan.entries, plan.legendRect)
+        let (empty, finite, total) = (plan.empty, plan.finite, plan.total)
         let plot = layout.plot
         // Grid lines under everything.
         for t in layout.yTicks { if let py = layout.y.pixel(t.value) { canvas.line(plot.x, py, plot.maxX, py, .lightGray) } }

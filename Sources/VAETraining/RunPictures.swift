@@ -69,28 +69,32 @@ public enum RunPictures {
         let x = records.map { Double($0.step) }
         let parts: [(String, (StepTimeBreakdown) -> Double, Color)] = [
             ("compute (slowest worker)", { $0.computeMs }, .category(0)),
-            ("communication (gradients, parameters)", { $0.communicationMs }, .category(1)),
-            ("sending work to the workers", { $0.sendMs }, .category(4)),
+            ("communication (waiting beyond compute)", { $0.communicationMs }, .category(1)),
+            ("sending parameters and work", { $0.sendMs }, .category(4)),
             ("summing gradients", { $0.sumMs }, .category(5)),
             ("optimizer step", { $0.optimizerMs }, .category(2)),
-            ("other (coordinator bookkeeping)", { max($0.totalMs - $0.sendMs - $0.waitMs - $0.sumMs - $0.optimizerMs, 0) }, .category(7)),
+            ("other (evaluation, checkpoints, metrics)", { max($0.totalMs - $0.sendMs - $0.waitMs - $0.sumMs - $0.optimizerMs, 0) }, .category(7)),
         ]
         let stacked = parts.map { name, value, color in
             Series(name: name, x: x, y: records.map { value($0.time) }, style: .stackedArea, color: color)
         }
-        // A part that never reaches 1% of a step would be an invisible band and a confusing entry.
-        let total = records.map(\.time.totalMs).max() ?? 0
-        let visible = stacked.filter { s in s.y.contains { $0 > 0.01 * total } }
+        // A part that never reaches 1% of a typical step would be an invisible band and a
+        // confusing entry.
+        let typical = records.map(\.time.totalMs).sorted()[records.count / 2]
+        let visible = stacked.filter { s in s.y.contains { $0 > 0.01 * typical } }
         let stepsPerEpoch = log.stepsPerEpoch
         let top = stepsPerEpoch.map { SecondaryAxis("epoch", scale: 1 / $0, integerTicks: true) }
-        let time = Panel(title: "Time per step, by part (\(per))", xAxis: Axis("step", lowerBound: 0, integerTicks: true),
+        // The step axis reaches the run's last step (the last window may end before it).
+        let lastStep = Double(max(log.epochs.last?.step ?? 0, records.last?.step ?? 0))
+        let steps = Axis("step", lowerBound: 0, upperBound: lastStep * 1.02, integerTicks: true)
+        let time = Panel(title: "Time per step, by part (\(per))", xAxis: steps,
                          yAxis: Axis("milliseconds per step"), topAxis: top, series: visible.isEmpty ? stacked : visible, legend: .outside)
         let workers = records.compactMap { r in r.workers.map { (Double(r.step), Double($0)) } }
-        let workerPanel = Panel(title: "Live workers", xAxis: Axis("step", lowerBound: 0, integerTicks: true),
+        let workerPanel = Panel(title: "Live workers (at the end of each window)", xAxis: steps,
                                 yAxis: Axis("workers", lowerBound: 0, upperBound: Double((workers.map(\.1).max() ?? 1) + 1), integerTicks: true),
                                 topAxis: top, series: [Series(name: "live workers", points: workers, style: .steps, color: .category(3))],
                                 legend: .hidden, emptyMessage: "no worker counts in the metrics")
-        return Figure(title: title, panels: [time, workerPanel], columns: 1, panelWidth: 1000, panelHeight: 330)
+        return Figure(title: title, panels: [time, workerPanel], columns: 1, panelWidth: 1100, panelHeight: 360, rowHeights: [360, 230])
     }
 
     /// The name of the run a metrics file belongs to: its directory's path.
@@ -195,7 +199,9 @@ public enum RunPictures {
 
     /// The test set's posterior means in the two dimensions of largest variance, coloured by label:
     /// a legend for a few distinct labels (digits), a colour bar for many, no colour without labels.
-    public static func latents(_ model: ModelCheckpoint, dataset: Dataset, limit: Int = 5000, seed: UInt64 = 123) throws -> PNGImage {
+    /// `data` names the samples in the title (default: the dataset's file name).
+    public static func latents(_ model: ModelCheckpoint, dataset: Dataset, data: String? = nil, limit: Int = 5000,
+                               seed: UInt64 = 123) throws -> PNGImage {
         let (encoded, _) = try inputs(model, dataset: dataset, count: limit, seed: seed)
         let n = encoded.count / dataset.dimension
         guard n > 0 else { throw PictureInputError("\(dataset.name) has no samples to encode") }
@@ -216,8 +222,8 @@ public enum RunPictures {
             x: (0..<n).map { Double(mu[$0 * zDim + a]) }, y: (0..<n).map { Double(mu[$0 * zDim + b]) }, labels: labels,
             labelName: "label", xAxis: Axis("z\(a + 1) (posterior mean)"), yAxis: Axis("z\(b + 1) (posterior mean)"))
         let colour = labels == nil ? "" : "; colour: the sample's label"
-        return try Figure(title: "Posterior means of \(n) samples of \(URL(fileURLWithPath: dataset.name).lastPathComponent)",
-                          subtitle: "Latent dimensions \(a + 1) and \(b + 1)\(chosen)\(colour)", panels: [panel],
+        let source = data ?? URL(fileURLWithPath: dataset.name).lastPathComponent
+        return try Figure(title: "Posterior means of \(n) samples", subtitle: "\(source); latent dimensions \(a + 1) and \(b + 1)\(chosen)\(colour)", panels: [panel],
                           panelWidth: 700, panelHeight: 580).render()
     }
 

@@ -66,6 +66,13 @@ struct PictureDataOptions: ParsableArguments {
         guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, not '\(split)'") }
     }
 
+    /// "Data/mnist, test split", or the file's name.
+    var description: String {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? "\(data), \(split) split" : URL(fileURLWithPath: data).lastPathComponent
+    }
+
     /// The chosen split (the training file when a file without a test split is given).
     func dataset() throws -> Dataset {
         let (train, test) = try DatasetSource.load(train: data)
@@ -192,7 +199,7 @@ struct PlotCommand: AsyncParsableCommand {
         func run() async throws {
             guard limit > 0 else { throw ValidationError("--limit must be positive, not \(limit)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-            try writePicture(RunPictures.latents(model, dataset: source.dataset(), limit: limit), to: out)
+            try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.description, limit: limit), to: out)
         }
     }
 
@@ -267,7 +274,8 @@ struct PlotCommand: AsyncParsableCommand {
             let xAxis = Axis(xLabel ?? readable(xColumn), scale: logX ? .logarithmic : .linear,
                              integerTicks: !xs.isEmpty && xs.allSatisfy { $0 == $0.rounded() })
             let yAxis = Axis(yLabel ?? readable(yColumn), scale: logY ? .logarithmic : .linear, lowerBound: yFromZero ? 0 : nil)
-            let panel = Panel(title: title ?? "\(yLabel ?? readable(yColumn)) against \(xLabel ?? readable(xColumn))",
+            let defaultTitle = "\(yLabel ?? readable(yColumn)) against \(xLabel ?? readable(xColumn))"
+            let panel = Panel(title: title ?? defaultTitle.prefix(1).uppercased() + defaultTitle.dropFirst(),
                               xAxis: xAxis, yAxis: yAxis, series: lines, legendTitle: key.map(readable))
             try writePicture(panel.render(width: parts[0], height: parts[1]), to: out)
         }
