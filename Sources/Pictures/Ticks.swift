@@ -49,8 +49,9 @@ public enum Ticks {
 
     /// The label of tick `value` on an axis whose ticks are `step` apart and reach `largest` in
     /// magnitude (nil: the value's own): as many decimals as the step needs and no more ("0.5",
-    /// "2", "350"), thousands as "k" and millions as "M" when the axis reaches 10 000 ("5k", "10k",
-    /// "12.5k", "3M"), an exponent only for an axis of tiny values ("2e−5"), and a true minus sign.
+    /// "2", "350"; every tick of an axis with the same decimals: "10.0k", "12.5k"), thousands as
+    /// "k" and millions as "M" when the axis reaches 10 000 ("5k", "10k", "3M"), an exponent only
+    /// for an axis of tiny values ("2e−5"), and a true minus sign.
     public static func label(_ value: Double, step: Double, largest: Double? = nil) -> String {
         guard value.isFinite else { return "\(value)" }
         if value == 0 || abs(value) < abs(step) * 1e-6 { return "0" }

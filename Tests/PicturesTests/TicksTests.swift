@@ -38,7 +38,7 @@ import Testing
         #expect(Ticks.labels([2000, 2200, 2400], step: 200) == ["2000", "2200", "2400"])
         #expect(Ticks.label(2350, step: 50) == "2350")
         #expect(Ticks.labels([0, 5000, 10000, 15000], step: 5000) == ["0", "5k", "10k", "15k"])
-        #expect(Ticks.labels([10000, 12500, 15000], step: 2500) == ["10k", "12.5k", "15k"])
+        #expect(Ticks.labels([10000, 12500, 15000], step: 2500) == ["10.0k", "12.5k", "15.0k"])
         #expect(Ticks.labels([0, 1e7, 2e7], step: 1e7) == ["0", "10M", "20M"])
         #expect(Ticks.labels([0.05, 0.1, 0.15], step: 0.05) == ["0.05", "0.10", "0.15"])
         #expect(Ticks.labels([0, 0.25, 0.5], step: 0.25) == ["0", "0.25", "0.50"])

@@ -98,7 +98,7 @@ import VAEData
         // total 10 = send 1 + wait 7 (compute 5, communication 2) + sum 0.5 + optimizer 1 + other 0.5.
         let parts = Dictionary(uniqueKeysWithValues: time.series.map { ($0.name!.components(separatedBy: " ").first!, $0.y[0]) })
         #expect(parts == ["compute": 5, "communication": 2, "sending": 1, "summing": 0.5, "optimizer": 1, "other": 0.5])
-        #expect(figure.panels[1].series[0].y == [2, 1, 2, 2, 2, 2, 2, 2])
+        #expect(figure.panels[1].series[0].y == [2, 1, 2, 2, 2, 1, 2, 2])
         _ = try RunPictures.timing(metrics: output.metrics)
     }
 
