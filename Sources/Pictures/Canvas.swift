@@ -115,7 +115,7 @@ final class Canvas {
         cairo_set_dash(context, nil, 0, 0)
     }
 
-    /// Fills the polygon through `points`, optionally outlined.
+    /// Fills the polygon through `points`.
     func polygon(_ points: [(Double, Double)], _ color: Color, alpha: Double = 1) {
         guard let first = points.first else { return }
         cairo_new_path(context)

@@ -85,10 +85,13 @@ struct AxisMap {
     let from: Double, to: Double
 
     /// The pixel of `value`; nil for a non-finite value or a non-positive one on a log axis.
+    /// Values far outside the axis (fixed ends) stay within 100 000 pixels, where cairo's fixed
+    /// point coordinates still work; clipping hides them.
     func pixel(_ value: Double) -> Double? {
         guard value.isFinite, !logarithmic || value > 0 else { return nil }
         let (v, a, b) = logarithmic ? (log10(value), log10(low), log10(high)) : (value, low, high)
-        return from + (v - a) / (b - a) * (to - from)
+        let p = from + (v - a) / (b - a) * (to - from)
+        return p.isFinite ? min(max(p, -1e5), 1e5) : nil
     }
 }
 
@@ -160,7 +163,9 @@ struct PanelRenderer {
     /// Ticks and labels for an axis over `range`, about `target` of them.
     static func ticks(_ range: ClosedRange<Double>, axis: Axis, target: Int) -> [(value: Double, label: String)] {
         if axis.scale == .logarithmic {
-            return Ticks.logarithmic(range).map { ($0, Ticks.label($0, step: $0)) }
+            let values = Ticks.logarithmic(range)
+            let largest = values.max()
+            return values.map { ($0, Ticks.label($0, step: $0, largest: largest)) }
         }
         let (values, step) = Ticks.linear(range, target: target, integers: axis.integerTicks)
         return zip(values, Ticks.labels(values, step: step)).map { (value: $0.0, label: $0.1) }
@@ -295,9 +300,13 @@ struct PanelRenderer {
         var covered: [(Double, Double)] = []
         for p in prepared {
             let s = p.series
+            // Clamped to the plot (the legend is inside it), which also bounds the sampling below.
+            let plot = layout.plot
+            let clampX = { (px: Double) in min(max(px, plot.x - 8), plot.maxX + 8) }
+            let clampY = { (py: Double) in min(max(py, plot.y - 8), plot.maxY + 8) }
             let points: [(Double, Double)?] = zip(s.x, p.y).map { x, y in
                 guard let px = layout.x.pixel(x), let py = layout.y.pixel(y) else { return nil }
-                return (px, py)
+                return (clampX(px), clampY(py))
             }
             switch s.style {
             case .scatter:
@@ -319,10 +328,10 @@ struct PanelRenderer {
             case .stackedArea:
                 let lower = p.lower ?? []
                 for i in s.x.indices {
-                    guard let px = layout.x.pixel(s.x[i]), let top = layout.y.pixel(p.y[i]),
-                          let base = layout.y.pixel(lower[i]) ?? layout.y.pixel(layout.y.low) else { continue }
+                    guard let px = layout.x.pixel(s.x[i]).map(clampX), let top = layout.y.pixel(p.y[i]).map(clampY),
+                          let base = (layout.y.pixel(lower[i]) ?? layout.y.pixel(layout.y.low)).map(clampY) else { continue }
                     // Columns from this point to the next, filled from the band's top to its base.
-                    let next = i + 1 < s.x.count ? layout.x.pixel(s.x[i + 1]) ?? px : px
+                    let next = i + 1 < s.x.count ? layout.x.pixel(s.x[i + 1]).map(clampX) ?? px : px
                     var cx = px
                     repeat {
                         var cy = min(top, base)
@@ -332,8 +341,12 @@ struct PanelRenderer {
                 }
             }
         }
+        let plot = layout.plot
         if let image = panel.image, let x0 = layout.x.pixel(image.x.lowerBound), let x1 = layout.x.pixel(image.x.upperBound),
            let y0 = layout.y.pixel(image.y.lowerBound), let y1 = layout.y.pixel(image.y.upperBound) {
+            let (x0, x1) = (max(min(x0, x1), plot.x), min(max(x0, x1), plot.maxX))
+            let (y0, y1) = (max(min(y0, y1), plot.y), min(max(y0, y1), plot.maxY))
+            guard x1 >= x0, y1 >= y0 else { return covered }
             for cx in stride(from: min(x0, x1), through: max(x0, x1), by: 4) {
                 for cy in stride(from: min(y0, y1), through: max(y0, y1), by: 4) { covered.append((cx, cy)) }
             }
@@ -417,6 +430,12 @@ struct PanelRenderer {
                 }
             }
         }
+        if empty {
+            // Ticks of a made-up range would read as data: an empty panel shows only its message.
+            layout.xTicks = []
+            layout.yTicks = []
+            layout.topTicks = []
+        }
         return Plan(prepared: prepared, layout: layout, entries: entries, legendRect: legendRect, legendOutside: outside,
                     empty: empty, finite: finite, total: total)
     }
@@ -451,9 +470,12 @@ struct PanelRenderer {
         }
         if !empty && finite < total {
             let missing = total - finite
-            let why = panel.xAxis.scale == .logarithmic || panel.yAxis.scale == .logarithmic ? "NaN, infinite or not positive on a log axis" : "NaN or infinite"
-            canvas.text("\(missing) point\(missing == 1 ? "" : "s") not shown (\(why))", x: plot.x + 6, y: plot.maxY - 6,
-                        size: sizes.tick - 2, color: .gray, vertical: .bottom)
+            let why = panel.xAxis.scale == .logarithmic || panel.yAxis.scale == .logarithmic ? "NaN, infinite, or not positive on a log axis" : "NaN or infinite"
+            let note = canvas.wrap("\(missing) point\(missing == 1 ? "" : "s") not shown (\(why))", width: plot.width - 12, size: sizes.tick - 2)
+            let line = canvas.lineHeight(size: sizes.tick - 2)
+            for (i, text) in note.reversed().enumerated() {
+                canvas.text(text, x: plot.x + 6, y: plot.maxY - 6 - Double(i) * line, size: sizes.tick - 2, color: .gray, vertical: .bottom)
+            }
         }
     }
 

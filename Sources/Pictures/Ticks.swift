@@ -36,7 +36,7 @@ public enum Ticks {
         guard range.lowerBound > 0, range.upperBound.isFinite, range.upperBound >= range.lowerBound else { return [] }
         let low = Int(log10(range.lowerBound).rounded(.down))
         let high = Int(log10(range.upperBound).rounded(.up))
-        let multiples: [Double] = high - low < 3 ? [1, 2, 5] : [1]
+        let multiples: [Double] = log10(range.upperBound / range.lowerBound) < 3 ? [1, 2, 5] : [1]
         var values: [Double] = []
         for exponent in low...high {
             for m in multiples {

@@ -90,6 +90,15 @@ import Testing
         _ = try logged.render(width: 400, height: 300)
     }
 
+    @Test func valuesFarOutsideFixedAxisEndsDoNotStopTheDrawing() throws {
+        let panel = Panel(xAxis: Axis("x", lowerBound: 0, upperBound: 1), yAxis: Axis("y", lowerBound: 0, upperBound: 1),
+                          series: [Series(name: "wild", points: [(0, 0), (0.5, 1e300), (1e300, 0.5), (1, 1)]),
+                                   Series(name: "tame", points: [(0, 1), (1, 0)])])
+        let image = try panel.render(width: 400, height: 300)
+        // Drawn after the series: the x label at the bottom.
+        #expect(Self.hasInk(image, rows: 275..<300, columns: 150..<250))
+    }
+
     @Test func aPanelWithNoDataSaysSoInThePlot() throws {
         let nothing = Panel(xAxis: Axis("x"), yAxis: Axis("y"), series: [Series(x: [.nan], y: [1])], emptyMessage: "no epochs yet")
         let image = try nothing.render(width: 400, height: 300)
