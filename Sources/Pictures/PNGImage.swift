@@ -165,25 +165,6 @@ extension PNGImage {
         }
         return PNGImage(width: w, height: height * factor, format: format, pixels: scaled)
     }
-
-    /// Images of one format and height side by side, `gap` white pixels apart.
-    public static func row(_ images: [PNGImage], gap: Int = 8) -> PNGImage {
-        precondition(!images.isEmpty && images.allSatisfy { $0.height == images[0].height && $0.format == images[0].format })
-        let c = images[0].format.channels
-        let height = images[0].height
-        let width = images.reduce(0) { $0 + $1.width } + gap * (images.count - 1)
-        var pixels = [UInt8](repeating: 255, count: width * height * c)
-        var x0 = 0
-        for image in images {
-            for y in 0..<height {
-                let src = y * image.width * c
-                let dst = (y * width + x0) * c
-                pixels.replaceSubrange(dst..<(dst + image.width * c), with: image.pixels[src..<(src + image.width * c)])
-            }
-            x0 += image.width + gap
-        }
-        return PNGImage(width: width, height: height, format: images[0].format, pixels: pixels)
-    }
 }
 
 /// A picture that cannot be made, read or written.

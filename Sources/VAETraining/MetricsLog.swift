@@ -1,4 +1,5 @@
 import Foundation
+import Pictures
 
 /// A run's `metrics.jsonl` read back: its per-epoch lines and its `--metrics-every` lines.
 public struct MetricsLog: Sendable, Equatable {
@@ -19,7 +20,7 @@ public struct MetricsLog: Sendable, Equatable {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw PictureInputError("cannot read \(url.path): \(error.localizedDescription); give a run's output directory or its metrics.jsonl")
+            throw PictureError("cannot read \(url.path): \(error.localizedDescription); give a run's output directory or its metrics.jsonl")
         }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             .enumerated().filter { !$0.element.trimmingCharacters(in: .whitespaces).isEmpty }
@@ -37,7 +38,7 @@ public struct MetricsLog: Sendable, Equatable {
                 }
             } catch {
                 if position == lines.count - 1 { continue }
-                throw PictureInputError("\(url.path) line \(index + 1) is not a metrics record of this version (\(error)); was it written by vae train or vae-coordinator?")
+                throw PictureError("\(url.path) line \(index + 1) is not a metrics record of this version (\(error)); was it written by vae train or vae-coordinator?")
             }
         }
         return log
@@ -48,10 +49,4 @@ public struct MetricsLog: Sendable, Equatable {
         guard let last = epochs.last, last.epoch > 0, last.step > 0 else { return nil }
         return Double(last.step) / Double(last.epoch)
     }
-}
-
-/// A picture's input that is missing or unusable: a metrics file, a CSV table, a dataset.
-public struct PictureInputError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -11,14 +11,18 @@ public enum RunPictures {
     /// Training curves: -ELBO, rate and distortion against the step (train and test), titled
     /// with `title` or the run directory's name.
     public static func curves(metrics url: URL, title: String? = nil) throws -> PNGImage {
-        try curvesFigure(MetricsLog.read(from: url), title: title ?? "Training curves: \(runName(url))").render()
+        let log = try MetricsLog.read(from: url)
+        guard !log.epochs.isEmpty || !log.windows.isEmpty else {
+            throw PictureError("\(url.path) has no epoch or step lines to plot yet: plot it after the first epoch (or --metrics-every window) ends")
+        }
+        return try curvesFigure(log, title: title ?? "Training curves: \(runName(url))").render()
     }
 
     /// The three panels of `curves(metrics:)`, each per-sample means in nats against the
     /// optimizer step, epochs along the top.
     public static func curvesFigure(_ log: MetricsLog, title: String) throws -> Figure {
         guard !log.epochs.isEmpty || !log.windows.isEmpty else {
-            throw PictureInputError("the metrics file has no epoch or step lines to plot yet: plot it after the first epoch (or --metrics-every window) ends")
+            throw PictureError("the metrics file has no epoch or step lines to plot yet: plot it after the first epoch (or --metrics-every window) ends")
         }
         // Training figures from the finer --metrics-every windows when there are any.
         let windowSteps = log.windows.first?.steps
@@ -50,7 +54,7 @@ public enum RunPictures {
     public static func timing(metrics url: URL, title: String? = nil) throws -> PNGImage {
         let log = try MetricsLog.read(from: url)
         guard let figure = timingFigure(log, title: title ?? "Step time of a distributed run: \(runName(url))") else {
-            throw PictureInputError("\(url.path) has no step_time figures: it is not the metrics of a distributed run (vae-coordinator "
+            throw PictureError("\(url.path) has no step_time figures: it is not the metrics of a distributed run (vae-coordinator "
                                     + "writes them; vae train does not). Plot a vae-coordinator run's output directory.")
         }
         return try figure.render()
@@ -118,7 +122,7 @@ public enum RunPictures {
     /// not fit the model.
     public static func inputs(_ model: ModelCheckpoint, dataset: Dataset, count: Int, seed: UInt64) throws -> (encoded: [Float], display: [Float]) {
         guard dataset.dimension == model.architecture.inputDimension else {
-            throw PictureInputError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension): give the data the model was trained on")
+            throw PictureError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension): give the data the model was trained on")
         }
         let n = min(count, dataset.count)
         let d = dataset.dimension
@@ -155,7 +159,7 @@ public enum RunPictures {
         let (encoded, display) = try inputs(model, dataset: dataset, count: n, seed: seed)
         let d = model.architecture.inputDimension
         let count = display.count / d
-        guard count > 0 else { throw PictureInputError("\(dataset.name) has no samples to reconstruct") }
+        guard count > 0 else { throw PictureError("\(dataset.name) has no samples to reconstruct") }
         let means = decode(model, engine, encodeMeans(model, engine, encoded))
         let inputs = stride(from: 0, to: display.count, by: d).map { PNGImage(width: shape.1, height: shape.0, intensities: display[$0..<($0 + d)]) }
         let outputs = tiles(means, model: model, shape: shape)
@@ -175,7 +179,7 @@ public enum RunPictures {
     public static func manifold(_ model: ModelCheckpoint, grid: Int = 16, extent: Double = 2.5, shape: (Int, Int),
                                 title: String? = nil) throws -> PNGImage {
         guard model.architecture.latent == 2 else {
-            throw PictureInputError("the latent manifold needs a 2-D latent space; this model's is \(model.architecture.latent)-D (train with --latent 2)")
+            throw PictureError("the latent manifold needs a 2-D latent space; this model's is \(model.architecture.latent)-D (train with --latent 2)")
         }
         precondition(grid >= 2 && extent > 0, "the manifold needs at least 2 points per side and a positive extent")
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
@@ -204,7 +208,7 @@ public enum RunPictures {
                                seed: UInt64 = 123) throws -> PNGImage {
         let (encoded, _) = try inputs(model, dataset: dataset, count: limit, seed: seed)
         let n = encoded.count / dataset.dimension
-        guard n > 0 else { throw PictureInputError("\(dataset.name) has no samples to encode") }
+        guard n > 0 else { throw PictureError("\(dataset.name) has no samples to encode") }
         let zDim = model.architecture.latent
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
         let mu = encodeMeans(model, engine, encoded)
