@@ -1,9 +1,9 @@
-/// Charts as values: a `Figure` of `Panel`s, each with a title, two labelled axes and `Series`
-/// of points. `Figure.render()` draws them with cairo (see `ChartRenderer.swift`).
-///
-/// The conventions are matplotlib's, which people expect: tick labels at 1-2-5 steps, a legend
-/// when there is more than one named series, tab10 colours in series order, a colour bar for a
-/// continuous colouring.
+// Charts as values: a `Figure` of `Panel`s, each with a title, two labelled axes and `Series`
+// of points. `Figure.render()` draws them with cairo (see `ChartRenderer.swift`).
+//
+// The conventions are matplotlib's, which people expect: ticks 1, 2, 2.5 or 5 x 10^k apart, a legend
+// when there is more than one named series, tab10 colours in series order, a colour bar for a
+// continuous colouring.
 
 /// One series of (x, y) points and how to draw it.
 public struct Series: Sendable, Equatable {

@@ -67,7 +67,7 @@ struct PictureDataOptions: ParsableArguments {
     }
 
     /// "Data/mnist, test split", or the file's name.
-    var description: String {
+    var name: String {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) && isDirectory.boolValue
             ? "\(data), \(split) split" : URL(fileURLWithPath: data).lastPathComponent
@@ -199,7 +199,7 @@ struct PlotCommand: AsyncParsableCommand {
         func run() async throws {
             guard limit > 0 else { throw ValidationError("--limit must be positive, not \(limit)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-            try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.description, limit: limit), to: out)
+            try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.name, limit: limit), to: out)
         }
     }
 
