@@ -32,6 +32,9 @@ let package = Package(
             name: "CPNG", pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         .systemLibrary(
+            name: "CCairo", pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"]), .brew(["cairo"])]),
+        .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
 
@@ -49,8 +52,9 @@ let package = Package(
         .target(name: "WireProtocol", dependencies: ["CZlib"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
         .target(name: "Coordination", dependencies: ["WireProtocol"]),
-        // PNG images (libpng) and image grids: knows pixels, not VAEs.
-        .target(name: "Pictures", dependencies: ["CPNG"]),
+        // PNG images (libpng), image grids, and charts drawn with cairo (titles, axes, legends):
+        // knows pixels and series of numbers, not VAEs.
+        .target(name: "Pictures", dependencies: ["CPNG", "CCairo"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
         .target(name: "Checkpoint", dependencies: ["CZlib"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs,

@@ -10,7 +10,7 @@
 #            then run (Tests/TestSupport/TestPython.swift)
 #   --force  apt-get update and install the library packages even if present
 set -euo pipefail
-packages=(libopenblas-dev zlib1g-dev libzmq3-dev libpng-dev pkg-config)
+packages=(libopenblas-dev zlib1g-dev libzmq3-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config)
 # torch's CPU build only: a plain `pip install torch` brings gigabytes of CUDA libraries.
 python_packages=("prometheus-client==0.26.0" "numpy" "safetensors==0.8.0" "torch==2.13.0+cpu")
 python_imports="import prometheus_client, numpy, safetensors.numpy, safetensors.torch, torch"

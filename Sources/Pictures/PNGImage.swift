@@ -53,6 +53,31 @@ public struct PNGImage: Sendable, Equatable {
         }
     }
 
+    /// The image as PNG file contents, in memory (for TensorBoard's image summaries).
+    public func pngData() throws -> [UInt8] {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(width)
+        image.height = UInt32(height)
+        image.format = format.png
+        let stride = Int32(width * format.channels)
+        func failure() -> PictureError {
+            let message = withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            png_image_free(&image)
+            return PictureError("cannot encode a \(width) x \(height) image as PNG: \(message)")
+        }
+        // The first call only measures; the second writes into a buffer of that size.
+        var size = 0
+        let measured = pixels.withUnsafeBytes { png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, stride, nil) }
+        guard measured != 0, size > 0 else { throw failure() }
+        var data = [UInt8](repeating: 0, count: size)
+        let written = data.withUnsafeMutableBytes { memory in
+            pixels.withUnsafeBytes { png_image_write_to_memory(&image, memory.baseAddress, &size, 0, $0.baseAddress, stride, nil) }
+        }
+        guard written != 0 else { throw failure() }
+        return Array(data.prefix(size))
+    }
+
     /// Reads a PNG file, converted to `format`.
     public static func read(from url: URL, format: Format = .gray) throws -> PNGImage {
         var image = png_image()
@@ -102,23 +127,43 @@ public struct PNGImage: Sendable, Equatable {
 }
 
 extension PNGImage {
-    /// Images of one format and height side by side, `gap` white pixels apart.
-    public static func row(_ images: [PNGImage], gap: Int = 8) -> PNGImage {
-        precondition(!images.isEmpty && images.allSatisfy { $0.height == images[0].height && $0.format == images[0].format })
-        let c = images[0].format.channels
-        let height = images[0].height
-        let width = images.reduce(0) { $0 + $1.width } + gap * (images.count - 1)
-        var pixels = [UInt8](repeating: 255, count: width * height * c)
-        var x0 = 0
-        for image in images {
-            for y in 0..<height {
-                let src = y * image.width * c
-                let dst = (y * width + x0) * c
-                pixels.replaceSubrange(dst..<(dst + image.width * c), with: image.pixels[src..<(src + image.width * c)])
-            }
-            x0 += image.width + gap
+    /// The image in RGB (a gray image's value in all three channels).
+    public func rgb() -> PNGImage {
+        guard format == .gray else { return self }
+        var rgb = [UInt8](repeating: 0, count: pixels.count * 3)
+        for (i, v) in pixels.enumerated() {
+            rgb[3 * i] = v
+            rgb[3 * i + 1] = v
+            rgb[3 * i + 2] = v
         }
-        return PNGImage(width: width, height: height, format: images[0].format, pixels: pixels)
+        return PNGImage(width: width, height: height, format: .rgb, pixels: rgb)
+    }
+
+    /// The image in grayscale (luma, ITU-R BT.601 weights, of an RGB image).
+    public func gray() -> PNGImage {
+        guard format == .rgb else { return self }
+        let values = (0..<(width * height)).map { i -> UInt8 in
+            let luma = 0.299 * Double(pixels[3 * i]) + 0.587 * Double(pixels[3 * i + 1]) + 0.114 * Double(pixels[3 * i + 2])
+            return UInt8(min(luma.rounded(), 255))
+        }
+        return PNGImage(width: width, height: height, format: .gray, pixels: values)
+    }
+
+    /// The image `factor` times larger, each pixel a `factor` x `factor` block (small images stay
+    /// sharp, e.g. 28 x 28 digits in a README).
+    public func scaled(by factor: Int) -> PNGImage {
+        precondition(factor >= 1, "the scale factor must be at least 1")
+        guard factor > 1 else { return self }
+        let c = format.channels
+        let w = width * factor
+        var scaled = [UInt8](repeating: 0, count: w * height * factor * c)
+        for y in 0..<(height * factor) {
+            for x in 0..<w {
+                let source = ((y / factor) * width + x / factor) * c
+                for k in 0..<c { scaled[(y * w + x) * c + k] = pixels[source + k] }
+            }
+        }
+        return PNGImage(width: w, height: height * factor, format: format, pixels: scaled)
     }
 }
 

@@ -13,8 +13,16 @@ struct PictureOptions: ParsableArguments {
     var shape: String?
     @Option(help: "Seed of the random draws.")
     var seed: UInt64 = 1
+    @Option(help: ArgumentHelp("Draw each pixel as an N x N block (small images such as 28 x 28 digits read better at 2).", valueName: "N"))
+    var scale = 1
+    @Option(help: ArgumentHelp("A caption written above the pictures, e.g. \"64 samples from the prior, step 4690\".", valueName: "text"))
+    var caption: String?
     @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file"))
     var out: String
+
+    func validate() throws {
+        guard (1...16).contains(scale) else { throw ValidationError("--scale must be in 1...16, not \(scale)") }
+    }
 
     func load() throws -> (ModelCheckpoint, VAEEngine, (height: Int, width: Int)) {
         let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
@@ -33,15 +41,18 @@ struct PictureOptions: ParsableArguments {
         return (model, engine, size)
     }
 
-    /// Tiles of decoder means `[n, D]`, shown in the data's [0, 1] scale.
-    func tiles(_ values: [Float], size: (height: Int, width: Int), model: ModelCheckpoint) -> [PNGImage] {
-        RunPictures.tiles(values, model: model, shape: size)
-    }
-
+    /// Writes `image` to --out, scaled by --scale, under --caption.
     func write(_ image: PNGImage) throws {
-        try image.write(to: URL(fileURLWithPath: out))
-        emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+        var image = image.scaled(by: scale)
+        if let caption { image = try image.captioned(caption) }
+        try writePicture(image, to: out)
     }
+}
+
+/// Writes a picture and says so.
+func writePicture(_ image: PNGImage, to path: String) throws {
+    try image.write(to: URL(fileURLWithPath: path))
+    emit("wrote \(path) (\(image.width) x \(image.height) pixels)")
 }
 
 /// Data options for the commands that start from real samples.
@@ -51,30 +62,21 @@ struct PictureDataOptions: ParsableArguments {
     @Option(help: "Which split of a directory: test or train.")
     var split = "test"
 
-    /// The dataset, its preprocessed rows `[n, D]` for the encoder, and the raw rows scaled to
-    /// [0, 1] for display.
-    func samples(_ count: Int, model: ModelCheckpoint, seed: UInt64) throws -> (encoded: [Float], display: [Float]) {
+    func validate() throws {
+        guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, not '\(split)'") }
+    }
+
+    /// "Data/mnist, test split", or the file's name.
+    var name: String {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? "\(data), \(split) split" : URL(fileURLWithPath: data).lastPathComponent
+    }
+
+    /// The chosen split (the training file when a file without a test split is given).
+    func dataset() throws -> Dataset {
         let (train, test) = try DatasetSource.load(train: data)
-        let dataset = split == "train" ? train : (test ?? train)
-        guard dataset.dimension == model.architecture.inputDimension else {
-            throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension)")
-        }
-        let n = min(count, dataset.count)
-        let d = dataset.dimension
-        let indices = (0..<Int32(n)).map { $0 }
-        var encoded = [Float](repeating: 0, count: n * d)
-        let filler = model.filler
-        try filler.check(dataset)
-        indices.withUnsafeBufferPointer { ids in
-            encoded.withUnsafeMutableBufferPointer { filler.fill(dataset: dataset, indices: ids, seed: seed, step: 0, into: $0) }
-        }
-        var display = [Float](repeating: 0, count: n * d)
-        indices.withUnsafeBufferPointer { ids in
-            display.withUnsafeMutableBufferPointer {
-                BatchFiller(preprocessing: .scale, dimension: d, statistics: nil).fill(dataset: dataset, indices: ids, seed: 0, step: 0, into: $0)
-            }
-        }
-        return (encoded, display)
+        return split == "train" ? train : (test ?? train)
     }
 }
 
@@ -86,42 +88,22 @@ struct Sample: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...4096).contains(n), columns > 0 else { throw ValidationError("--n must be in 1...4096 and --columns positive") }
-        let (model, engine, size) = try picture.load()
-        let zDim = model.architecture.latent
-        var z = [Float](repeating: 0, count: n * zDim)
-        z.withUnsafeMutableBufferPointer { RandomKey(seed: picture.seed, step: 0, sample: 0, stream: .latentNoise).fillNormal($0) }
-        let means = RunPictures.decode(model, engine, z)
-        try picture.write(PNGImage.grid(picture.tiles(means, size: size, model: model), columns: columns))
+        let (model, _, size) = try picture.load()
+        try picture.write(RunPictures.samples(model, n: n, seed: picture.seed, shape: size, columns: columns))
     }
 }
 
 struct Reconstruct: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inputs and their reconstructions (decoder mean at the posterior mean) in a PNG: each input above its reconstruction.")
+        abstract: "Inputs and their reconstructions (decoder mean at the posterior mean) in a PNG: each row of up to 8 inputs above their reconstructions.")
     @OptionGroup var picture: PictureOptions
     @OptionGroup var source: PictureDataOptions
     @Option(help: "How many inputs.") var n = 16
 
     func run() async throws {
         guard (1...1024).contains(n) else { throw ValidationError("--n must be in 1...1024") }
-        let (model, engine, size) = try picture.load()
-        let (encoded, display) = try source.samples(n, model: model, seed: picture.seed)
-        let count = display.count / model.architecture.inputDimension
-        var mu = [Float](repeating: 0, count: count * model.architecture.latent)
-        model.parameters.withUnsafeBufferPointer { p in
-            encoded.withUnsafeBufferPointer { x in mu.withUnsafeMutableBufferPointer { engine.encodeMeans(parameters: p, inputs: x, into: $0) } }
-        }
-        let means = RunPictures.decode(model, engine, mu)
-        let inputs = display.chunks(model.architecture.inputDimension).map { PNGImage(width: size.width, height: size.height, intensities: $0) }
-        let outputs = picture.tiles(means, size: size, model: model)
-        // Rows of up to 8: inputs, then their reconstructions.
-        var tiles: [PNGImage] = []
-        for start in stride(from: 0, to: count, by: 8) {
-            let end = min(start + 8, count)
-            tiles += inputs[start..<end] + Array(repeating: PNGImage(width: size.width, height: size.height), count: 8 - (end - start))
-            tiles += outputs[start..<end] + Array(repeating: PNGImage(width: size.width, height: size.height), count: 8 - (end - start))
-        }
-        try picture.write(PNGImage.grid(tiles, columns: 8))
+        let (model, _, size) = try picture.load()
+        try picture.write(RunPictures.reconstructions(model, dataset: source.dataset(), n: n, seed: picture.seed, shape: size))
     }
 }
 
@@ -138,13 +120,10 @@ struct Interpolate: AsyncParsableCommand {
         let (model, engine, size) = try picture.load()
         let zDim = model.architecture.latent
         let d = model.architecture.inputDimension
-        let (encoded, display) = try source.samples(2 * pairs, model: model, seed: picture.seed)
+        let (encoded, display) = try RunPictures.inputs(model, dataset: source.dataset(), count: 2 * pairs, seed: picture.seed)
         let count = display.count / d
         guard count >= 2 else { throw ValidationError("interpolation needs at least two samples") }
-        var mu = [Float](repeating: 0, count: count * zDim)
-        model.parameters.withUnsafeBufferPointer { p in
-            encoded.withUnsafeBufferPointer { x in mu.withUnsafeMutableBufferPointer { engine.encodeMeans(parameters: p, inputs: x, into: $0) } }
-        }
+        let mu = RunPictures.encodeMeans(model, engine, encoded)
         var line: [Float] = []
         for pair in 0..<(count / 2) {
             let a = Array(mu[(2 * pair * zDim)..<((2 * pair + 1) * zDim)])
@@ -154,8 +133,7 @@ struct Interpolate: AsyncParsableCommand {
                 line += zip(a, b).map { $0 + t * ($1 - $0) }
             }
         }
-        let means = RunPictures.decode(model, engine, line)
-        let decoded = picture.tiles(means, size: size, model: model)
+        let decoded = RunPictures.tiles(RunPictures.decode(model, engine, line), model: model, shape: size)
         let inputs = display.chunks(d).map { PNGImage(width: size.width, height: size.height, intensities: $0) }
         var tiles: [PNGImage] = []
         for pair in 0..<(count / 2) {
@@ -176,55 +154,130 @@ extension Array {
 
 struct PlotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "plot", abstract: "Plots: training curves, latent means by label, the 2-D latent manifold.",
-        subcommands: [Curves.self, Latents.self, Manifold.self])
+        commandName: "plot",
+        abstract: "Charts with titles, labelled axes and legends: training curves, step time, latent means, the 2-D manifold, any CSV of series.",
+        subcommands: [Curves.self, Timing.self, Latents.self, Manifold.self, SeriesPlot.self])
+
+    /// metrics.jsonl of a run directory (or the file itself).
+    static func metricsFile(_ run: String) -> URL {
+        let url = URL(fileURLWithPath: run)
+        return url.path.hasSuffix(".jsonl") ? url : url.appendingPathComponent("metrics.jsonl")
+    }
 
     struct Curves: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "-ELBO, rate and distortion against the step (train blue, test orange), from a run's metrics.jsonl.")
+        static let configuration = CommandConfiguration(
+            abstract: "Training curves from a run's metrics.jsonl: three panels, -ELBO, rate (KL) and distortion in nats per sample, train and test, against the step (epochs along the top).")
         @Argument(help: "The run's output directory (or its metrics.jsonl).") var run: String
+        @Option(help: ArgumentHelp("The figure's title (default: \"Training curves: RUN\").", valueName: "text")) var title: String?
         @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
 
         func run() async throws {
-            var url = URL(fileURLWithPath: run)
-            if !url.path.hasSuffix(".jsonl") { url = url.appendingPathComponent("metrics.jsonl") }
-            let image = try RunPictures.curves(metrics: url)
-            try image.write(to: URL(fileURLWithPath: out))
-            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+            try writePicture(RunPictures.curves(metrics: PlotCommand.metricsFile(run), title: title), to: out)
+        }
+    }
+
+    struct Timing: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Where a distributed run's step time went (compute, communication, sending, summing, optimizer; ms per step, stacked) and its live workers, against the step, from a vae-coordinator run's metrics.jsonl.")
+        @Argument(help: "The run's output directory (or its metrics.jsonl).") var run: String
+        @Option(help: ArgumentHelp("The figure's title (default: \"Step time of a distributed run: RUN\").", valueName: "text")) var title: String?
+        @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        func run() async throws {
+            try writePicture(RunPictures.timing(metrics: PlotCommand.metricsFile(run), title: title), to: out)
         }
     }
 
     struct Latents: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The test set's posterior means in their two most varying dimensions, coloured by label.")
+        static let configuration = CommandConfiguration(
+            abstract: "The test set's posterior means in their two most varying dimensions, coloured by label (a legend of the digits; a colour bar for many labels).")
         @Argument(help: "The checkpoint.safetensors of the model.") var checkpoint: String
         @OptionGroup var source: PictureDataOptions
         @Option(help: "Samples to plot.") var limit = 5000
         @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
 
         func run() async throws {
+            guard limit > 0 else { throw ValidationError("--limit must be positive, not \(limit)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-            let (train, test) = try DatasetSource.load(train: source.data)
-            let dataset = source.split == "train" ? train : (test ?? train)
-            guard dataset.dimension == model.architecture.inputDimension else {
-                throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension)")
-            }
-            let image = try RunPictures.latents(model, dataset: dataset, limit: limit)
-            try image.write(to: URL(fileURLWithPath: out))
-            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+            try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.name, limit: limit), to: out)
         }
     }
 
     struct Manifold: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The decoder over a grid of z in [-2.5, 2.5]^2, for a model with a 2-D latent space.")
+        static let configuration = CommandConfiguration(
+            abstract: "The decoder over a grid of z in [-E, E]^2, for a model with a 2-D latent space, on axes of z1 and z2.")
         @Argument(help: "The checkpoint.safetensors of the model.") var checkpoint: String
         @Option(help: "Grid points per side.") var grid = 16
+        @Option(help: ArgumentHelp("The grid's reach E: z1 and z2 run from -E to E.", valueName: "E")) var extent = 2.5
         @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
 
         func run() async throws {
             guard (2...64).contains(grid) else { throw ValidationError("--grid must be in 2...64") }
+            guard extent > 0 && extent <= 100 else { throw ValidationError("--extent must be in (0, 100], not \(extent)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-            let image = try RunPictures.manifold(model, grid: grid, shape: RunPictures.defaultShape(model.architecture.inputDimension))
-            try image.write(to: URL(fileURLWithPath: out))
-            emit("wrote \(out) (\(image.width) x \(image.height) pixels)")
+            let image = try RunPictures.manifold(model, grid: grid, extent: extent, shape: RunPictures.defaultShape(model.architecture.inputDimension))
+            try writePicture(image, to: out)
+        }
+    }
+
+    struct SeriesPlot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "series",
+            abstract: "Lines from a CSV file: one line per series, with a legend (e.g. samples/s against the number of workers).",
+            discussion: """
+                The CSV has a header row naming its columns, then one row per point. By default the first \
+                column names the series, the second is x and the third y (a file of two columns is one \
+                series of x, y), e.g.
+
+                  series,workers,samples_per_s
+                  batch 128,1,5210
+                  batch 128,2,9480
+
+                Blank lines and lines starting with # are skipped; --series, --x and --y pick other columns.
+                """)
+        @Argument(help: "The CSV file.") var file: String
+        @Option(help: ArgumentHelp("The column naming each row's series (default: the first of three or more).", valueName: "column")) var series: String?
+        @Option(help: ArgumentHelp("The column of x values (default: the second, or the first of two).", valueName: "column")) var x: String?
+        @Option(help: ArgumentHelp("The column of y values (default: the third, or the second of two).", valueName: "column")) var y: String?
+        @Option(help: ArgumentHelp("The chart's title (default: \"Y against X\").", valueName: "text")) var title: String?
+        @Option(help: ArgumentHelp("The x axis label, with units (default: the x column's name).", valueName: "text")) var xLabel: String?
+        @Option(help: ArgumentHelp("The y axis label, with units (default: the y column's name).", valueName: "text")) var yLabel: String?
+        @Flag(help: "Logarithmic x axis.") var logX = false
+        @Flag(help: "Logarithmic y axis.") var logY = false
+        @Flag(help: "Start the y axis at 0.") var yFromZero = false
+        @Option(help: ArgumentHelp("Picture size WxH in pixels.", valueName: "WxH")) var size = "700x480"
+        @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        func run() async throws {
+            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, (200...4000).contains(parts[0]), (150...4000).contains(parts[1]) else {
+                throw ValidationError("--size must be WxH with W in 200...4000 and H in 150...4000, not '\(size)'")
+            }
+            let text: String
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+            }
+            let table = try SeriesTable(csv: text, source: file)
+            let columns = table.columns
+            guard columns.count >= 2 else {
+                throw ValidationError("\(file) has one column (\(columns[0])); it needs at least x and y columns, e.g. series,workers,samples_per_s")
+            }
+            let three = columns.count >= 3
+            let xColumn = x ?? (three ? columns[1] : columns[0])
+            let yColumn = y ?? (three ? columns[2] : columns[1])
+            let key = series ?? (three && columns[0] != xColumn && columns[0] != yColumn ? columns[0] : nil)
+            let lines = try table.series(key: key, x: xColumn, y: yColumn)
+            let xs = lines.flatMap(\.x).filter(\.isFinite)
+            let readable = { (name: String) in name.replacingOccurrences(of: "_", with: " ") }
+            let xAxis = Axis(xLabel ?? readable(xColumn), scale: logX ? .logarithmic : .linear,
+                             integerTicks: !xs.isEmpty && xs.allSatisfy { $0 == $0.rounded() })
+            let yAxis = Axis(yLabel ?? readable(yColumn), scale: logY ? .logarithmic : .linear, lowerBound: yFromZero ? 0 : nil)
+            let defaultTitle = "\(yLabel ?? readable(yColumn)) against \(xLabel ?? readable(xColumn))"
+            let panel = Panel(title: title ?? defaultTitle.prefix(1).uppercased() + defaultTitle.dropFirst(),
+                              xAxis: xAxis, yAxis: yAxis, series: lines, legendTitle: key.map(readable))
+            try writePicture(panel.render(width: parts[0], height: parts[1]), to: out)
         }
     }
 }

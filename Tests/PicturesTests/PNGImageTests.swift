@@ -35,6 +35,30 @@ import Testing
         #expect(grid.pixels[7 * grid.width + 5] == 0)    // empty sixth slot
     }
 
+    @Test func pngDataRoundTripsThroughRead() throws {
+        for image in [PNGImage(width: 5, height: 3, format: .gray, pixels: (0..<15).map { UInt8($0 * 17) }),
+                      PNGImage(width: 2, height: 1, format: .rgb, pixels: [1, 2, 3, 250, 251, 252])] {
+            let data = try image.pngData()
+            #expect(Array(data.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])  // the PNG signature
+            let url = temporary("memory.png")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try Data(data).write(to: url)
+            #expect(try PNGImage.read(from: url, format: image.format) == image)
+        }
+    }
+
+    @Test func scalingMakesEachPixelABlock() {
+        let image = PNGImage(width: 2, height: 1, format: .gray, pixels: [10, 20])
+        #expect(image.scaled(by: 2) == PNGImage(width: 4, height: 2, format: .gray, pixels: [10, 10, 20, 20, 10, 10, 20, 20]))
+        #expect(image.scaled(by: 1) == image)
+    }
+
+    @Test func grayAndRGBConvert() {
+        let gray = PNGImage(width: 2, height: 1, format: .gray, pixels: [0, 200])
+        #expect(gray.rgb().pixels == [0, 0, 0, 200, 200, 200])
+        #expect(gray.rgb().gray() == gray)
+    }
+
     @Test func aFileThatIsNotAPNGGivesAClearError() throws {
         let url = temporary("bad.png")
         defer { try? FileManager.default.removeItem(at: url) }

@@ -200,6 +200,10 @@ import TestSupport
         #expect(i.width == 7 * 8 + 8 * 2 && i.height == 2 * 2 + 3 * 2)
         let bad = try run(["sample", checkpoint, "--shape", "3x3", "--out", samples])
         #expect(bad.status != 0 && bad.stderr.contains("--shape"))
+        // --scale draws each pixel as a block; --caption adds a band of text above.
+        #expect(try run(["sample", checkpoint, "--n", "6", "--columns", "3", "--scale", "2", "--caption", "6 samples", "--out", samples]).status == 0)
+        let captioned = try PNGImage.read(from: URL(fileURLWithPath: samples))
+        #expect(captioned.width >= 2 * (3 * 4 + 4 * 2) && captioned.height > 2 * (2 * 4 + 3 * 2))
     }
 
     @Test func plotsAndEndOfRunPicturesAreWritten() throws {
@@ -215,14 +219,26 @@ import TestSupport
         let curves = dir.appendingPathComponent("c.png").path
         #expect(try run(["plot", "curves", out, "--out", curves]).status == 0)
         let c = try PNGImage.read(from: URL(fileURLWithPath: curves), format: .rgb)
-        #expect(c.width == 3 * 320 + 2 * 8 && c.height == 240)
+        #expect(c.width == 3 * 400 && c.height > 340)
         let latents = dir.appendingPathComponent("l.png").path
         #expect(try run(["plot", "latents", "\(out)/checkpoint.safetensors", "--data", test, "--split", "train", "--out", latents]).status == 0)
-        #expect(try PNGImage.read(from: URL(fileURLWithPath: latents), format: .rgb).width == 480)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: latents), format: .rgb).width == 700)
         let manifold = dir.appendingPathComponent("m.png").path
         #expect(try run(["plot", "manifold", "\(out)/checkpoint.safetensors", "--grid", "5", "--shape", "4x4", "--out", manifold]).status != 0)  // no --shape option: rejected
         #expect(try run(["plot", "manifold", "\(out)/checkpoint.safetensors", "--grid", "5", "--out", manifold]).status == 0)
-        #expect(try PNGImage.read(from: URL(fileURLWithPath: manifold)).width == 5 * 4 + 6)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: manifold), format: .rgb).width == 660)
+        // A single-process run has no step-time breakdown to plot: a clear error.
+        let timing = try run(["plot", "timing", out, "--out", dir.appendingPathComponent("t.png").path])
+        #expect(timing.status != 0 && timing.stderr.contains("not the metrics of a distributed run"))
+        // Any CSV of series: one line per series with a legend; a bad row names its line.
+        let csv = dir.appendingPathComponent("scaling.csv")
+        try "series,workers,samples_per_s\nbatch 128,1,5210\nbatch 128,2,9480\nbatch 512,1,6020\n".write(to: csv, atomically: true, encoding: .utf8)
+        let series = dir.appendingPathComponent("s.png").path
+        #expect(try run(["plot", "series", csv.path, "--y-label", "samples per second", "--out", series]).status == 0)
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: series), format: .rgb).width == 700)
+        try "series,workers,samples_per_s\nbatch 128,1\n".write(to: csv, atomically: true, encoding: .utf8)
+        let refusedCSV = try run(["plot", "series", csv.path, "--out", series])
+        #expect(refusedCSV.status != 0 && refusedCSV.stderr.contains("line 2 has 2 fields"))
         // A 3-D latent space has no manifold picture: a clear error.
         let out3 = dir.appendingPathComponent("run3").path
         _ = try run(["train", "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--epochs", "1", "--out", out3])
