@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         // Already a dependency of Hummingbird; named for its graceful shutdown.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Event protocol buffers of TensorBoard's files; scripts/generate-protos.sh makes the code.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the Debian packages that provide them.
@@ -57,6 +59,13 @@ let package = Package(
         .target(name: "Pictures", dependencies: ["CPNG", "CCairo"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
         .target(name: "Checkpoint", dependencies: ["CZlib"]),
+        // TensorBoard event files: records, CRC32C, Event protobufs. Writes and reads scalars and
+        // PNG images; knows neither VAEs, pixels nor the network. Proto/ holds the .proto that
+        // Generated/ is made from (scripts/generate-protos.sh).
+        .target(
+            name: "TensorBoard",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs,
         // and the command-line option groups shared by `vae` and `vae-coordinator`.
         .target(
@@ -121,6 +130,7 @@ let package = Package(
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),

@@ -1,6 +1,7 @@
 import Foundation
 
-/// The Python interpreter the tests run scripts with (the Prometheus parser, safetensors, PyTorch).
+/// The Python interpreter the tests run scripts with (the Prometheus parser, safetensors, PyTorch,
+/// TensorBoard's event reader).
 ///
 /// `scripts/install-deps.sh --test` installs the test packages with pip into `python3`'s own
 /// environment where that allows it (pyenv, a virtualenv), and otherwise (a `python3` that refuses
@@ -22,7 +23,7 @@ public enum TestPython {
 
     /// What to tell a person whose interpreter lacks a module.
     public static let installHint =
-        "run scripts/install-deps.sh --test (it installs numpy, safetensors, torch's CPU build and prometheus-client)"
+        "run scripts/install-deps.sh --test (it installs numpy, safetensors, torch's CPU build, prometheus-client and tensorboard)"
 
     /// Runs the interpreter with `arguments` (a script and its arguments), its output in files under
     /// `directory`; returns the exit status and standard output, or throws with standard error if
