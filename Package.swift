@@ -66,12 +66,12 @@ let package = Package(
             name: "TensorBoard",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]),
-        // Single-process training and evaluation runs, checkpoints of a model, run outputs,
-        // and the command-line option groups shared by `vae` and `vae-coordinator`.
+        // Single-process training and evaluation runs, checkpoints of a model, run outputs (with
+        // their TensorBoard file), and the command-line option groups shared by `vae` and `vae-coordinator`.
         .target(
             name: "VAETraining",
             dependencies: [
-                "VAECore", "VAEData", "Checkpoint", "Pictures",
+                "VAECore", "VAEData", "Checkpoint", "Pictures", "TensorBoard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

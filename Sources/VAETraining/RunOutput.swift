@@ -182,6 +182,9 @@ public struct RunOutput: Sendable {
     public let directory: URL
     /// Also write a `StepMetrics` line into `metrics.jsonl` every this many steps (0: epochs only).
     public var metricsEvery = 0
+    /// The TensorBoard event file that gets the scalars of every metrics line and of the summary
+    /// (nil: none is written).
+    public var tensorBoard: TensorBoardLog?
 
     public init(directory: String) throws {
         self.directory = URL(fileURLWithPath: directory)
@@ -272,19 +275,23 @@ public struct RunOutput: Sendable {
         try appendLine(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), to: events)
     }
 
-    /// Appends one epoch's line to `metrics.jsonl`.
+    /// Appends one epoch's line to `metrics.jsonl`, and its scalars to the TensorBoard file (the
+    /// training means too when there are no `--metrics-every` lines).
     public func append(_ metrics: EpochMetrics) throws {
         try appendLine(try Self.encoder().encode(metrics), to: self.metrics)
+        tensorBoard?.write(TensorBoardLog.scalars(of: metrics, training: metricsEvery == 0), step: metrics.step)
     }
 
-    /// Appends a `--metrics-every` line to `metrics.jsonl`.
+    /// Appends a `--metrics-every` line to `metrics.jsonl`, and its scalars to the TensorBoard file.
     public func append(_ metrics: StepMetrics) throws {
         try appendLine(try Self.encoder().encode(metrics), to: self.metrics)
+        tensorBoard?.write(TensorBoardLog.scalars(of: metrics), step: metrics.step)
     }
 
-    /// Writes `summary.json` atomically.
+    /// Writes `summary.json` atomically, and its IWAE NLL to the TensorBoard file.
     public func write(_ summary: TrainingSummary) throws {
         try Self.encoder(pretty: true).encode(summary).write(to: self.summary, options: .atomic)
+        tensorBoard?.write(TensorBoardLog.scalars(of: summary), step: summary.steps)
     }
 }
 

@@ -280,7 +280,8 @@ public enum RunPictures {
     /// `samples.png` and, for a 2-D latent space, `manifold.png`; with `test` data
     /// `reconstructions.png`; for a distributed run (step-time figures in `metrics.jsonl`)
     /// `timing.png`. Best effort: a picture that fails is reported in its `Written`, not thrown.
-    /// Small images (MNIST digits) are drawn at twice their size, with a caption.
+    /// Small images (MNIST digits) are drawn at twice their size, with a caption. The pictures of
+    /// the model (`tensorBoardImages`) also go to `output`'s TensorBoard file.
     public static func writeEndOfRun(_ model: ModelCheckpoint, output: RunOutput, test: Dataset? = nil) -> [Written] {
         let shape = defaultShape(model.architecture.inputDimension)
         let zoom = max(shape.0, shape.1) <= 32 ? 2 : 1
@@ -306,7 +307,7 @@ public enum RunPictures {
            let figure = timingFigure(log, title: "Step time of a distributed run: \(runName(output.metrics))") {
             jobs.append(("timing.png", { try figure.render() }))
         }
-        return jobs.map { name, make in
+        let written = jobs.map { name, make in
             let url = output.directory.appendingPathComponent(name)
             do {
                 let image = try make()
@@ -316,5 +317,15 @@ public enum RunPictures {
                 return Written(name: name, url: url, image: nil, failure: "\(error)")
             }
         }
+        // TensorBoard shows the pictures of the model; its curves are its own scalar charts.
+        for picture in written where tensorBoardImages.contains(picture.name) {
+            if let image = picture.image {
+                output.tensorBoard?.write(image: image, tag: String(picture.name.dropLast(".png".count)), step: step)
+            }
+        }
+        return written
     }
+
+    /// The end-of-run pictures that also go to the TensorBoard file, as images named without ".png".
+    public static let tensorBoardImages: Set = ["samples.png", "reconstructions.png", "manifold.png"]
 }

@@ -85,6 +85,10 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var checkpointMinutes = TrainingConfiguration.defaultCheckpointMinutes
     @Option(name: .customLong("metrics-every"), help: "Also write a line of training means into metrics.jsonl every this many steps (0: once per epoch only).")
     public var metricsEvery = 0
+    @Option(help: ArgumentHelp("Write the TensorBoard event file into this directory (default: the --out directory). `tensorboard --logdir runs` shows every run under runs/.", valueName: "dir"))
+    public var tensorboard: String?
+    @Flag(name: .customLong("no-tensorboard"), help: "Write no TensorBoard event file.")
+    public var noTensorboard = false
     @Option(name: .customLong("eval-seed"), help: "Seed of the test set's binarisation and noise.")
     public var evalSeed: UInt64 = 123
     @Option(name: .customLong("nll-k"), help: "At the end, estimate the test NLL with this many importance samples (0: skip).")
@@ -95,6 +99,17 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public func validate() throws {
         _ = try configuration()
         guard metricsEvery >= 0 else { throw ValidationError("--metrics-every must be >= 0, not \(metricsEvery)") }
+        if tensorboard != nil && noTensorboard { throw ValidationError("give --tensorboard DIR or --no-tensorboard, not both") }
+        if let tensorboard, tensorboard.isEmpty { throw ValidationError("--tensorboard needs a directory") }
+    }
+
+    /// The run's TensorBoard event file, in `--tensorboard` or else the output directory; nil with
+    /// `--no-tensorboard`. `resumeStep`: the checkpoint's step when the run goes on from one.
+    public func tensorBoardLog(outDirectory: String, resumeStep: Int?,
+                               warn: @escaping @Sendable (String) -> Void) throws -> TensorBoardLog? {
+        guard !noTensorboard else { return nil }
+        return try TensorBoardLog(directory: URL(fileURLWithPath: tensorboard ?? outDirectory),
+                                  fresh: resumeStep == nil, resumeStep: resumeStep ?? 0, warn: warn)
     }
 
     /// The options as a validated configuration.

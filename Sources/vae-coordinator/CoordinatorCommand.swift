@@ -150,6 +150,7 @@ struct Start: AsyncParsableCommand {
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
+        output.tensorBoard = try training.tensorBoardLog(outDirectory: outDirectory, resumeStep: checkpoint?.step) { logger.warning("\($0)") }
         display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
         if let metricsURL {
             display.message("metrics at \(metricsURL)")
@@ -177,7 +178,7 @@ struct Start: AsyncParsableCommand {
         }
         let failures = local.wait()
         if let model = try? output.latestCheckpoint() {
-            for picture in RunPictures.writeEndOfRun(model, output: output) { display.message("wrote \(picture)") }
+            for picture in RunPictures.writeEndOfRun(model, output: output, test: data.test) { display.message("wrote \(picture)") }
         }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if !failures.isEmpty {

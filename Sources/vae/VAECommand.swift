@@ -45,6 +45,7 @@ struct Train: AsyncParsableCommand {
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
+        output.tensorBoard = try training.tensorBoardLog(outDirectory: outDirectory, resumeStep: checkpoint?.step) { logger.warning("\($0)") }
         display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
@@ -62,7 +63,7 @@ struct Train: AsyncParsableCommand {
         } else {
             display.finish(summary, line: RunReporting.finalLine(summary, autoencoder: autoencoder))
         }
-        for picture in RunPictures.writeEndOfRun(trainer.checkpoint, output: output) { display.message("wrote \(picture)") }
+        for picture in RunPictures.writeEndOfRun(trainer.checkpoint, output: output, test: data.test) { display.message("wrote \(picture)") }
         display.message("wrote \(output.checkpoint.path), \(output.metrics.path), \(output.summary.path)")
         if let interrupted = summary.interrupted { throw ExitCode(interrupted.exitStatus) }
     }
