@@ -9,7 +9,8 @@
 #                 first scrape at or past the middle of training (README's metrics example)
 #   autoencoder   `vae train --autoencoder` with the same options (README, "Against a plain autoencoder")
 #   latent2       `vae train --epochs 5 --latent 2 --seed 1` (README, `vae plot manifold`)
-#   pictures      `vae sample|reconstruct|interpolate|plot` of those checkpoints, into a scratch directory
+#   pictures      `vae sample|reconstruct|interpolate|plot` of those checkpoints, copied into docs/images/,
+#                 and a screenshot of TensorBoard showing the runs (scripts/tensorboard-screenshot.sh)
 #   pytorch       `pytorch_peer.py train-quality --epochs 10` (its seed 0; k = 5000 on 1000 test images)
 # Each command's standard output is stored as NAME.txt, with NAME.times.txt giving the seconds since
 # the command started at which each line appeared (the NLL estimate's time is the gap between the
@@ -92,13 +93,28 @@ keep latent2 "$RUNS/latent2"
 img="$work/images"
 mkdir -p "$img"
 {
-  .build/release/vae sample "$RUNS/quality/checkpoint.safetensors" --n 64 --out "$img/samples.png"
-  .build/release/vae reconstruct "$RUNS/quality/checkpoint.safetensors" --n 16 --out "$img/reconstructions.png"
-  .build/release/vae interpolate "$RUNS/quality/checkpoint.safetensors" --pairs 6 --steps 10 --out "$img/interpolations.png"
+  .build/release/vae sample "$RUNS/quality/checkpoint.safetensors" --n 64 --scale 2 \
+    --caption "64 samples from the prior (decoder means)" --out "$img/samples.png"
+  .build/release/vae reconstruct "$RUNS/quality/checkpoint.safetensors" --n 16 --scale 2 \
+    --caption "Test digits (rows 1, 3) and their reconstructions (rows 2, 4)" --out "$img/reconstructions.png"
+  .build/release/vae interpolate "$RUNS/quality/checkpoint.safetensors" --pairs 6 --steps 10 --scale 2 \
+    --caption "Each row: a test digit, 10 decodings along the line between the two posterior means, the other digit" \
+    --out "$img/interpolations.png"
+  .build/release/vae sample "$RUNS/autoencoder/checkpoint.safetensors" --n 64 --scale 2 \
+    --caption "A plain autoencoder's decoder at z ~ N(0, I)" --out "$img/autoencoder-samples.png"
+  .build/release/vae interpolate "$RUNS/autoencoder/checkpoint.safetensors" --pairs 6 --steps 10 --scale 2 \
+    --caption "A plain autoencoder: decodings along lines between codes" --out "$img/autoencoder-interpolations.png"
   .build/release/vae plot curves "$RUNS/quality" --out "$img/curves.png"
   .build/release/vae plot latents "$RUNS/quality/checkpoint.safetensors" --out "$img/latents.png"
   .build/release/vae plot manifold "$RUNS/latent2/checkpoint.safetensors" --grid 16 --out "$img/manifold.png"
+  .build/release/vae plot timing "$RUNS/mnist" --out "$img/timing.png"
 } | sed "s|$img/|docs/images/|" > "$out/pictures.txt"
+cp "$img"/*.png docs/images/
+# TensorBoard showing the runs under $RUNS (Python's tensorboard and Debian's chromium).
+if scripts/tensorboard-screenshot.sh "$RUNS" "$img/tensorboard.png" >&2; then
+  cp "$img/tensorboard.png" docs/images/tensorboard.png
+  echo "wrote docs/images/tensorboard.png" >> "$out/pictures.txt"
+fi
 
 if [ "$PYTORCH" = 1 ]; then
   echo "pytorch: train-quality --epochs 10" >&2

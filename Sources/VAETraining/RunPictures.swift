@@ -300,7 +300,7 @@ public enum RunPictures {
         if let test {
             jobs.append(("reconstructions.png", {
                 try reconstructions(model, dataset: test, shape: shape).scaled(by: zoom)
-                    .captioned("16 test images (rows 1 and 3) and their reconstructions (rows 2 and 4), step \(step)")
+                    .captioned("Test images (rows 1, 3) and their reconstructions (rows 2, 4), step \(step)")
             }))
         }
         if let log = try? MetricsLog.read(from: output.metrics),
