@@ -180,7 +180,7 @@ import ZeroMQ
         let (dir, train, test) = SyntheticData.dataset(trainCount: 2048)
         defer { SyntheticData.cleanup(dir) }
         let arguments = DistributedTrainingTests.modelArguments(train: train, test: test)
-            + ["--lr", "0.01", "--epochs", "12", "--checkpoint-every", "5", "--max-workers", "2"]
+            + ["--lr", "0.01", "--epochs", "24", "--checkpoint-every", "5", "--max-workers", "2"]
         func run(_ name: String, fuzz: Bool) throws -> (parameters: [Float], rejected: Int) {
             let out = dir.appendingPathComponent(name)
             // The fuzzed run serves its metrics: the test reads its count of refused messages live.
