@@ -33,7 +33,8 @@ MARK="# $LAB lab (Deploy/lab/lab.sh)"
 die() { echo "lab: $*" >&2; exit 1; }
 usage() { sed -n '8,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-[[ "$LAB" =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "LAB must be 1-8 lowercase letters or digits, starting with a letter (got '$LAB')"
+# Ends with a letter, so that no lab's host names (${LAB}0, ...) begin with another lab's name.
+[[ "$LAB" =~ ^[a-z]([a-z0-9]{0,6}[a-z])?$ ]] || die "LAB must be 1-8 lowercase letters or digits, beginning and ending with a letter (got '$LAB')"
 [[ "$SUBNET" =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "LAB_SUBNET must look like 10.X.Y (a private /24 used only inside the lab), not '$SUBNET'"
 
 host_ns() { echo "$LAB$1"; }
