@@ -220,7 +220,10 @@ cmd_counters() {
   local list
   if [ $# -gt 0 ]; then list="$*"; else list=$(hosts); fi
   for h in $list; do
-    echo "$h $(ip netns exec "$h" cat /sys/class/net/eth0/statistics/tx_bytes) $(ip netns exec "$h" cat /sys/class/net/eth0/statistics/rx_bytes)"
+    [ -e "/run/netns/$h" ] || die "no lab host '$h'"
+    ip -n "$h" -s -j link show dev eth0 | python3 -c 'import json, sys
+s = json.load(sys.stdin)[0]["stats64"]
+print(sys.argv[1], s["tx"]["bytes"], s["rx"]["bytes"])' "$h"
   done
 }
 
