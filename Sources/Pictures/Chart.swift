@@ -12,6 +12,8 @@ public struct Series: Sendable, Equatable {
         case line
         /// A line with a disc at every point (few points: measurements, per-epoch figures).
         case lineWithMarkers
+        /// A dashed line without markers (a model's prediction beside measured points).
+        case dashedLine
         /// Discs of `radius` pixels, without lines (scatter plots).
         case scatter(radius: Double)
         /// A staircase: each value holds until the next point's x (counts that change at events).

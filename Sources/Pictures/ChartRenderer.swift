@@ -311,7 +311,7 @@ struct PanelRenderer {
             switch s.style {
             case .scatter:
                 covered += points.compactMap { $0 }
-            case .line, .lineWithMarkers, .steps:
+            case .line, .lineWithMarkers, .dashedLine, .steps:
                 covered += points.compactMap { $0 }
                 for (a, b) in zip(points, points.dropFirst()) {
                     guard let a, let b else { continue }
@@ -549,6 +549,9 @@ struct PanelRenderer {
                     canvas.disc(point.0, point.1, radius: radius, colorFor(i), ring: p.series.style == .lineWithMarkers)
                 }
             }
+        case .dashedLine:
+            for run in runs(points) where run.count > 1 { canvas.polyline(run, p.color, width: 2, dash: Self.dash) }
+            for run in runs(points) where run.count == 1 { canvas.disc(run[0].0, run[0].1, radius: 2.5, p.color) }
         case .steps:
             for run in runs(points) {
                 var stairs: [(Double, Double)] = []
@@ -600,6 +603,9 @@ struct PanelRenderer {
                     horizontal: .center, vertical: .top, turned: true)
     }
 
+    /// The dash pattern of `.dashedLine` (pixels on, off).
+    static let dash: [Double] = [7, 4]
+
     func drawLegend(_ entries: [LegendEntry], in box: Rect) {
         canvas.fill(box, .white, alpha: 0.9)
         canvas.stroke(box, Color(red: 0.8, green: 0.8, blue: 0.8))
@@ -614,6 +620,8 @@ struct PanelRenderer {
             switch entry.style {
             case .line, .steps:
                 canvas.line(x0, y, x1, y, entry.color, width: 2.5)
+            case .dashedLine:
+                canvas.line(x0, y, x1, y, entry.color, width: 2.5, dash: Self.dash)
             case .lineWithMarkers:
                 canvas.line(x0, y, x1, y, entry.color, width: 2.5)
                 canvas.disc((x0 + x1) / 2, y, radius: 4, entry.color, ring: true)

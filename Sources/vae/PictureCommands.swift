@@ -233,7 +233,9 @@ struct PlotCommand: AsyncParsableCommand {
                   batch 128,1,5210
                   batch 128,2,9480
 
-                Blank lines and lines starting with # are skipped; --series, --x and --y pick other columns.
+                Blank lines and lines starting with # are skipped; --series, --x and --y pick other columns. \
+                With --dashed-suffix " (model)", a series named "1 Gbit/s (model)" is drawn as a dashed \
+                line in the colour of the series "1 Gbit/s" (measured points beside a model's prediction).
                 """)
         @Argument(help: "The CSV file.") var file: String
         @Option(help: ArgumentHelp("The column naming each row's series (default: the first of three or more).", valueName: "column")) var series: String?
@@ -245,8 +247,26 @@ struct PlotCommand: AsyncParsableCommand {
         @Flag(help: "Logarithmic x axis.") var logX = false
         @Flag(help: "Logarithmic y axis.") var logY = false
         @Flag(help: "Start the y axis at 0.") var yFromZero = false
+        @Option(help: ArgumentHelp("Series whose name ends with this text are dashed lines in the colour of the series named without it.", valueName: "text")) var dashedSuffix: String?
         @Option(help: ArgumentHelp("Picture size WxH in pixels.", valueName: "WxH")) var size = "700x480"
         @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
+
+        /// `lines` with the series named "NAME<suffix>" dashed, in the colour of "NAME"; every
+        /// other series keeps its own colour, in order.
+        static func pairing(_ lines: [Series], dashedSuffix suffix: String) -> [Series] {
+            var colors: [String: Color] = [:]
+            let base = { (name: String) in name.hasSuffix(suffix) ? String(name.dropLast(suffix.count)) : name }
+            for line in lines {
+                let key = base(line.name ?? "")
+                if colors[key] == nil { colors[key] = Color.category(colors.count) }
+            }
+            return lines.map { line in
+                var line = line
+                line.color = colors[base(line.name ?? "")]
+                if (line.name ?? "").hasSuffix(suffix) { line.style = .dashedLine }
+                return line
+            }
+        }
 
         func run() async throws {
             let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
@@ -268,7 +288,8 @@ struct PlotCommand: AsyncParsableCommand {
             let xColumn = x ?? (three ? columns[1] : columns[0])
             let yColumn = y ?? (three ? columns[2] : columns[1])
             let key = series ?? (three && columns[0] != xColumn && columns[0] != yColumn ? columns[0] : nil)
-            let lines = try table.series(key: key, x: xColumn, y: yColumn)
+            var lines = try table.series(key: key, x: xColumn, y: yColumn)
+            if let dashedSuffix, !dashedSuffix.isEmpty { lines = Self.pairing(lines, dashedSuffix: dashedSuffix) }
             let xs = lines.flatMap(\.x).filter(\.isFinite)
             let readable = { (name: String) in name.replacingOccurrences(of: "_", with: " ") }
             let xAxis = Axis(xLabel ?? readable(xColumn), scale: logX ? .logarithmic : .linear,

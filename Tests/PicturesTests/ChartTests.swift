@@ -122,6 +122,32 @@ import Testing
         _ = try panel.render(width: 400, height: 300)
     }
 
+    @Test func aDashedLineHasGapsWhereASolidLineHasNone() throws {
+        // The same horizontal line, solid and dashed, in panels of the same size: on the row where
+        // the solid line is drawn (its longest run of ink), the dashed one has ink with gaps.
+        func render(_ style: Series.Style) throws -> PNGImage {
+            try Panel(xAxis: Axis("x", lowerBound: 0, upperBound: 10), yAxis: Axis("y", lowerBound: 0, upperBound: 2),
+                      series: [Series(name: "a", x: [0, 10], y: [1, 1], style: style, color: .category(0))])
+                .render(width: 400, height: 300)
+        }
+        let solid = try render(.line).rgb(), dashed = try render(.dashedLine).rgb()
+        func coloured(_ rgb: PNGImage, _ x: Int, _ y: Int) -> Bool {
+            let i = (y * rgb.width + x) * 3
+            return Int(rgb.pixels[i + 2]) - Int(rgb.pixels[i]) > 60  // tab10's first colour is blue
+        }
+        func runs(_ rgb: PNGImage, row y: Int) -> (longest: Int, starts: Int) {
+            var (longest, current, starts) = (0, 0, 0)
+            for x in 0..<rgb.width {
+                if coloured(rgb, x, y) { if current == 0 { starts += 1 }; current += 1; longest = max(longest, current) } else { current = 0 }
+            }
+            return (longest, starts)
+        }
+        let row = try #require((0..<solid.height).max { runs(solid, row: $0).longest < runs(solid, row: $1).longest })
+        #expect(runs(solid, row: row).longest > 200)
+        let dashes = runs(dashed, row: row)
+        #expect(dashes.starts > 10 && dashes.longest < 20, "dashes: \(dashes)")
+    }
+
     @Test func aSecondaryAxisPutsItsTicksAtTheMatchingPrimaryValues() throws {
         let panel = Panel(xAxis: Axis("step", lowerBound: 0), yAxis: Axis("nats"),
                           topAxis: SecondaryAxis("epoch", scale: 1.0 / 469, integerTicks: true), series: [Series(points: [(0, 1), (938, 2)])])
