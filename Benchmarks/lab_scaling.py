@@ -205,7 +205,12 @@ def calibrate(out, rate, megabytes):
         rtt = float(r.stdout)
     finally:
         stop(server)
-    row = {"rate": rate, "megabytes": megabytes, "payload_mbit_per_s": rates,
+    qdisc = json.loads(subprocess.run(["tc", "-j", "-n", host(0), "qdisc", "show", "dev", "eth0"],
+                                      check=True, capture_output=True, text=True).stdout)[0]
+    shaped = qdisc.get("kind") == "tbf"
+    row = {"rate": rate, "megabytes": megabytes,
+           "tbf_rate_bytes_per_s": qdisc["options"]["rate"] if shaped else None,
+           "burst_bytes": qdisc["options"]["burst"] if shaped else None, "payload_mbit_per_s": rates,
            "median_payload_mbit_per_s": statistics.median(rates), "rtt_ms": rtt * 1000}
     with open(os.path.join(out, "calibration.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

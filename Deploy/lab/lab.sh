@@ -5,11 +5,11 @@
 # Slurm cluster across them (--slurm: one munged, one slurmctld, one slurmd per host; see
 # Deploy/lab/slurm.sh). docs/LAB.md explains it and what it can carry.
 #
-#   Deploy/lab/lab.sh up N [--rate 1gbit] [--burst BYTES] [--latency 50ms] [--slurm]
+#   Deploy/lab/lab.sh up N [--rate 1gbit|none] [--burst BYTES] [--latency 50ms] [--slurm]
 #   Deploy/lab/lab.sh down
 #   Deploy/lab/lab.sh status
 #   Deploy/lab/lab.sh exec HOST COMMAND...     run COMMAND on HOST (its network and hostname)
-#   Deploy/lab/lab.sh rate HOST RATE           reshape HOST's link (both directions)
+#   Deploy/lab/lab.sh rate HOST RATE           reshape HOST's link (both directions; none: unshaped)
 #   Deploy/lab/lab.sh counters [HOST...]       bytes each host's interface sent and received
 #   Deploy/lab/lab.sh measure FROM TO [MB]     one TCP transfer FROM -> TO; prints Mbit/s
 #   Deploy/lab/lab.sh check                    what this machine allows (root, netns, tbf, netem, fq)
@@ -96,10 +96,11 @@ cmd_check() {
 burst_for() {
   local rate=$1 bits
   case "$rate" in
+    none) echo 0; return ;;
     *gbit) bits=$(( ${rate%gbit} * 1000000000 )) ;;
     *mbit) bits=$(( ${rate%mbit} * 1000000 )) ;;
     *kbit) bits=$(( ${rate%kbit} * 1000 )) ;;
-    *) die "--rate must be a whole number with kbit, mbit or gbit (e.g. 1gbit, 200mbit), not '$rate'" ;;
+    *) die "--rate must be a whole number with kbit, mbit or gbit (e.g. 1gbit, 200mbit), or none (unshaped), not '$rate'" ;;
   esac
   [ "$bits" -gt 0 ] || die "--rate must be positive"
   # 2 ms at the rate, at least 64 KiB. Smaller buckets cost throughput (a 64 KB GSO packet must
@@ -114,6 +115,11 @@ burst_for() {
 # (bridge -> host).
 shape() {
   local i=$1 rate=$2 burst=$3 latency=$4
+  if [ "$rate" = none ]; then
+    tc -n "$(host_ns "$i")" qdisc del dev eth0 root 2>/dev/null || true
+    tc -n "$(bridge_ns)" qdisc del dev "p$i" root 2>/dev/null || true
+    return
+  fi
   tc -n "$(host_ns "$i")" qdisc replace dev eth0 root tbf rate "$rate" burst "$burst" latency "$latency"
   tc -n "$(bridge_ns)" qdisc replace dev "p$i" root tbf rate "$rate" burst "$burst" latency "$latency"
 }
@@ -214,7 +220,10 @@ cmd_rate() {
   [[ "$i" =~ ^[0-9]+$ ]] && [ -e "/run/netns/$h" ] || die "no lab host '$h'"
   local latency
   latency=$(awk '{print $3}' "$STATE/link")
-  shape "$i" "$rate" "$(burst_for "$rate")" "$latency"
+  local burst
+  burst=$(burst_for "$rate")
+  shape "$i" "$rate" "$burst" "$latency"
+  echo "$rate $burst $latency" > "$STATE/link"
 }
 
 # "HOST TX_BYTES RX_BYTES" for each host's eth0.

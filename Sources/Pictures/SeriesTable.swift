@@ -28,8 +28,8 @@ public struct SeriesTable: Sendable, Equatable {
         self.source = source
         var header: [String]?
         var rows: [(line: Int, fields: [String])] = []
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+        // By Character: "\r\n" (Python's csv module, spreadsheets) is one Character, not "\n".
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             let fields = try Self.fields(of: line, lineNumber: index + 1, source: source)

@@ -20,6 +20,14 @@ import Testing
         #expect(one.count == 1 && one[0].name == nil && one[0].x.count == 4)
     }
 
+    @Test func windowsLineEndingsAsPythonsCSVWritesThemParse() throws {
+        let table = try SeriesTable(csv: "series,workers,steps_per_s\r\n1 Gbit/s,1,22.3\r\n1 Gbit/s,2,12.3\r\n", source: "plot.csv")
+        #expect(table.columns == ["series", "workers", "steps_per_s"])
+        let series = try table.series(key: "series", x: "workers", y: "steps_per_s")
+        #expect(series.count == 1 && series[0].y == [22.3, 12.3])
+        #expect { try SeriesTable(csv: "a,b\r\n1,2\r\n3\r\n", source: "s.csv") } throws: { "\($0)".contains("s.csv line 3 has 1 field") }
+    }
+
     @Test func aShortRowNamesItsLineAndTheHeader() {
         #expect { try SeriesTable(csv: "series,workers,samples_per_s\na,1,2\nb,2\n", source: "s.csv") }
             throws: { "\($0)".contains("s.csv line 3 has 2 fields, the header has 3") }
