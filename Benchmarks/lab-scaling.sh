@@ -67,8 +67,8 @@ Deploy/lab/lab.sh down
 trap - EXIT INT TERM
 
 python3 Benchmarks/scaling_model.py "$out" | tee "$out/summary.txt"
-"$BIN/vae" plot series "$out/plot.csv" --dashed-suffix " (model)" --log-x --log-y \
-  --title "Today's design in the lab: steps/s against workers (batch $BATCH_PER_WORKER each)" \
-  --x-label "workers (one per lab host; the coordinator on its own)" --y-label "steps per second" \
+"$BIN/vae" plot series "$out/plot.csv" --dashed-suffix " (model)" --log-y --size 760x500 \
+  --title "Today's design in the lab, $BATCH_PER_WORKER samples per worker" \
+  --x-label "workers (one per lab host; the coordinator on another)" --y-label "steps per second" \
   --out "$out/scaling.png" >&2
 echo "results in $out" >&2

@@ -110,7 +110,7 @@ def main():
     label = lambda rate: rate.replace("gbit", " Gbit/s").replace("mbit", " Mbit/s")
     with open(os.path.join(out, "plot.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["series", "workers", "steps_per_s"])
+        w.writerow(["link", "workers", "steps_per_s"])
         for rate in dict.fromkeys(p["rate"] for p in points):
             measured = sorted((p for p in points if p["rate"] == rate), key=lambda p: p["workers"])
             for p in measured:
@@ -145,6 +145,23 @@ def main():
         w = csv.DictWriter(f, fieldnames=list(predictions[0]))
         w.writeheader()
         w.writerows(predictions)
+    # The same tables in Markdown, for docs/SCALING.md.
+    with open(os.path.join(out, "tables.md"), "w") as f:
+        f.write("| link | N | step (ms) measured | model | measured/model | communication: waiting beyond compute (ms) | "
+                "workers' compute (ms) | samples/s | coordinator link MB/step (interface) | project counter MB/step | "
+                "worker link MB/step |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for row in rows:
+            f.write(f"| {label(row['rate'])} | {row['workers']} | {row['measured_step_ms']:.1f} | {row['model_step_ms']:.1f} | "
+                    f"{row['measured_over_model']:.2f} | {row['measured_communication_ms']:.1f} | {row['measured_compute_ms']:.1f} | "
+                    f"{row['measured_samples_per_s']:.0f} | "
+                    f"{row['coordinator_link_bytes_per_step'] / 1e6:.2f} | {row['project_bytes_per_step'] / 1e6:.2f} | "
+                    f"{row['worker_link_bytes_per_step'] / 1e6:.2f} |\n")
+        for name in dict.fromkeys(p["model"] for p in predictions):
+            f.write(f"\n{name}, batch 128 per worker: samples/s (speed-up over one process)\n\n| N |"
+                    + "".join(f" {g} Gbit/s |" for g in (1, 10, 25)) + "\n|---|---|---|---|\n")
+            for n in (1, 2, 4, 8, 16, 32, 64):
+                cells = [p for p in predictions if p["model"] == name and p["workers"] == n]
+                f.write(f"| {n} |" + "".join(f" {p['samples_per_s']} ({p['speedup_over_one_process']:.2f}x) |" for p in cells) + "\n")
     ratios = [row["measured_over_model"] for row in rows]
     model["lab_measured_over_model"] = {"min": min(ratios), "max": max(ratios)}
     ceiling = [p for p in predictions if p["model"].startswith("mnist") and p["link_gbit_per_s"] == 1 and p["workers"] == 64][0]
