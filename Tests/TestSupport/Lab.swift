@@ -10,13 +10,14 @@ public final class Lab: @unchecked Sendable {
     public static let script = repository.appendingPathComponent("Deploy/lab/lab.sh")
 
     /// Why no lab can be made on this machine (not root, no network namespaces, no tbf), or nil
-    /// when it can. Computed once, by `lab.sh check`.
+    /// when it can. Computed once, by `lab.sh check` (under a LAB name that ends with a letter,
+    /// as lab.sh requires).
     public static let unavailableReason: String? = {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-check-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         guard let check = try? ChildProcess("/bin/bash", [script.path, "check"], directory: dir, name: "lab-check",
-                                            environment: ["LAB": "lchk\(getpid() % 1000)"]) else {
+                                            environment: ["LAB": "lchk\(getpid() % 1000)x"]) else {
             return "could not run \(script.path)"
         }
         guard check.wait(timeout: .seconds(60)) == 0 else {
