@@ -38,13 +38,7 @@ public final class Lab: @unchecked Sendable {
     /// `slurm` also starts a Slurm cluster across them. `prefix` (one letter) begins the lab's
     /// name, which is unique among the labs of this machine's test processes.
     public init(hosts: Int, rate: String, slurm: Bool = false, prefix: String = "t") throws {
-        Self.lock.lock()
-        Self.made += 1
-        let serial = Self.made
-        Self.lock.unlock()
-        // Ends with a letter, so that no lab's host names ("\(name)0", ...) begin another lab's name.
-        let letters = Array("abcdefghijklmnopqrstuvwxyz")
-        name = "\(prefix.prefix(1))\(getpid() % 10000)\(letters[(serial / 26) % 26])\(letters[serial % 26])"
+        name = Self.uniqueName(prefix: prefix)
         hostCount = hosts
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("lab-\(name)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -56,6 +50,18 @@ public final class Lab: @unchecked Sendable {
             down()
             throw ChildProcessError("lab.sh up \(hosts) --rate \(rate) failed:\n\(up.stdout)\n\(up.stderr)")
         }
+    }
+
+    /// A LAB name no other lab of this machine's test processes has: `prefix` (one letter), this
+    /// process's id, two letters (so that it ends with a letter, as lab.sh requires, and no lab's
+    /// host names, "\(name)0", ..., begin another lab's name).
+    public static func uniqueName(prefix: String = "t") -> String {
+        lock.lock()
+        made += 1
+        let serial = made
+        lock.unlock()
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        return "\(prefix.prefix(1))\(getpid() % 10000)\(letters[(serial / 26) % 26])\(letters[serial % 26])"
     }
 
     private static let lock = NSLock()
