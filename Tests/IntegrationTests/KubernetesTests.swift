@@ -161,9 +161,10 @@ import TestSupport
                 ("--nll-k 5000", "--nll-k 20"),
             ])
             let worker = try KubernetesTests.commandLine(try KubernetesTests.document(documents, kind: "Job", name: "vae-workers"))
-            workerCommand = try worker.map {
-                $0.contains("vae-worker") ? try KubernetesTests.adapt($0, [("tcp://vae-coordinator:5555", "tcp://127.0.0.1:\(port)"),
-                                                                             ("/keys/", keys.path + "/")]) : $0
+            let workerReplacements = [("tcp://vae-coordinator:5555", "tcp://127.0.0.1:\(port)"), ("/keys/", keys.path + "/")]
+            _ = try KubernetesTests.adapt(worker.joined(separator: " "), workerReplacements)
+            workerCommand = worker.map {
+                workerReplacements.reduce($0) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
             }
             // The image has the commands on PATH; TMPDIR keeps the workers' files in the test's directory.
             environment = ["PATH": "\(binaries.path):/usr/bin:/bin", "TMPDIR": dir.path]
