@@ -69,10 +69,11 @@ struct LabTests {
         let out = dir.appendingPathComponent("run")
         let endpoint = "tcp://\(lab.host(0)):5555"
         let before = try lab.counters(0)
-        // Bound to the host's own name (its lab address), not loopback: CURVE, as in the Slurm job.
+        // Bound to host 0's lab address, not loopback: CURVE, as in the Slurm job. The workers
+        // connect to its name (through /etc/hosts).
         let coordinator = try lab.run(
             on: 0, binaries.appendingPathComponent("vae-coordinator").path,
-            ["start", "--bind", endpoint, "--workers", "2",
+            ["start", "--bind", "tcp://\(lab.address(0)):5555", "--workers", "2",
              "--curve-secret-key", "\(keys)/coordinator.key", "--authorized-keys", "\(keys)/worker.pub",
              "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "2",
              "--seed", "5", "--out", out.path],

@@ -70,6 +70,10 @@ public final class Lab: @unchecked Sendable {
     /// The name of host `index` (also its hostname and its name in /etc/hosts).
     public func host(_ index: Int) -> String { "\(name)\(index)" }
 
+    /// The address of host `index` (lab.sh's default LAB_SUBNET). ZeroMQ binds an address or an
+    /// interface, not a host name; others may connect to the name.
+    public func address(_ index: Int) -> String { "10.213.0.\(index + 1)" }
+
     /// The environment for commands that use this lab (LAB, and SLURM_CONF when Slurm is up).
     public var environment: [String: String] {
         var environment = ["LAB": name]
@@ -91,7 +95,8 @@ public final class Lab: @unchecked Sendable {
     /// One TCP transfer of `megabytes` MB from host `from` to host `to`: (bytes, seconds).
     public func transfer(from: Int, to: Int, megabytes: Int) throws -> (bytes: Int, seconds: Double) {
         let measure = try ChildProcess("/bin/bash", [Self.script.path, "measure", host(from), host(to), "\(megabytes)"],
-                                       directory: directory, name: "measure-\(from)-\(to)", environment: environment)
+                                       directory: directory, name: "measure-\(from)-\(to)-\(UUID().uuidString.prefix(8))",
+                                       environment: environment)
         guard measure.wait(timeout: .seconds(180)) == 0 else {
             throw ChildProcessError("lab.sh measure failed:\n\(measure.stdout)\n\(measure.stderr)")
         }
@@ -105,7 +110,7 @@ public final class Lab: @unchecked Sendable {
     /// Bytes sent and received by host `index`'s interface so far.
     public func counters(_ index: Int) throws -> (sent: Int, received: Int) {
         let counters = try ChildProcess("/bin/bash", [Self.script.path, "counters", host(index)],
-                                        directory: directory, name: "counters", environment: environment)
+                                        directory: directory, name: "counters-\(UUID().uuidString.prefix(8))", environment: environment)
         guard counters.wait(timeout: .seconds(30)) == 0 else { throw ChildProcessError("lab.sh counters failed: \(counters.stderr)") }
         let fields = counters.stdout.split(whereSeparator: \.isWhitespace)
         guard fields.count == 3, let sent = Int(fields[1]), let received = Int(fields[2]) else {
@@ -116,7 +121,9 @@ public final class Lab: @unchecked Sendable {
 
     /// Removes the lab (namespaces, Slurm daemons, /etc/hosts lines); idempotent.
     public func down() {
-        if let down = try? ChildProcess("/bin/bash", [Self.script.path, "down"], directory: directory, name: "lab-down",
+        // (Output files are appended to: each command gets names of its own.)
+        if let down = try? ChildProcess("/bin/bash", [Self.script.path, "down"], directory: directory,
+                                        name: "lab-down-\(UUID().uuidString.prefix(8))",
                                         environment: ["LAB": name]) {
             _ = down.wait(timeout: .seconds(120))
         }
