@@ -2,8 +2,8 @@
 #   make train   install missing apt packages, build in release, train on the bundled MNIST with
 #                a coordinator and WORKERS (2) local worker processes; prints the test -ELBO and NLL
 #   make test    install missing apt packages and the Python packages the tests use (prometheus-client,
-#                numpy, safetensors, torch CPU, tensorboard: scripts/install-deps.sh --test), build and
-#                run the tests
+#                numpy, safetensors, torch CPU, tensorboard, kubernetes-validate:
+#                scripts/install-deps.sh --test), build and run the tests
 .PHONY: deps test-deps build train train-single test bench clean
 
 WORKERS ?= 2

@@ -2,8 +2,9 @@
 # Installs what building vae-cluster needs, if any of it is missing: the Debian packages of the
 # C libraries. With --test, also the Python packages the tests run: the Prometheus parser (metrics
 # tests), numpy and safetensors (safetensors interop), torch's CPU build (docs/CHECKPOINT.md's
-# PyTorch snippet) and tensorboard (its own reader reads our event files: TensorBoardTests,
-# scripts/read-tensorboard.py).
+# PyTorch snippet), tensorboard (its own reader reads our event files: TensorBoardTests,
+# scripts/read-tensorboard.py) and kubernetes-validate (Kubernetes' API schemas, offline:
+# KubernetesTests).
 # Usage: scripts/install-deps.sh [--test] [--force]
 #   --test   also install those Python packages: with pip into python3's environment where python3
 #            allows it (pyenv, a virtualenv); where it does not (Debian's own python3 refuses pip
@@ -13,8 +14,8 @@
 set -euo pipefail
 packages=(libopenblas-dev zlib1g-dev libzmq3-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config)
 # torch's CPU build only: a plain `pip install torch` brings gigabytes of CUDA libraries.
-python_packages=("prometheus-client==0.26.0" "numpy" "safetensors==0.8.0" "torch==2.13.0+cpu" "tensorboard==2.21.0")
-python_imports="import prometheus_client, numpy, safetensors.numpy, safetensors.torch, torch, tensorboard"
+python_packages=("prometheus-client==0.26.0" "numpy" "safetensors==0.8.0" "torch==2.13.0+cpu" "tensorboard==2.21.0" "kubernetes-validate==1.37.0")
+python_imports="import prometheus_client, numpy, safetensors.numpy, safetensors.torch, torch, tensorboard, kubernetes_validate"
 test=0
 force=0
 for argument in "$@"; do

@@ -95,6 +95,7 @@ cmd_check() {
 # tbf needs a burst of at least one timer tick's worth of bytes at the rate (and at least one MTU).
 burst_for() {
   local rate=$1 bits
+  [[ "$rate" =~ ^[0-9]{1,9}[kmg]bit$ ]] || die "--rate must be a whole number with kbit, mbit or gbit (e.g. 1gbit, 200mbit), not '$rate'"
   case "$rate" in
     none) echo 0; return ;;
     *gbit) bits=$(( ${rate%gbit} * 1000000000 )) ;;
@@ -124,13 +125,24 @@ shape() {
   tc -n "$(bridge_ns)" qdisc replace dev "p$i" root tbf rate "$rate" burst "$burst" latency "$latency"
 }
 
+# /etc/hosts is shared by every lab: each read-modify-write of it holds this lock, so that labs
+# coming up and going down at the same time keep each other's lines.
+HOSTS_LOCK=/run/lab-etc-hosts.lock
+
+add_hosts_entries() {
+  ( flock 9; printf '%s' "$1" >> /etc/hosts ) 9>>"$HOSTS_LOCK"
+}
+
 remove_hosts_entries() {
   [ -w /etc/hosts ] || return 0
-  if grep -qF "$MARK" /etc/hosts; then
-    local kept
-    kept=$(grep -vF "$MARK" /etc/hosts)
-    printf '%s\n' "$kept" > /etc/hosts
-  fi
+  (
+    flock 9
+    if grep -qF "$MARK" /etc/hosts; then
+      local kept
+      kept=$(grep -vF "$MARK" /etc/hosts)
+      printf '%s\n' "$kept" > /etc/hosts
+    fi
+  ) 9>>"$HOSTS_LOCK"
 }
 
 cmd_down() {
@@ -166,7 +178,9 @@ cmd_up() {
     esac
   done
   [[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 250 ] || die "usage: $0 up N [--rate R] [--slurm]   (N hosts, 1 to 250)"
-  [ -n "$burst" ] || burst=$(burst_for "$rate")
+  local default_burst
+  default_burst=$(burst_for "$rate")  # also checks the rate
+  [ -n "$burst" ] || burst=$default_burst
   local why
   why=$(can_make_namespaces) || die "$why"
   if [ -d "$STATE" ] || ip netns list | grep -qE "^$LAB([0-9]+|-br)( |$)"; then
@@ -198,7 +212,7 @@ cmd_up() {
     echo "$h" >> "$STATE/hosts"
     entries+="$(address "$i") $h $MARK"$'\n'
   done
-  printf '%s' "$entries" >> /etc/hosts
+  add_hosts_entries "$entries"
   if [ "$slurm" = 1 ]; then LAB=$LAB "$HERE/slurm.sh" start; fi
   trap - EXIT INT TERM
   echo "lab '$LAB': $n host(s) $(hosts | tr '\n' ' ')at $SUBNET.1-$(( n )), links $rate each way (tbf burst $burst, latency $latency)$([ "$slurm" = 1 ] && echo ', Slurm up')"
@@ -255,7 +269,8 @@ c, _ = s.accept(); c.settimeout(120)
 while c.recv(1 << 20): pass
 PY
   local server=$!
-  for _ in $(seq 1 100); do [ -s "$ready" ] && break; sleep 0.05; done
+  for _ in $(seq 1 600); do [ -s "$ready" ] || ! kill -0 "$server" 2>/dev/null && break; sleep 0.05; done
+  [ -s "$ready" ] || { kill "$server" 2>/dev/null; rm -f "$ready"; die "the receiver on $to did not start listening within 30 s"; }
   rm -f "$ready"
   nsenter --net="/run/netns/$from" python3 - "$addr" "$port" "$mb" <<'PY'
 import socket, sys, time

@@ -10,13 +10,14 @@ public final class Lab: @unchecked Sendable {
     public static let script = repository.appendingPathComponent("Deploy/lab/lab.sh")
 
     /// Why no lab can be made on this machine (not root, no network namespaces, no tbf), or nil
-    /// when it can. Computed once, by `lab.sh check`.
+    /// when it can. Computed once, by `lab.sh check` (under a LAB name that ends with a letter,
+    /// as lab.sh requires).
     public static let unavailableReason: String? = {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-check-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         guard let check = try? ChildProcess("/bin/bash", [script.path, "check"], directory: dir, name: "lab-check",
-                                            environment: ["LAB": "lchk\(getpid() % 1000)"]) else {
+                                            environment: ["LAB": "lchk\(getpid() % 1000)x"]) else {
             return "could not run \(script.path)"
         }
         guard check.wait(timeout: .seconds(60)) == 0 else {
@@ -37,13 +38,7 @@ public final class Lab: @unchecked Sendable {
     /// `slurm` also starts a Slurm cluster across them. `prefix` (one letter) begins the lab's
     /// name, which is unique among the labs of this machine's test processes.
     public init(hosts: Int, rate: String, slurm: Bool = false, prefix: String = "t") throws {
-        Self.lock.lock()
-        Self.made += 1
-        let serial = Self.made
-        Self.lock.unlock()
-        // Ends with a letter, so that no lab's host names ("\(name)0", ...) begin another lab's name.
-        let letters = Array("abcdefghijklmnopqrstuvwxyz")
-        name = "\(prefix.prefix(1))\(getpid() % 10000)\(letters[(serial / 26) % 26])\(letters[serial % 26])"
+        name = Self.uniqueName(prefix: prefix)
         hostCount = hosts
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("lab-\(name)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -57,11 +52,27 @@ public final class Lab: @unchecked Sendable {
         }
     }
 
+    /// A LAB name no other lab of this machine's test processes has: `prefix` (one letter), this
+    /// process's id, two letters (so that it ends with a letter, as lab.sh requires, and no lab's
+    /// host names, "\(name)0", ..., begin another lab's name).
+    public static func uniqueName(prefix: String = "t") -> String {
+        lock.lock()
+        made += 1
+        let serial = made
+        lock.unlock()
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        return "\(prefix.prefix(1))\(getpid() % 10000)\(letters[(serial / 26) % 26])\(letters[serial % 26])"
+    }
+
     private static let lock = NSLock()
     nonisolated(unsafe) private static var made = 0
 
     /// The name of host `index` (also its hostname and its name in /etc/hosts).
     public func host(_ index: Int) -> String { "\(name)\(index)" }
+
+    /// The address of host `index` (lab.sh's default LAB_SUBNET). ZeroMQ binds an address or an
+    /// interface, not a host name; others may connect to the name.
+    public func address(_ index: Int) -> String { "10.213.0.\(index + 1)" }
 
     /// The environment for commands that use this lab (LAB, and SLURM_CONF when Slurm is up).
     public var environment: [String: String] {
@@ -84,7 +95,8 @@ public final class Lab: @unchecked Sendable {
     /// One TCP transfer of `megabytes` MB from host `from` to host `to`: (bytes, seconds).
     public func transfer(from: Int, to: Int, megabytes: Int) throws -> (bytes: Int, seconds: Double) {
         let measure = try ChildProcess("/bin/bash", [Self.script.path, "measure", host(from), host(to), "\(megabytes)"],
-                                       directory: directory, name: "measure-\(from)-\(to)", environment: environment)
+                                       directory: directory, name: "measure-\(from)-\(to)-\(UUID().uuidString.prefix(8))",
+                                       environment: environment)
         guard measure.wait(timeout: .seconds(180)) == 0 else {
             throw ChildProcessError("lab.sh measure failed:\n\(measure.stdout)\n\(measure.stderr)")
         }
@@ -98,7 +110,7 @@ public final class Lab: @unchecked Sendable {
     /// Bytes sent and received by host `index`'s interface so far.
     public func counters(_ index: Int) throws -> (sent: Int, received: Int) {
         let counters = try ChildProcess("/bin/bash", [Self.script.path, "counters", host(index)],
-                                        directory: directory, name: "counters", environment: environment)
+                                        directory: directory, name: "counters-\(UUID().uuidString.prefix(8))", environment: environment)
         guard counters.wait(timeout: .seconds(30)) == 0 else { throw ChildProcessError("lab.sh counters failed: \(counters.stderr)") }
         let fields = counters.stdout.split(whereSeparator: \.isWhitespace)
         guard fields.count == 3, let sent = Int(fields[1]), let received = Int(fields[2]) else {
@@ -109,7 +121,9 @@ public final class Lab: @unchecked Sendable {
 
     /// Removes the lab (namespaces, Slurm daemons, /etc/hosts lines); idempotent.
     public func down() {
-        if let down = try? ChildProcess("/bin/bash", [Self.script.path, "down"], directory: directory, name: "lab-down",
+        // (Output files are appended to: each command gets names of its own.)
+        if let down = try? ChildProcess("/bin/bash", [Self.script.path, "down"], directory: directory,
+                                        name: "lab-down-\(UUID().uuidString.prefix(8))",
                                         environment: ["LAB": name]) {
             _ = down.wait(timeout: .seconds(120))
         }

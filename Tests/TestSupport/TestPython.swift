@@ -23,7 +23,7 @@ public enum TestPython {
 
     /// What to tell a person whose interpreter lacks a module.
     public static let installHint =
-        "run scripts/install-deps.sh --test (it installs numpy, safetensors, torch's CPU build, prometheus-client and tensorboard)"
+        "run scripts/install-deps.sh --test (it installs numpy, safetensors, torch's CPU build, prometheus-client, tensorboard and kubernetes-validate)"
 
     /// Runs the interpreter with `arguments` (a script and its arguments), its output in files under
     /// `directory`; returns the exit status and standard output, or throws with standard error if
