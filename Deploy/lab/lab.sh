@@ -95,9 +95,9 @@ cmd_check() {
 # tbf needs a burst of at least one timer tick's worth of bytes at the rate (and at least one MTU).
 burst_for() {
   local rate=$1 bits
-  [[ "$rate" =~ ^[0-9]{1,9}[kmg]bit$ ]] || die "--rate must be a whole number with kbit, mbit or gbit (e.g. 1gbit, 200mbit), not '$rate'"
+  [ "$rate" != none ] || { echo 0; return; }
+  [[ "$rate" =~ ^[0-9]{1,9}[kmg]bit$ ]] || die "--rate must be a whole number with kbit, mbit or gbit (e.g. 1gbit, 200mbit), or none (unshaped), not '$rate'"
   case "$rate" in
-    none) echo 0; return ;;
     *gbit) bits=$(( ${rate%gbit} * 1000000000 )) ;;
     *mbit) bits=$(( ${rate%mbit} * 1000000 )) ;;
     *kbit) bits=$(( ${rate%kbit} * 1000 )) ;;
