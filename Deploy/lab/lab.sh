@@ -112,6 +112,11 @@ burst_for() {
   echo "$burst"
 }
 
+# "links R each way (...)" or "links unshaped", for messages.
+link_text() {
+  if [ "$1" = none ]; then echo "links unshaped"; else echo "links $1 each way (tbf burst $2 bytes, latency $3)"; fi
+}
+
 # Shapes both directions of host $1's link: its eth0 (host -> bridge) and the bridge's port
 # (bridge -> host).
 shape() {
@@ -215,7 +220,7 @@ cmd_up() {
   add_hosts_entries "$entries"
   if [ "$slurm" = 1 ]; then LAB=$LAB "$HERE/slurm.sh" start; fi
   trap - EXIT INT TERM
-  echo "lab '$LAB': $n host(s) $(hosts | tr '\n' ' ')at $SUBNET.1-$(( n )), links $rate each way (tbf burst $burst, latency $latency)$([ "$slurm" = 1 ] && echo ', Slurm up')"
+  echo "lab '$LAB': $n host(s) $(hosts | tr '\n' ' ')at $SUBNET.1-$(( n )), $(link_text "$rate" "$burst" "$latency")$([ "$slurm" = 1 ] && echo ', Slurm up')"
 }
 
 # Runs a command on a host: in its network and UTS namespaces (not `ip netns exec`, which
@@ -288,7 +293,7 @@ PY
 
 cmd_status() {
   if [ ! -f "$STATE/hosts" ]; then echo "lab '$LAB': down"; return 0; fi
-  echo "lab '$LAB': $(hosts | wc -l) host(s), links $(cat "$STATE/link" | awk '{print $1 " (tbf burst " $2 ", latency " $3 ")"}')"
+  echo "lab '$LAB': $(hosts | wc -l) host(s), $(link_text $(cat "$STATE/link"))"
   for h in $(hosts); do
     echo "  $h $(ip -n "$h" -4 -br addr show dev eth0 | awk '{print $3}') $(tc -n "$h" qdisc show dev eth0 | head -1)"
   done
