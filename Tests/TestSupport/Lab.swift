@@ -16,7 +16,7 @@ public final class Lab: @unchecked Sendable {
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         guard let check = try? ChildProcess("/bin/bash", [script.path, "check"], directory: dir, name: "lab-check",
-                                            environment: ["LAB": "lchk\(getpid() % 1000)"]) else {
+                                            environment: ["LAB": "lchk\(getpid() % 1000)x"]) else {
             return "could not run \(script.path)"
         }
         guard check.wait(timeout: .seconds(60)) == 0 else {
