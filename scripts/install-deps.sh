@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building vae-cluster needs, if any of it is missing: the Debian packages of the
-# C libraries. With --test, also the Python packages the tests run: the Prometheus parser (metrics
+# C libraries. With --test, also Slurm and munge (the lab's Slurm tests, Deploy/lab/slurm.sh) and
+# the Python packages the tests run: the Prometheus parser (metrics
 # tests), numpy and safetensors (safetensors interop), torch's CPU build (docs/CHECKPOINT.md's
 # PyTorch snippet), tensorboard (its own reader reads our event files: TensorBoardTests,
 # scripts/read-tensorboard.py) and kubernetes-validate (Kubernetes' API schemas, offline:
@@ -41,8 +42,24 @@ for p in "${packages[@]}"; do
 done
 if [ $force -eq 1 ]; then missing=("${packages[@]}"); fi
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+test_packages=(slurmd slurmctld slurm-client munge)
 
 if [ $test -eq 1 ]; then
+  # Slurm and munge for the lab's Slurm tests (Deploy/lab/slurm.sh runs daemons of its own, never
+  # the system's): a policy-rc.d keeps their packages from starting system services meanwhile.
+  missing=()
+  for p in "${test_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ $force -eq 1 ]; then missing=("${test_packages[@]}"); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod 755 /usr/sbin/policy-rc.d
+      trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt_install "${missing[@]}"
+  fi
+
   venv="$(cd "$(dirname "$0")/.." && pwd)/.build/test-python"
   if ! command -v python3 >/dev/null; then apt_install python3; fi
   python=python3

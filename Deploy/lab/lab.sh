@@ -188,6 +188,12 @@ cmd_up() {
   [ -n "$burst" ] || burst=$default_burst
   local why
   why=$(can_make_namespaces) || die "$why"
+  if [ "$slurm" = 1 ]; then
+    local tool
+    for tool in slurmd slurmctld sbatch srun munged mungekey; do
+      command -v "$tool" >/dev/null || die "--slurm needs '$tool': apt-get install slurmd slurmctld slurm-client munge"
+    done
+  fi
   if [ -d "$STATE" ] || ip netns list | grep -qE "^$LAB([0-9]+|-br)( |$)"; then
     echo "lab: removing what an earlier lab '$LAB' left" >&2
     cmd_down
