@@ -2,14 +2,16 @@
 # The scaling curve of today's design, in the multi-host lab (Deploy/lab/lab.sh, docs/LAB.md):
 # a coordinator on lab host 0 and one worker on each of hosts 1..N train the MNIST model
 # (784-400-20) with 16 samples per worker per step, so that the links, not the 2 shared cores, set
-# the step time; N = 1, 2, 4, 8 at 1 Gbit/s per host and N = 1, 2, 4 at 10 Gbit/s. Then the
-# step-time model of docs/SCALING.md is fitted with parameters measured here (one process's step
-# time from `vae train`, the links' payload rate and round trip from lab transfers) and set beside
-# the measurements, and its predictions for up to 64 hosts at 1, 10 and 25 Gbit/s are written.
+# the step time; N = 1, 2, 4, 8 at 1 Gbit/s per host, and N = 1, 2, 4 at 10 Gbit/s and unshaped.
+# Then the step-time model of docs/SCALING.md gets its parameters from measurements made here (one
+# process's step time from `vae train`, the links' payload rate and round trip from lab transfers,
+# the transport's own speed from the unshaped run with N = 1) and is set beside the measurements,
+# and its predictions for up to 64 hosts at 1, 10 and 25 Gbit/s are written.
 #
 # Usage: sudo Benchmarks/lab-scaling.sh       (about 10 minutes; needs root for the namespaces)
 # Environment: ONE_GBIT_WORKERS (default 1,2,4,8), TEN_GBIT_WORKERS (default 1,2,4; empty to
-#   skip), BATCH_PER_WORKER (16), SECONDS_PER_POINT (15), LAB (vaescal), OUT.
+#   skip), UNSHAPED_WORKERS (default 1,2,4; unshaped links show the transport's own speed, and the
+#   model needs N = 1 of them), BATCH_PER_WORKER (16), SECONDS_PER_POINT (15), LAB (vaescal), OUT.
 # Output: Benchmarks/results/lab-scaling-<time>/: points.jsonl (one line per run), runs/ (each
 #   run's output, logs and scrapes), calibration.jsonl, single.jsonl, model.json,
 #   lab-vs-model.csv, predictions.csv, plot.csv, scaling.png, summary.txt (the one-line summary).
@@ -21,6 +23,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 ONE_GBIT_WORKERS=${ONE_GBIT_WORKERS-1,2,4,8}
 TEN_GBIT_WORKERS=${TEN_GBIT_WORKERS-1,2,4}
+UNSHAPED_WORKERS=${UNSHAPED_WORKERS-1,2,4}
 BATCH_PER_WORKER=${BATCH_PER_WORKER:-16}
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-15}
 export LAB=${LAB:-vaescal}
@@ -45,7 +48,7 @@ print(json.dumps({"hidden": int(sys.argv[2]), "batch": int(sys.argv[3]), "sample
 PY
 done
 
-hosts=$(( $(tr ',' '\n' <<< "$ONE_GBIT_WORKERS,$TEN_GBIT_WORKERS" | grep -v '^$' | sort -n | tail -1) + 1 ))
+hosts=$(( $(tr ',' '\n' <<< "$ONE_GBIT_WORKERS,$TEN_GBIT_WORKERS,$UNSHAPED_WORKERS" | grep -v '^$' | sort -n | tail -1) + 1 ))
 trap 'trap - EXIT INT TERM; Deploy/lab/lab.sh down' EXIT
 trap 'exit 130' INT TERM
 Deploy/lab/lab.sh up "$hosts" --rate 1gbit >&2
@@ -59,16 +62,20 @@ measure() {
   python3 Benchmarks/lab_scaling.py "$out" "$BIN" Data/mnist --rate "$rate" --workers "$workers" \
     --batch-per-worker "$BATCH_PER_WORKER" --seconds "$SECONDS_PER_POINT" | tee -a "$out/log.txt"
 }
-# What the lab carries without shaping: the veth pairs through the bridge, on these 2 cores.
-measure none 2000
+# Without shaping: what the veth pairs carry through the bridge on these 2 cores (one Python TCP
+# flow), and the project's own transport when no link limits it (the model's P, from N = 1).
+measure none 2000 "$UNSHAPED_WORKERS"
 [ -z "$ONE_GBIT_WORKERS" ] || measure 1gbit 250 "$ONE_GBIT_WORKERS"
 [ -z "$TEN_GBIT_WORKERS" ] || measure 10gbit 2000 "$TEN_GBIT_WORKERS"
 Deploy/lab/lab.sh down
 trap - EXIT INT TERM
+# The runs' checkpoints and pictures are not kept (megabytes each); their logs, metrics, events,
+# summaries and scrapes are.
+find "$out/runs" "$out/single" \( -name '*.safetensors' -o -name '*.png' \) -delete
 
 python3 Benchmarks/scaling_model.py "$out" | tee "$out/summary.txt"
 "$BIN/vae" plot series "$out/plot.csv" --dashed-suffix " (model)" --log-y --size 760x500 \
-  --title "Today's design in the lab, $BATCH_PER_WORKER samples per worker" \
+  --title "Today's design in the lab, $BATCH_PER_WORKER samples per worker (dashed: the model)" \
   --x-label "workers (one per lab host; the coordinator on another)" --y-label "steps per second" \
   --out "$out/scaling.png" >&2
 echo "results in $out" >&2
