@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building vae-cluster needs, if any of it is missing: the Debian packages of the
-# C libraries. With --test, also Slurm and munge (the lab's Slurm tests, Deploy/lab/slurm.sh) and
+# C libraries. With --test, also iproute2, Slurm and munge (the lab and its Slurm: Deploy/lab/) and
 # the Python packages the tests run: the Prometheus parser (metrics
 # tests), numpy and safetensors (safetensors interop), torch's CPU build (docs/CHECKPOINT.md's
 # PyTorch snippet), tensorboard (its own reader reads our event files: TensorBoardTests,
@@ -42,7 +42,7 @@ for p in "${packages[@]}"; do
 done
 if [ $force -eq 1 ]; then missing=("${packages[@]}"); fi
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
-test_packages=(slurmd slurmctld slurm-client munge)
+test_packages=(iproute2 slurmd slurmctld slurm-client munge)
 
 if [ $test -eq 1 ]; then
   # Slurm and munge for the lab's Slurm tests (Deploy/lab/slurm.sh runs daemons of its own, never
