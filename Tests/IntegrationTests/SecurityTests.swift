@@ -174,13 +174,16 @@ import ZeroMQ
         #expect(worst <= 1e-4 * trainer.parameters.map(abs).max()!)
     }
 
-    /// 10,000 random and mutated frames from 50 connections while two real workers train: the
-    /// run ends at exactly the parameters of the same run without them.
+    /// 10,000 random and mutated frames from 50 connections in the middle of a run of two real
+    /// workers: the run ends at exactly the parameters of the same run without them. The workers
+    /// are paused (SIGSTOP) while the flood lasts, so that the run cannot end before the
+    /// coordinator has read it; both runs allow long silences, so the pause changes nothing else.
     @Test func tenThousandRandomAndMutatedFramesDoNotChangeTheRun() throws {
         let (dir, train, test) = SyntheticData.dataset(trainCount: 2048)
         defer { SyntheticData.cleanup(dir) }
         let arguments = DistributedTrainingTests.modelArguments(train: train, test: test)
-            + ["--lr", "0.01", "--epochs", "24", "--checkpoint-every", "5", "--max-workers", "2"]
+            + ["--lr", "0.01", "--epochs", "24", "--checkpoint-every", "5", "--max-workers", "2",
+               "--heartbeat-timeout", "600", "--step-deadline", "600"]
         func run(_ name: String, fuzz: Bool) throws -> (parameters: [Float], rejected: Int) {
             let out = dir.appendingPathComponent(name)
             // The fuzzed run serves its metrics: the test reads its count of refused messages live.
@@ -191,16 +194,20 @@ import ZeroMQ
                 #expect(FaultToleranceTests.waitForStep(5, in: out, timeout: .seconds(120)))
                 let url = try #require(MetricsEndpointTests.metricsURL(in: out, of: coordinator, timeout: .seconds(60)),
                                        "no metrics_serving event: \(coordinator.stderr)")
+                for w in workers { w.process.send(SIGSTOP) }
+                defer { for w in workers { w.process.send(SIGCONT) } }
                 try Self.fuzz(endpoint: endpoint, frames: 10_000, in: dir) {
-                    // The coordinator reads what arrived at its own pace: wait until it has counted
-                    // 1000 refused messages, or has finished (then the count below falls short).
-                    let deadline = ContinuousClock.now + .seconds(120)
+                    // The coordinator reads what arrived at its own pace, waiting for the paused
+                    // workers' gradients meanwhile: wait until it has counted 1000 refused messages
+                    // (within the workers' --coordinator-timeout of 120 s).
+                    let deadline = ContinuousClock.now + .seconds(60)
                     while coordinator.isRunning && ContinuousClock.now < deadline {
                         let scrape = try? MetricsScrape.get(url, directory: dir)
                         if let refused = scrape?.value("vae_rejected_messages_total"), refused >= 1000 { return }
                         Thread.sleep(forTimeInterval: 0.1)
                     }
                 }
+                for w in workers { w.process.send(SIGCONT) }
             }
             #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
             for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0) }

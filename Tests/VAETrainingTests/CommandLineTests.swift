@@ -236,6 +236,18 @@ import TestSupport
         let series = dir.appendingPathComponent("s.png").path
         #expect(try run(["plot", "series", csv.path, "--y-label", "samples per second", "--out", series]).status == 0)
         #expect(try PNGImage.read(from: URL(fileURLWithPath: series), format: .rgb).width == 700)
+        // --dashed-suffix: "1 Gbit/s (model)" takes the colour of "1 Gbit/s" (tab10's blue), so no
+        // second colour (tab10's orange) is drawn; Windows line endings, as Python's csv writes them.
+        try "link,workers,steps_per_s\r\n1 Gbit/s,1,22\r\n1 Gbit/s,2,12\r\n1 Gbit/s (model),1,21\r\n1 Gbit/s (model),2,11\r\n"
+            .write(to: csv, atomically: true, encoding: .utf8)
+        #expect(try run(["plot", "series", csv.path, "--dashed-suffix", " (model)", "--out", series]).status == 0)
+        let paired = try PNGImage.read(from: URL(fileURLWithPath: series), format: .rgb)
+        let near = { (r: Int, g: Int, b: Int) in
+            stride(from: 0, to: paired.pixels.count, by: 3).filter { i in
+                abs(Int(paired.pixels[i]) - r) < 30 && abs(Int(paired.pixels[i + 1]) - g) < 30 && abs(Int(paired.pixels[i + 2]) - b) < 30
+            }.count
+        }
+        #expect(near(31, 119, 180) > 100 && near(255, 127, 14) == 0)
         try "series,workers,samples_per_s\nbatch 128,1\n".write(to: csv, atomically: true, encoding: .utf8)
         let refusedCSV = try run(["plot", "series", csv.path, "--out", series])
         #expect(refusedCSV.status != 0 && refusedCSV.stderr.contains("line 2 has 2 fields"))
