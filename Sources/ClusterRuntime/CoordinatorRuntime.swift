@@ -122,6 +122,8 @@ public final class CoordinatorRuntime {
     var stepSendDone = ContinuousClock.now
     var stepCompute = 0.0
     var bytesMoved = 0
+    /// Peers a send found unreachable, not yet told to the machine (see `settleUnreachable`).
+    var unreachablePeers: [PeerID] = []
 
     // Progress of the run.
     var epochSums = LossSums.zero
@@ -293,6 +295,7 @@ public final class CoordinatorRuntime {
                 frames = try receive(maxBytes: maxBytes, timeout: .milliseconds(100))
             }
             if let frames { try handle(frames) }
+            try settleUnreachable(maxBytes: maxBytes)
             for cut in inboundGuard.takeCuts() {
                 countRejected()
                 logger.warning("closed a connection that sent more than it completed", metadata: [
@@ -544,10 +547,27 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// A send to `peer` found no connection: it is gone.
+    /// A send to `peer` found no connection: it is gone, once what it sent before hanging up has
+    /// been read (`settleUnreachable`), so that a worker that said LEAVE and closed is seen to leave.
     private func unreachable(_ peer: PeerID) throws {
-        logger.warning("cannot reach a worker", metadata: ["name": "\(name(peer))"])
-        try perform(machine.onUnreachable(peer, now: .now))
+        if !unreachablePeers.contains(peer) { unreachablePeers.append(peer) }
+    }
+
+    /// Reads the messages already queued (what a peer sent before its connection closed stays
+    /// readable, a LEAVE among them), then tells the machine of the peers that sends found
+    /// unreachable and are still members.
+    private func settleUnreachable(maxBytes: Int) throws {
+        guard !unreachablePeers.isEmpty else { return }
+        for _ in 0..<10_000 {
+            guard let frames = try receive(maxBytes: maxBytes, timeout: .zero) else { break }
+            try handle(frames)
+        }
+        while !unreachablePeers.isEmpty {
+            let peer = unreachablePeers.removeFirst()
+            guard machine.workers.contains(peer) else { continue }
+            logger.warning("cannot reach a worker", metadata: ["name": "\(name(peer))"])
+            try perform(machine.onUnreachable(peer, now: .now))
+        }
     }
 
     /// Keeps the held gradient as part `part` of the step, and adds what can be added.
