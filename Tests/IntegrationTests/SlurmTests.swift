@@ -17,14 +17,14 @@ import TestSupport
         let directory: URL
         let id: String
 
-        init(lab: Lab, directory: URL, arguments: [String]) throws {
+        init(lab: Lab, directory: URL, arguments: [String], sbatchOptions: [String] = []) throws {
             let binaries = try #require(ChildProcess.binaries)
             self.lab = lab
             self.directory = directory
             // Not --wait: sbatch then asks about the job after 2, 10, 42, 74, ... s (its sleep grows
             // 2 -> 8 -> 32 s), which left a 12 s job waited for 42 s; `finish` asks every half second.
-            let sbatch = try lab.run(on: 0, "sbatch", ["--parsable", "--nodes=4", "--chdir=\(directory.path)",
-                                                       SlurmTests.script.path] + arguments,
+            let sbatch = try lab.run(on: 0, "sbatch", ["--parsable", "--nodes=4", "--chdir=\(directory.path)"] + sbatchOptions
+                                                       + [SlurmTests.script.path] + arguments,
                                      directory: directory, name: "sbatch", environment: ["BIN": binaries.path])
             guard sbatch.wait(timeout: .seconds(60)) == 0,
                   let id = sbatch.stdout.split(separator: "\n").first.map({ String($0.split(separator: ";")[0]) }) else {
@@ -160,7 +160,41 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("runs/slurm/checkpoint.safetensors").path))
     }
 
-    /// A stand-in for the two tests above where no lab can be made: `srun` and `scontrol` are
+    @Test(.enabled(if: Lab.isAvailable, "no lab here: see Lab.unavailableReason"), .timeLimit(.minutes(10)))
+    func aRequeuedJobResumesItsRunFromTheCheckpoint() throws {
+        let lab = try Lab(hosts: 4, rate: "1gbit", slurm: true, prefix: "s")
+        defer { lab.down() }
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let job = try Job(lab: lab, directory: dir, arguments: [
+            "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "20",
+            "--out", "runs/slurm"], sbatchOptions: ["--requeue"])
+        defer { job.cancel() }
+        // The first epoch is done and checkpointed.
+        let run = dir.appendingPathComponent("runs/slurm")
+        #expect(Poll.until(timeout: .seconds(180)) {
+            !((try? Data(contentsOf: run.appendingPathComponent("metrics.jsonl")))?.isEmpty ?? true)
+                && FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint.safetensors").path)
+        }, "\(job.output)")
+        // As a preempted or failed node's job would be; Slurm holds a requeued job back for a
+        // while (its BeginTime), so it is then let start at once.
+        job.client("scontrol", ["requeue", job.id])
+        #expect(Poll.until(timeout: .seconds(120)) { job.record["JobState"] == "PENDING" }, "\(job.record)")
+        job.client("scontrol", ["update", "JobId=\(job.id)", "StartTime=now"])
+
+        let record = try #require(job.finish(timeout: .seconds(300)), "the job did not end: \(job.output)")
+        let output = job.output  // the requeued run's: Slurm starts the output file again
+        #expect(record["JobState"] == "COMPLETED" && record["ExitCode"] == "0:0" && record["Restarts"] == "1", "\(record)\n\(output)")
+        #expect(output.contains("requeued (restart 1): resuming the run in runs/slurm"), "\(output)")
+        // It went on from the checkpoint, not from step 0, to the end.
+        let resumedAt = output.split(separator: "\n").first { $0.hasPrefix("resuming runs/slurm at step ") }
+            .flatMap { Int($0.dropFirst("resuming runs/slurm at step ".count).prefix { $0.isNumber }) }
+        #expect((resumedAt ?? 0) >= 128, "\(output)")
+        #expect(output.contains("done: \(20 * 128) steps"), "\(output)")
+        #expect(job.events.contains { $0["event"] as? String == "resumed" }, "\(job.events)")
+    }
+
+    /// A stand-in for the tests above where no lab can be made: `srun` and `scontrol` are
     /// fakes (srun drops its options and runs the command here), three "nodes" on loopback.
     @Test(.enabled(if: !Lab.isAvailable, "the real Slurm tests above run instead"))
     func theSlurmScriptTrainsUnderStandInsForSrunAndScontrol() throws {
