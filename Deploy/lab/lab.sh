@@ -172,10 +172,10 @@ cmd_up() {
   local n="" rate=1gbit burst="" latency=50ms slurm=0
   while [ $# -gt 0 ]; do
     case "$1" in
-      --rate) rate=${2:?--rate needs a value}; shift 2 ;;
+      --rate) [ $# -ge 2 ] || die "--rate needs a value (e.g. 1gbit)"; rate=$2; shift 2 ;;
       --rate=*) rate=${1#--rate=}; shift ;;
-      --burst) burst=${2:?--burst needs a value}; shift 2 ;;
-      --latency) latency=${2:?--latency needs a value}; shift 2 ;;
+      --burst) [ $# -ge 2 ] || die "--burst needs a value (bytes)"; burst=$2; shift 2 ;;
+      --latency) [ $# -ge 2 ] || die "--latency needs a value (e.g. 50ms)"; latency=$2; shift 2 ;;
       --slurm) slurm=1; shift ;;
       -h|--help) usage ;;
       -*) die "unknown option '$1' (see: $0 --help)" ;;
@@ -186,6 +186,8 @@ cmd_up() {
   local default_burst
   default_burst=$(burst_for "$rate")  # also checks the rate
   [ -n "$burst" ] || burst=$default_burst
+  [[ "$burst" =~ ^[0-9]{1,10}$ ]] || die "--burst must be a number of bytes, not '$burst'"
+  [[ "$latency" =~ ^[0-9]{1,6}(us|ms|s)$ ]] || die "--latency must be a time such as 50ms, not '$latency'"
   local why
   why=$(can_make_namespaces) || die "$why"
   if [ "$slurm" = 1 ]; then
