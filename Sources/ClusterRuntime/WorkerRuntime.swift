@@ -80,9 +80,9 @@ public final class WorkerRuntime {
     var gradient: [Float] = []
     var inputs: [Float] = []
     var parameterCount = 0
-    /// The message being handled, for the directives that need its payload.
-    var heldParameters: FloatPayload?
-    var heldWork: Work?
+    /// The messages being handled, by step, for the directives that need their payload.
+    var heldParameters: [Int: FloatPayload] = [:]
+    var heldWork: [Int: Work] = [:]
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
     /// Set from a signal handler: leave at the next message boundary.
@@ -199,12 +199,12 @@ public final class WorkerRuntime {
         case .heartbeat:
             return nil
         case .params(let step, let payload):
-            heldParameters = payload
-            defer { heldParameters = nil }
+            heldParameters[Int(step)] = payload
+            defer { heldParameters[Int(step)] = nil }
             return try perform(machine.onParameters(step: Int(step)))
         case .work(let work):
-            heldWork = work
-            defer { heldWork = nil }
+            heldWork[Int(work.step)] = work
+            defer { heldWork[Int(work.step)] = nil }
             return try perform(machine.onWork(step: Int(work.step), now: .now))
         case .stop(let reason, let text):
             return try perform(machine.onStop(reason, text))
@@ -229,11 +229,15 @@ public final class WorkerRuntime {
                 _ = try? socket.send(Message.leave())
             case .configure(let workerID, let count):
                 try configure(workerID: workerID, parameterCount: count)
-            case .storeParameters:
-                guard let payload = heldParameters else { throw ClusterError("internal: PARAMS to store, but none held") }
+            case .storeParameters(let step):
+                guard let payload = heldParameters.removeValue(forKey: step) else {
+                    throw ClusterError("internal: PARAMS of step \(step) to store, but none held")
+                }
                 parameters.withUnsafeMutableBufferPointer { payload.copy(into: $0) }
-            case .compute:
-                guard let work = heldWork else { throw ClusterError("internal: WORK to compute, but none held") }
+            case .compute(let step):
+                guard let work = heldWork.removeValue(forKey: step) else {
+                    throw ClusterError("internal: WORK of step \(step) to compute, but none held")
+                }
                 try compute(work)
             case .finish(let ending):
                 return ending
