@@ -87,8 +87,9 @@ public final class CoordinatorRuntime {
     /// The peer and connection of the message being handled: the only connection that may be
     /// closed (a descriptor remembered from earlier may by now belong to another connection).
     var currentSource: (peer: PeerID, fd: Int32?)?
-    /// The gradient being handled, for `.acceptGradient`: from a worker's message, or computed here.
-    var heldGradient: (peer: PeerID?, step: Int, part: Int, payload: PartPayload, sums: [Double])?
+    /// The gradients being handled, for `.acceptGradient`: from a worker's message, or computed
+    /// here (a nil peer), by sender, step and part.
+    var heldGradients: [PartKey: (payload: PartPayload, sums: [Double])] = [:]
     /// Closes connections that make libzmq buffer more than a message's worth without delivering it.
     let inboundGuard: ZMQInboundGuard
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
@@ -98,7 +99,6 @@ public final class CoordinatorRuntime {
     let metrics: CoordinatorMetrics
     /// Authenticates CURVE clients against the allowlist, when CURVE is on.
     var authenticator: ZAPAuthenticator?
-    var lastHeartbeat = ContinuousClock.now
 
     // The step in flight.
     var order: [Int32] = []
@@ -122,8 +122,6 @@ public final class CoordinatorRuntime {
     var stepSendDone = ContinuousClock.now
     var stepCompute = 0.0
     var bytesMoved = 0
-    /// Peers a send found unreachable, not yet told to the machine (see `settleUnreachable`).
-    var unreachablePeers: [PeerID] = []
 
     // Progress of the run.
     var epochSums = LossSums.zero
@@ -186,7 +184,8 @@ public final class CoordinatorRuntime {
         machine = CoordinatorStateMachine(
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
                                   maxSteps: configuration.maxSteps, workers: options.workers),
-            policy: options.policy, startStep: state.step)
+            policy: options.policy, startStep: state.step,
+            timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = [Float](repeating: 0, count: layout.count)
         welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
         try BindPolicy.check(options.bind, encrypted: options.security != nil, insecure: options.insecure)
@@ -272,8 +271,8 @@ public final class CoordinatorRuntime {
     }
 
     private func loop() throws {
-        let started = ContinuousClock.now
         let maxBytes = 4 * state.layout.count + (2 << 20)
+        try perform(machine.start(now: .now))
         while machine.phase != .finished {
             if let signal = stopRequest.signal {
                 try stopEarly(signal: signal)
@@ -302,18 +301,7 @@ public final class CoordinatorRuntime {
                     "undelivered_bytes": "\(cut.undeliveredBytes)", "limit": "\(inboundGuard.maxUndeliveredBytes)"])
                 event("connection_cut", ["undelivered_bytes": "\(cut.undeliveredBytes)"])
             }
-            let now = ContinuousClock.now
-            try perform(machine.onTick(now: now))
-            if now - lastHeartbeat > options.heartbeatInterval {
-                lastHeartbeat = now
-                for peer in machine.workers {
-                    _ = try? socket.send(Message.heartbeat(step: UInt64(machine.step)), to: peer.bytes)
-                }
-            }
-            if machine.phase == .waitingForWorkers && machine.step == startStep && machine.workers.count < options.workers
-                && now - started > options.joinTimeout {
-                throw ClusterError("only \(machine.workers.count) of \(options.workers) workers joined within \(options.joinTimeout); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
-            }
+            try perform(machine.onTick(now: .now))
         }
     }
 
@@ -427,8 +415,9 @@ public final class CoordinatorRuntime {
             // Checked only for workers: the machine does not look at anyone else's.
             let problem = machine.workers.contains(peer)
                 ? GradientCheck.problem(gradient, maxNormPerSample: options.maxGradientNormPerSample) : nil
-            heldGradient = (peer, Int(gradient.step), Int(gradient.part), .received(gradient.gradient), gradient.sums)
-            defer { heldGradient = nil }
+            let key = PartKey(peer: peer, step: Int(gradient.step), part: Int(gradient.part))
+            heldGradients[key] = (.received(gradient.gradient), gradient.sums)
+            defer { heldGradients[key] = nil }
             try perform(machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
                                            sampleCount: Int(gradient.sampleCount), problem: problem, now: now))
         case .leave:
@@ -476,7 +465,7 @@ public final class CoordinatorRuntime {
                         configuration: welcomeConfiguration)), to: peer.bytes)
                 } catch let error as ZMQError where error.code == .hostUnreachable {
                     // It said HELLO and hung up before the answer: it is gone, the run goes on.
-                    try unreachable(peer)
+                    try perform(machine.onSendFailed(peer))
                 }
             case .reject(let peer, let reason, let text):
                 countRejected()  // the message that asked for this refusal is not taken
@@ -493,7 +482,7 @@ public final class CoordinatorRuntime {
                 do {
                     try sendWork(part)
                 } catch let error as ZMQError where error.code == .hostUnreachable {
-                    try unreachable(part.peer)
+                    try perform(machine.onSendFailed(part.peer))
                 }
                 stepSendDone = .now
             case .acceptGradient(let peer, let step, let part):
@@ -537,6 +526,14 @@ public final class CoordinatorRuntime {
                 try applyUpdate(step: step, sampleCount: sampleCount)
             case .epochCompleted(let epoch, _):
                 try completeEpoch(epoch)
+            case .workerUnreachable(let peer):
+                logger.warning("cannot reach a worker", metadata: ["name": "\(name(peer))"])
+            case .sendHeartbeat(let step, let peers):
+                for peer in peers {
+                    _ = try? socket.send(Message.heartbeat(step: UInt64(step)), to: peer.bytes)
+                }
+            case .joinTimedOut(let joined, let needed, let after):
+                throw ClusterError("only \(joined) of \(needed) workers joined within \(after); start them with `vae-worker join --coordinator \(endpoint)` or lower --workers")
             case .finish(let workers):
                 event("finished")
                 try writeCheckpoint()
@@ -547,33 +544,23 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// A send to `peer` found no connection: it is gone, once what it sent before hanging up has
-    /// been read (`settleUnreachable`), so that a worker that said LEAVE and closed is seen to leave.
-    private func unreachable(_ peer: PeerID) throws {
-        if !unreachablePeers.contains(peer) { unreachablePeers.append(peer) }
-    }
-
-    /// Reads the messages already queued (what a peer sent before its connection closed stays
-    /// readable, a LEAVE among them), then tells the machine of the peers that sends found
-    /// unreachable and are still members.
+    /// When sends found peers unreachable (`onSendFailed`), reads the messages already queued
+    /// (what a peer sent before its connection closed stays readable, a LEAVE among them), then
+    /// lets the machine settle those peers: a worker that said LEAVE and closed is seen to leave.
     private func settleUnreachable(maxBytes: Int) throws {
-        guard !unreachablePeers.isEmpty else { return }
+        guard machine.awaitsQueuedMessages else { return }
         for _ in 0..<10_000 {
             guard let frames = try receive(maxBytes: maxBytes, timeout: .zero) else { break }
             try handle(frames)
         }
-        while !unreachablePeers.isEmpty {
-            let peer = unreachablePeers.removeFirst()
-            guard machine.workers.contains(peer) else { continue }
-            logger.warning("cannot reach a worker", metadata: ["name": "\(name(peer))"])
-            try perform(machine.onUnreachable(peer, now: .now))
-        }
+        try perform(machine.onQueuedMessagesRead(now: .now))
     }
 
-    /// Keeps the held gradient as part `part` of the step, and adds what can be added.
+    /// Keeps the held gradient of `peer` (nil: computed here) as part `part` of the step, and adds
+    /// what can be added.
     private func accept(from peer: PeerID?, step: Int, part: Int) throws {
-        guard let held = heldGradient, held.peer == peer, held.step == step, held.part == part else {
-            throw ClusterError("internal: accepted part \(part) of step \(step), but the gradient held is another")
+        guard let held = heldGradients.removeValue(forKey: PartKey(peer: peer, step: step, part: part)) else {
+            throw ClusterError("internal: accepted part \(part) of step \(step), but no such gradient is held")
         }
         partGradients[part] = held.payload
         partSums[part] = held.sums
@@ -624,8 +611,9 @@ public final class CoordinatorRuntime {
                                   maxNormPerSample: options.maxGradientNormPerSample)
         }
         event("part_computed_here", ["part": "\(part.part)", "problem": problem ?? "none"])
-        heldGradient = (nil, part.step, part.part, .computed(gradient), sumValues)
-        defer { heldGradient = nil }
+        let key = PartKey(peer: nil, step: part.step, part: part.part)
+        heldGradients[key] = (.computed(gradient), sumValues)
+        defer { heldGradients[key] = nil }
         try perform(machine.onLocalGradient(step: part.step, part: part.part, problem: problem, now: .now))
     }
 
@@ -764,6 +752,14 @@ public final class CoordinatorRuntime {
         epochSums = .zero
         epochStart = .now
     }
+}
+
+/// Which gradient the shell holds for the machine's directives: its sender (nil: the coordinator
+/// computed it), step and part.
+struct PartKey: Hashable {
+    var peer: PeerID?
+    var step: Int
+    var part: Int
 }
 
 /// A part's gradient: as a worker sent it (read in place from its message), or computed by the

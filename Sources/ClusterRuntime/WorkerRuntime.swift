@@ -61,15 +61,12 @@ extension WorkerEnding {
 
 /// The worker process: joins the coordinator, then for every step copies the parameters it is
 /// sent, preprocesses its part's samples and returns their summed gradient. Decisions (timers,
-/// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a DEALER
-/// socket and a `VAEEngine`.
+/// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a
+/// `WorkerTransport` (a DEALER socket and its monitor) and a `VAEEngine`.
 public final class WorkerRuntime {
     public let options: WorkerOptions
     let logger: Logger
-    let context: ZMQContext
-    let socket: ZMQSocket
-    /// How security handshakes end: libzmq reports a refused key nowhere else.
-    let monitor: ZMQMonitor
+    let transport: any WorkerTransport
     var machine: WorkerStateMachine
 
     // Set up by WELCOME.
@@ -80,44 +77,29 @@ public final class WorkerRuntime {
     var gradient: [Float] = []
     var inputs: [Float] = []
     var parameterCount = 0
-    /// The message being handled, for the directives that need its payload.
-    var heldParameters: FloatPayload?
-    var heldWork: Work?
+    /// The messages being handled, by step, for the directives that need their payload.
+    var heldParameters: [Int: FloatPayload] = [:]
+    var heldWork: [Int: Work] = [:]
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
     /// Set from a signal handler: leave at the next message boundary.
     public let stopRequest = StopRequest()
 
-    public init(options: WorkerOptions, logger: Logger) throws {
-        self.options = options
-        self.logger = logger
-        machine = WorkerStateMachine(
+    /// A worker connected to `options.coordinator` (the connection is made in the background).
+    public convenience init(options: WorkerOptions, logger: Logger) throws {
+        let machine = WorkerStateMachine(
             timers: WorkerTimers(heartbeatInterval: options.heartbeatInterval, rejoinAfter: options.rejoinAfter,
                                  coordinatorTimeout: options.coordinatorTimeout),
             now: .now)
-        context = try ZMQContext()
-        socket = try ZMQSocket(context, type: .dealer, linger: 1000)
-        try socket.setOption(.receiveHighWaterMark, 0)
-        try socket.setOption(.sendHighWaterMark, 0)
-        // A send never waits long: the loop must stay responsive to signals and timers.
-        try socket.setOption(.sendTimeout, 1000)
-        // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
-        try socket.setOption(.reconnectInterval, 100)
-        try socket.setOption(.reconnectIntervalMax, 5000)
-        // No frame from a coordinator is larger than the parameters of a very large model.
-        try socket.setOption(.maxMessageSize, Int64(1) << 31)
-        if let security = options.security {
-            // The handshake fails unless the server proves it holds the secret of `serverKey`.
-            try socket.setOption(.curveServerKey, security.serverKey)
-            try socket.setOption(.curvePublicKey, security.keyPair.publicKey)
-            try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
-        }
-        monitor = try ZMQMonitor(socket, events: .handshakes)
-        try socket.connect(options.coordinator)
+        try self.init(options: options, logger: logger, machine: machine, transport: ZMQWorkerTransport(options))
     }
 
-    deinit {
-        monitor.close()  // before the socket it monitors
+    /// A worker that talks to its coordinator through `transport` (a fake, in a test).
+    init(options: WorkerOptions, logger: Logger, machine: WorkerStateMachine, transport: any WorkerTransport) {
+        self.options = options
+        self.logger = logger
+        self.machine = machine
+        self.transport = transport
     }
 
     /// Runs until the coordinator says STOP, a SIGTERM/SIGINT arrives (says LEAVE) or the process
@@ -129,7 +111,7 @@ public final class WorkerRuntime {
         } catch {
             // Nothing queued matters any more (a HELLO to a coordinator that never answered):
             // close at once instead of lingering.
-            try? socket.setOption(.linger, 0)
+            transport.abandonQueued()
             throw error
         }
     }
@@ -144,31 +126,25 @@ public final class WorkerRuntime {
             if let parent = options.parentProcess, getppid() != parent, let ending = try perform(machine.onParentGone(parent)) {
                 return ending
             }
-            let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(monitor.socket)], timeout: tick)
-            if ready[1].contains(.pollIn) {
-                while let event = try monitor.next(timeout: .zero) {
-                    if let ending = try perform(handshake(event)) { return ending }
-                }
+            let ready = try transport.wait(timeout: tick)
+            for outcome in ready.handshakes {
+                if let ending = try perform(handshake(outcome)) { return ending }
             }
-            if ready[0].contains(.pollIn), let ending = try receive() { return ending }
+            if ready.message, let ending = try receive() { return ending }
             if let ending = try perform(machine.onTick(now: .now)) { return ending }
         }
     }
 
-    /// The machine's reading of a handshake event.
-    private func handshake(_ event: ZMQMonitorEvent) -> [WorkerDirective] {
-        switch event.event {
-        case .handshakeSucceeded:
+    /// The machine's reading of how a handshake ended.
+    private func handshake(_ outcome: HandshakeOutcome) -> [WorkerDirective] {
+        switch outcome {
+        case .succeeded:
             machine.onHandshakeSucceeded()
             return []
-        case .handshakeFailedAuth:
-            return machine.onKeyRefused(status: event.value)
-        case .handshakeFailedProtocol:
-            return machine.onHandshakeFailed("protocol error 0x\(String(event.value, radix: 16))")
-        case .handshakeFailedNoDetail:
-            return machine.onHandshakeFailed(String(cString: strerror(Int32(bitPattern: event.value))))
-        default:
-            return []
+        case .keyRefused(let status):
+            return machine.onKeyRefused(status: status)
+        case .failed(let detail):
+            return machine.onHandshakeFailed(detail)
         }
     }
 
@@ -176,9 +152,9 @@ public final class WorkerRuntime {
     private func receive() throws -> WorkerEnding? {
         let limits = Limits(parameterCount: parameterCount)
         let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
-        let frames: [ZMQFrame]?
+        let frames: [any FrameBytes]?
         do {
-            frames = try socket.receiveMultipart(maxFrames: 8, maxBytes: maxBytes, timeout: .zero)
+            frames = try transport.receive(maxFrames: 8, maxBytes: maxBytes)
         } catch let error as ZMQReceiveLimitExceeded {
             logger.warning("dropped an oversized message", metadata: ["error": "\(error)"])
             return nil
@@ -187,7 +163,7 @@ public final class WorkerRuntime {
         machine.onReceived(now: .now)
         let message: Message
         do {
-            message = try Message.decode(frames.map { ReceivedFrame(frame: $0) }, limits: limits)
+            message = try Message.decode(frames, limits: limits)
         } catch {
             logger.warning("invalid message from the coordinator", metadata: ["error": "\(error)"])
             return nil
@@ -199,12 +175,12 @@ public final class WorkerRuntime {
         case .heartbeat:
             return nil
         case .params(let step, let payload):
-            heldParameters = payload
-            defer { heldParameters = nil }
+            heldParameters[Int(step)] = payload
+            defer { heldParameters[Int(step)] = nil }
             return try perform(machine.onParameters(step: Int(step)))
         case .work(let work):
-            heldWork = work
-            defer { heldWork = nil }
+            heldWork[Int(work.step)] = work
+            defer { heldWork[Int(work.step)] = nil }
             return try perform(machine.onWork(step: Int(work.step), now: .now))
         case .stop(let reason, let text):
             return try perform(machine.onStop(reason, text))
@@ -222,18 +198,22 @@ public final class WorkerRuntime {
         for directive in directives {
             switch directive {
             case .sendHello:
-                try socket.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads))))
+                try transport.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads))))
             case .sendHeartbeat(let step):
-                try socket.send(Message.heartbeat(step: UInt64(step)))
+                try transport.send(Message.heartbeat(step: UInt64(step)))
             case .sendLeave:
-                _ = try? socket.send(Message.leave())
+                try? transport.send(Message.leave())
             case .configure(let workerID, let count):
                 try configure(workerID: workerID, parameterCount: count)
-            case .storeParameters:
-                guard let payload = heldParameters else { throw ClusterError("internal: PARAMS to store, but none held") }
+            case .storeParameters(let step):
+                guard let payload = heldParameters.removeValue(forKey: step) else {
+                    throw ClusterError("internal: PARAMS of step \(step) to store, but none held")
+                }
                 parameters.withUnsafeMutableBufferPointer { payload.copy(into: $0) }
-            case .compute:
-                guard let work = heldWork else { throw ClusterError("internal: WORK to compute, but none held") }
+            case .compute(let step):
+                guard let work = heldWork.removeValue(forKey: step) else {
+                    throw ClusterError("internal: WORK of step \(step) to compute, but none held")
+                }
                 try compute(work)
             case .finish(let ending):
                 return ending
@@ -331,8 +311,107 @@ public final class WorkerRuntime {
         // Sums: objective, distortion, rate (summed over the samples), and this computation's seconds.
         let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n),
                                             sums: [sums.objective, sums.distortion, sums.rate, computeSeconds])
-        try socket.send(header, flags: .more)
-        _ = try gradient.withUnsafeBytes { try socket.send($0) }
+        try gradient.withUnsafeBytes { try transport.send(header: header, payload: $0) }
         stepsComputed += 1
+    }
+}
+
+/// How a security handshake with the coordinator ended, as the worker's transport reports it.
+enum HandshakeOutcome: Equatable {
+    case succeeded
+    /// The coordinator's authenticator refused this worker's key (the ZAP status code).
+    case keyRefused(status: UInt32)
+    /// It failed without a word from the authenticator (libzmq retries).
+    case failed(String)
+}
+
+/// The worker's connection to its coordinator, as `WorkerRuntime`'s loop uses it: one DEALER
+/// socket and its monitor (`ZMQWorkerTransport`), or a fake in a test.
+protocol WorkerTransport: AnyObject {
+    /// Waits at most `timeout` for a message or a handshake's end; says whether a message may be
+    /// waiting, and how the handshakes that ended meanwhile ended.
+    func wait(timeout: Duration) throws -> (message: Bool, handshakes: [HandshakeOutcome])
+    /// The frames of one message, if one is waiting; throws `ZMQReceiveLimitExceeded` for one
+    /// beyond the limits (it is dropped).
+    func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]?
+    /// Sends one message.
+    func send(_ frames: [OutgoingFrame]) throws
+    /// Sends a message of two frames, `header` and a copy of `payload` (a GRAD).
+    func send(header: [UInt8], payload: UnsafeRawBufferPointer) throws
+    /// Drops whatever is still queued when the connection closes (the run failed).
+    func abandonQueued()
+}
+
+/// A DEALER socket connected to the coordinator, and the monitor that reports how its security
+/// handshakes end (libzmq reports a refused key nowhere else).
+final class ZMQWorkerTransport: WorkerTransport {
+    let context: ZMQContext
+    let socket: ZMQSocket
+    let monitor: ZMQMonitor
+
+    init(_ options: WorkerOptions) throws {
+        context = try ZMQContext()
+        socket = try ZMQSocket(context, type: .dealer, linger: 1000)
+        try socket.setOption(.receiveHighWaterMark, 0)
+        try socket.setOption(.sendHighWaterMark, 0)
+        // A send never waits long: the loop must stay responsive to signals and timers.
+        try socket.setOption(.sendTimeout, 1000)
+        // Reconnect quickly, backing off to 5 s, when the coordinator's connection drops.
+        try socket.setOption(.reconnectInterval, 100)
+        try socket.setOption(.reconnectIntervalMax, 5000)
+        // No frame from a coordinator is larger than the parameters of a very large model.
+        try socket.setOption(.maxMessageSize, Int64(1) << 31)
+        if let security = options.security {
+            // The handshake fails unless the server proves it holds the secret of `serverKey`.
+            try socket.setOption(.curveServerKey, security.serverKey)
+            try socket.setOption(.curvePublicKey, security.keyPair.publicKey)
+            try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
+        }
+        monitor = try ZMQMonitor(socket, events: .handshakes)
+        try socket.connect(options.coordinator)
+    }
+
+    deinit {
+        monitor.close()  // before the socket it monitors
+    }
+
+    func wait(timeout: Duration) throws -> (message: Bool, handshakes: [HandshakeOutcome]) {
+        let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(monitor.socket)], timeout: timeout)
+        var handshakes: [HandshakeOutcome] = []
+        if ready[1].contains(.pollIn) {
+            while let event = try monitor.next(timeout: .zero) {
+                switch event.event {
+                case .handshakeSucceeded:
+                    handshakes.append(.succeeded)
+                case .handshakeFailedAuth:
+                    handshakes.append(.keyRefused(status: event.value))
+                case .handshakeFailedProtocol:
+                    handshakes.append(.failed("protocol error 0x\(String(event.value, radix: 16))"))
+                case .handshakeFailedNoDetail:
+                    handshakes.append(.failed(String(cString: strerror(Int32(bitPattern: event.value)))))
+                default:
+                    break
+                }
+            }
+        }
+        return (ready[0].contains(.pollIn), handshakes)
+    }
+
+    func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]? {
+        guard let frames = try socket.receiveMultipart(maxFrames: maxFrames, maxBytes: maxBytes, timeout: .zero) else { return nil }
+        return frames.map { ReceivedFrame(frame: $0) as any FrameBytes }
+    }
+
+    func send(_ frames: [OutgoingFrame]) throws {
+        try socket.send(frames)
+    }
+
+    func send(header: [UInt8], payload: UnsafeRawBufferPointer) throws {
+        try socket.send(header, flags: .more)
+        _ = try socket.send(payload)
+    }
+
+    func abandonQueued() {
+        try? socket.setOption(.linger, 0)
     }
 }

@@ -57,6 +57,21 @@ public struct FaultPolicy: Sendable, Equatable {
     }
 }
 
+/// The coordinator's own cadence: how often it tells the workers it is alive, and how long it waits
+/// for the workers a run starts with. nil: never (the default, for a machine driven by a test
+/// about something else; `CoordinatorRuntime` sets both).
+public struct CoordinatorTimers: Sendable, Equatable {
+    /// Send every live worker a heartbeat when this much time has passed since the last.
+    public var heartbeatInterval: Duration?
+    /// Give up when `RunSchedule.workers` have not all joined this long after `start(now:)`.
+    public var joinTimeout: Duration?
+
+    public init(heartbeatInterval: Duration? = nil, joinTimeout: Duration? = nil) {
+        self.heartbeatInterval = heartbeatInterval
+        self.joinTimeout = joinTimeout
+    }
+}
+
 /// One part of a step: positions `positions` of the epoch's sample order, computed by `peer`.
 public struct StepPart: Sendable, Equatable {
     public var peer: PeerID
@@ -99,6 +114,14 @@ public enum CoordinatorDirective: Sendable, Equatable {
     case epochCompleted(epoch: Int, step: Int)
     /// A worker is out of the run (dead, left, or dropped as a straggler), for the log.
     case workerLost(PeerID, reason: String)
+    /// A send found no connection to this worker, and it did not say LEAVE before it hung up:
+    /// log it (a `workerLost` follows).
+    case workerUnreachable(PeerID)
+    /// Tell these live workers the coordinator is alive; it is at optimizer step `step`.
+    case sendHeartbeat(step: Int, to: [PeerID])
+    /// The workers the run starts with did not all join within the join timeout: end the run
+    /// with an error (`joined` of `needed` came).
+    case joinTimedOut(joined: Int, needed: Int, after: Duration)
     /// Fewer than `minWorkers` live workers: no step starts until more join.
     case paused(live: Int, needed: Int)
     /// The run is over: write the final checkpoint and tell every worker to stop.
@@ -156,6 +179,9 @@ public struct CoordinatorStateMachine: Sendable {
 
     public let schedule: RunSchedule
     public let policy: FaultPolicy
+    public let timers: CoordinatorTimers
+    /// The step the run started from (the join timeout applies until a step past it).
+    public let startStep: Int
     public private(set) var phase: Phase = .waitingForWorkers
     public private(set) var step: Int
     /// Live workers in join order.
@@ -177,11 +203,20 @@ public struct CoordinatorStateMachine: Sendable {
     var lastTick: ContinuousClock.Instant?
     /// Gaps between ticks up to this long are ordinary; longer ones are not held against workers.
     public static let tickAllowance: Duration = .milliseconds(500)
+    /// When the run loop started listening (`start(now:)`, or else the first tick).
+    var startedAt: ContinuousClock.Instant?
+    /// When the last heartbeat went to the workers.
+    var lastHeartbeat: ContinuousClock.Instant?
+    /// Peers a send found unreachable, not yet declared lost: what they sent before hanging up
+    /// may still be queued (see `onSendFailed`).
+    var unreachable: [PeerID] = []
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
-    public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0) {
+    public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0, timers: CoordinatorTimers = CoordinatorTimers()) {
         self.schedule = schedule
         self.policy = policy
+        self.timers = timers
+        self.startStep = startStep
         self.step = startStep
     }
 
@@ -202,7 +237,18 @@ public struct CoordinatorStateMachine: Sendable {
     }
     public var received: [Bool] { parts.map(\.done) }
 
+    /// Whether sends found peers unreachable that are not settled yet: the runtime reads the
+    /// messages already queued, then calls `onQueuedMessagesRead(now:)`.
+    public var awaitsQueuedMessages: Bool { !unreachable.isEmpty }
+
     // MARK: Events
+
+    /// The run loop starts listening: the join timeout and the heartbeat cadence count from `now`.
+    public mutating func start(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        startedAt = now
+        lastHeartbeat = now
+        return []
+    }
 
     /// A peer said HELLO; `key` is the CURVE public key it authenticated with, if any.
     public mutating func onHello(_ peer: PeerID, _ hello: Hello, key: String? = nil,
@@ -305,7 +351,27 @@ public struct CoordinatorStateMachine: Sendable {
         return verified(part: part, by: nil, problem: problem, now: now)
     }
 
-    /// A send to `peer` found no connection (it hung up): it is out of the run.
+    /// A send to `peer` found no connection (it hung up). It is not out of the run yet: a worker
+    /// that says LEAVE and hangs up must be seen to leave, so the messages already queued are read
+    /// first (`awaitsQueuedMessages`), then `onQueuedMessagesRead` settles it.
+    public mutating func onSendFailed(_ peer: PeerID) -> [CoordinatorDirective] {
+        if !unreachable.contains(peer) { unreachable.append(peer) }
+        return []
+    }
+
+    /// The messages queued when sends found peers unreachable have been read: those peers that
+    /// are still workers (they did not say LEAVE) are out of the run.
+    public mutating func onQueuedMessagesRead(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective] = []
+        while !unreachable.isEmpty {
+            let peer = unreachable.removeFirst()
+            guard members.contains(where: { $0.peer == peer }) else { continue }
+            directives += [.workerUnreachable(peer)] + onUnreachable(peer, now: now)
+        }
+        return directives
+    }
+
+    /// A send to `peer` found no connection (it hung up): it is out of the run at once.
     public mutating func onUnreachable(_ peer: PeerID, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         remove(peer, reason: "its connection is gone", now: now)
     }
@@ -315,10 +381,29 @@ public struct CoordinatorStateMachine: Sendable {
         remove(peer, reason: "it left", now: now)
     }
 
-    /// Time passed: declares silent workers dead and re-issues parts past their deadline. Call it
-    /// often (every 100 ms or so); time between two calls more than `tickAllowance` apart, when the
-    /// coordinator could not listen, is not counted as anyone's silence or lateness.
+    /// Time passed: declares silent workers dead, re-issues parts past their deadline, sends the
+    /// workers a heartbeat every `timers.heartbeatInterval`, and gives up when the first workers
+    /// have not all joined within `timers.joinTimeout`. Call it often (every 100 ms or so); time
+    /// between two calls more than `tickAllowance` apart, when the coordinator could not listen,
+    /// is not counted as anyone's silence or lateness (but counts for the coordinator's own timers).
     public mutating func onTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        if startedAt == nil { _ = start(now: now) }
+        var directives = workersTick(now: now)
+        guard phase != .finished else { return directives }
+        if let interval = timers.heartbeatInterval, let last = lastHeartbeat, now - last > interval {
+            lastHeartbeat = now
+            if !members.isEmpty { directives.append(.sendHeartbeat(step: step, to: workers)) }
+        }
+        if let joinTimeout = timers.joinTimeout, let startedAt, phase == .waitingForWorkers, step == startStep,
+           members.count < schedule.workers, now - startedAt > joinTimeout {
+            phase = .finished
+            directives.append(.joinTimedOut(joined: members.count, needed: schedule.workers, after: joinTimeout))
+        }
+        return directives
+    }
+
+    /// The workers' side of a tick: silence and step deadlines.
+    private mutating func workersTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         if let lastTick, now - lastTick > Self.tickAllowance {
             // Deaf meanwhile: move every clock forward by the gap.
             let gap = now - lastTick
