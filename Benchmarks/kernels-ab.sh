@@ -4,8 +4,10 @@
 #   step  the training step (gradient + Adam), 784-400-20 ReLU, Bernoulli, batch 128, 1 thread,
 #         synthetic binary inputs of density 0.13 (the sparse first layer) and 0.5 (dense)
 #   iwae  IWAE evaluation speed, k = 5000, IMAGES images, chunk 500, 1 thread
-# and the medians are compared (after / before). Each run's last_loss and mean_nll are kept: a
-# change that does not touch the arithmetic gives the same figures.
+# and the medians are compared (after / before). Each run's CPU time (user + system, from
+# /usr/bin/time) is kept beside its own wall-clock figures: on a shared machine whose load comes and
+# goes, the CPU time of the same fixed work is the steadier measure. Each run's last_loss and
+# mean_nll are kept too: a change that does not touch the arithmetic gives the same figures.
 #
 # Usage: Benchmarks/kernels-ab.sh [BASE_REV]     (BASE_REV: main by default)
 #        BEFORE_BIN=path/to/vae-bench skips building BASE_REV; ROUNDS=7 STEPS=600 IMAGES=20
@@ -35,14 +37,21 @@ fi
 echo "after: $(git rev-parse HEAD)$(git diff --quiet HEAD -- Sources || echo ' + uncommitted changes')" > "$out/after.txt"
 Benchmarks/machine-info.sh > "$out/machine.json" 2>/dev/null || true
 
+# run NAME COMMAND...: the command's JSON into NAME.json, its CPU and wall time into NAME.time.json.
+run() {
+  local name=$1
+  shift
+  /usr/bin/time -f '{"user_s": %U, "sys_s": %S, "wall_s": %e}' -o "$out/$name.time.json" "$@" > "$out/$name.json"
+}
+
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   # Alternate which binary goes first, so that neither always runs on a warmer machine.
   if [ $((round % 2)) -eq 1 ]; then order="before after"; else order="after before"; fi
   for which in $order; do
-    "$work/$which" step --steps "$STEPS" --density 0.13 > "$out/$which-step-sparse-$round.json"
-    "$work/$which" step --steps "$STEPS" --density 0.5 > "$out/$which-step-dense-$round.json"
-    "$work/$which" iwae --k 5000 --images "$IMAGES" > "$out/$which-iwae-$round.json"
+    run "$which-step-sparse-$round" "$work/$which" step --steps "$STEPS" --density 0.13
+    run "$which-step-dense-$round" "$work/$which" step --steps "$STEPS" --density 0.5
+    run "$which-iwae-$round" "$work/$which" iwae --k 5000 --images "$IMAGES"
   done
 done
 
@@ -50,17 +59,24 @@ python3 - "$out" <<'PY'
 import glob, json, statistics, sys
 out = sys.argv[1]
 def runs(which, kind):
-    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{which}-{kind}-*.json"))]
+    files = sorted(glob.glob(f"{out}/{which}-{kind}-*[0-9].json"))
+    return [json.load(open(f)) for f in files], [json.load(open(f[:-5] + ".time.json")) for f in files]
 result = {}
 for kind, key, check in [("step-sparse", "samples_per_s", "last_loss"), ("step-dense", "samples_per_s", "last_loss"),
                          ("iwae", "images_per_s", "mean_nll")]:
-    before, after = runs("before", kind), runs("after", kind)
+    (before, before_time), (after, after_time) = runs("before", kind), runs("after", kind)
     b = [r[key] for r in before]
     a = [r[key] for r in after]
+    b_cpu = [t["user_s"] + t["sys_s"] for t in before_time]
+    a_cpu = [t["user_s"] + t["sys_s"] for t in after_time]
     result[kind] = {
         f"before_{key}": statistics.median(b), f"after_{key}": statistics.median(a),
         "ratio_after_to_before": statistics.median(a) / statistics.median(b),
         "before_rounds": b, "after_rounds": a,
+        "before_cpu_s": statistics.median(b_cpu), "after_cpu_s": statistics.median(a_cpu),
+        # The same work in less CPU time is more throughput: before / after.
+        "cpu_throughput_ratio_after_to_before": statistics.median(b_cpu) / statistics.median(a_cpu),
+        "before_cpu_rounds": b_cpu, "after_cpu_rounds": a_cpu,
         f"before_{check}": sorted({r[check] for r in before}), f"after_{check}": sorted({r[check] for r in after}),
     }
 json.dump(result, open(f"{out}/summary.json", "w"), indent=1)
