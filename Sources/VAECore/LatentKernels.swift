@@ -12,9 +12,17 @@ import Darwin
 //   sigma  [n, Z]    exp(0.5 logvar)
 //   eps, z [n*s, Z]  draw k of sample i is row i*s + k
 //
-// Backward kernels ADD into their gradient buffers (zero them first), so that the terms of the
-// objective that reach the same tensor can be accumulated in any order of kernels. No kernel
-// allocates.
+// Backward kernels ADD into their gradient buffers (zero them first), as llm.c's do: the terms of
+// the objective that reach the same tensor are accumulated kernel by kernel. The one ordering
+// constraint: `ImportanceWeights.backward` adds to dL/dz, so it runs before
+// `Reparameterization.backward` reads dL/dz. Each kernel adds one finished term per element (a
+// sum over draws is formed in a local first), and float addition is commutative, so the result
+// does not depend on the order of the KL, IWAE and reparameterisation kernels on the heads'
+// gradient: by construction the ELBO's gradient (with beta, free bits, several draws, or the
+// autoencoder's z = mu) is bit for bit what the inline code before issue 14 computed, which
+// `Benchmarks/kernels-ab.sh` confirms for the default ELBO (the same loss after hundreds of steps).
+// The IWAE weights are not: their log-sum-exp is now `LogSumExp`'s, in Double, where it was Float
+// with a Double sum. No kernel allocates.
 
 /// The reparameterisation z = mu + sigma * eps, sigma = exp(0.5 logvar).
 enum Reparameterization {
