@@ -35,7 +35,8 @@ let halfLogTwoPi = 0.918_938_533_204_672_7
 /// The -ELBO uses one draw per sample from `RandomKey(seed, 0, id, .latentNoise)`; the IWAE
 /// estimate draws its k samples from `.importanceSampling`, `chunk` decoder rows at a time with
 /// log-sum-exp accumulated in Double; the same inputs and seed give the same report whatever
-/// the batch size.
+/// the batch size. The engine runs the encoder and the decoder; the latent layer is the
+/// kernels of `LatentKernels.swift` on buffers this evaluator owns.
 public final class Evaluator {
     public let layout: ParameterLayout
     public let iwaeSamples: Int
@@ -46,12 +47,22 @@ public final class Evaluator {
     var muSum: [Double]
     var muSquareSum: [Double]
     var nllSum: Double = 0
-    /// log w of the draws of one IWAE chunk.
-    var logWeights: [Double]
     /// Posterior parameters and one draw per sample, kept for the mutual information.
     var posteriorMeans: [Float] = []
     var posteriorLogVariances: [Float] = []
     var draws: [Float] = []
+
+    let arena: ScratchArena
+    let posterior: UnsafeMutablePointer<Float>  // [batch, 2Z]: mu, logvar
+    let sigma: UnsafeMutablePointer<Float>  // [batch, Z]
+    let eps: UnsafeMutablePointer<Float>  // [max(batch, chunk), Z]
+    let z: UnsafeMutablePointer<Float>  // [max(batch, chunk), Z]
+    let nll: UnsafeMutablePointer<Float>  // [max(batch, chunk)]
+    let klPerDimension: UnsafeMutablePointer<Float>  // [batch, Z]
+    let kl: UnsafeMutablePointer<Float>  // [batch]
+    let klFloored: UnsafeMutablePointer<Float>  // [batch]
+    /// log w of the draws of one IWAE chunk.
+    let logWeights: UnsafeMutablePointer<Double>  // [chunk]
 
     /// - Parameters:
     ///   - iwaeSamples: k for the IWAE estimate; 0 skips it.
@@ -62,12 +73,27 @@ public final class Evaluator {
         self.iwaeSamples = iwaeSamples
         self.chunk = max(4, chunk / 4 * 4)
         engine = VAEEngine(layout: layout, objective: Objective(), capacity: batch, rowCapacity: self.chunk)
-        let z = layout.architecture.latent
-        klPerDim = [Double](repeating: 0, count: z)
-        muSum = [Double](repeating: 0, count: z)
-        muSquareSum = [Double](repeating: 0, count: z)
-        logWeights = [Double](repeating: 0, count: self.chunk)
+        let zDim = layout.architecture.latent
+        klPerDim = [Double](repeating: 0, count: zDim)
+        muSum = [Double](repeating: 0, count: zDim)
+        muSquareSum = [Double](repeating: 0, count: zDim)
+        let samples = engine.capacity
+        let rows = max(samples, self.chunk)
+        arena = ScratchArena(sizes: [samples * 2 * zDim, samples * zDim, rows * zDim, rows * zDim, rows,
+                                     samples * zDim, samples, samples])
+        posterior = arena.take(samples * 2 * zDim)
+        sigma = arena.take(samples * zDim)
+        eps = arena.take(rows * zDim)
+        z = arena.take(rows * zDim)
+        nll = arena.take(rows)
+        klPerDimension = arena.take(samples * zDim)
+        kl = arena.take(samples)
+        klFloored = arena.take(samples)
+        logWeights = .allocate(capacity: self.chunk)
+        logWeights.initialize(repeating: 0, count: self.chunk)
     }
+
+    deinit { logWeights.deallocate() }
 
     /// Adds `inputs` `[n, D]` (preprocessed), whose dataset indices are `sampleIDs`.
     public func add(
@@ -92,24 +118,32 @@ public final class Evaluator {
     ) {
         let zDim = layout.architecture.latent
         let d = layout.architecture.inputDimension
-        let e = engine
-        // -ELBO with one draw, as in training but without a gradient.
-        sums += e.loss(
-            parameters: UnsafeBufferPointer(start: p, count: layout.count),
-            inputs: UnsafeBufferPointer(start: x, count: n * d),
-            sampleIDs: UnsafeBufferPointer(start: ids, count: n), seed: seed, step: 0)
-        // The pass left mu, logvar, sigma and z of these n samples in the engine's buffers.
+        // -ELBO with one draw (beta 1, no free bits): what `VAEEngine.loss` computes at step 0.
+        engine.encode(parameters: p, inputs: x, count: n, heads: posterior)
+        VAEEngine.drawNoise(eps, ids: ids, count: n, draws: 1, latent: zDim, seed: seed, step: 0)
+        Reparameterization.forward(z: z, sigma: sigma, heads: posterior, eps: eps,
+                                   samples: n, draws: 1, latent: zDim)
+        engine.decode(parameters: p, latents: z, rows: n)
+        engine.observationNLL(parameters: p, data: x, rows: n, draws: 1, negLogLikelihood: nll, withGradient: false)
+        GaussianKL.forward(perDimension: klPerDimension, kl: kl, floored: klFloored, heads: posterior,
+                           sigma: sigma, samples: n, latent: zDim, freeBits: 0)
+        var passSums = LossSums(samples: n)
         for i in 0..<n {
-            let mu = e.heads + i * 2 * zDim
+            passSums.distortion += Double(nll[i])
+            passSums.rate += Double(kl[i])
+            passSums.objective += Double(nll[i]) + Double(kl[i])
+        }
+        sums += passSums
+        for i in 0..<n {
+            let mu = posterior + i * 2 * zDim
             let lv = mu + zDim
             for j in 0..<zDim {
-                let s = Double(e.sigma[i * zDim + j])
-                klPerDim[j] += 0.5 * (Double(mu[j]) * Double(mu[j]) + s * s - 1 - Double(lv[j]))
+                klPerDim[j] += Double(klPerDimension[i * zDim + j])
                 muSum[j] += Double(mu[j])
                 muSquareSum[j] += Double(mu[j]) * Double(mu[j])
                 posteriorMeans.append(mu[j])
                 posteriorLogVariances.append(lv[j])
-                draws.append(e.z[i * zDim + j])
+                draws.append(z[i * zDim + j])
             }
         }
         guard iwaeSamples > 0 else { return }
@@ -119,56 +153,34 @@ public final class Evaluator {
         }
     }
 
-    /// log p(x) >= log (1/k) sum_s p(x|z_s) p(z_s) / q(z_s|x), z_s ~ q(z|x) for sample `i` of the
-    /// last encoded pass.
+    /// log p(x) >= log (1/k) sum_s p(x|z_s) p(z_s) / q(z_s|x), z_s ~ q(z|x), for sample `i` of
+    /// `posterior` (from the last `addPass`).
     private func importanceWeightedLogLikelihood(
         parameters p: UnsafePointer<Float>, sample i: Int, input x: UnsafePointer<Float>,
         id: UInt32, seed: UInt64
     ) -> Double {
-        let e = engine
         let zDim = layout.architecture.latent
         let k = iwaeSamples
         let key = RandomKey(seed: seed, step: 0, sample: id, stream: .importanceSampling)
-        // The decoder passes below leave heads and sigma (the posterior) untouched.
-        let mu = e.heads + i * 2 * zDim
-        let lv = mu + zDim
-        let sd = e.sigma + i * zDim
-        var lvSum: Float = 0
-        for j in 0..<zDim { lvSum += lv[j] }
-        var runningMax = -Double.infinity
-        var runningSum = 0.0
+        let heads = UnsafePointer(posterior + i * 2 * zDim)
+        var logSum = LogSumExp()
         var done = 0
         while done < k {
             let rows = min(chunk, k - done)
             key.fillNormal(
-                UnsafeMutableBufferPointer(start: e.eps, count: rows * zDim),
+                UnsafeMutableBufferPointer(start: eps, count: rows * zDim),
                 firstBlock: UInt32(done * zDim / 4))
-            for r in 0..<rows {
-                for j in 0..<zDim { e.z[r * zDim + j] = mu[j] + sd[j] * e.eps[r * zDim + j] }
-            }
-            e.decode(parameters: p, rows: rows)
-            e.observationNLL(parameters: p, data: x, rows: rows, draws: rows, withGradient: false)
-            var chunkMax = -Double.infinity
-            for r in 0..<rows {
-                var q: Float = 0
-                for j in 0..<zDim {
-                    let zr = e.z[r * zDim + j]
-                    let er = e.eps[r * zDim + j]
-                    q += er * er - zr * zr
-                }
-                // log w = log p(x|z) + log N(z; 0, I) - log N(z; mu, sigma^2)
-                let logW = Double(-e.rowNLL[r]) + 0.5 * Double(q + lvSum)
-                logWeights[r] = logW
-                chunkMax = max(chunkMax, logW)
-            }
-            let newMax = max(runningMax, chunkMax)
-            var total = runningSum * exp(runningMax - newMax)
-            for r in 0..<rows { total += exp(logWeights[r] - newMax) }
-            runningMax = newMax
-            runningSum = total
+            Reparameterization.forward(z: z, sigma: sigma + i * zDim, heads: heads, eps: eps,
+                                       samples: 1, draws: rows, latent: zDim)
+            engine.decode(parameters: p, latents: z, rows: rows)
+            engine.observationNLL(parameters: p, data: x, rows: rows, draws: rows, negLogLikelihood: nll,
+                                  withGradient: false)
+            ImportanceWeights.logWeights(logWeights, nll: nll, eps: eps, z: z, logVariance: heads + zDim,
+                                         rows: rows, latent: zDim, beta: 1)
+            logSum.add(UnsafeBufferPointer(start: logWeights, count: rows))
             done += rows
         }
-        return runningMax + log(runningSum) - log(Double(k))
+        return logSum.value - log(Double(k))
     }
 
     /// The report over everything added so far.
@@ -221,6 +233,7 @@ public func mutualInformation(means: [Float], logVariances: [Float], draws: [Flo
     let squares = draws.map { $0 * $0 }
     let block = min(n, 256)
     var a = [Float](repeating: 0, count: block * n)
+    var logQ = [Double](repeating: 0, count: n)  // log q(z_i | x_c) of one row, c = 0..<n
     var logAggregate = 0.0
     squares.withUnsafeBufferPointer { sq in
         draws.withUnsafeBufferPointer { zs in
@@ -239,11 +252,10 @@ public func mutualInformation(means: [Float], logVariances: [Float], draws: [Flo
                                       beta: 1, c: table.baseAddress!)
                             for r in 0..<rows {
                                 let row = table.baseAddress! + r * n
-                                var m = -Double.infinity
-                                for c in 0..<n { m = max(m, Double(row[c]) + constant[c]) }
-                                var s = 0.0
-                                for c in 0..<n { s += exp(Double(row[c]) + constant[c] - m) }
-                                logAggregate += m + log(s) - log(Double(n))
+                                for c in 0..<n { logQ[c] = Double(row[c]) + constant[c] }
+                                var logSum = LogSumExp()
+                                logQ.withUnsafeBufferPointer { logSum.add($0) }
+                                logAggregate += logSum.value - log(Double(n))
                             }
                             start += rows
                         }
@@ -255,11 +267,12 @@ public func mutualInformation(means: [Float], logVariances: [Float], draws: [Flo
     return negEntropy - logAggregate / Double(n)
 }
 
-/// log sum_i exp(x_i), stable for any finite inputs (and -inf for an empty or all -inf input).
+/// log sum_i exp(x_i), stable for any finite inputs (and -inf for an empty or all -inf input);
+/// `LogSumExp` on the values.
 public func logSumExp(_ values: some Collection<Double>) -> Double {
-    guard let m = values.max(), m > -Double.infinity else { return -Double.infinity }
-    if m == .infinity { return .infinity }
-    var s = 0.0
-    for v in values { s += exp(v - m) }
-    return m + log(s)
+    var logSum = LogSumExp()
+    if values.withContiguousStorageIfAvailable({ logSum.add($0) }) == nil {
+        Array(values).withUnsafeBufferPointer { logSum.add($0) }
+    }
+    return logSum.value
 }

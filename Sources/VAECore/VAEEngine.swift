@@ -37,6 +37,10 @@ public final class VAEEngine {
     let headsGradient: UnsafeMutablePointer<Float>  // [capacity, 2Z]
     let rowNLL: UnsafeMutablePointer<Float>  // [rows]
     let rowWeight: UnsafeMutablePointer<Float>  // [rows]
+    let klPerDimension: UnsafeMutablePointer<Float>  // [capacity, Z]
+    let kl: UnsafeMutablePointer<Float>  // [capacity]
+    let klFloored: UnsafeMutablePointer<Float>  // [capacity]
+    let logWeights: UnsafeMutablePointer<Double>  // [rows], IWAE only
     let precision: UnsafeMutablePointer<Float>  // [D], Gaussian only
     /// The inputs of the current pass in sparse form, for an input-major first layer.
     let sparseInputs: SparseRows
@@ -86,7 +90,8 @@ public final class VAEEngine {
         var sizes: [Int] = a.hidden.map { capacity * $0 }
         sizes += [capacity * 2 * zDim, capacity * zDim, rows * zDim, rows * zDim]
         sizes += a.hidden.reversed().map { rows * $0 }
-        sizes += [rows * d, rows * d, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows, d]
+        sizes += [rows * d, rows * d, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows]
+        sizes += [capacity * zDim, capacity, capacity, d]
         let arena = ScratchArena(sizes: sizes)
         self.arena = arena
         encoderActivations = a.hidden.map { arena.take(capacity * $0) }
@@ -103,11 +108,19 @@ public final class VAEEngine {
         headsGradient = arena.take(capacity * 2 * zDim)
         rowNLL = arena.take(rows)
         rowWeight = arena.take(rows)
+        klPerDimension = arena.take(capacity * zDim)
+        kl = arena.take(capacity)
+        klFloored = arena.take(capacity)
         precision = arena.take(d)
+        logWeights = .allocate(capacity: rows)
+        logWeights.initialize(repeating: 0, count: rows)
         sparseInputs = SparseRows(capacity: capacity, dimension: d)
     }
 
-    deinit { sparseInputs.deallocate() }
+    deinit {
+        sparseInputs.deallocate()
+        logWeights.deallocate()
+    }
 
     /// Adds the gradient of the objective summed over the samples, d(sum_i loss_i)/d(theta), to
     /// `gradient`, and returns the loss sums. The caller divides by the global sample count.
@@ -174,8 +187,7 @@ public final class VAEEngine {
         var start = 0
         while start < rows {
             let m = min(rowCapacity, rows - start)
-            z.update(from: latents.baseAddress! + start * zDim, count: m * zDim)
-            decode(parameters: parameters.baseAddress!, rows: m)
+            decode(parameters: parameters.baseAddress!, latents: latents.baseAddress! + start * zDim, rows: m)
             let out = output.baseAddress! + start * d
             out.update(from: self.output, count: m * d)
             if layout.architecture.likelihood == .bernoulli {
@@ -197,7 +209,7 @@ public final class VAEEngine {
         var start = 0
         while start < n {
             let m = min(capacity, n - start)
-            encode(parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d, count: m)
+            encode(parameters: parameters.baseAddress!, inputs: inputs.baseAddress! + start * d, count: m, heads: heads)
             for i in 0..<m {
                 (output.baseAddress! + (start + i) * zDim).update(from: heads + i * 2 * zDim, count: zDim)
             }
@@ -207,9 +219,13 @@ public final class VAEEngine {
 
     // MARK: - Forward pieces shared with evaluation
 
-    /// Encoder forward for `n` inputs: fills `heads` with (mu, logvar) rows and `sigma`. The
-    /// first layer runs on a sparse form of the inputs when few of them are nonzero.
-    func encode(parameters p: UnsafePointer<Float>, inputs: UnsafePointer<Float>, count n: Int) {
+    /// Encoder forward for `n` inputs: fills `heads` `[n, 2Z]` with (mu, logvar) rows. The
+    /// first layer runs on a sparse form of the inputs when few of them are nonzero; the hidden
+    /// activations stay in the engine for the backward pass.
+    func encode(
+        parameters p: UnsafePointer<Float>, inputs: UnsafePointer<Float>, count n: Int,
+        heads: UnsafeMutablePointer<Float>
+    ) {
         let a = layout.architecture
         let d = a.inputDimension
         sparseActive = false
@@ -235,18 +251,13 @@ public final class VAEEngine {
         }
         Dense.forward(layout.encoderHeads, parameters: p, input: input, rows: n,
                       output: heads, activation: nil)
-        let zDim = a.latent
-        for i in 0..<n {
-            let lv = heads + i * 2 * zDim + zDim
-            for j in 0..<zDim { sigma[i * zDim + j] = lv[j] }
-            forEachVector(sigma + i * zDim, count: zDim) { VectorMath.exp(0.5 * $0) }
-        }
     }
 
-    /// Decoder forward for `rows` latent rows in `z`: fills `output` (logits or means).
-    func decode(parameters p: UnsafePointer<Float>, rows: Int) {
+    /// Decoder forward for `rows` latent rows `latents` `[rows, Z]`: fills `output` (logits or
+    /// means); the hidden activations stay in the engine for the backward pass.
+    func decode(parameters p: UnsafePointer<Float>, latents: UnsafePointer<Float>, rows: Int) {
         let a = layout.architecture
-        var input = UnsafePointer(z)
+        var input = latents
         for (l, layer) in layout.decoderLayers.enumerated() {
             Dense.forward(layer, parameters: p, input: input, rows: rows,
                           output: decoderActivations[l], activation: a.activation)
@@ -256,11 +267,12 @@ public final class VAEEngine {
                       output: output, activation: nil)
     }
 
-    /// -log p(x|z) of each of `rows` output rows into `rowNLL`; d/d(output) into
-    /// `outputGradient` when `withGradient`.
+    /// -log p(x|z) of each of `rows` rows of `output` into `negLogLikelihood` `[rows]`; data row
+    /// `r / draws` is the observation of output row r. d/d(output) into `outputGradient` when
+    /// `withGradient`.
     func observationNLL(
         parameters p: UnsafePointer<Float>, data: UnsafePointer<Float>, rows: Int, draws: Int,
-        withGradient: Bool
+        negLogLikelihood: UnsafeMutablePointer<Float>, withGradient: Bool
     ) {
         let a = layout.architecture
         let d = a.inputDimension
@@ -268,13 +280,13 @@ public final class VAEEngine {
         case .bernoulli:
             LikelihoodKernels.bernoulli(
                 logits: output, data: data, rows: rows, draws: draws, dimension: d,
-                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+                negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
         case .gaussianFixed(let variance):
             for i in 0..<d { precision[i] = 1 / variance }
             LikelihoodKernels.gaussian(
                 means: output, data: data, rows: rows, draws: draws, dimension: d,
                 precision: precision, logVarianceSum: Float(d) * logf(variance),
-                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+                negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
         case .gaussianLearned:
             let logvar = p + layout.decoderLogVariance!
             var sum: Float = 0
@@ -285,38 +297,28 @@ public final class VAEEngine {
             LikelihoodKernels.gaussian(
                 means: output, data: data, rows: rows, draws: draws, dimension: d,
                 precision: precision, logVarianceSum: sum,
-                negLogLikelihood: rowNLL, gradient: withGradient ? outputGradient : nil)
+                negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
         }
     }
 
-    /// Draws `draws` latent rows per sample: eps from the sample's noise key, z = mu + sigma eps.
-    func sampleLatents(ids: UnsafePointer<UInt32>, count n: Int, draws s: Int, seed: UInt64, step: Int) {
-        let zDim = layout.architecture.latent
-        if objective.autoencoder {
-            // Deterministic: z = mu, eps = 0.
-            for i in 0..<n {
-                for k in 0..<s {
-                    let row = (i * s + k) * zDim
-                    (eps + row).update(repeating: 0, count: zDim)
-                    (z + row).update(from: heads + i * 2 * zDim, count: zDim)
-                }
-            }
-            return
-        }
+    /// The noise of `s` draws for each of `n` samples into `eps` `[n*s, Z]`: sample i's draws
+    /// come from `RandomKey(seed, step, ids[i], .latentNoise)`.
+    static func drawNoise(
+        _ eps: UnsafeMutablePointer<Float>, ids: UnsafePointer<UInt32>, count n: Int, draws s: Int,
+        latent zDim: Int, seed: UInt64, step: Int
+    ) {
         for i in 0..<n {
             let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: .latentNoise)
             key.fillNormal(UnsafeMutableBufferPointer(start: eps + i * s * zDim, count: s * zDim))
-            let mu = heads + i * 2 * zDim
-            let sd = sigma + i * zDim
-            for k in 0..<s {
-                let row = (i * s + k) * zDim
-                for j in 0..<zDim { z[row + j] = mu[j] + sd[j] * eps[row + j] }
-            }
         }
     }
 
     // MARK: - One pass
 
+    /// Forward (and, with a gradient buffer, backward) over `n <= capacity` samples. The
+    /// objective is composed of the kernels: encoder, `Reparameterization`, decoder, likelihood,
+    /// then `GaussianKL` (ELBO with beta and free bits) or `ImportanceWeights` (IWAE bound);
+    /// the backward runs them in reverse order.
     private func pass(
         parameters p: UnsafePointer<Float>, inputs x: UnsafePointer<Float>,
         ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64, step: Int,
@@ -328,59 +330,44 @@ public final class VAEEngine {
         let rows = n * s
         let beta = objective.beta(atStep: step)
         let iwae = objective.iwaeSamples > 1
+        let autoencoder = objective.autoencoder
         let freeBits = objective.freeBits
 
-        encode(parameters: p, inputs: x, count: n)
-        sampleLatents(ids: ids, count: n, draws: s, seed: seed, step: step)
-        decode(parameters: p, rows: rows)
-        observationNLL(parameters: p, data: x, rows: rows, draws: s, withGradient: gradient != nil)
+        encode(parameters: p, inputs: x, count: n, heads: heads)
+        if !autoencoder {
+            Self.drawNoise(eps, ids: ids, count: n, draws: s, latent: zDim, seed: seed, step: step)
+        }
+        let noise = autoencoder ? nil : UnsafePointer(eps)  // z = mu for a plain autoencoder
+        Reparameterization.forward(z: z, sigma: sigma, heads: heads, eps: noise,
+                                   samples: n, draws: s, latent: zDim)
+        decode(parameters: p, latents: z, rows: rows)
+        observationNLL(parameters: p, data: x, rows: rows, draws: s,
+                       negLogLikelihood: rowNLL, withGradient: gradient != nil)
 
-        // Per-sample objective, closed-form KL, and the weight of each draw's gradient.
+        // The loss sums, and the weight of each draw's gradient.
+        if !autoencoder {
+            GaussianKL.forward(perDimension: klPerDimension, kl: kl, floored: klFloored, heads: heads,
+                               sigma: sigma, samples: n, latent: zDim, freeBits: freeBits)
+        }
         var sums = LossSums(samples: n)
+        if iwae {
+            sums.objective = ImportanceWeights.forward(
+                weights: rowWeight, logWeights: logWeights, nll: rowNLL, heads: heads, eps: eps, z: z,
+                samples: n, draws: s, latent: zDim, beta: beta)
+        } else {
+            for r in 0..<rows { rowWeight[r] = 1 / Float(s) }
+        }
         for i in 0..<n {
-            let mu = heads + i * 2 * zDim
-            let lv = mu + zDim
-            var kl: Float = 0
-            var klFloored: Float = 0
-            for j in 0..<zDim {
-                let k = 0.5 * (mu[j] * mu[j] + sigma[i * zDim + j] * sigma[i * zDim + j] - 1 - lv[j])
-                kl += k
-                klFloored += max(k, freeBits)
-            }
             var meanNLL: Double = 0
             for k in 0..<s { meanNLL += Double(rowNLL[i * s + k]) }
             meanNLL /= Double(s)
             sums.distortion += meanNLL
-            if objective.autoencoder {
+            if autoencoder {
                 sums.objective += meanNLL
-                for k in 0..<s { rowWeight[i * s + k] = 1 / Float(s) }
                 continue
             }
-            sums.rate += Double(kl)
-            if iwae {
-                // log w_k = -nll_k + beta (-0.5 |z|^2 + 0.5 |eps|^2 + 0.5 sum lv)
-                var lvSum: Float = 0
-                for j in 0..<zDim { lvSum += lv[j] }
-                var maxLogW = -Float.infinity
-                for k in 0..<s {
-                    let row = (i * s + k) * zDim
-                    var q: Float = 0
-                    for j in 0..<zDim { q += eps[row + j] * eps[row + j] - z[row + j] * z[row + j] }
-                    let logW = -rowNLL[i * s + k] + beta * 0.5 * (q + lvSum)
-                    rowWeight[i * s + k] = logW
-                    maxLogW = max(maxLogW, logW)
-                }
-                var total: Double = 0
-                for k in 0..<s { total += Double(expf(rowWeight[i * s + k] - maxLogW)) }
-                let lse = Double(maxLogW) + log(total)
-                sums.objective += -(lse - log(Double(s)))
-                for k in 0..<s {
-                    rowWeight[i * s + k] = Float(exp(Double(rowWeight[i * s + k]) - lse))
-                }
-            } else {
-                sums.objective += meanNLL + Double(beta * klFloored)
-                for k in 0..<s { rowWeight[i * s + k] = 1 / Float(s) }
-            }
+            sums.rate += Double(kl[i])
+            if !iwae { sums.objective += meanNLL + Double(beta * klFloored[i]) }
         }
         guard let g = gradient else { return sums }
 
@@ -430,38 +417,17 @@ public final class VAEEngine {
             upstream = target
         }
 
-        // Latent layer: through z = mu + sigma eps, plus the KL or the prior/posterior terms.
-        for i in 0..<n {
-            let mu = heads + i * 2 * zDim
-            let lv = mu + zDim
-            let dmu = headsGradient + i * 2 * zDim
-            let dlv = dmu + zDim
-            for j in 0..<zDim {
-                var gm: Float = 0
-                var gl: Float = 0
-                let sd = sigma[i * zDim + j]
-                for k in 0..<s {
-                    let r = (i * s + k) * zDim + j
-                    var dz = latentGradient[r]
-                    if iwae { dz += beta * rowWeight[i * s + k] * z[r] }
-                    gm += dz
-                    gl += dz * eps[r] * 0.5 * sd
-                }
-                if objective.autoencoder {
-                    gl = 0  // z = mu: the log-variance head does not enter the loss
-                } else if iwae {
-                    gl -= 0.5 * beta
-                } else {
-                    let k = 0.5 * (mu[j] * mu[j] + sd * sd - 1 - lv[j])
-                    if k > freeBits || freeBits == 0 {
-                        gm += beta * mu[j]
-                        gl += beta * 0.5 * (sd * sd - 1)
-                    }
-                }
-                dmu[j] = gm
-                dlv[j] = gl
-            }
+        // Latent layer: the KL or the IWAE prior/posterior terms, then through z = mu + sigma eps.
+        headsGradient.update(repeating: 0, count: n * 2 * zDim)
+        if iwae {
+            ImportanceWeights.backward(latentGradient: latentGradient, headsGradient: headsGradient,
+                                       weights: rowWeight, z: z, samples: n, draws: s, latent: zDim, beta: beta)
+        } else if !autoencoder {
+            GaussianKL.backward(headsGradient: headsGradient, perDimension: klPerDimension, heads: heads,
+                                sigma: sigma, samples: n, latent: zDim, beta: beta, freeBits: freeBits)
         }
+        Reparameterization.backward(headsGradient: headsGradient, latentGradient: latentGradient, sigma: sigma,
+                                    eps: noise, samples: n, draws: s, latent: zDim)
 
         // Encoder backward: heads, then hidden layers (no gradient for the data itself).
         let encoderLayers = layout.encoderLayers
