@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Event protocol buffers of TensorBoard's files; scripts/generate-protos.sh makes the code.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // Already a dependency of Hummingbird; named because MetricsServer imports NIOCore.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the Debian packages that provide them.
@@ -91,6 +93,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -111,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining", "ClusterRuntime", "Pictures",
+                "VAETraining", "ClusterRuntime", "Pictures", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -127,23 +130,28 @@ let package = Package(
         // Fixtures shared by test targets: small datasets on disk, child processes.
         .target(name: "TestSupport", dependencies: ["VAECore", "ClusterRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
-        .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
+        .testTarget(name: "VAEDataTests", dependencies: ["VAEData", "VAECore", "CZlib"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
-        .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
+        .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
         .testTarget(name: "ClusterRuntimeTests", dependencies: ["ClusterRuntime"]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",
                            .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "MetricsTestKit", package: "swift-metrics")]),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "MetricsTestKit", package: "swift-metrics"),
+                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining", "TestSupport", "Pictures"]),
+        .testTarget(
+            name: "VAETrainingTests",
+            dependencies: ["VAETraining", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",
+                           .product(name: "Logging", package: "swift-log")]),
     ]
 )
 
