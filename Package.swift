@@ -44,8 +44,10 @@ let package = Package(
 
         // The numeric core: parameters, layers, objectives, optimizers, RNG, evaluation. No I/O.
         .target(name: "VAECore", dependencies: ["CBLAS"]),
+        // zlib's CRC-32 over buffers of any size: checkpoints, WORK messages, dataset fingerprints.
+        .target(name: "Checksums", dependencies: ["CZlib"]),
         // Datasets: IDX/npy/CSV readers, preprocessing, minibatch filling.
-        .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
+        .target(name: "VAEData", dependencies: ["VAECore", "Checksums", "CZlib"]),
         // What Linux counts about a TCP connection (bytes received), for the ZeroMQ module.
         .target(name: "CTCPInfo"),
         // The thin libzmq wrapper: context, socket, message, poller, monitor, and the guard that
@@ -53,14 +55,14 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CTCPInfo"]),
         // Protocol messages: fixed little-endian headers and float/byte payloads, validated on
         // decode. Knows frames and float buffers, not VAEs or sockets.
-        .target(name: "WireProtocol", dependencies: ["CZlib"]),
+        .target(name: "WireProtocol", dependencies: ["Checksums"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
         .target(name: "Coordination", dependencies: ["WireProtocol"]),
         // PNG images (libpng), image grids, and charts drawn with cairo (titles, axes, legends):
         // knows pixels and series of numbers, not VAEs.
         .target(name: "Pictures", dependencies: ["CPNG", "CCairo"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
-        .target(name: "Checkpoint", dependencies: ["CZlib"]),
+        .target(name: "Checkpoint", dependencies: ["Checksums"]),
         // TensorBoard event files: records, CRC32C, Event protobufs. Writes and reads scalars and
         // PNG images; knows neither VAEs, pixels nor the network. Proto/ holds the .proto that
         // Generated/ is made from (scripts/generate-protos.sh).
@@ -131,7 +133,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["VAECore", "ClusterRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
         .testTarget(name: "VAEDataTests", dependencies: ["VAEData", "VAECore", "CZlib"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Checksums", "TestSupport"]),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
