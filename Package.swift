@@ -71,11 +71,19 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs (with
-        // their TensorBoard file), and the command-line option groups shared by `vae` and `vae-coordinator`.
+        // their TensorBoard file) and their pictures. No command-line parsing.
         .target(
             name: "VAETraining",
             dependencies: [
                 "VAECore", "VAEData", "Checkpoint", "Pictures", "TensorBoard",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The command-line layer shared by the executables (ArgumentParser): the option groups of
+        // training, output and logging, progress on standard output, the shell form of a command.
+        .target(
+            name: "VAECommandLine",
+            dependencies: [
+                "VAETraining", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -101,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining", "MetricsServer",
+                "ClusterRuntime", "Coordination", "VAETraining", "VAECommandLine", "MetricsServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,14 +117,14 @@ let package = Package(
         .executableTarget(
             name: "vae-worker",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining",
+                "ClusterRuntime", "Coordination", "VAECommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining", "ClusterRuntime", "Pictures", "VAECore", "VAEData",
+                "VAETraining", "VAECommandLine", "ClusterRuntime", "Pictures", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -149,11 +157,13 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),
+            dependencies: ["ClusterRuntime", "VAETraining", "VAECommandLine", "VAECore", "VAEData", "WireProtocol", "ZeroMQ",
+                           "TestSupport"]),
         .testTarget(
             name: "VAETrainingTests",
-            dependencies: ["VAETraining", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",
+            dependencies: ["VAETraining", "VAECommandLine", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",
                            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VAECommandLineTests", dependencies: ["VAECommandLine", "VAETraining", "VAECore"]),
     ]
 )
 

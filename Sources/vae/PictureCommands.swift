@@ -3,6 +3,7 @@ import Foundation
 import Pictures
 import VAECore
 import VAEData
+import VAECommandLine
 import VAETraining
 
 /// Options shared by the picture commands.

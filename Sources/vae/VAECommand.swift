@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import VAECore
 import VAEData
+import VAECommandLine
 import VAETraining
 import ClusterRuntime
 
