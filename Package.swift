@@ -53,6 +53,9 @@ let package = Package(
         // The thin libzmq wrapper: context, socket, message, poller, monitor, and the guard that
         // bounds what a peer can make libzmq buffer. Knows bytes, not VAEs.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CTCPInfo"]),
+        // CURVE key files: a key pair as NAME.key (secret, mode 0600) and NAME.pub, allowlists of
+        // public keys. Its own module so that `vae keygen` needs only this and ZeroMQ.
+        .target(name: "CurveKeyFiles", dependencies: ["ZeroMQ"]),
         // Protocol messages: fixed little-endian headers and float/byte payloads, validated on
         // decode. Knows frames and float buffers, not VAEs or sockets.
         .target(name: "WireProtocol", dependencies: ["Checksums"]),
@@ -91,7 +94,7 @@ let package = Package(
         .target(
             name: "ClusterRuntime",
             dependencies: [
-                "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
+                "ZeroMQ", "CurveKeyFiles", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
@@ -124,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining", "VAECommandLine", "ClusterRuntime", "Pictures", "VAECore", "VAEData",
+                "VAETraining", "VAECommandLine", "CurveKeyFiles", "Pictures", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

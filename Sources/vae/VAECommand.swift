@@ -1,14 +1,14 @@
 import ArgumentParser
+import CurveKeyFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 import Logging
+import VAECommandLine
 import VAECore
 import VAEData
-import VAECommandLine
 import VAETraining
-import ClusterRuntime
 
 @main
 struct VAECommand: AsyncParsableCommand {
