@@ -24,8 +24,10 @@ train: build
 train-single: build
 	.build/release/vae train --data Data/mnist --threads 1 $(ARGS)
 
+# --explicit-target-dependency-import-check error: a target that imports a module its Package.swift
+# entry does not name fails the build (docs/ARCHITECTURE.md).
 test: test-deps
-	swift build --build-tests
+	swift build --build-tests --explicit-target-dependency-import-check error
 	swift test --skip-build
 
 bench: build

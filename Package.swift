@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Event protocol buffers of TensorBoard's files; scripts/generate-protos.sh makes the code.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // Already a dependency of Hummingbird; named because MetricsServer imports NIOCore.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; apt names the Debian packages that provide them.
@@ -42,23 +44,28 @@ let package = Package(
 
         // The numeric core: parameters, layers, objectives, optimizers, RNG, evaluation. No I/O.
         .target(name: "VAECore", dependencies: ["CBLAS"]),
+        // zlib's CRC-32 over buffers of any size: checkpoints, WORK messages, dataset fingerprints.
+        .target(name: "Checksums", dependencies: ["CZlib"]),
         // Datasets: IDX/npy/CSV readers, preprocessing, minibatch filling.
-        .target(name: "VAEData", dependencies: ["VAECore", "CZlib"]),
+        .target(name: "VAEData", dependencies: ["VAECore", "Checksums", "CZlib"]),
         // What Linux counts about a TCP connection (bytes received), for the ZeroMQ module.
         .target(name: "CTCPInfo"),
         // The thin libzmq wrapper: context, socket, message, poller, monitor, and the guard that
         // bounds what a peer can make libzmq buffer. Knows bytes, not VAEs.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CTCPInfo"]),
+        // CURVE key files: a key pair as NAME.key (secret, mode 0600) and NAME.pub, allowlists of
+        // public keys. Its own module so that `vae keygen` needs only this and ZeroMQ.
+        .target(name: "CurveKeyFiles", dependencies: ["ZeroMQ"]),
         // Protocol messages: fixed little-endian headers and float/byte payloads, validated on
         // decode. Knows frames and float buffers, not VAEs or sockets.
-        .target(name: "WireProtocol", dependencies: ["CZlib"]),
+        .target(name: "WireProtocol", dependencies: ["Checksums"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
         .target(name: "Coordination", dependencies: ["WireProtocol"]),
         // PNG images (libpng), image grids, and charts drawn with cairo (titles, axes, legends):
         // knows pixels and series of numbers, not VAEs.
         .target(name: "Pictures", dependencies: ["CPNG", "CCairo"]),
         // safetensors reader/writer with atomic writes; knows tensors, not VAEs.
-        .target(name: "Checkpoint", dependencies: ["CZlib"]),
+        .target(name: "Checkpoint", dependencies: ["Checksums"]),
         // TensorBoard event files: records, CRC32C, Event protobufs. Writes and reads scalars and
         // PNG images; knows neither VAEs, pixels nor the network. Proto/ holds the .proto that
         // Generated/ is made from (scripts/generate-protos.sh).
@@ -67,11 +74,19 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]),
         // Single-process training and evaluation runs, checkpoints of a model, run outputs (with
-        // their TensorBoard file), and the command-line option groups shared by `vae` and `vae-coordinator`.
+        // their TensorBoard file) and their pictures. No command-line parsing.
         .target(
             name: "VAETraining",
             dependencies: [
                 "VAECore", "VAEData", "Checkpoint", "Pictures", "TensorBoard",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The command-line layer shared by the executables (ArgumentParser): the option groups of
+        // training, output and logging, progress on standard output, the shell form of a command.
+        .target(
+            name: "VAECommandLine",
+            dependencies: [
+                "VAETraining", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -79,7 +94,7 @@ let package = Package(
         .target(
             name: "ClusterRuntime",
             dependencies: [
-                "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
+                "ZeroMQ", "CurveKeyFiles", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
@@ -91,12 +106,13 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining", "MetricsServer",
+                "ClusterRuntime", "Coordination", "VAETraining", "VAECommandLine", "MetricsServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,14 +120,14 @@ let package = Package(
         .executableTarget(
             name: "vae-worker",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining",
+                "ClusterRuntime", "Coordination", "VAECommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "vae",
             dependencies: [
-                "VAETraining", "ClusterRuntime", "Pictures",
+                "VAETraining", "VAECommandLine", "CurveKeyFiles", "Pictures", "VAECore", "VAEData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -127,23 +143,30 @@ let package = Package(
         // Fixtures shared by test targets: small datasets on disk, child processes.
         .target(name: "TestSupport", dependencies: ["VAECore", "ClusterRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "VAECoreTests", dependencies: ["VAECore"]),
-        .testTarget(name: "VAEDataTests", dependencies: ["VAEData"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
+        .testTarget(name: "VAEDataTests", dependencies: ["VAEData", "VAECore", "CZlib"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Checksums", "TestSupport"]),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
-        .testTarget(name: "CoordinationTests", dependencies: ["Coordination"]),
+        .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
         .testTarget(name: "ClusterRuntimeTests", dependencies: ["ClusterRuntime"]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",
                            .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "MetricsTestKit", package: "swift-metrics")]),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "MetricsTestKit", package: "swift-metrics"),
+                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ClusterRuntime", "VAETraining", "VAECore", "VAEData", "WireProtocol", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "VAETrainingTests", dependencies: ["VAETraining", "TestSupport", "Pictures"]),
+            dependencies: ["ClusterRuntime", "VAETraining", "VAECommandLine", "VAECore", "VAEData", "WireProtocol", "ZeroMQ",
+                           "TestSupport"]),
+        .testTarget(
+            name: "VAETrainingTests",
+            dependencies: ["VAETraining", "VAECommandLine", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",
+                           .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VAECommandLineTests", dependencies: ["VAECommandLine", "VAETraining", "VAECore"]),
     ]
 )
 

@@ -1,26 +1,4 @@
-import CZlib
-
-/// The CRC-32 of `bytes` (zlib's, the polynomial of gzip, PNG and Python's `zlib.crc32`).
-func crc32(of bytes: UnsafeRawBufferPointer) -> UInt32 {
-    var crc = CZlib.crc32(0, nil, 0)
-    guard var base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-        return UInt32(crc)
-    }
-    // zlib's length parameter is a 32-bit uInt: feed large buffers in chunks.
-    var remaining = bytes.count
-    while remaining > 0 {
-        let chunk = min(remaining, 1 << 30)
-        crc = CZlib.crc32(crc, base, uInt(chunk))
-        base += chunk
-        remaining -= chunk
-    }
-    return UInt32(crc)
-}
-
-/// The CRC-32 of `bytes`.
-func crc32(of bytes: ArraySlice<UInt8>) -> UInt32 {
-    bytes.withUnsafeBytes { crc32(of: $0) }
-}
+// The CRC-32 itself is `Checksums.crc32(of:)`; this is how a checkpoint's metadata writes it.
 
 /// `crc` as the 8 lowercase hex digits stored under the `checksum.crc32` metadata key.
 func crc32Hex(_ crc: UInt32) -> String {

@@ -1,3 +1,4 @@
+import Checksums
 import Foundation
 
 /// A safetensors file, read into memory, parsed and fully validated.

@@ -1,3 +1,4 @@
+import Checksums
 import Foundation
 
 /// Collects tensors in order and writes them as one safetensors file.

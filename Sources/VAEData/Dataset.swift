@@ -1,4 +1,4 @@
-import CZlib
+import Checksums
 
 /// The samples of a dataset, row-major `[count, dimension]`. Byte data (IDX `ubyte`, NumPy
 /// `|u1`) stays one byte per value in memory; everything else is converted to `Float`.
@@ -99,38 +99,21 @@ public struct Dataset: Sendable, Equatable {
         }
         let shape = sampleShape.map(String.init).joined(separator: "x")
         let description = "\(kind) \(count) [\(shape)] \(labels == nil ? "unlabelled" : "labelled")"
-        let head = crc32(of: Array(description.utf8), crc: 0)
-        var body: UInt
+        let head = crc32(of: Array(description.utf8))
+        var body: UInt32
         switch storage {
-        case .uint8(let values): body = crc32(of: values, crc: 0)
+        case .uint8(let values): body = crc32(of: values)
         case .float32(let values):
             #if _endian(little)
-                body = crc32(of: values, crc: 0)
+                body = crc32(of: values)
             #else
-                body = crc32(of: values.map { $0.bitPattern.littleEndian }, crc: 0)
+                body = crc32(of: values.map { $0.bitPattern.littleEndian })
             #endif
         }
         if let labels {
-            body = crc32(of: littleEndian(labels), crc: body)
+            body = crc32(of: littleEndian(labels), continuing: body)
         }
         return hex8(head) + hex8(body)
-    }
-}
-
-/// The zlib CRC-32 of the bytes of `values`, continuing from `crc`.
-func crc32<T>(of values: [T], crc: UInt) -> UInt {
-    values.withUnsafeBytes { bytes in
-        var crc = crc
-        var offset = 0
-        // zlib takes a 32-bit length; feed large buffers in pieces.
-        while offset < bytes.count {
-            let length = min(bytes.count - offset, 1 << 30)
-            crc = CZlib.crc32(
-                crc, bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self),
-                uInt(length))
-            offset += length
-        }
-        return crc
     }
 }
 
@@ -143,7 +126,7 @@ private func littleEndian<T: FixedWidthInteger>(_ values: [T]) -> [T] {
     #endif
 }
 
-private func hex8(_ value: UInt) -> String {
-    let digits = String(UInt32(truncatingIfNeeded: value), radix: 16)
+private func hex8(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
     return String(repeating: "0", count: 8 - digits.count) + digits
 }

@@ -22,6 +22,11 @@ public struct LoadOptions: Sendable, Equatable {
     }
 }
 
+/// The training or the test part of a dataset.
+public enum DataSplit: String, Sendable, Equatable, CaseIterable {
+    case train, test
+}
+
 /// Finds and loads the training and test sets named on a command line.
 ///
 /// - A directory with MNIST-style names (`train-images-idx3-ubyte[.gz]` and
@@ -78,6 +83,24 @@ public enum DatasetSource {
                 found: "shape \(testSet.sampleShape)")
         }
         return result
+    }
+
+    /// The `split` of the data at `path`, the one choice of `vae eval`, `vae reconstruct`,
+    /// `vae interpolate` and `vae plot latents`: of an MNIST-style directory, its training or test
+    /// files (a directory without test files has no test split: an error, not the training files
+    /// instead); a single file has no splits and is used whole, whichever is asked.
+    public static func load(
+        _ path: String, split: DataSplit, options: LoadOptions = LoadOptions()
+    ) throws(DataError) -> Dataset {
+        let (train, test) = try loadPath(path, options: options)
+        guard split == .test, isDirectory(path) else { return train }
+        guard let test else {
+            throw DataError(
+                .invalidArgument, file: path,
+                expected: "MNIST-style test files (…t10k-images-idx3-ubyte[.gz]) for the test split",
+                found: "only training files")
+        }
+        return test
     }
 
     /// The format of the file at `path`: from its contents' magic number (after gzip

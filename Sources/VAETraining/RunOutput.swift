@@ -233,7 +233,8 @@ public struct RunOutput: Sendable {
     public var metrics: URL { directory.appendingPathComponent("metrics.jsonl") }
     public var summary: URL { directory.appendingPathComponent("summary.json") }
 
-    static func encoder(pretty: Bool = false) -> JSONEncoder {
+    /// The encoder of the run's JSON files and lines: snake_case keys, sorted.
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]

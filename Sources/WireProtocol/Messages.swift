@@ -1,4 +1,4 @@
-import CZlib
+import Checksums
 
 /// The protocol's version: a peer with another version is refused at HELLO.
 public let protocolVersion: UInt16 = 1
@@ -175,7 +175,7 @@ extension Message {
 
     public static func work(_ m: Work) -> [OutgoingFrame] {
         let ids = m.sampleIDs.withUnsafeBytes { Array($0) }  // little-endian hosts only (checked in tests)
-        let checksum = crc(ids, crc(m.samples, 0))
+        let checksum = crc32(of: ids, continuing: crc32(of: m.samples))
         return encode(.work, step: m.step, { w in
             w.writer.u32(m.part)
             w.writer.u64(m.seed)
@@ -225,13 +225,6 @@ extension Message {
 /// Gives `Message.encode` callers access to the header writer.
 public struct ByteWriterHandle {
     var writer = ByteWriter()
-}
-
-/// zlib CRC-32 of `bytes`, continuing from `start`.
-func crc(_ bytes: [UInt8], _ start: UInt32) -> UInt32 {
-    bytes.withUnsafeBufferPointer { b in
-        UInt32(crc32(UInt(start), b.baseAddress, UInt32(b.count)))
-    }
 }
 
 // MARK: - Decoding
@@ -327,7 +320,7 @@ extension Message {
             }
             let ids = frames[1].withUnsafeBytes { Array($0) }
             let samples = frames[2].withUnsafeBytes { Array($0) }
-            guard crc(ids, crc(samples, 0)) == checksum else {
+            guard crc32(of: ids, continuing: crc32(of: samples)) == checksum else {
                 throw WireError(.checksumMismatch, "WORK's samples do not match their CRC-32: corrupted in transit")
             }
             let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import MetricsServer
 import Prometheus
+import VAECommandLine
 import VAETraining
 
 @main
@@ -218,16 +219,5 @@ struct Start: AsyncParsableCommand {
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
         return shellCommand(words + output.arguments + logging.arguments)
-    }
-}
-
-extension Thread {
-    /// Runs `body` on a new thread and returns its result when it ends.
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: Result { try body() }) }
-            thread.stackSize = 16 << 20
-            thread.start()
-        }
     }
 }

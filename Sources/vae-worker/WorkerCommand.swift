@@ -3,7 +3,7 @@ import ClusterRuntime
 import Coordination
 import Foundation
 import Logging
-import VAETraining
+import VAECommandLine
 
 @main
 struct WorkerCommand: AsyncParsableCommand {
@@ -50,6 +50,14 @@ struct Join: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.logger("vae.worker")
+        // The worker's loop blocks its thread until the run ends, so it gets a thread of its own
+        // rather than one of the few threads of Swift's shared executor (as vae-coordinator's does).
+        try await Thread.run { try self.join(logger: logger) }.get()
+    }
+
+    /// The whole run, blocking: join, compute until the coordinator ends the run or a signal
+    /// stops it, say how it ended.
+    func join(logger: Logger) throws {
         var security: CurveClientSecurity?
         if let curveSecretKey, let coordinatorKey {
             security = CurveClientSecurity(keyPair: try KeyFiles.readSecretKey(curveSecretKey),

@@ -3,6 +3,7 @@ import Foundation
 import Pictures
 import VAECore
 import VAEData
+import VAECommandLine
 import VAETraining
 
 /// Options shared by the picture commands.
@@ -55,8 +56,8 @@ func writePicture(_ image: PNGImage, to path: String) throws {
     emit("wrote \(path) (\(image.width) x \(image.height) pixels)")
 }
 
-/// Data options for the commands that start from real samples.
-struct PictureDataOptions: ParsableArguments {
+/// Data options for the commands that start from real samples (`eval` and the pictures).
+struct DataOptions: ParsableArguments {
     @Option(help: "Data: a directory of MNIST-style IDX files or a dataset file.")
     var data = "Data/mnist"
     @Option(help: "Which split of a directory: test or train.")
@@ -73,10 +74,9 @@ struct PictureDataOptions: ParsableArguments {
             ? "\(data), \(split) split" : URL(fileURLWithPath: data).lastPathComponent
     }
 
-    /// The chosen split (the training file when a file without a test split is given).
+    /// The chosen split of a directory, or the file (`DatasetSource.load(_:split:)`).
     func dataset() throws -> Dataset {
-        let (train, test) = try DatasetSource.load(train: data)
-        return split == "train" ? train : (test ?? train)
+        try DatasetSource.load(data, split: split == "train" ? .train : .test)
     }
 }
 
@@ -97,7 +97,7 @@ struct Reconstruct: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inputs and their reconstructions (decoder mean at the posterior mean) in a PNG: each row of up to 8 inputs above their reconstructions.")
     @OptionGroup var picture: PictureOptions
-    @OptionGroup var source: PictureDataOptions
+    @OptionGroup var source: DataOptions
     @Option(help: "How many inputs.") var n = 16
 
     func run() async throws {
@@ -111,7 +111,7 @@ struct Interpolate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode straight lines in latent space between the posterior means of pairs of inputs: one row per pair, its two inputs at the ends.")
     @OptionGroup var picture: PictureOptions
-    @OptionGroup var source: PictureDataOptions
+    @OptionGroup var source: DataOptions
     @Option(help: "How many pairs (consecutive inputs 0-1, 2-3, ...).") var pairs = 8
     @Option(help: "Points on each line, ends included.") var steps = 10
 
@@ -192,7 +192,7 @@ struct PlotCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "The test set's posterior means in their two most varying dimensions, coloured by label (a legend of the digits; a colour bar for many labels).")
         @Argument(help: "The checkpoint.safetensors of the model.") var checkpoint: String
-        @OptionGroup var source: PictureDataOptions
+        @OptionGroup var source: DataOptions
         @Option(help: "Samples to plot.") var limit = 5000
         @Option(help: ArgumentHelp("Where to write the PNG.", valueName: "file")) var out: String
 

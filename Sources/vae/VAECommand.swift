@@ -1,13 +1,14 @@
 import ArgumentParser
+import CurveKeyFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 import Logging
+import VAECommandLine
 import VAECore
 import VAEData
 import VAETraining
-import ClusterRuntime
 
 @main
 struct VAECommand: AsyncParsableCommand {
@@ -75,10 +76,7 @@ struct Eval: AsyncParsableCommand {
 
     @Argument(help: "The checkpoint.safetensors to evaluate.")
     var checkpoint: String
-    @Option(help: "Data: a directory of MNIST-style IDX files or a dataset file.")
-    var data = "Data/mnist"
-    @Option(help: "Which split of a directory: test or train.")
-    var split = "test"
+    @OptionGroup var source: DataOptions
     @Option(help: "Importance samples for the NLL estimate (0: skip it).")
     var k = 5000
     @Option(help: "Evaluate only the first N samples.")
@@ -96,7 +94,6 @@ struct Eval: AsyncParsableCommand {
     @OptionGroup var global: LoggingOptions
 
     func validate() throws {
-        guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, not '\(split)'") }
         guard k >= 0 && k <= 1_000_000 else { throw ValidationError("--k must be in 0...1000000, not \(k)") }
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive, not \(limit)") }
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
@@ -110,15 +107,7 @@ struct Eval: AsyncParsableCommand {
         guard !model.configuration.objective.autoencoder else {
             throw ValidationError("\(checkpoint) is a plain autoencoder: it has no ELBO or likelihood to evaluate; see its summary.json for the reconstruction error, or use vae reconstruct")
         }
-        let (train, test) = try DatasetSource.load(train: data)
-        let dataset: Dataset
-        if split == "train" {
-            dataset = train
-        } else if let test {
-            dataset = test
-        } else {
-            throw ValidationError("\(data) has no test split; pass the test file itself as --data with --split train")
-        }
+        let dataset = try source.dataset()
         guard dataset.dimension == model.architecture.inputDimension else {
             throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.inputDimension)")
         }
@@ -143,7 +132,7 @@ struct Eval: AsyncParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             emit(String(decoding: data, as: UTF8.self))
         } else {
-            emit("\(report.samples) \(split) samples of \(dataset.name), seed \(seed), \(String(format: "%.1f", seconds)) s")
+            emit("\(report.samples) \(source.split) samples of \(dataset.name), seed \(seed), \(String(format: "%.1f", seconds)) s")
             emit(String(format: "-ELBO        %10.3f nats", report.negELBO))
             emit(String(format: "  distortion %10.3f", report.distortion))
             emit(String(format: "  rate (KL)  %10.3f", report.rate))

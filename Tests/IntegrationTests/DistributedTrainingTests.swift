@@ -5,6 +5,7 @@ import VAECore
 import VAEData
 import WireProtocol
 import ZeroMQ
+import VAECommandLine
 @testable import VAETraining
 
 /// Real coordinator and worker processes on loopback with ephemeral ports.

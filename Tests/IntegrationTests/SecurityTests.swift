@@ -4,6 +4,7 @@ import TestSupport
 import WireProtocol
 import ZeroMQ
 @testable import ClusterRuntime
+import VAECommandLine
 @testable import VAETraining
 
 @Suite struct KeyFileTests {

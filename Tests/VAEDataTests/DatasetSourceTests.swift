@@ -41,6 +41,27 @@ import VAEData
         #expect(test == nil)
     }
 
+    /// `vae eval`'s and the picture commands' `--split`: a directory's part; a single file whole,
+    /// whichever part is asked; no test part of a directory without test files.
+    @Test func aSplitIsADirectorysPartOrAFileWhole() throws {
+        let directory = try TemporaryDirectory()
+        try directory.write("train-images-idx3-ubyte", Self.images(5))
+        try directory.write("t10k-images-idx3-ubyte", Self.images(3, base: 100))
+        #expect(try DatasetSource.load(directory.path, split: .train).count == 5)
+        #expect(try DatasetSource.load(directory.path, split: .test).count == 3)
+        let file = try directory.write("alone-images-idx3-ubyte", Self.images(4))
+        for split in DataSplit.allCases {
+            #expect(try DatasetSource.load(file, split: split).count == 4)
+        }
+        let trainOnly = try TemporaryDirectory()
+        try trainOnly.write("train-images-idx3-ubyte", Self.images(5))
+        #expect(try DatasetSource.load(trainOnly.path, split: .train).count == 5)
+        let error = #expect(throws: DataError.self) {
+            try DatasetSource.load(trainOnly.path, split: .test)
+        }
+        #expect(error?.code == .invalidArgument && error?.file == trainOnly.path)
+    }
+
     @Test func directoryWithoutMNISTFilesIsAnError() throws {
         let directory = try TemporaryDirectory()
         try directory.write("other.bin", [1, 2, 3])

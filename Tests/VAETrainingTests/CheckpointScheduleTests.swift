@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VAECommandLine
 @testable import VAETraining
 
 /// `CheckpointSchedule` decides with the time passed in: hours of training in no time.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VAECore
+import VAECommandLine
 @testable import VAETraining
 
 /// Checkpoints by default, stopping on a signal, and resuming, in one process (the signal is

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VAECore
 import VAEData
+import VAECommandLine
 @testable import VAETraining
 
 @Suite struct TrainerTests {

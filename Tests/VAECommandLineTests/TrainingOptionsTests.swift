@@ -1,6 +1,7 @@
 import Testing
 import VAECore
-@testable import VAETraining
+@testable import VAECommandLine
+import VAETraining
 
 @Suite struct TrainingOptionsTests {
     @Test func theDocumentedCommandLineParses() throws {

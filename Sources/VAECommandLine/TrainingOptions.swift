@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VAECore
 import VAEData
+import VAETraining
 
 /// The training options shared by `vae train` and `vae-coordinator start`.
 public struct TrainingOptions: ParsableArguments, Sendable {

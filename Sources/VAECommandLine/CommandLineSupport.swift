@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import VAETraining
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +19,19 @@ public func shellCommand(_ words: [String]) -> String {
     return words.map { word in
         !word.isEmpty && word.allSatisfy(plain.contains) ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }.joined(separator: " ")
+}
+
+extension Thread {
+    /// Runs `body` on a new thread and returns its result when it ends: for a loop that blocks
+    /// its thread for a whole run (the coordinator's, the worker's), which should not hold one of
+    /// the few threads of Swift's shared executor.
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: Result { try body() }) }
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+    }
 }
 
 /// The logging option every command has.
