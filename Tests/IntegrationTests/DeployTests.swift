@@ -38,7 +38,7 @@ import TestSupport
         #expect(ours.contains("--metrics-port") && ours.contains("--coordinator-key"))
         // Options of sbatch, srun and kubectl that the files use.
         let theirs: Set = ["--job-name", "--nodes", "--ntasks", "--ntasks-per-node", "--cpus-per-task", "--output",
-                           "--nodelist", "--exclude", "--kill-on-bad-exit", "--from-file"]
+                           "--nodelist", "--exclude", "--kill-on-bad-exit", "--from-file", "--requeue"]
         for file in ["Deploy/kubernetes/vae-cluster.yaml", "Deploy/slurm/vae-cluster.sbatch"] {
             let text = try String(contentsOf: Self.repository.appendingPathComponent(file), encoding: .utf8)
             let used = Self.options(in: text)
