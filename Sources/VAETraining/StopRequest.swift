@@ -47,7 +47,22 @@ public final class StopRequest: Sendable {
                 }
             }
             source.resume()
+            Self.awaitHandler(for: number)
             return source
+        }
+    }
+
+    /// Waits (at most 2 s) until libdispatch has put its handler in place of SIG_IGN: `resume()`
+    /// registers it asynchronously, and a signal that came in between would be ignored, lost
+    /// (a SIGTERM just after the worker said "joining" was, on a loaded machine).
+    private static func awaitHandler(for number: Int32) {
+        let deadline = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < deadline {
+            var current = sigaction()
+            guard sigaction(number, nil, &current) == 0 else { return }
+            let handler = unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self)
+            if handler != unsafeBitCast(SIG_IGN, to: Int.self) { return }
+            usleep(1000)
         }
     }
 
