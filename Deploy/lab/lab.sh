@@ -105,7 +105,7 @@ burst_for() {
   esac
   [ "$bits" -gt 0 ] || die "--rate must be positive"
   # 2 ms at the rate, at least 64 KiB. Smaller buckets cost throughput (a 64 KB GSO packet must
-  # fit, with room: at 1 Gbit/s 32-64 KB gave 0.78 Gbit/s, 125 KB 0.94, 500 KB 0.95); larger ones
+  # fit, with room: one-off, 2026-11-29, at 1 Gbit/s 32-64 KB gave 0.78 Gbit/s, 125 KB 0.94, 500 KB 0.95); larger ones
   # let more of each burst of traffic pass at veth speed after an idle moment.
   local burst=$(( bits / 8 / 500 ))
   [ "$burst" -ge 65536 ] || burst=65536
