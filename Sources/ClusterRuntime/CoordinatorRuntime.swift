@@ -55,12 +55,6 @@ public struct CoordinatorOptions: Sendable {
     }
 }
 
-/// A distributed run that cannot go on.
-public struct ClusterError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The coordinator process: binds a ROUTER socket, admits workers, sends each its part of every
 /// step (the parameters and the samples), sums their gradients in part order, takes the
 /// optimizer step, evaluates, checkpoints; re-issues the work of workers that die, stall or
