@@ -150,7 +150,10 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
-        .testTarget(name: "ClusterRuntimeTests", dependencies: ["ClusterRuntime"]),
+        .testTarget(
+            name: "ClusterRuntimeTests",
+            dependencies: ["ClusterRuntime", "Coordination", "WireProtocol", "VAETraining", "VAECore", "TestSupport",
+                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",

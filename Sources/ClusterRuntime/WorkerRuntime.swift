@@ -307,10 +307,8 @@ public final class WorkerRuntime {
             }
         }
         // The gradient buffer is reused next step, so it is sent as a copy.
-        let computeSeconds = (ContinuousClock.now - started).seconds
-        // Sums: objective, distortion, rate (summed over the samples), and this computation's seconds.
-        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n),
-                                            sums: [sums.objective, sums.distortion, sums.rate, computeSeconds])
+        let partSums = GradientSums(sums, computeSeconds: (ContinuousClock.now - started).seconds)
+        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n), sums: partSums.wire)
         try gradient.withUnsafeBytes { try transport.send(header: header, payload: $0) }
         stepsComputed += 1
     }

@@ -57,6 +57,14 @@ public struct FaultPolicy: Sendable, Equatable {
     }
 }
 
+/// What the coordinator's runtime does with a message that arrived, before decoding it.
+public enum MessageDisposition: Sendable, Equatable {
+    /// Decode it and report it to the machine.
+    case read
+    /// Drop it unread (its sender was refused for good); it counts as a rejected message.
+    case dropUnread
+}
+
 /// The coordinator's own cadence: how often it tells the workers it is alive, and how long it waits
 /// for the workers a run starts with. nil: never (the default, for a machine driven by a test
 /// about something else; `CoordinatorRuntime` sets both).
@@ -79,6 +87,9 @@ public struct StepPart: Sendable, Equatable {
     public var epoch: Int
     public var part: Int
     public var positions: Range<Int>
+    /// 1 the first time the part is sent; 2 and up when it is sent again (re-issued to another
+    /// worker, or to a verifier).
+    public var attempt: Int = 1
 }
 
 /// What the coordinator's runtime must do.
@@ -110,6 +121,9 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// Every part of `step` is in: sum them, divide by `sampleCount`, take the optimizer step,
     /// then call `stepApplied(now:)`.
     case applyUpdate(step: Int, sampleCount: Int)
+    /// Step `step` completed although some of its parts had to be sent again (for the log; an
+    /// `applyUpdate` follows).
+    case stepRecovered(step: Int)
     /// Epoch `epoch` (counting from 1) is complete: evaluate, write metrics.
     case epochCompleted(epoch: Int, step: Int)
     /// A worker is out of the run (dead, left, or dropped as a straggler), for the log.
@@ -170,6 +184,8 @@ public struct CoordinatorStateMachine: Sendable {
         var suspect: (peer: PeerID, name: String?, key: String?, problem: String)?
         /// Whether the coordinator computes this part itself (no other worker could).
         var local = false
+        /// How many times the part was sent.
+        var sends = 1
     }
 
     /// At most this many refused peers, names, keys and peers with invalid messages are
@@ -233,7 +249,9 @@ public struct CoordinatorStateMachine: Sendable {
     public func name(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.name }
     /// The current step's parts and whether each has arrived.
     public var currentParts: [StepPart] {
-        parts.enumerated().map { StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions) }
+        parts.enumerated().map {
+            StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions, attempt: $1.sends)
+        }
     }
     public var received: [Bool] { parts.map(\.done) }
 
@@ -281,6 +299,12 @@ public struct CoordinatorStateMachine: Sendable {
             directives += startStepIfPossible(now: now)
         }
         return directives
+    }
+
+    /// Whether to read a message that arrived from `peer` at all: a refused peer's messages (still
+    /// queued, or sent before its connection closed) are dropped unread, and counted as rejected.
+    public func disposition(ofMessageFrom peer: PeerID) -> MessageDisposition {
+        banned.contains(peer) ? .dropUnread : .read
     }
 
     /// A message from `peer` that a worker may send (a heartbeat) shows it is alive. A peer that
@@ -430,6 +454,7 @@ public struct CoordinatorStateMachine: Sendable {
                 parts[i].assignee = target
                 parts[i].issuedAt = now
                 parts[i].struck = false
+                parts[i].sends += 1
                 directives.append(.sendWork(currentParts[i]))
             }
         }
@@ -464,9 +489,15 @@ public struct CoordinatorStateMachine: Sendable {
         }
         var directives: [CoordinatorDirective] = [.acceptGradient(peer, step: step, part: part)]
         if parts.allSatisfy(\.done) {
-            directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
+            directives += stepComplete()
         }
         return directives
+    }
+
+    /// Every part is in: the update, announced as a recovery if parts had to be sent again.
+    private func stepComplete() -> [CoordinatorDirective] {
+        let update = CoordinatorDirective.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count })
+        return parts.contains { $0.sends > 1 } ? [.stepRecovered(step: step), update] : [update]
     }
 
     /// A gradient failed the checks: have someone else compute the part before blaming anyone.
@@ -477,6 +508,7 @@ public struct CoordinatorStateMachine: Sendable {
         parts[part].issuedAt = now
         if let verifier = leastBusy(excluding: [peer]) {
             parts[part].assignee = verifier
+            parts[part].sends += 1
             return [.gradientSuspect(peer, step: step, part: part, problem: problem, verifier: verifier), .sendWork(currentParts[part])]
         }
         parts[part].local = true
@@ -503,7 +535,7 @@ public struct CoordinatorStateMachine: Sendable {
             directives = [.acceptGradient(nil, step: step, part: part)]
             parts[part].done = true
             if parts.allSatisfy(\.done) {
-                directives.append(.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count }))
+                directives += stepComplete()
             }
         }
         let by = verifier.flatMap { name(of: $0) } ?? (verifier == nil ? "the coordinator" : "another worker")
@@ -546,6 +578,7 @@ public struct CoordinatorStateMachine: Sendable {
                 parts[i].assignee = target
                 parts[i].issuedAt = now
                 parts[i].struck = false
+                parts[i].sends += 1
                 directives.append(.sendWork(currentParts[i]))
             } else if parts[i].suspect != nil {
                 parts[i].local = true

@@ -50,13 +50,7 @@ public final class Trainer {
         self.data = data
         self.layout = ParameterLayout(architecture)
         if let resume {
-            guard resume.architecture == architecture else {
-                throw TrainingError.cannotResume("the checkpoint's architecture does not match the configuration")
-            }
-            guard resume.datasetFingerprint == data.train.fingerprint else {
-                throw TrainingError.cannotResume("the checkpoint was trained on data with fingerprint \(resume.datasetFingerprint), but \(configuration.data.path) has \(data.train.fingerprint); resume with the same data")
-            }
-            self.state = TrainingState(checkpoint: resume)
+            self.state = try TrainingState(resuming: resume, configuration: configuration, data: data)
         } else {
             self.state = TrainingState(configuration: configuration, layout: layout)
         }
@@ -94,17 +88,12 @@ public final class Trainer {
         state.epoch = step / plan.stepsPerEpoch
         var firstBatch = step % plan.stepsPerEpoch
         if step == 0 { try output?.resetMetrics() }
-        var trainSeconds = 0.0
-        var samples = 0
-        var completedEpochs = epoch
-        var window = StepWindow()
+        var progress = RunProgress(c, epochsReported: epoch, now: .now)
         let metricsEvery = output?.metricsEvery ?? 0
-        var checkpoints = CheckpointSchedule(c, start: .now)
         func writeCheckpoint() throws {
-            guard let output, !checkpoints.holds(step: step) else { return }
-            try output.write(checkpoint)
-            checkpoints.wrote(step: step, at: .now)
-            logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
+            if try progress.writeCheckpoint(step: step, to: output, now: .now, { checkpoint }), let output {
+                logger.info("wrote checkpoint", metadata: ["path": "\(output.checkpoint.path)", "step": "\(step)"])
+            }
         }
         var interruption: Interruption?
         logger.info("training", metadata: [
@@ -114,8 +103,7 @@ public final class Trainer {
 
         while epoch < c.epochs && step < maxSteps && interruption == nil {
             let order = plan.order(epoch: epoch)
-            var sums = LossSums.zero
-            let start = DispatchTime.now().uptimeNanoseconds
+            progress.beginEpoch(now: .now)
             var batchIndex = firstBatch
             let startBatch = firstBatch
             firstBatch = 0
@@ -135,35 +123,29 @@ public final class Trainer {
                     }
                 }
                 let stepSums = trainStep(engine: engine, inputs: inputs, ids: ids, count: n, gradient: &gradient)
-                guard stepSums.objective.isFinite else {
-                    throw TrainingError.diverged(step: step, loss: stepSums.objective)
-                }
-                sums += stepSums
-                window.add(stepSums)
+                try progress.add(stepSums, step: step)
                 batchIndex += 1
                 if metricsEvery > 0, step % metricsEvery == 0, let output {
-                    try output.append(window.close(state: state, epoch: epoch + 1))
+                    try output.append(progress.closeWindow(state: state, epoch: epoch + 1))
                 }
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                let now = ContinuousClock.now
+                let elapsed = (now - progress.epochStart) / .seconds(1)
                 onStep(StepProgress(epoch: epoch + 1, epochs: c.epochs, stepInEpoch: batchIndex, stepsPerEpoch: plan.stepsPerEpoch,
-                                    samplesPerSecond: Double(sums.samples) / max(elapsed, 1e-9),
+                                    samplesPerSecond: progress.epochRate(now: now),
                                     secondsLeft: elapsed / Double(batchIndex - startBatch) * Double(plan.stepsPerEpoch - batchIndex)))
                 // The last step of an epoch is checkpointed below, once the epoch is counted.
-                if batchIndex < plan.stepsPerEpoch, checkpoints.isDue(afterStep: step, endsEpoch: false, now: .now) {
+                if batchIndex < plan.stepsPerEpoch, progress.checkpointDue(afterStep: step, endsEpoch: false, now: now) {
                     try writeCheckpoint()
                 }
             }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            trainSeconds += seconds
-            samples += sums.samples
             if batchIndex == plan.stepsPerEpoch {
                 state.epoch += 1
             }
-            if sums.samples > 0 {
-                completedEpochs += 1
+            if progress.epochHasSamples {
+                let ended = progress.endEpoch(now: .now)
                 // An epoch cut short by a signal is reported without the test evaluation.
                 let metrics = RunReporting.epochMetrics(
-                    epoch: completedEpochs, sums: sums, seconds: seconds, state: state, data: data,
+                    epoch: ended.number, sums: ended.sums, seconds: ended.seconds, state: state, data: data,
                     evaluate: interruption == nil)
                 try output?.append(metrics)
                 try writeCheckpoint()
@@ -173,8 +155,8 @@ public final class Trainer {
         }
         try writeCheckpoint()
         let summary = RunReporting.summary(
-            state: state, data: data, samples: samples, trainSeconds: trainSeconds, epochs: completedEpochs,
-            progress: onEvaluation, interruption: interruption, stopRequested: stopRequested)
+            state: state, data: data, samples: progress.samples, trainSeconds: progress.trainSeconds,
+            epochs: progress.epochsReported, progress: onEvaluation, interruption: interruption, stopRequested: stopRequested)
         try output?.write(summary)
         return summary
     }

@@ -118,11 +118,15 @@ import WireProtocol
         _ = m.onMessage(from: b, now: at(5.5))
         let d = m.onTick(now: at(6))
         #expect(d.first == .workerLost(c, reason: "silent for more than 5.0 seconds"))
-        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 2, positions: 4..<6)])
+        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 2, positions: 4..<6, attempt: 2)])
         #expect(m.workers == [a, b])
-        #expect(m.onGradient(a, step: 0, part: 2, sampleCount: 2, now: at(6.1)).last == .applyUpdate(step: 0, sampleCount: 6))
-        // The next step is split between the two survivors.
-        #expect(sends(m.stepApplied(now: at(6.2))).map(\.positions) == [6..<9, 9..<12])
+        // The step completes as a recovered one.
+        #expect(m.onGradient(a, step: 0, part: 2, sampleCount: 2, now: at(6.1)).suffix(2)
+            == [.stepRecovered(step: 0), .applyUpdate(step: 0, sampleCount: 6)])
+        // The next step is split between the two survivors, each part sent for the first time.
+        let next = sends(m.stepApplied(now: at(6.2)))
+        #expect(next.map(\.positions) == [6..<9, 9..<12])
+        #expect(next.map(\.attempt) == [1, 1])
     }
 
     /// Time passing as the runtime sees it: a tick every 0.1 s up to `end`, and a heartbeat from
@@ -150,7 +154,7 @@ import WireProtocol
             // b stays alive, but slow: its part is past the 10 s deadline at start + 10.1.
             let d = advance(&m, from: start + 1.1, to: start + 10.1, alive: [a, b])
             if step == 0 {
-                #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
+                #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4, attempt: 2)])
             } else {
                 // The second strike in a row: dropped, and its part goes to a.
                 #expect(d.first == .workerLost(b, reason: "late 2 times in a row"))
@@ -185,7 +189,7 @@ import WireProtocol
         _ = m.onHello(a, hello(), now: at(0))
         _ = m.onHello(b, hello(), now: at(0))
         // b leaves mid-step: its part goes to a, the step finishes, then the run pauses.
-        #expect(sends(m.onLeave(b, now: at(1))) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
+        #expect(sends(m.onLeave(b, now: at(1))) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4, attempt: 2)])
         _ = m.onGradient(a, step: 0, part: 0, sampleCount: 2, now: at(1))
         _ = m.onGradient(a, step: 0, part: 1, sampleCount: 2, now: at(1))
         #expect(m.stepApplied(now: at(2)) == [.paused(live: 1, needed: 2)])
@@ -201,6 +205,6 @@ import WireProtocol
         _ = m.onLeave(a, now: at(1))
         #expect(m.workers.isEmpty)
         let d = m.onHello(b, hello(), now: at(2))
-        #expect(sends(d) == [StepPart(peer: b, step: 0, epoch: 0, part: 0, positions: 0..<4)])
+        #expect(sends(d) == [StepPart(peer: b, step: 0, epoch: 0, part: 0, positions: 0..<4, attempt: 2)])
     }
 }

@@ -184,7 +184,7 @@ import WireProtocol
         _ = m.onSendFailed(x)  // not a worker: nothing to settle
         let d = m.onQueuedMessagesRead(now: ms(100))
         #expect(Array(d.prefix(2)) == [.workerUnreachable(b), .workerLost(b, reason: "its connection is gone")])
-        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
+        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4, attempt: 2)])
         #expect(m.workers == [a])
         #expect(m.onQueuedMessagesRead(now: ms(200)) == [])
     }
@@ -220,14 +220,18 @@ import WireProtocol
         let d = m.onInvalidMessage(from: b, reason: "garbage", now: ms(300))
         #expect(d.first == .ban(b, name: "w2", key: nil, reason: "3 invalid messages, the last: garbage", disconnect: true))
         #expect(lost(d) == [b])
-        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
+        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4, attempt: 2)])
         #expect(m.banned.contains(b) && m.bannedNames.contains("w2"))
     }
 
     @Test func aBannedPeerGetsNoAnswerAtAll() {
         var m = machine(workers: 2, heartbeat: nil, joinTimeout: nil)
         join(&m, [a, b])
+        #expect(m.disposition(ofMessageFrom: b) == .read)
         for _ in 0..<3 { _ = m.onInvalidMessage(from: b, reason: "garbage", now: ms(100)) }
+        // The runtime drops its messages unread; were one read, the machine would not answer it.
+        #expect(m.disposition(ofMessageFrom: b) == .dropUnread)
+        #expect(m.disposition(ofMessageFrom: a) == .read)
         #expect(m.onMessage(from: b, now: ms(200)) == [])
         #expect(m.onGradient(b, step: 0, part: 1, sampleCount: 2, now: ms(200)) == [])
         #expect(m.onHello(b, Hello(name: "w2", threads: 1), now: ms(200)) == [])

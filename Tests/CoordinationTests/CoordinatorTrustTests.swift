@@ -29,7 +29,7 @@ import WireProtocol
         let d = m.onGradient(a, step: 0, part: 0, sampleCount: 2, problem: "too large", now: at(1))
         #expect(d == [
             .gradientSuspect(a, step: 0, part: 0, problem: "too large", verifier: b),
-            .sendWork(StepPart(peer: b, step: 0, epoch: 0, part: 0, positions: 0..<2)),
+            .sendWork(StepPart(peer: b, step: 0, epoch: 0, part: 0, positions: 0..<2, attempt: 2)),
         ])
         #expect(m.workers == [a, b] && m.banned.count == 0)
         // The suspect's own second try does not count.
@@ -152,7 +152,7 @@ import WireProtocol
         join(&m, [a, b])
         let d = m.onUnreachable(b, now: at(0.1))
         #expect(lost(d) == [b])
-        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4)])
+        #expect(sends(d) == [StepPart(peer: a, step: 0, epoch: 0, part: 1, positions: 2..<4, attempt: 2)])
         #expect(m.onUnreachable(b, now: at(0.2)) == [])
     }
 

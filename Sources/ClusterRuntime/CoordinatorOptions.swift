@@ -1,0 +1,46 @@
+import Coordination
+import CoreMetrics
+
+/// How the coordinator listens, how long it waits, and how it tolerates faults.
+public struct CoordinatorOptions: Sendable {
+    /// ZeroMQ endpoint to bind, e.g. `tcp://127.0.0.1:5555`, `tcp://127.0.0.1:*` or `ipc:///tmp/vae.sock`.
+    public var bind: String
+    /// Workers to wait for before the first step.
+    public var workers: Int
+    /// Give up if those workers have not all joined by then.
+    public var joinTimeout: Duration
+    /// Worker failures: minimum and maximum live workers, heartbeat timeout, step deadline, strikes,
+    /// invalid messages before a ban.
+    public var policy: FaultPolicy
+    /// How often the coordinator tells idle workers it is alive.
+    public var heartbeatInterval: Duration
+    /// Write `coverage.jsonl`: the positions of every accepted part.
+    public var coverageLog: Bool
+    /// A gradient whose L2 norm per sample is above this is refused: computed again by another
+    /// worker, then its sender is banned, or the run ends as diverged if that agrees.
+    public var maxGradientNormPerSample: Double
+    /// CURVE encryption and authentication, or nil for none (only allowed on loopback or ipc
+    /// unless `insecure`).
+    public var security: CurveServerSecurity?
+    /// Allow an unencrypted, unauthenticated bind to a non-loopback address.
+    public var insecure: Bool
+    /// Where to record live metrics (step, loss, throughput, workers, latencies, rejections), or
+    /// nil for nowhere.
+    public var metrics: (any MetricsFactory)?
+
+    public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
+                heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
+                maxGradientNormPerSample: Double = 1e6,
+                security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil) {
+        self.bind = bind
+        self.workers = workers
+        self.joinTimeout = joinTimeout
+        self.policy = policy ?? FaultPolicy(minWorkers: 1)
+        self.heartbeatInterval = heartbeatInterval
+        self.coverageLog = coverageLog
+        self.maxGradientNormPerSample = maxGradientNormPerSample
+        self.security = security
+        self.insecure = insecure
+        self.metrics = metrics
+    }
+}

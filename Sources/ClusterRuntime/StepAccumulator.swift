@@ -1,0 +1,147 @@
+import Coordination
+import Foundation
+import VAECore
+import WireProtocol
+
+/// What a worker reports with a part's gradient besides the gradient itself: the part's loss sums
+/// and how long it took to compute. A GRAD message carries them as a list of numbers in this
+/// order (`wire`); the wire layer does not know what they mean.
+struct GradientSums: Sendable, Equatable {
+    var objective: Double
+    var distortion: Double
+    var rate: Double
+    /// Seconds the worker spent computing the part (0 if it did not say).
+    var computeSeconds: Double
+
+    init(objective: Double, distortion: Double, rate: Double, computeSeconds: Double) {
+        self.objective = objective
+        self.distortion = distortion
+        self.rate = rate
+        self.computeSeconds = computeSeconds
+    }
+
+    /// The engine's sums for a part and its compute time.
+    init(_ sums: LossSums, computeSeconds: Double) {
+        self.init(objective: sums.objective, distortion: sums.distortion, rate: sums.rate, computeSeconds: computeSeconds)
+    }
+
+    /// The sums of a GRAD message; missing ones are 0 (the wire limits how many there may be).
+    init(wire values: [Double]) {
+        func at(_ i: Int) -> Double { i < values.count ? values[i] : 0 }
+        self.init(objective: at(0), distortion: at(1), rate: at(2), computeSeconds: at(3))
+    }
+
+    /// The list a GRAD message carries.
+    var wire: [Double] { [objective, distortion, rate, computeSeconds] }
+
+    /// The loss sums of `samples` samples.
+    func loss(samples: Int) -> LossSums {
+        LossSums(samples: samples, objective: objective, distortion: distortion, rate: rate)
+    }
+}
+
+/// A part's gradient: as a worker sent it (read in place from its message), or computed by the
+/// coordinator itself.
+enum PartPayload {
+    case received(FloatPayload)
+    case computed([Float])
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        switch self {
+        case .received(let payload): payload.frame.withUnsafeBytes(body)
+        case .computed(let values): values.withUnsafeBytes(body)
+        }
+    }
+}
+
+/// Which gradient the shell holds for the machine's directives: its sender (nil: the coordinator
+/// computed it), step and part.
+struct PartKey: Hashable {
+    var peer: PeerID?
+    var step: Int
+    var part: Int
+}
+
+/// The step in flight on the coordinator: the parameters its parts are computed with, the parts'
+/// gradients and sums as they are accepted, and the gradients' sum. Parts are added in part order
+/// (part 0 first) as soon as every earlier part is in, so that the sum does not depend on the order
+/// in which gradients arrive; a received gradient is released once added.
+struct StepAccumulator {
+    /// The parameters of the step in flight, sent with every part (nil between steps).
+    private(set) var parameters: SharedFloats?
+    /// The sum of the gradients added so far; the optimizer takes it in place.
+    var sum: [Float]
+    private var gradients: [PartPayload?] = []
+    private var sums: [GradientSums?] = []
+    private var sentAt: [ContinuousClock.Instant] = []
+    /// Parts added to `sum` so far (all parts before this index).
+    private(set) var summedParts = 0
+
+    init(parameterCount: Int) {
+        sum = [Float](repeating: 0, count: parameterCount)
+    }
+
+    /// Whether a step is in flight.
+    var inFlight: Bool { parameters != nil }
+
+    /// Whether every part of the step in flight was added.
+    var isComplete: Bool { inFlight && summedParts == gradients.count }
+
+    /// Starts a step of `parts` parts computed with `parameters` (copied once for all parts).
+    mutating func begin(parameters: [Float], parts: Int, now: ContinuousClock.Instant) {
+        self.parameters = SharedFloats(parameters)
+        gradients = Array(repeating: nil, count: parts)
+        sums = Array(repeating: nil, count: parts)
+        sentAt = Array(repeating: now, count: parts)
+        summedParts = 0
+    }
+
+    /// Part `part` was sent (again) at `now`.
+    mutating func sent(part: Int, now: ContinuousClock.Instant) {
+        sentAt[part] = now
+    }
+
+    /// Keeps part `part`'s gradient and sums and adds every part that can now be added. Returns
+    /// the time since the part was last sent (its round trip).
+    mutating func accept(part: Int, payload: PartPayload, sums partSums: GradientSums, now: ContinuousClock.Instant) -> Duration {
+        precondition(inFlight && gradients.indices.contains(part), "accepted part \(part) outside the step in flight")
+        gradients[part] = payload
+        sums[part] = partSums
+        addReadyParts()
+        return now - sentAt[part]
+    }
+
+    /// The loss sums of the whole step, over `sampleCount` samples.
+    func lossSums(sampleCount: Int) -> LossSums {
+        var total = LossSums(samples: sampleCount, objective: 0, distortion: 0, rate: 0)
+        for case let part? in sums { total += part.loss(samples: 0) }
+        return total
+    }
+
+    /// The longest compute time a part of the step reported (the step waits for its slowest part).
+    var slowestCompute: Double { sums.reduce(0) { max($0, $1?.computeSeconds ?? 0) } }
+
+    /// The step is over (its update applied): the next `begin` starts another.
+    mutating func end() {
+        parameters = nil
+        gradients = []
+        sums = []
+    }
+
+    private mutating func addReadyParts() {
+        let count = gradients.count
+        sum.withUnsafeMutableBufferPointer { acc in
+            while summedParts < count, let payload = gradients[summedParts] {
+                payload.withUnsafeBytes { raw in
+                    if summedParts == 0 {
+                        UnsafeMutableRawBufferPointer(acc).copyMemory(from: raw)
+                    } else {
+                        addFloats(raw, into: acc)
+                    }
+                }
+                gradients[summedParts] = nil  // release the received message
+                summedParts += 1
+            }
+        }
+    }
+}
