@@ -131,11 +131,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // Micro-benchmarks of the core: sgemm speed, the training step, IWAE evaluation.
+        // Micro-benchmarks: sgemm speed, the training step, IWAE evaluation, transport, filling.
         .executableTarget(
             name: "vae-bench",
             dependencies: [
-                "VAECore", "ZeroMQ",
+                "VAECore", "VAEData", "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/vae-bench"),
