@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "ClusterRuntime",
             dependencies: [
-                "ZeroMQ", "CurveKeyFiles", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
+                "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
@@ -112,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAETraining", "VAECommandLine", "MetricsServer",
+                "ClusterRuntime", "Coordination", "CurveKeyFiles", "VAETraining", "VAECommandLine", "MetricsServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "vae-worker",
             dependencies: [
-                "ClusterRuntime", "Coordination", "VAECommandLine",
+                "ClusterRuntime", "Coordination", "CurveKeyFiles", "VAECommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -131,11 +131,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // Micro-benchmarks of the core: sgemm speed, the training step, IWAE evaluation.
+        // Micro-benchmarks: sgemm speed, the training step, IWAE evaluation, transport, filling.
         .executableTarget(
             name: "vae-bench",
             dependencies: [
-                "VAECore", "ZeroMQ",
+                "VAECore", "VAEData", "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/vae-bench"),
@@ -163,8 +163,8 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ClusterRuntime", "VAETraining", "VAECommandLine", "VAECore", "VAEData", "WireProtocol", "ZeroMQ",
-                           "TestSupport"]),
+            dependencies: ["ClusterRuntime", "CurveKeyFiles", "VAETraining", "VAECommandLine", "VAECore", "VAEData",
+                           "WireProtocol", "ZeroMQ", "TestSupport"]),
         .testTarget(
             name: "VAETrainingTests",
             dependencies: ["VAETraining", "VAECommandLine", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",

@@ -7,8 +7,8 @@ import VAECore
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae-bench",
-        abstract: "Measure sgemm speed, the training step and IWAE evaluation of the numeric core.",
-        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self])
+        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport and minibatch filling.",
+        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self])
 }
 
 struct ModelOptions: ParsableArguments {

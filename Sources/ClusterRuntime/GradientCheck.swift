@@ -1,4 +1,5 @@
 import Foundation
+import VAECore
 import WireProtocol
 
 /// Checks a gradient before it may count: every value finite, and a norm a real gradient of that
@@ -21,29 +22,8 @@ enum GradientCheck {
                         maxNormPerSample: Double) -> String? {
         guard sums.allSatisfy(\.isFinite) else { return "its loss sums are not finite" }
         guard sampleCount > 0 else { return "it covers no samples" }
-        precondition(raw.count >= 4 * n, "fewer bytes than floats")
-        // Unaligned loads: ZeroMQ places frames anywhere. A NaN or an infinity makes the sum NaN or
-        // infinite.
-        var squares = 0.0
-        if let base = raw.baseAddress {
-            var i = 0
-            typealias V = SIMD8<Float>
-            while i + 8 <= n {
-                var chunk = V(repeating: 0)
-                let end = min(i + 4096, n - (n - i) % 8)
-                while i < end {
-                    let v = base.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-                    chunk += v * v
-                    i += 8
-                }
-                squares += Double(chunk.sum())
-            }
-            while i < n {
-                let v = Double(base.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
-                squares += v * v
-                i += 1
-            }
-        }
+        // A NaN or an infinity makes the sum NaN or infinite.
+        let squares = sumOfSquares(unalignedFloats: raw, count: n)
         guard squares.isFinite else { return "it contains NaN or infinite values" }
         let normPerSample = squares.squareRoot() / Double(sampleCount)
         guard normPerSample <= maxNormPerSample else {

@@ -1,4 +1,3 @@
-import CurveKeyFiles
 import Foundation
 import ZeroMQ
 #if canImport(Glibc)
@@ -39,41 +38,6 @@ enum BindPolicy {
         guard endpoint.hasPrefix("tcp://"), let colon = endpoint.lastIndex(of: ":") else { return false }
         let host = endpoint[endpoint.index(endpoint.startIndex, offsetBy: 6)..<colon]
         return host == "localhost" || host.hasPrefix("127.") || host == "[::1]" || host == "::1"
-    }
-}
-
-/// The key files of `CurveKeyFiles.KeyFiles` (a module of their own, so that `vae keygen` does
-/// not link this one), their errors as `ClusterError`s like the coordinator's and worker's others.
-public enum KeyFiles {
-    /// Creates `NAME.key` and `NAME.pub` in `directory`; refuses to overwrite either.
-    public static func writeKeyPair(name: String, directory: String) throws -> (publicPath: String, secretPath: String) {
-        try clusterErrors { try CurveKeyFiles.KeyFiles.writeKeyPair(name: name, directory: directory) }
-    }
-
-    /// Reads a secret key file, refusing one that others can read.
-    public static func readSecretKey(_ path: String) throws -> CurveKeyPair {
-        try clusterErrors { try CurveKeyFiles.KeyFiles.readSecretKey(path) }
-    }
-
-    /// A public key given as 40 Z85 characters or as a file holding them.
-    public static func readPublicKey(_ pathOrKey: String) throws -> CurveKey {
-        try clusterErrors { try CurveKeyFiles.KeyFiles.readPublicKey(pathOrKey) }
-    }
-
-    /// The public keys of a file (one per line; blank lines and `#` comments ignored) or of the
-    /// `.pub` files of a directory.
-    public static func readAuthorizedKeys(_ path: String) throws -> Set<CurveKey> {
-        try clusterErrors { try CurveKeyFiles.KeyFiles.readAuthorizedKeys(path) }
-    }
-
-    /// `body`'s result; a `KeyFileError` becomes a `ClusterError` with the same message (other
-    /// errors, such as a file that cannot be read, pass through).
-    private static func clusterErrors<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as KeyFileError {
-            throw ClusterError(error.description)
-        }
     }
 }
 

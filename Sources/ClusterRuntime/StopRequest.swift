@@ -1,5 +1,7 @@
 import VAETraining
 
-/// `VAETraining.StopRequest` (single-process training uses it too), named here as well so that
-/// code that imports only this module (the runtimes' `stopRequest`) keeps naming it.
-public typealias StopRequest = VAETraining.StopRequest
+// Not API, and temporary: Tests/ClusterRuntimeTests/StopRequestTests.swift calls `StopRequest()`
+// without importing VAETraining. That test now lives in VAETrainingTests, beside the type; delete
+// this file together with it. (A function rather than a typealias: `public let stopRequest =
+// StopRequest()` in the runtimes must infer the public type, not an internal alias of it.)
+func StopRequest() -> VAETraining.StopRequest { VAETraining.StopRequest() }

@@ -1,3 +1,4 @@
+import VAECore
 import WireProtocol
 import ZeroMQ
 
@@ -39,21 +40,6 @@ extension ZMQSocket {
     }
 }
 
-/// Adds the floats in `raw` (possibly unaligned) to `destination`.
-func addFloats(_ raw: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
-    precondition(raw.count == destination.count * 4, "float payload of the wrong length")
-    guard let base = raw.baseAddress, let out = destination.baseAddress else { return }
-    let n = destination.count
-    var i = 0
-    typealias V = SIMD8<Float>
-    let o = UnsafeMutableRawPointer(out)
-    while i + 8 <= n {
-        let sum = o.loadUnaligned(fromByteOffset: 4 * i, as: V.self) + base.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        o.storeBytes(of: sum, toByteOffset: 4 * i, as: V.self)
-        i += 8
-    }
-    while i < n {
-        out[i] += base.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
-        i += 1
-    }
-}
+/// VAECore's `add(unalignedFloats:into:)` under its former name, until CoordinatorRuntime.swift
+/// calls that directly; then delete this.
+func addFloats(_ raw: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) { add(unalignedFloats: raw, into: destination) }

@@ -89,9 +89,9 @@ public struct FeatureStatistics: Sendable, Equatable {
     var inverseStd: [Float] { std.map { $0 < Self.epsilon ? 1 : 1 / $0 } }
 }
 
-/// Fills minibatches of model input from a dataset: gathers the rows at the given indices and
-/// applies the preprocessing, writing Float into a caller-owned buffer. `fill` allocates
-/// nothing.
+/// Fills minibatches of model input from a dataset: gathers the rows at the given indices
+/// (`Dataset.withRows(at:_:)`) and applies the preprocessing, writing Float into a
+/// caller-owned buffer. `fill` allocates nothing.
 public struct BatchFiller: Sendable {
     public let preprocessing: Preprocessing
     /// The number of values per sample this filler expects.
@@ -158,23 +158,17 @@ public struct BatchFiller: Sendable {
         precondition(dataset.dimension == d, "dataset has \(dataset.dimension) values per sample")
         precondition(output.count == indices.count * d, "output must hold indices.count rows")
         guard d > 0, let out = output.baseAddress else { return }
-        for index in indices {
-            precondition(index >= 0 && Int(index) < dataset.count, "index \(index) out of range")
-        }
-        /// Row `index` of `values` into output row `r`, for every (r, index) of `indices`.
-        func gather<T>(_ values: [T], _ fillRow: (UnsafePointer<T>, UnsafeMutablePointer<Float>, UInt32) -> Void) {
-            values.withUnsafeBufferPointer { source in
-                let x = source.baseAddress!
-                for (r, index) in indices.enumerated() {
-                    fillRow(x + Int(index) * d, out + r * d, UInt32(index))
+        dataset.withRows(at: indices) { rows in
+            switch rows {
+            case .uint8(let rows):
+                for (r, row) in rows.enumerated() {
+                    fillRow(from: row.baseAddress!, into: out + r * d, sample: UInt32(indices[r]), seed: seed, step: step)
+                }
+            case .float32(let rows):
+                for (r, row) in rows.enumerated() {
+                    fillRow(from: row.baseAddress!, into: out + r * d, sample: UInt32(indices[r]), seed: seed, step: step)
                 }
             }
-        }
-        switch dataset.storage {
-        case .uint8(let values):
-            gather(values) { fillRow(from: $0, into: $1, sample: $2, seed: seed, step: step) }
-        case .float32(let values):
-            gather(values) { fillRow(from: $0, into: $1, sample: $2, seed: seed, step: step) }
         }
     }
 

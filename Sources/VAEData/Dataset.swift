@@ -61,28 +61,59 @@ public struct Dataset: Sendable, Equatable {
     ///
     /// - Precondition: every index is in `0..<count`.
     public func subset(_ indices: [Int]) -> Dataset {
-        let d = dimension
-        for index in indices {
-            precondition(index >= 0 && index < count, "subset index \(index) out of 0..<\(count)")
-        }
-        func gather<T>(_ values: [T]) -> [T] {
-            var result = [T]()
-            result.reserveCapacity(indices.count * d)
-            values.withUnsafeBufferPointer { source in
-                for index in indices {
-                    result.append(contentsOf: source[(index * d)..<((index + 1) * d)])
-                }
+        let storage: SampleStorage = withRows(at: indices) { rows in
+            switch rows {
+            case .uint8(let rows): .uint8(rows.copiedValues())
+            case .float32(let rows): .float32(rows.copiedValues())
             }
-            return result
-        }
-        let storage: SampleStorage
-        switch self.storage {
-        case .uint8(let values): storage = .uint8(gather(values))
-        case .float32(let values): storage = .float32(gather(values))
         }
         return Dataset(
             name: name, count: indices.count, sampleShape: sampleShape, storage: storage,
             labels: labels.map { labels in indices.map { labels[$0] } })
+    }
+
+    /// Calls `body` with the rows at `indices`, in that order (repeats allowed), read in place in
+    /// their stored element type: row `r` of what `body` gets is sample `indices[r]`, its
+    /// `dimension` values. The one way this package takes rows out of a dataset: `subset`,
+    /// `rowBytes(at:)` and `BatchFiller.fill(dataset:...)` go through it. Allocates nothing.
+    ///
+    /// The rows point into `storage` and are valid only during `body`.
+    ///
+    /// - Precondition: every index is in `0..<count`.
+    public func withRows<RowIndices: RandomAccessCollection, Result>(
+        at indices: RowIndices, _ body: (SampleRows<RowIndices>) throws -> Result
+    ) rethrows -> Result where RowIndices.Element: BinaryInteger {
+        for index in indices {
+            precondition(index >= 0 && index < count, "row index \(index) out of 0..<\(count)")
+        }
+        let d = dimension
+        switch storage {
+        case .uint8(let values):
+            return try values.withUnsafeBufferPointer { source in
+                try body(.uint8(StoredRows(base: source.baseAddress, rowIndices: indices, dimension: d)))
+            }
+        case .float32(let values):
+            return try values.withUnsafeBufferPointer { source in
+                try body(.float32(StoredRows(base: source.baseAddress, rowIndices: indices, dimension: d)))
+            }
+        }
+    }
+
+    /// The stored bytes of the rows at `ids`, one row after another (`ids.count * dimension`
+    /// values): byte data as its bytes, float data as the bytes of each `Float` in memory order
+    /// (little-endian on the hosts this runs on). `isFloat32` says which. What a coordinator ships
+    /// to a worker, which reads them back with `BatchFiller.fill(byteRows:...)` or
+    /// `fill(floatRows:...)`.
+    ///
+    /// - Precondition: every id is in `0..<count`.
+    public func rowBytes<IDs: RandomAccessCollection>(at ids: IDs) -> (bytes: [UInt8], isFloat32: Bool)
+    where IDs.Element: BinaryInteger {
+        withRows(at: ids) { rows in
+            switch rows {
+            case .uint8(let rows): (rows.copiedBytes(), false)
+            case .float32(let rows): (rows.copiedBytes(), true)
+            }
+        }
     }
 
     /// A stable 16-hex-digit identifier of the contents, to record in checkpoints and compare
@@ -114,6 +145,66 @@ public struct Dataset: Sendable, Equatable {
             body = crc32(of: littleEndian(labels), continuing: body)
         }
         return hex8(head) + hex8(body)
+    }
+}
+
+/// The rows `Dataset.withRows(at:_:)` hands its body, in the storage's element type: bytes stay
+/// bytes, floats stay floats.
+public enum SampleRows<RowIndices: RandomAccessCollection> where RowIndices.Element: BinaryInteger {
+    /// Rows of a `.uint8` storage.
+    case uint8(StoredRows<UInt8, RowIndices>)
+    /// Rows of a `.float32` storage.
+    case float32(StoredRows<Float, RowIndices>)
+}
+
+/// Rows of a dataset's storage at some of its indices, read in place: element `r` is the
+/// `dimension` values of row `rowIndices[r]`. Made by `Dataset.withRows(at:_:)`, which has
+/// checked the indices, and valid only inside its body.
+public struct StoredRows<Element, RowIndices: RandomAccessCollection>: RandomAccessCollection
+where RowIndices.Element: BinaryInteger {
+    /// The first value of the storage (nil when it holds none).
+    let base: UnsafePointer<Element>?
+    /// The dataset index of each row, in the order the rows are visited.
+    public let rowIndices: RowIndices
+    /// The number of values in a row.
+    public let dimension: Int
+
+    /// The position of the first row, 0.
+    public var startIndex: Int { 0 }
+
+    /// One past the position of the last row: the number of rows.
+    public var endIndex: Int { rowIndices.count }
+
+    /// The values of row `rowIndices[position]`, `dimension` of them.
+    @inline(__always)
+    public subscript(position: Int) -> UnsafeBufferPointer<Element> {
+        let index = Int(rowIndices[rowIndices.index(rowIndices.startIndex, offsetBy: position)])
+        return UnsafeBufferPointer(start: base.map { $0 + index * dimension }, count: dimension)
+    }
+
+    /// The rows one after another in a new array, `[count, dimension]` row-major.
+    func copiedValues() -> [Element] {
+        let d = dimension
+        return [Element](unsafeUninitializedCapacity: count * d) { buffer, initialized in
+            for (r, row) in enumerated() where d > 0 {
+                (buffer.baseAddress! + r * d).initialize(from: row.baseAddress!, count: d)
+            }
+            initialized = count * d
+        }
+    }
+}
+
+extension StoredRows where Element: BitwiseCopyable {
+    /// The bytes of the rows one after another, in memory order.
+    func copiedBytes() -> [UInt8] {
+        let rowBytes = dimension * MemoryLayout<Element>.stride
+        return [UInt8](unsafeUninitializedCapacity: count * rowBytes) { buffer, initialized in
+            for (r, row) in enumerated() where rowBytes > 0 {
+                UnsafeMutableRawPointer(buffer.baseAddress! + r * rowBytes)
+                    .copyMemory(from: row.baseAddress!, byteCount: rowBytes)
+            }
+            initialized = count * rowBytes
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ClusterRuntime
 import Coordination
+import CurveKeyFiles
 import Foundation
 import Logging
 import VAECommandLine

@@ -1,3 +1,4 @@
+import CurveKeyFiles
 import Foundation
 import Testing
 import TestSupport
@@ -17,7 +18,7 @@ import VAECommandLine
         let pair = try KeyFiles.readSecretKey(secretPath)
         #expect(pair.publicKey == (try KeyFiles.readPublicKey(publicPath)))
         #expect(pair.publicKey == (try KeyFiles.readPublicKey(pair.publicKey.z85)))
-        #expect(throws: ClusterError.self) { _ = try KeyFiles.writeKeyPair(name: "w1", directory: dir.path) }
+        #expect(throws: KeyFileError.self) { _ = try KeyFiles.writeKeyPair(name: "w1", directory: dir.path) }
     }
 
     @Test func aSecretKeyOthersCanReadIsRefused() throws {

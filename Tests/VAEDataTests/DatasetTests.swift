@@ -27,6 +27,61 @@ import VAEData
         #expect(floats.subset([]).count == 0)
     }
 
+    @Test func withRowsVisitsByteRowsInTheOrderAskedWithRepeats() {
+        let rows: [[UInt8]] = bytes.withRows(at: [2, 0, 2, 1]) { rows in
+            guard case .uint8(let rows) = rows else { return [] }
+            #expect(rows.count == 4 && rows.dimension == 2)
+            #expect(Array(rows.rowIndices) == [2, 0, 2, 1])
+            return rows.map(Array.init)
+        }
+        #expect(rows == [[5, 6], [1, 2], [5, 6], [3, 4]])
+    }
+
+    @Test func withRowsReadsFloatRowsInPlaceInTheirStoredType() {
+        let indices: [Int32] = [1, 1, 0]
+        let rows: [[Float]] = floats.withRows(at: indices) { rows in
+            guard case .float32(let rows) = rows else { return [] }
+            return rows.map(Array.init)
+        }
+        #expect(rows == [[4, 5, 6], [4, 5, 6], [1, 2, 3]])
+    }
+
+    @Test func withRowsTakesIndicesOfAnyIntegerTypeAndNoIndicesGiveNoRows() {
+        let unsigned: [UInt32] = [2]
+        let rows: [[UInt8]] = bytes.withRows(at: unsigned) { rows in
+            guard case .uint8(let rows) = rows else { return [] }
+            return rows.map(Array.init)
+        }
+        #expect(rows == [[5, 6]])
+        let count: Int = bytes.withRows(at: [Int]()) { rows in
+            guard case .uint8(let rows) = rows else { return -1 }
+            return rows.count
+        }
+        #expect(count == 0)
+    }
+
+    @Test func rowsOfSamplesWithoutValuesAreEmpty() {
+        let empty = Dataset(name: "empty", count: 2, sampleShape: [0], storage: .float32([]), labels: [7, 8])
+        let subset = empty.subset([1, 0, 1])
+        #expect(subset.count == 3 && subset.storage == .float32([]) && subset.labels == [8, 7, 8])
+        #expect(empty.rowBytes(at: [UInt32(1)]) == ([], true))
+    }
+
+    @Test func rowBytesOfByteDataAreTheBytesOfTheRowsInOrder() {
+        let (rowBytes, isFloat32) = bytes.rowBytes(at: [UInt32(1), 0, 1])
+        #expect(!isFloat32)
+        #expect(rowBytes == [3, 4, 1, 2, 3, 4])
+        #expect(bytes.rowBytes(at: [UInt32]()).bytes.isEmpty)
+    }
+
+    @Test func rowBytesOfFloatDataAreTheBytesOfEachFloat() {
+        let (rowBytes, isFloat32) = floats.rowBytes(at: [UInt32(1), 1, 0])
+        #expect(isFloat32)
+        let expected: [Float] = [4, 5, 6, 4, 5, 6, 1, 2, 3]
+        #expect(rowBytes == expected.withUnsafeBytes { Array($0) })
+        #expect(rowBytes.count == 9 * MemoryLayout<Float>.size)
+    }
+
     @Test func fingerprintIsStableAndIgnoresTheName() {
         var renamed = bytes
         renamed.name = "elsewhere"
