@@ -353,28 +353,8 @@ public final class CoordinatorRuntime {
         let order = sampleOrder(epoch: part.epoch)
         let ids = part.positions.map { UInt32(order[$0]) }
         let d = data.train.dimension
-        let rows: [UInt8]
-        let type: SampleType
-        switch data.train.storage {
-        case .uint8(let values):
-            type = .uint8
-            var bytes = [UInt8](repeating: 0, count: ids.count * d)
-            values.withUnsafeBufferPointer { v in
-                bytes.withUnsafeMutableBufferPointer { b in
-                    for (r, id) in ids.enumerated() {
-                        (b.baseAddress! + r * d).update(from: v.baseAddress! + Int(id) * d, count: d)
-                    }
-                }
-            }
-            rows = bytes
-        case .float32(let values):
-            type = .float32
-            var floats = [Float](repeating: 0, count: ids.count * d)
-            for (r, id) in ids.enumerated() {
-                floats.replaceSubrange((r * d)..<((r + 1) * d), with: values[(Int(id) * d)..<((Int(id) + 1) * d)])
-            }
-            rows = floats.withUnsafeBytes { Array($0) }
-        }
+        let (rows, isFloat32) = data.train.rowBytes(at: ids)
+        let type: SampleType = isFloat32 ? .float32 : .uint8
         let step = UInt64(part.step)
         accumulator.sent(part: part.part, now: now)
         guard let parameters = accumulator.parameters,

@@ -136,7 +136,7 @@ struct StepAccumulator {
                     if summedParts == 0 {
                         UnsafeMutableRawBufferPointer(acc).copyMemory(from: raw)
                     } else {
-                        addFloats(raw, into: acc)
+                        add(unalignedFloats: raw, into: acc)
                     }
                 }
                 gradients[summedParts] = nil  // release the received message

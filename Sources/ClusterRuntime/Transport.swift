@@ -39,7 +39,3 @@ extension ZMQSocket {
         return all.reduce(0) { $0 + $1.byteCount }
     }
 }
-
-/// VAECore's `add(unalignedFloats:into:)` under its former name, until CoordinatorRuntime.swift
-/// calls that directly; then delete this.
-func addFloats(_ raw: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) { add(unalignedFloats: raw, into: destination) }
