@@ -61,6 +61,7 @@ let package = Package(
         .target(name: "WireProtocol", dependencies: ["Checksums"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
         .target(name: "Coordination", dependencies: ["WireProtocol"]),
+        .target(name: "Collectives"),
         // PNG images (libpng), image grids, and charts drawn with cairo (titles, axes, legends):
         // knows pixels and series of numbers, not VAEs.
         .target(name: "Pictures", dependencies: ["CPNG", "CCairo"]),
@@ -169,6 +170,7 @@ let package = Package(
             name: "VAETrainingTests",
             dependencies: ["VAETraining", "VAECommandLine", "TestSupport", "Pictures", "Checkpoint", "VAECore", "VAEData",
                            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "VAECommandLineTests", dependencies: ["VAECommandLine", "VAETraining", "VAECore"]),
     ]
 )

@@ -1,0 +1,218 @@
+/// The two phases of a ring step.
+public enum RingPhase: UInt8, Sendable, Hashable {
+    /// Summing gradients: each round adds a neighbour's chunk.
+    case reduceScatter = 1
+    /// Spreading parameters: each round stores a neighbour's chunk.
+    case allGather = 2
+}
+
+/// What labels a chunk between ring neighbours: the group it belongs to (the coordinator numbers
+/// each membership it forms), the optimizer step, the phase, the round and the chunk's index.
+public struct RingChunkLabel: Sendable, Hashable, CustomStringConvertible {
+    public var generation: UInt32
+    public var step: Int
+    public var phase: RingPhase
+    public var round: Int
+    public var chunk: Int
+
+    public init(generation: UInt32, step: Int, phase: RingPhase, round: Int, chunk: Int) {
+        self.generation = generation
+        self.step = step
+        self.phase = phase
+        self.round = round
+        self.chunk = chunk
+    }
+
+    public var description: String {
+        "group \(generation), step \(step), \(phase == .reduceScatter ? "reduce-scatter" : "all-gather") round \(round), chunk \(chunk)"
+    }
+}
+
+/// What a ring member's runtime must do. The runtime holds two buffers of the plan's length, the
+/// gradient and the parameters, and the payloads of the chunks that arrived (by label, until a
+/// directive consumes or drops them); this type decides what happens to them and in which order.
+public enum RingDirective: Sendable, Equatable {
+    /// Send chunk `label.chunk` to the successor, labelled `label`: from the gradient buffer in the
+    /// reduce-scatter, from the parameter buffer in the all-gather.
+    case send(RingChunkLabel)
+    /// Add the held chunk `label` into the same chunk of the gradient buffer, then drop it.
+    case accumulate(RingChunkLabel)
+    /// Copy the held chunk `label` into the same chunk of the parameter buffer, then drop it.
+    case store(RingChunkLabel)
+    /// Chunk `chunk` of the gradient buffer is summed over every member: apply the optimizer step
+    /// to the same chunk of the parameters (and report the reduced chunk to the coordinator), then
+    /// call `onShardUpdated(step:)`.
+    case updateShard(step: Int, chunk: Int)
+    /// Every chunk of the parameter buffer holds the parameters after step `step`.
+    case complete(step: Int)
+    /// Drop the held chunk `label` unused: it belongs to another group or to a step that is over.
+    case discard(RingChunkLabel, reason: String)
+    /// The predecessor sent what the protocol never sends (a chunk out of place, a round that
+    /// does not exist, a duplicate, too many chunks ahead): drop it and report the sender to the
+    /// coordinator.
+    case refuse(RingChunkLabel, reason: String)
+}
+
+/// One worker's part in the ring's steps, for one membership (generation): when to send which
+/// chunk, which received chunk to add or store and when, when its shard is reduced, when the step
+/// is over. A pure value: events in, directives out, no I/O and no clock (deadlines and
+/// re-forming the ring after a fault are the coordinator's). Chunks may arrive before they are
+/// needed (a predecessor can run rounds ahead, or start the next step); they are held and used in
+/// order, so the result does not depend on when messages arrive.
+public struct RingMember: Sendable {
+    public let plan: RingPlan
+    public let rank: Int
+    public let generation: UInt32
+
+    /// Where the member is in the step `step`.
+    public enum Progress: Sendable, Equatable {
+        /// Computing the gradient of `step` (chunks that arrive are held).
+        case computing
+        /// In the reduce-scatter, waiting for round `round`'s chunk.
+        case reducing(round: Int)
+        /// Waiting for its shard's update.
+        case updating
+        /// In the all-gather, waiting for round `round`'s chunk.
+        case gathering(round: Int)
+    }
+
+    /// The step in progress (the next one once a step completes).
+    public private(set) var step: Int
+    public private(set) var progress: Progress = .computing
+    /// Labels of the chunks held for later, at most `maximumHeld`.
+    public private(set) var held: Set<RingChunkLabel> = []
+
+    /// Chunks that may wait at once: a predecessor is at most one step ahead, so two steps' worth.
+    public var maximumHeld: Int { 4 * max(plan.rounds, 1) }
+
+    /// Member `rank` of a ring of `plan.members` in group `generation`, starting at step `step`.
+    public init(plan: RingPlan, rank: Int, generation: UInt32, step: Int) {
+        precondition((0..<plan.members).contains(rank), "rank \(rank) in a ring of \(plan.members)")
+        self.plan = plan
+        self.rank = rank
+        self.generation = generation
+        self.step = step
+    }
+
+    /// The member's gradient of the current step is in the gradient buffer.
+    public mutating func onGradientReady() -> [RingDirective] {
+        guard progress == .computing else {
+            preconditionFailure("gradient of step \(step) reported twice")
+        }
+        guard plan.rounds > 0 else {
+            progress = .updating
+            return [.updateShard(step: step, chunk: plan.ownedChunk(rank: rank))]
+        }
+        progress = .reducing(round: 0)
+        return [.send(label(.reduceScatter, round: 0, chunk: plan.reduceScatterSend(rank: rank, round: 0)))] + advance()
+    }
+
+    /// The shard's update (`updateShard`) is in the parameter buffer.
+    public mutating func onShardUpdated() -> [RingDirective] {
+        guard progress == .updating else {
+            preconditionFailure("a shard update of step \(step) that was not asked for")
+        }
+        guard plan.rounds > 0 else { return finishStep() }
+        progress = .gathering(round: 0)
+        return [.send(label(.allGather, round: 0, chunk: plan.allGatherSend(rank: rank, round: 0)))] + advance()
+    }
+
+    /// A chunk labelled `label` arrived from the predecessor; the runtime holds its payload until a
+    /// directive consumes or drops it.
+    public mutating func onChunk(_ chunk: RingChunkLabel) -> [RingDirective] {
+        guard chunk.generation == generation else {
+            return [.discard(chunk, reason: "it belongs to group \(chunk.generation), this member to group \(generation)")]
+        }
+        guard chunk.step >= step else {
+            return [.discard(chunk, reason: "step \(chunk.step) is over (this member is at step \(step))")]
+        }
+        guard chunk.step <= step + 1 else {
+            return [.refuse(chunk, reason: "it is for step \(chunk.step), more than one step ahead of \(step)")]
+        }
+        guard (0..<plan.rounds).contains(chunk.round) else {
+            return [.refuse(chunk, reason: "a ring of \(plan.members) has no round \(chunk.round)")]
+        }
+        let expected = chunk.phase == .reduceScatter
+            ? plan.reduceScatterReceive(rank: rank, round: chunk.round)
+            : plan.allGatherReceive(rank: rank, round: chunk.round)
+        guard chunk.chunk == expected else {
+            return [.refuse(chunk, reason: "round \(chunk.round) brings chunk \(expected) to member \(rank), not \(chunk.chunk)")]
+        }
+        guard !alreadyUsed(chunk), !held.contains(chunk) else {
+            return [.refuse(chunk, reason: "a duplicate")]
+        }
+        guard held.count < maximumHeld else {
+            return [.refuse(chunk, reason: "more than \(maximumHeld) chunks ahead of this member")]
+        }
+        held.insert(chunk)
+        return advance()
+    }
+
+    /// The labels still held: drop their payloads when the runtime abandons this group.
+    public mutating func abandon() -> [RingChunkLabel] {
+        defer { held = [] }
+        return held.sorted { ($0.step, $0.phase.rawValue, $0.round) < ($1.step, $1.phase.rawValue, $1.round) }
+    }
+
+    // MARK: Internals
+
+    private func label(_ phase: RingPhase, round: Int, chunk: Int, step: Int? = nil) -> RingChunkLabel {
+        RingChunkLabel(generation: generation, step: step ?? self.step, phase: phase, round: round, chunk: chunk)
+    }
+
+    /// Whether the chunk's round of the current step was already used.
+    private func alreadyUsed(_ chunk: RingChunkLabel) -> Bool {
+        guard chunk.step == step else { return false }
+        switch (progress, chunk.phase) {
+        case (.computing, _): return false
+        case (.reducing(let round), .reduceScatter): return chunk.round < round
+        case (.reducing, .allGather): return false
+        case (.updating, .reduceScatter), (.gathering, .reduceScatter): return true
+        case (.updating, .allGather): return false
+        case (.gathering(let round), .allGather): return chunk.round < round
+        }
+    }
+
+    /// Uses every held chunk that is next in order.
+    private mutating func advance() -> [RingDirective] {
+        var directives: [RingDirective] = []
+        while true {
+            switch progress {
+            case .reducing(let round):
+                let next = label(.reduceScatter, round: round, chunk: plan.reduceScatterReceive(rank: rank, round: round))
+                guard held.remove(next) != nil else { return directives }
+                directives.append(.accumulate(next))
+                if round + 1 < plan.rounds {
+                    progress = .reducing(round: round + 1)
+                    // The chunk just summed is the one to pass on.
+                    directives.append(.send(label(.reduceScatter, round: round + 1,
+                                                  chunk: plan.reduceScatterSend(rank: rank, round: round + 1))))
+                } else {
+                    progress = .updating
+                    directives.append(.updateShard(step: step, chunk: plan.ownedChunk(rank: rank)))
+                    return directives
+                }
+            case .gathering(let round):
+                let next = label(.allGather, round: round, chunk: plan.allGatherReceive(rank: rank, round: round))
+                guard held.remove(next) != nil else { return directives }
+                directives.append(.store(next))
+                if round + 1 < plan.rounds {
+                    progress = .gathering(round: round + 1)
+                    directives.append(.send(label(.allGather, round: round + 1,
+                                                  chunk: plan.allGatherSend(rank: rank, round: round + 1))))
+                } else {
+                    return directives + finishStep()
+                }
+            case .computing, .updating:
+                return directives
+            }
+        }
+    }
+
+    private mutating func finishStep() -> [RingDirective] {
+        let done = step
+        step += 1
+        progress = .computing
+        return [.complete(step: done)]
+    }
+}
