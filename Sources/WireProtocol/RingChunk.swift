@@ -1,0 +1,122 @@
+/// The ring's link protocol, between neighbouring workers (not the coordinator's protocol): one
+/// message per chunk, two frames.
+///
+/// 1. A header of 31 bytes, little-endian: the magic "VRNG", u16 version (`ringProtocolVersion`),
+///    u32 group (the membership the coordinator formed), u64 step, u8 phase (1 reduce-scatter,
+///    2 all-gather), u32 round, u32 chunk index, u32 float count.
+/// 2. The floats (4 x count bytes), read in place.
+///
+/// The payload carries no checksum of its own: TCP's and, with CURVE, the MAC of every frame
+/// guard it, and a CRC-32 of every chunk would cost more than its transfer on a fast link.
+public struct RingChunkHeader: Sendable, Equatable {
+    public var group: UInt32
+    public var step: UInt64
+    /// 1: reduce-scatter, 2: all-gather.
+    public var phase: UInt8
+    public var round: UInt32
+    public var chunk: UInt32
+    public var count: UInt32
+
+    public init(group: UInt32, step: UInt64, phase: UInt8, round: UInt32, chunk: UInt32, count: UInt32) {
+        self.group = group
+        self.step = step
+        self.phase = phase
+        self.round = round
+        self.chunk = chunk
+        self.count = count
+    }
+
+    /// The header frame's length.
+    public static let byteCount = 31
+}
+
+/// The version of the ring's link protocol.
+public let ringProtocolVersion: UInt16 = 1
+
+/// "VRNG": the first bytes of every ring chunk.
+let ringMagic: [UInt8] = [0x56, 0x52, 0x4E, 0x47]
+
+/// What a ring chunk may hold: sizes checked before anything is read.
+public struct RingChunkLimits: Sendable {
+    /// The most floats a chunk may carry (the largest chunk of the run's plan).
+    public var maxFloats: Int
+    /// The most members a ring may have (so rounds and chunk indices stay below it).
+    public var maxMembers: Int
+
+    public init(maxFloats: Int, maxMembers: Int = 4096) {
+        self.maxFloats = maxFloats
+        self.maxMembers = maxMembers
+    }
+}
+
+/// A decoded ring chunk: its header and its floats, read in place from the second frame.
+public struct RingChunk {
+    public let header: RingChunkHeader
+    public let payload: FloatPayload
+
+    /// The two frames of a chunk: `header` and the floats (sent without a copy).
+    public static func frames(_ header: RingChunkHeader, floats: SharedFloats) -> [OutgoingFrame] {
+        precondition(floats.values.count == Int(header.count), "the header counts \(header.count) floats, the payload has \(floats.values.count)")
+        return [.bytes(encode(header)), .floats(floats)]
+    }
+
+    /// The header frame of `header`.
+    public static func encode(_ header: RingChunkHeader) -> [UInt8] {
+        var w = ByteWriter(capacity: RingChunkHeader.byteCount)
+        w.bytes.append(contentsOf: ringMagic)
+        w.u16(ringProtocolVersion)
+        w.u32(header.group)
+        w.u64(header.step)
+        w.u8(header.phase)
+        w.u32(header.round)
+        w.u32(header.chunk)
+        w.u32(header.count)
+        return w.bytes
+    }
+
+    /// Decodes a chunk, checking every field against `limits` before the payload is touched.
+    public static func decode(_ frames: [any FrameBytes], limits: RingChunkLimits) throws(WireError) -> RingChunk {
+        guard frames.count == 2 else {
+            throw WireError(.wrongFrameCount, "a ring chunk has \(frames.count) frames, expected 2")
+        }
+        guard frames[0].byteCount == RingChunkHeader.byteCount else {
+            throw WireError(.malformed, "a ring chunk header of \(frames[0].byteCount) bytes, expected \(RingChunkHeader.byteCount)")
+        }
+        let headerBytes = frames[0].withUnsafeBytes { Array($0) }
+        let header: RingChunkHeader
+        do {
+            header = try headerBytes.withUnsafeBytes { raw in try decodeHeader(raw) }
+        } catch let error as WireError {
+            throw error
+        } catch {
+            throw WireError(.malformed, "\(error)")
+        }
+        guard header.step <= maxStep else { throw WireError(.malformed, "step \(header.step) is beyond any run (at most \(maxStep))") }
+        guard header.phase == 1 || header.phase == 2 else { throw WireError(.malformed, "ring phase \(header.phase) (1 or 2)") }
+        guard header.round < limits.maxMembers, header.chunk < limits.maxMembers else {
+            throw WireError(.tooLarge, "round \(header.round), chunk \(header.chunk): a ring has at most \(limits.maxMembers) members")
+        }
+        guard Int(header.count) <= limits.maxFloats else {
+            throw WireError(.tooLarge, "a ring chunk of \(header.count) floats, more than the \(limits.maxFloats) of the largest chunk")
+        }
+        guard frames[1].byteCount == 4 * Int(header.count) else {
+            throw WireError(.malformed, "a ring chunk of \(header.count) floats has a payload of \(frames[1].byteCount) bytes")
+        }
+        return RingChunk(header: header, payload: FloatPayload(frame: frames[1], count: Int(header.count)))
+    }
+
+    private static func decodeHeader(_ raw: UnsafeRawBufferPointer) throws(WireError) -> RingChunkHeader {
+        var r = ByteReader(raw, message: "ring chunk header")
+        guard Array(try r.take(4, "the magic")) == ringMagic else {
+            throw WireError(.badMagic, "the first frame does not start with \"VRNG\": not a vae-cluster ring neighbour")
+        }
+        let version = try r.u16("the version")
+        guard version == ringProtocolVersion else {
+            throw WireError(.unsupportedVersion, "ring protocol version \(version), this build speaks \(ringProtocolVersion)")
+        }
+        let header = RingChunkHeader(group: try r.u32("the group"), step: try r.u64("the step"), phase: try r.u8("the phase"),
+                                     round: try r.u32("the round"), chunk: try r.u32("the chunk"), count: try r.u32("the float count"))
+        try r.expectEnd()
+        return header
+    }
+}
