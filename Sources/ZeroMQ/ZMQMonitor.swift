@@ -104,6 +104,30 @@ public enum ZMQConnection {
         return value >= 0 ? Int(value) : nil
     }
 
+    /// The numeric address of this host's end of connection `fd` (`getsockname`): the address a
+    /// peer on that network reaches this host at, e.g. "10.213.0.3" or "fd00::5"; nil when `fd` is
+    /// not an IPv4 or IPv6 socket.
+    public static func localAddress(_ fd: Int32) -> String? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard status == 0 else { return nil }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            var address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr } }
+            guard inet_ntop(AF_INET, &address, &text, socklen_t(text.count)) != nil else { return nil }
+        case AF_INET6:
+            var address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr } }
+            guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return nil }
+        default:
+            return nil
+        }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Ends the connection on `fd` (`shutdown(SHUT_RDWR)`); libzmq then tears down its side as it
     /// would for a peer that hung up. Returns the error text when the call failed (e.g. the
     /// descriptor is already closed), nil on success.
