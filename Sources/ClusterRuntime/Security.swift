@@ -32,6 +32,12 @@ enum BindPolicy {
         throw ClusterError("binding \(endpoint) without encryption would let anyone who reaches it join the run, read the model and send it gradients; give --curve-secret-key and --authorized-keys (docs/SECURITY.md), bind to 127.0.0.1, or pass --insecure on a network you trust")
     }
 
+    /// As `check`, for the endpoint a worker binds for its ring neighbours.
+    static func checkRing(_ endpoint: String, encrypted: Bool, insecure: Bool) throws {
+        guard !encrypted, !insecure, !isLocal(endpoint) else { return }
+        throw ClusterError("binding the ring endpoint \(endpoint) without encryption would let anyone who reaches it send this worker gradient and parameter chunks; give vae-worker --curve-secret-key and --coordinator-key (its ring neighbours are then authenticated too, docs/SECURITY.md), or pass --insecure on a network you trust")
+    }
+
     /// ipc://, inproc://, and tcp:// on a loopback address.
     static func isLocal(_ endpoint: String) -> Bool {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
