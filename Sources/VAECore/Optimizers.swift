@@ -52,11 +52,26 @@ public struct OptimizerState: Sendable, Codable, Equatable {
         learningRate lr: Double, gradient: UnsafeBufferPointer<Float>, gradientScale: Float = 1,
         to parameters: UnsafeMutableBufferPointer<Float>
     ) {
-        precondition(gradient.count == parameters.count, "gradient and parameters differ in length")
+        apply(learningRate: lr, gradient: gradient, gradientScale: gradientScale, to: parameters, range: 0..<parameters.count)
+    }
+
+    /// As `apply(learningRate:gradient:gradientScale:to:)`, for the elements in `range` only (of
+    /// full-length buffers): the update is elementwise, so each shard of a ring's members updated
+    /// this way gives, element for element and bit for bit, what one full update gives. The step
+    /// count advances once per call.
+    public mutating func apply(
+        learningRate lr: Double, gradient: UnsafeBufferPointer<Float>, gradientScale: Float = 1,
+        to fullParameters: UnsafeMutableBufferPointer<Float>, range: Range<Int>
+    ) {
+        precondition(gradient.count == fullParameters.count, "gradient and parameters differ in length")
+        precondition(range.lowerBound >= 0 && range.upperBound <= fullParameters.count, "range \(range) outside the parameters")
         BLAS.flushDenormalsToZero()
         step += 1
-        let n = parameters.count
+        let n = range.count
         let t = step
+        let offset = range.lowerBound
+        let parameters = UnsafeMutableBufferPointer(rebasing: fullParameters[range])
+        let gradient = UnsafeBufferPointer(rebasing: gradient[range])
         switch kind {
         case .adam(let beta1, let beta2, let epsilon):
             // Same arithmetic as torch.optim.Adam's single-tensor path: scalars in Double
@@ -69,8 +84,11 @@ public struct OptimizerState: Sendable, Codable, Equatable {
             let b2 = Float(beta2)
             let w2 = Float(1 - beta2)
             let eps = Float(epsilon)
-            first.withUnsafeMutableBufferPointer { m in
-                second.withUnsafeMutableBufferPointer { v in
+            guard n > 0 else { return }
+            first.withUnsafeMutableBufferPointer { fullFirst in
+                second.withUnsafeMutableBufferPointer { fullSecond in
+                    let m = UnsafeMutableBufferPointer(rebasing: fullFirst[offset..<(offset + n)])
+                    let v = UnsafeMutableBufferPointer(rebasing: fullSecond[offset..<(offset + n)])
                     let pm = UnsafeMutableRawPointer(m.baseAddress!)
                     let pv = UnsafeMutableRawPointer(v.baseAddress!)
                     let pp = UnsafeMutableRawPointer(parameters.baseAddress!)
@@ -107,7 +125,8 @@ public struct OptimizerState: Sendable, Codable, Equatable {
             if momentum == 0 {
                 for i in 0..<n { parameters[i] -= rate * (gradient[i] * gradientScale) }
             } else {
-                first.withUnsafeMutableBufferPointer { b in
+                first.withUnsafeMutableBufferPointer { fullFirst in
+                    let b = UnsafeMutableBufferPointer(rebasing: fullFirst[range])
                     for i in 0..<n {
                         let g = gradient[i] * gradientScale
                         b[i] = t == 1 ? g : momentum * b[i] + g
@@ -133,6 +152,19 @@ public func clipGradientNorm(_ gradient: UnsafeMutableBufferPointer<Float>, maxN
 
 /// The L2 norm, accumulated in Double.
 public func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
+    squaredL2Norm(x).squareRoot()
+}
+
+/// The L2 norm of a vector cut into `chunks` (contiguous, in order): the chunks' squared norms
+/// (`squaredL2Norm`) added in chunk order. Members of a ring that each hold one chunk get the
+/// same bits by exchanging their chunks' squared norms; with one chunk, `l2Norm`.
+public func l2Norm(_ x: UnsafeBufferPointer<Float>, chunks: [Range<Int>]) -> Double {
+    chunks.reduce(0.0) { $0 + squaredL2Norm(UnsafeBufferPointer(rebasing: x[$1])) }.squareRoot()
+}
+
+/// The squared L2 norm, accumulated in Double over blocks of 8.
+public func squaredL2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
+    guard x.count > 0 else { return 0 }
     var total: Double = 0
     var i = 0
     let raw = UnsafeRawPointer(x.baseAddress!)
@@ -145,7 +177,7 @@ public func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
         total += Double(x[i] * x[i])
         i += 1
     }
-    return total.squareRoot()
+    return total
 }
 
 /// Multiplies every element by `factor` (e.g. 1 / batch size).

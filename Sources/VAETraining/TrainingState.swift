@@ -33,14 +33,17 @@ public struct TrainingState: Sendable {
 
     /// Takes one optimizer step from `gradient`, the gradient summed over `sampleCount` samples:
     /// mean = sum / sampleCount, optional global-norm clipping, learning rate from the schedule.
-    /// `gradient` is scaled in place when clipping.
-    public mutating func applyUpdate(summedGradient gradient: inout [Float], sampleCount: Int) {
+    /// `gradient` is scaled in place when clipping. The norm is formed over `normChunks` in order
+    /// (`l2Norm(_:chunks:)`), so that ring members updating their own chunks (`applyShardUpdate`)
+    /// clip by the same bits; by default one chunk, the whole vector.
+    public mutating func applyUpdate(summedGradient gradient: inout [Float], sampleCount: Int, normChunks: [Range<Int>]? = nil) {
         let c = configuration
         var gradientScale = 1 / Float(sampleCount)
         if c.clipNorm > 0 {
             gradient.withUnsafeMutableBufferPointer { g in
                 scale(g, by: gradientScale)
-                clipGradientNorm(g, maxNorm: c.clipNorm)
+                let norm = l2Norm(UnsafeBufferPointer(g), chunks: normChunks ?? [0..<g.count])
+                clip(g, range: 0..<g.count, norm: norm)
             }
             gradientScale = 1
         }
@@ -52,6 +55,50 @@ public struct TrainingState: Sendable {
             }
         }
         step += 1
+    }
+
+    /// The squared norm of chunk `range` of the mean gradient (`summed` / `sampleCount`), which a
+    /// ring member contributes to the global norm when clipping (`applyShardUpdate`); the same
+    /// bits the full update adds for that chunk.
+    public func shardSquaredNorm(summedGradient summed: UnsafeBufferPointer<Float>, range: Range<Int>, sampleCount: Int) -> Double {
+        var mean = Array(summed[range])
+        return mean.withUnsafeMutableBufferPointer { g in
+            scale(g, by: 1 / Float(sampleCount))
+            return squaredL2Norm(UnsafeBufferPointer(g))
+        }
+    }
+
+    /// Takes the optimizer step for the elements in `range` only, from the fully reduced gradient
+    /// in `gradient[range]` (the rest of `gradient` is not read): what `applyUpdate` does to those
+    /// elements, bit for bit, when `squaredNorms` are the squared norms (`shardSquaredNorm`) of
+    /// the same `normChunks`, in chunk order (needed only with `--clip-norm`). A ring member
+    /// holding one reduced chunk updates its parameters this way; `gradient[range]` is scaled in
+    /// place when clipping.
+    public mutating func applyShardUpdate(reducedGradient gradient: UnsafeMutableBufferPointer<Float>, range: Range<Int>,
+                                          sampleCount: Int, squaredNorms: [Double] = []) {
+        let c = configuration
+        var gradientScale = 1 / Float(sampleCount)
+        if c.clipNorm > 0 {
+            precondition(!squaredNorms.isEmpty, "clipping a shard needs every chunk's squared norm")
+            scale(UnsafeMutableBufferPointer(rebasing: gradient[range]), by: gradientScale)
+            clip(gradient, range: range, norm: squaredNorms.reduce(0.0, +).squareRoot())
+            gradientScale = 1
+        }
+        let lr = c.schedule.learningRate(base: c.learningRate, step: step)
+        parameters.withUnsafeMutableBufferPointer { p in
+            optimizer.apply(learningRate: lr, gradient: UnsafeBufferPointer(gradient), gradientScale: gradientScale, to: p, range: range)
+        }
+        step += 1
+    }
+
+    /// Scales `gradient[range]` as `clipGradientNorm` does when the global norm `norm` exceeds
+    /// `--clip-norm`.
+    private func clip(_ gradient: UnsafeMutableBufferPointer<Float>, range: Range<Int>, norm: Double) {
+        let maxNorm = configuration.clipNorm
+        let norm = Float(norm)
+        if maxNorm > 0, norm > maxNorm {
+            scale(UnsafeMutableBufferPointer(rebasing: gradient[range]), by: maxNorm / (norm + 1e-6))
+        }
     }
 
     /// The state as a checkpoint.
