@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "ClusterRuntime",
             dependencies: [
-                "ZeroMQ", "WireProtocol", "Coordination", "VAETraining", "VAECore", "VAEData",
+                "ZeroMQ", "WireProtocol", "Coordination", "Collectives", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
@@ -153,7 +153,7 @@ let package = Package(
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
         .testTarget(
             name: "ClusterRuntimeTests",
-            dependencies: ["ClusterRuntime", "Coordination", "WireProtocol", "VAETraining", "VAECore", "TestSupport",
+            dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "VAETraining", "VAECore", "TestSupport",
                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "MetricsTests",

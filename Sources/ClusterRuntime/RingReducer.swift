@@ -1,0 +1,106 @@
+import Collectives
+import VAECore
+import WireProtocol
+
+/// Where a ring member sends its chunks: `RingLinks` in a worker, a fake in tests.
+protocol RingSending: AnyObject {
+    func send(_ header: RingChunkHeader, floats: SharedFloats) throws
+}
+
+extension RingLinks: RingSending {}
+
+/// One worker's ring steps carried out on its buffers: the `RingMember`'s directives performed
+/// with real chunks. The worker writes its gradient into `gradient` and calls `gradientReady`,
+/// feeds every chunk its links receive to `onChunk`, and finds the step complete when
+/// `completedStep` is set; `updateShard` applies the optimizer to the member's own chunk (and is
+/// where the reduced chunk goes to the coordinator). Chunks that break the ring's protocol are
+/// dropped and listed in `refusals`, for the coordinator.
+final class RingReducer {
+    private(set) var member: RingMember
+    private let links: any RingSending
+    /// The member's gradient, then (after the reduce-scatter) its reduced chunk among the rest.
+    var gradient: [Float]
+    /// The parameters: this member's chunk from its update, the others' from the all-gather.
+    var parameters: [Float]
+    /// Applies the optimizer to `parameters[range]` from the reduced `gradient[range]` of `step`.
+    private let updateShard: (_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void
+    private var held: [RingChunkLabel: FloatPayload] = [:]
+    /// The step that completed last (nil before any).
+    private(set) var completedStep: Int?
+    /// Why chunks were refused (the sender broke the protocol), oldest first.
+    private(set) var refusals: [String] = []
+    /// Floats sent so far.
+    private(set) var floatsSent = 0
+
+    init(member: RingMember, links: any RingSending, parameters: [Float],
+         updateShard: @escaping (_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void) {
+        precondition(parameters.count == member.plan.count, "the parameters do not fit the ring's plan")
+        self.member = member
+        self.links = links
+        self.parameters = parameters
+        self.gradient = [Float](repeating: 0, count: parameters.count)
+        self.updateShard = updateShard
+    }
+
+    /// `gradient` holds this member's gradient of the current step.
+    func gradientReady() throws {
+        try perform(member.onGradientReady())
+    }
+
+    /// A chunk arrived from the predecessor.
+    func onChunk(_ chunk: RingChunk) throws {
+        let h = chunk.header
+        guard let phase = RingPhase(rawValue: h.phase) else { return refuse("ring phase \(h.phase)") }
+        let label = RingChunkLabel(generation: h.group, step: Int(h.step), phase: phase, round: Int(h.round), chunk: Int(h.chunk))
+        guard label.chunk < member.plan.members, member.plan.chunk(label.chunk).count == Int(h.count) else {
+            return refuse("\(label) carries \(h.count) floats, which no chunk of this ring has")
+        }
+        // A duplicate label must not replace the payload held for the first one.
+        guard held[label] == nil else { return refuse("\(label): a duplicate") }
+        held[label] = chunk.payload
+        try perform(member.onChunk(label))
+    }
+
+    private func refuse(_ reason: String) {
+        refusals.append(reason)
+    }
+
+    private func perform(_ directives: [RingDirective]) throws {
+        for directive in directives {
+            switch directive {
+            case .send(let label):
+                let range = member.plan.chunk(label.chunk)
+                let source = label.phase == .reduceScatter ? gradient : parameters
+                let floats = source.withUnsafeBufferPointer { SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range])) }
+                try links.send(RingChunkHeader(group: label.generation, step: UInt64(label.step), phase: label.phase.rawValue,
+                                               round: UInt32(label.round), chunk: UInt32(label.chunk), count: UInt32(range.count)),
+                               floats: floats)
+                floatsSent += range.count
+            case .accumulate(let label):
+                guard let payload = held.removeValue(forKey: label) else { continue }
+                let range = member.plan.chunk(label.chunk)
+                gradient.withUnsafeMutableBufferPointer { g in
+                    payload.frame.withUnsafeBytes { raw in
+                        add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range]))
+                    }
+                }
+            case .store(let label):
+                guard let payload = held.removeValue(forKey: label) else { continue }
+                let range = member.plan.chunk(label.chunk)
+                parameters.withUnsafeMutableBufferPointer { p in
+                    payload.copy(into: UnsafeMutableBufferPointer(rebasing: p[range]))
+                }
+            case .updateShard(let step, let chunk):
+                try updateShard(&gradient, &parameters, member.plan.chunk(chunk), step)
+                try perform(member.onShardUpdated())
+            case .complete(let step):
+                completedStep = step
+            case .discard(let label, _):
+                held[label] = nil
+            case .refuse(let label, let reason):
+                held[label] = nil
+                refuse("\(label): \(reason)")
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Collectives
+import Testing
+import WireProtocol
+import ZeroMQ
+@testable import ClusterRuntime
+
+/// Whole ring steps over real sockets on loopback: every member ends with the same parameters,
+/// the sum every member's gradient contributed to, and each sends what the ring's plan says.
+/// One thread drives every member; every wait is bounded and ends on an event.
+@Suite struct RingReducerTests {
+    /// Member `rank`'s gradient at `step`.
+    static func gradient(rank: Int, step: Int, count: Int) -> [Float] {
+        (0..<count).map { i in Float((i * 31 + rank * 17 + step * 7) % 23) - 11 }
+    }
+
+    /// Plays `steps` steps of a ring of `members` over `count` floats; with `curve`, every link
+    /// authenticated. Returns each member's reducer.
+    static func play(members: Int, count: Int, steps: Int, curve: Bool) throws -> [RingReducer] {
+        let plan = RingPlan(members: members, count: count)
+        let keys = try (0..<members).map { _ in try CurveKeyPair.generate() }
+        let links = try (0..<members).map { rank in
+            try RingLinks(host: "127.0.0.1",
+                          security: curve ? RingSecurity(keyPair: keys[rank], predecessorKey: keys[plan.predecessor(of: rank)].publicKey) : nil,
+                          insecure: false, maxFloats: count)
+        }
+        for rank in 0..<members {
+            let next = plan.successor(of: rank)
+            try links[rank].connect(successor: links[next].endpoint, serverKey: curve ? keys[next].publicKey : nil)
+        }
+        let initial = (0..<count).map { Float($0 % 5) }
+        let reducers = (0..<members).map { rank in
+            RingReducer(member: RingMember(plan: plan, rank: rank, generation: 1, step: 0), links: links[rank], parameters: initial) {
+                gradient, parameters, range, _ in
+                for i in range { parameters[i] -= 0.25 * gradient[i] }
+            }
+        }
+        for step in 0..<steps {
+            for (rank, reducer) in reducers.enumerated() {
+                reducer.gradient = gradient(rank: rank, step: step, count: count)
+                try reducer.gradientReady()
+            }
+            var rounds = 0
+            while reducers.contains(where: { $0.completedStep != step }) {
+                rounds += 1
+                try #require(rounds < 2000, "the ring stopped at step \(step)")
+                for (rank, reducer) in reducers.enumerated() {
+                    if let chunk = try links[rank].receive(timeout: .milliseconds(5)) { try reducer.onChunk(chunk) }
+                }
+            }
+        }
+        return reducers
+    }
+
+    func expectedParameters(members: Int, count: Int, steps: Int) -> [Float] {
+        var parameters = (0..<count).map { Float($0 % 5) }
+        for step in 0..<steps {
+            for i in 0..<count {
+                // Small integers: every order of summation gives the same float.
+                let sum = (0..<members).reduce(Float(0)) { $0 + Self.gradient(rank: $1, step: step, count: count)[i] }
+                parameters[i] -= 0.25 * sum
+            }
+        }
+        return parameters
+    }
+
+    @Test(arguments: [1, 2, 3, 4])
+    func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int) throws {
+        let reducers = try Self.play(members: members, count: 101, steps: 2, curve: false)
+        let expected = expectedParameters(members: members, count: 101, steps: 2)
+        let plan = RingPlan(members: members, count: 101)
+        for (rank, reducer) in reducers.enumerated() {
+            #expect(reducer.parameters == expected, "member \(rank)")
+            #expect(reducer.refusals.isEmpty)
+            #expect(reducer.floatsSent == 2 * plan.floatsSent(rank: rank))
+        }
+    }
+
+    @Test func aRingOverCurveGivesTheSameParameters() throws {
+        let reducers = try Self.play(members: 3, count: 64, steps: 1, curve: true)
+        let expected = expectedParameters(members: 3, count: 64, steps: 1)
+        for reducer in reducers { #expect(reducer.parameters == expected) }
+    }
+
+    /// Keeps what a member sends.
+    final class Recorder: RingSending {
+        var sent: [RingChunkHeader] = []
+        func send(_ header: RingChunkHeader, floats: SharedFloats) throws { sent.append(header) }
+    }
+
+    @Test func aChunkOfTheWrongSizeOrAnUnknownChunkIsRefusedAndNotUsed() throws {
+        let plan = RingPlan(members: 2, count: 10)
+        let reducer = RingReducer(member: RingMember(plan: plan, rank: 0, generation: 0, step: 0), links: Recorder(),
+                                  parameters: [Float](repeating: 0, count: 10)) { _, _, _, _ in }
+        func chunk(_ header: RingChunkHeader) throws -> RingChunk {
+            try RingChunk.decode([RingChunk.encode(header), [UInt8](repeating: 0, count: 4 * Int(header.count))],
+                                 limits: RingChunkLimits(maxFloats: 10))
+        }
+        try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 1, count: 4)))
+        try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 7, count: 5)))
+        try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 0, count: 5)))
+        #expect(reducer.refusals.count == 3)
+        #expect(reducer.member.held.isEmpty)
+    }
+}
