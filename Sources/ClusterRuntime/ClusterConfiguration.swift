@@ -21,6 +21,9 @@ struct ClusterConfiguration: Codable, Sendable {
         std = data.filler.statistics?.std
     }
 
+    /// The bytes of one shipped row: the input dimension times 1 (uint8) or 4 (float32).
+    var rowBytes: Int { inputDimension * (sampleType == "uint8" ? 1 : 4) }
+
     var filler: BatchFiller {
         let statistics = mean.flatMap { m in std.map { FeatureStatistics(mean: m, std: $0) } }
         return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics)
