@@ -50,6 +50,11 @@ final class RowCache {
         var carried = 0
         for (r, id) in work.sampleIDs.enumerated() where work.carriesRow[r] {
             if holdings.admit(id) != nil {
+                // Grown by doubling, but never past the capacity: a cache of most of its bytes
+                // must not reserve twice as many.
+                if storage.count + rowBytes > storage.capacity {
+                    storage.reserveCapacity(min(max(storage.count + rowBytes, 2 * storage.capacity), holdings.capacity * rowBytes))
+                }
                 work.samples.withUnsafeBytes { raw in
                     storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(carried * rowBytes)..<((carried + 1) * rowBytes)]))
                 }
