@@ -35,9 +35,9 @@ final class RowCache {
     }
 
     /// Checks that every row `work` does not carry was held before it arrived, then takes the rows
-    /// it carries that the policy keeps, in sample order. Throws, keeping nothing, if the rows are not of the size of this run's rows
-    /// or the WORK names a row this worker does not hold (the coordinator's mirror of this cache
-    /// disagrees with it: the worker cannot compute the part).
+    /// it carries that the policy keeps, in sample order. Throws, keeping nothing, if the rows are
+    /// not of this run's row size or the WORK names a row this worker does not hold (the
+    /// coordinator's mirror of this cache disagrees with it: the worker cannot compute the part).
     func receive(_ work: Work) throws(ClusterError) {
         // Before any WELCOME there is no run: the WORK is ignored (the coordinator sends none then).
         guard rowBytes > 0 else { return }

@@ -66,7 +66,8 @@ extension WorkerEnding {
 }
 
 /// The worker process: joins the coordinator, then for every step copies the parameters it is
-/// sent, preprocesses its part's samples and returns their summed gradient. Decisions (timers,
+/// sent, preprocesses its part's samples (their rows from the WORK or, for rows it was sent
+/// before, from its `RowCache`) and returns their summed gradient. Decisions (timers,
 /// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a
 /// `WorkerTransport` (a DEALER socket and its monitor) and a `VAEEngine`.
 public final class WorkerRuntime {
