@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Checksums"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
         .testTarget(
             name: "ClusterRuntimeTests",

@@ -21,6 +21,13 @@ struct ClusterConfiguration: Codable, Sendable {
         std = data.filler.statistics?.std
     }
 
+    /// The bytes of one shipped row: the input dimension times 1 (uint8) or 4 (float32); 0 for a
+    /// dimension no row can have (the configuration is refused when the worker configures).
+    var rowBytes: Int {
+        let (bytes, overflow) = inputDimension.multipliedReportingOverflow(by: sampleType == "uint8" ? 1 : 4)
+        return overflow || bytes < 0 ? 0 : bytes
+    }
+
     var filler: BatchFiller {
         let statistics = mean.flatMap { m in std.map { FeatureStatistics(mean: m, std: $0) } }
         return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics)

@@ -11,6 +11,10 @@ final class CoordinatorRecord {
     private(set) var rejectedMessages = 0
     /// Bytes of work sent and gradients received over the run.
     private(set) var bytesMoved = 0
+    /// Bytes of sample rows sent in WORK over the run (part of `bytesMoved`).
+    private(set) var rowBytesSent = 0
+    /// `bytesMoved`, `rowBytesSent` and the steps taken when the last epoch ended.
+    private var epochMark = (bytes: 0, rowBytes: 0, steps: 0)
     /// The names of the live workers (and of a worker being banned or lost, until it is logged).
     private var names: [PeerID: String] = [:]
 
@@ -30,10 +34,20 @@ final class CoordinatorRecord {
         try? output?.appendEvent(name, step: step, fields)
     }
 
-    /// `count` bytes of work or gradients moved.
-    func countBytes(_ count: Int) {
+    /// `count` bytes of work or gradients moved, `rows` of them sample rows.
+    func countBytes(_ count: Int, rows: Int = 0) {
         bytesMoved += count
+        rowBytesSent += rows
         metrics.bytes.increment(by: count)
+    }
+
+    /// Bytes moved and bytes of rows sent per step since the previous call (or the start), now
+    /// that `stepsTaken` steps were taken in all; nil if none was taken since.
+    func epochTraffic(stepsTaken: Int) -> (bytes: Double, rowBytes: Double)? {
+        defer { epochMark = (bytesMoved, rowBytesSent, stepsTaken) }
+        let steps = stepsTaken - epochMark.steps
+        guard steps > 0 else { return nil }
+        return (Double(bytesMoved - epochMark.bytes) / Double(steps), Double(rowBytesSent - epochMark.rowBytes) / Double(steps))
     }
 
     /// A message was not taken.

@@ -53,6 +53,9 @@ public final class CoordinatorRuntime {
     var progress: RunProgress
     /// Whether the first step started (training time starts when enough workers are in).
     var trainingStarted = false
+    /// The step in flight's samples in part order (`CoordinatorStateMachine.arrangeStep`), from
+    /// its first position on: made when its first part is sent, kept for every send of the step.
+    var arrangement: (step: Int, start: Int, ids: [UInt32])?
     /// The sample order of epoch `orderEpoch`.
     var order: [Int32] = []
     var orderEpoch = -1
@@ -95,7 +98,8 @@ public final class CoordinatorRuntime {
         plan = MinibatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize, seed: configuration.seed)
         machine = CoordinatorStateMachine(
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
-                                  maxSteps: configuration.maxSteps, workers: options.workers),
+                                  maxSteps: configuration.maxSteps, workers: options.workers,
+                                  rowBytes: data.train.rowByteCount),
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
@@ -142,6 +146,7 @@ public final class CoordinatorRuntime {
         if let breakdown = timer.runBreakdown(seconds: progress.trainSeconds) {
             summary.stepTime = breakdown
             summary.bytesPerStep = Double(record.bytesMoved) / Double(timer.totals.steps)
+            summary.rowBytesPerStep = Double(record.rowBytesSent) / Double(timer.totals.steps)
         }
         try output?.write(summary)
         return summary
@@ -338,7 +343,8 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// Sends `part.peer` the step's parameters and its rows; false if it cannot be reached.
+    /// Sends `part.peer` the step's parameters and its samples, with the rows it does not hold
+    /// (`CoordinatorStateMachine.rowsToSend`); false if it cannot be reached.
     private func sendWork(_ part: StepPart) throws -> Bool {
         let now = ContinuousClock.now
         if !accumulator.inFlight {
@@ -350,10 +356,10 @@ public final class CoordinatorRuntime {
                 progress.startTraining(now: now)
             }
         }
-        let order = sampleOrder(epoch: part.epoch)
-        let ids = part.positions.map { UInt32(order[$0]) }
+        let ids = sampleIDs(of: part)
+        let carries = machine.rowsToSend(to: part.peer, sampleIDs: ids)
         let d = data.train.dimension
-        let (rows, isFloat32) = data.train.rowBytes(at: ids)
+        let (rows, isFloat32) = data.train.rowBytes(at: zip(ids, carries).compactMap { $1 ? $0 : nil })
         let type: SampleType = isFloat32 ? .float32 : .uint8
         let step = UInt64(part.step)
         accumulator.sent(part: part.part, now: now)
@@ -361,10 +367,24 @@ public final class CoordinatorRuntime {
               let paramsBytes = try transport.send(Message.params(step: step, parameters), to: part.peer),
               let workBytes = try transport.send(Message.work(Work(
                   step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
-                  dimension: UInt32(d), sampleType: type, samples: rows)), to: part.peer)
+                  dimension: UInt32(d), sampleType: type, carriesRow: carries, samples: rows)), to: part.peer)
         else { return false }
-        record.countBytes(paramsBytes + workBytes)
+        record.countBytes(paramsBytes + workBytes, rows: rows.count)
         return true
+    }
+
+    /// The sample ids of `part`, a part of the step in flight: the ids at its positions of the
+    /// step's arrangement, which puts samples where their rows are held.
+    private func sampleIDs(of part: StepPart) -> [UInt32] {
+        if arrangement?.step != part.step {
+            let parts = machine.currentParts
+            let start = parts.first?.positions.lowerBound ?? part.positions.lowerBound
+            let end = parts.last?.positions.upperBound ?? part.positions.upperBound
+            let order = sampleOrder(epoch: part.epoch)
+            arrangement = (part.step, start, machine.arrangeStep((start..<end).map { UInt32(order[$0]) }))
+        }
+        guard let arrangement else { return [] }
+        return part.positions.map { arrangement.ids[$0 - arrangement.start] }
     }
 
     /// Keeps the held gradient of `peer` (nil: computed here) as part `part` of the step, and adds
@@ -386,11 +406,10 @@ public final class CoordinatorRuntime {
     /// Computes `part` here, with the step's parameters, and tells the machine whether the result
     /// passes the checks: the second opinion on a suspect gradient when no other worker can give it.
     private func computeLocally(_ part: StepPart) throws {
-        let order = sampleOrder(epoch: part.epoch)
         let engine = referee ?? VAEEngine(layout: state.layout, objective: configuration.objective, capacity: configuration.batchSize)
         referee = engine
-        let indices = part.positions.map { order[$0] }
-        let ids = indices.map { UInt32($0) }
+        let ids = sampleIDs(of: part)
+        let indices = ids.map { Int32($0) }
         let d = data.train.dimension
         var inputs = [Float](repeating: 0, count: ids.count * d)
         var gradient = [Float](repeating: 0, count: state.layout.count)
@@ -471,6 +490,10 @@ public final class CoordinatorRuntime {
                                                 state: state, data: data, evaluate: evaluate)
         metrics.workers = machine.workers.count
         metrics.stepTime = timer.epochBreakdown(seconds: ended.seconds)
+        if let traffic = record.epochTraffic(stepsTaken: timer.totals.steps) {
+            metrics.bytesPerStep = traffic.bytes
+            metrics.rowBytesPerStep = traffic.rowBytes
+        }
         try output?.append(metrics)
         try writeCheckpoint()
         onEpoch(metrics)

@@ -27,6 +27,12 @@ public struct WorkerOptions: Sendable {
     /// Leave as soon as this process is no longer the parent (a local worker of a coordinator
     /// that was killed); nil: no such check.
     public var parentProcess: Int32?
+    /// The most bytes of sample rows kept between steps, so that each row travels at most once
+    /// (0: keep none, every WORK carries all its rows).
+    public var rowCacheBytes: UInt64 = WorkerOptions.defaultRowCacheBytes
+
+    /// The default row cache: 1 GiB (MNIST's 60,000 training rows take 47 MB).
+    public static let defaultRowCacheBytes: UInt64 = 1 << 30
 
     public init(coordinator: String, threads: Int = 1, name: String, coordinatorTimeout: Duration = .seconds(120),
                 heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5),
@@ -60,7 +66,8 @@ extension WorkerEnding {
 }
 
 /// The worker process: joins the coordinator, then for every step copies the parameters it is
-/// sent, preprocesses its part's samples and returns their summed gradient. Decisions (timers,
+/// sent, preprocesses its part's samples (their rows from the WORK or, for rows it was sent
+/// before, from its `RowCache`) and returns their summed gradient. Decisions (timers,
 /// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a
 /// `WorkerTransport` (a DEALER socket and its monitor) and a `VAEEngine`.
 public final class WorkerRuntime {
@@ -80,6 +87,8 @@ public final class WorkerRuntime {
     /// The messages being handled, by step, for the directives that need their payload.
     var heldParameters: [Int: FloatPayload] = [:]
     var heldWork: [Int: Work] = [:]
+    /// The rows received so far (`options.rowCacheBytes` at most), emptied at every WELCOME.
+    lazy var rowCache = RowCache(capacityBytes: options.rowCacheBytes)
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
     /// Set from a signal handler: leave at the next message boundary.
@@ -170,7 +179,10 @@ public final class WorkerRuntime {
         }
         switch message {
         case .welcome(let welcome):
-            configuration = try ClusterConfiguration.decode(welcome.configuration)
+            let configuration = try ClusterConfiguration.decode(welcome.configuration)
+            self.configuration = configuration
+            // The coordinator starts its record of this cache afresh with every WELCOME it sends.
+            rowCache.reset(rowBytes: configuration.rowBytes)
             return try perform(machine.onWelcome(welcome))
         case .heartbeat:
             return nil
@@ -179,6 +191,8 @@ public final class WorkerRuntime {
             defer { heldParameters[Int(step)] = nil }
             return try perform(machine.onParameters(step: Int(step)))
         case .work(let work):
+            // Every WORK's rows, computed or not: the coordinator counts them as held.
+            try rowCache.receive(work)
             heldWork[Int(work.step)] = work
             defer { heldWork[Int(work.step)] = nil }
             return try perform(machine.onWork(step: Int(work.step), now: .now))
@@ -198,7 +212,8 @@ public final class WorkerRuntime {
         for directive in directives {
             switch directive {
             case .sendHello:
-                try transport.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads))))
+                try transport.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads),
+                                                       rowCacheBytes: options.rowCacheBytes)))
             case .sendHeartbeat(let step):
                 try transport.send(Message.heartbeat(step: UInt64(step)))
             case .sendLeave:
@@ -280,20 +295,8 @@ public final class WorkerRuntime {
             throw ClusterError("WORK has samples of \(work.dimension) values, the model takes \(d)")
         }
         if inputs.count < n * d { inputs = [Float](repeating: 0, count: n * d) }
-        let step = UInt32(truncatingIfNeeded: work.step)
-        inputs.withUnsafeMutableBufferPointer { x in
-            let out = UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)])
-            work.sampleIDs.withUnsafeBufferPointer { ids in
-                switch work.sampleType {
-                case .uint8:
-                    work.samples.withUnsafeBufferPointer { filler.fill(byteRows: $0, sampleIDs: ids, seed: work.seed, step: step, into: out) }
-                case .float32:
-                    let floats = work.samples.withUnsafeBytes { raw in
-                        (0..<(n * d)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
-                    }
-                    floats.withUnsafeBufferPointer { filler.fill(floatRows: $0, sampleIDs: ids, seed: work.seed, step: step, into: out) }
-                }
-            }
+        try inputs.withUnsafeMutableBufferPointer { x in
+            try rowCache.fill(work, with: filler, into: UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)]))
         }
         gradient.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         let sums = parameters.withUnsafeBufferPointer { p in

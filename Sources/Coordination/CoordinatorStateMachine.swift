@@ -16,13 +16,16 @@ public struct RunSchedule: Sendable, Equatable {
     public var maxSteps: Int?
     /// Workers to wait for before the first step (afterwards `FaultPolicy.minWorkers` applies).
     public var workers: Int
+    /// The bytes of one sample row, which the workers' row caches count in (0: rows are not cached).
+    public var rowBytes: Int
 
-    public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int) {
+    public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int, rowBytes: Int = 0) {
         self.sampleCount = sampleCount
         self.batchSize = batchSize
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.workers = workers
+        self.rowBytes = rowBytes
     }
 
     public var stepsPerEpoch: Int { (sampleCount + batchSize - 1) / batchSize }
@@ -226,6 +229,9 @@ public struct CoordinatorStateMachine: Sendable {
     /// Peers a send found unreachable, not yet declared lost: what they sent before hanging up
     /// may still be queued (see `onSendFailed`).
     var unreachable: [PeerID] = []
+    /// Which sample rows each live worker holds: started afresh at every WELCOME, forgotten when
+    /// the worker is out of the run.
+    public private(set) var rowCaches: RowCacheMirror
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0, timers: CoordinatorTimers = CoordinatorTimers()) {
@@ -234,6 +240,7 @@ public struct CoordinatorStateMachine: Sendable {
         self.timers = timers
         self.startStep = startStep
         self.step = startStep
+        self.rowCaches = RowCacheMirror(rowBytes: schedule.rowBytes)
     }
 
     /// A run without fault tolerance: wait for `schedule.workers`, generous timeouts.
@@ -282,13 +289,16 @@ public struct CoordinatorStateMachine: Sendable {
         }
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
-            return [.welcome(peer, index: members[i].index)]  // a repeated HELLO: answer again
+            // A repeated HELLO: answer again. The worker empties its row cache at every WELCOME.
+            rowCaches.join(peer, capacityBytes: hello.rowCacheBytes)
+            return [.welcome(peer, index: members[i].index)]
         }
         guard members.count < policy.maxWorkers else {
             return [.reject(peer, .notAccepting, "the run has its maximum of \(policy.maxWorkers) workers")]
         }
         invalidMessages.remove(peer)
         members.append(Member(peer: peer, index: joined, name: hello.name, key: key, lastHeard: now))
+        rowCaches.join(peer, capacityBytes: hello.rowCacheBytes)
         joined += 1
         var directives: [CoordinatorDirective] = [.welcome(peer, index: joined - 1)]
         if stepInFlight {
@@ -480,6 +490,22 @@ public struct CoordinatorStateMachine: Sendable {
         return directives
     }
 
+    // MARK: Rows
+
+    /// The current step's samples laid out across its parts (`RowCacheMirror.arrange`): `batch`
+    /// is the ids at the step's positions, in order; part `k` gets the ids at its positions'
+    /// places of the result. The same for every send of the step (a re-issued part carries the
+    /// same samples): the runtime makes it once per step.
+    public func arrangeStep(_ batch: [UInt32]) -> [UInt32] {
+        RowCacheMirror.arrange(batch, partSizes: parts.map(\.positions.count))
+    }
+
+    /// Which rows a WORK of `sampleIDs` to `peer` carries: those its cache does not hold (see
+    /// `RowCacheMirror.rowsToSend`). Call it once for each WORK sent, in sending order.
+    public mutating func rowsToSend(to peer: PeerID, sampleIDs: [UInt32]) -> [Bool] {
+        rowCaches.rowsToSend(to: peer, sampleIDs: sampleIDs)
+    }
+
     // MARK: Internals
 
     private mutating func accept(part: Int, from peer: PeerID) -> [CoordinatorDirective] {
@@ -560,6 +586,7 @@ public struct CoordinatorStateMachine: Sendable {
     private mutating func remove(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
         members.remove(at: i)
+        rowCaches.forget(peer)
         var directives: [CoordinatorDirective] = [.workerLost(peer, reason: reason)]
         if stepInFlight { directives += reissueOrphanedParts(now: now) }
         if members.count < policy.minWorkers && phase == .running && !stepInFlight {

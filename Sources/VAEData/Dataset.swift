@@ -116,6 +116,15 @@ public struct Dataset: Sendable, Equatable {
         }
     }
 
+    /// The bytes of one stored row, as `rowBytes(at:)` ships it: `dimension` values of 1 byte
+    /// (byte data) or 4 (float data).
+    public var rowByteCount: Int {
+        switch storage {
+        case .uint8: dimension
+        case .float32: dimension * 4
+        }
+    }
+
     /// A stable 16-hex-digit identifier of the contents, to record in checkpoints and compare
     /// on resume: the CRC-32 of the description (element type, count, shape, whether labelled)
     /// followed by the CRC-32 of the sample bytes and then the labels (Int32 little-endian).

@@ -32,6 +32,11 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     /// Distributed runs: live workers at the end of the epoch, and where the epoch's steps' time went.
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
+    /// Distributed runs: the coordinator's bytes on the wire per step of the epoch (work sent,
+    /// gradients received), and of those the bytes of sample rows (WORK carries only the rows a
+    /// worker does not hold).
+    public var bytesPerStep: Double?
+    public var rowBytesPerStep: Double?
 }
 
 /// A line of `metrics.jsonl` every `--metrics-every` steps: training means over the steps since
@@ -109,6 +114,8 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
     public var bytesPerStep: Double?
+    /// Distributed runs: of `bytesPerStep`, the bytes of sample rows sent in WORK.
+    public var rowBytesPerStep: Double?
     /// Distributed runs: messages refused (malformed, oversized, bad gradients, or from a refused peer).
     public var rejectedMessages: Int?
     /// Set when a signal stopped the run: the test figures above are then absent (the end-of-run

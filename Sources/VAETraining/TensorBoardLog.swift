@@ -94,6 +94,8 @@ public final class TensorBoardLog: Sendable {
         if let v = m.testDistortion { values.append(("distortion/test", v)) }
         if let v = m.activeUnits { values.append(("latent/active_units", Double(v))) }
         if let v = m.mutualInformation { values.append(("latent/mutual_information", v)) }
+        if let v = m.bytesPerStep { values.append(("cluster/bytes_per_step", v)) }
+        if let v = m.rowBytesPerStep { values.append(("cluster/row_bytes_per_step", v)) }
         return values
     }
 

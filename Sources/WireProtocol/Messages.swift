@@ -1,7 +1,8 @@
 import Checksums
 
-/// The protocol's version: a peer with another version is refused at HELLO.
-public let protocolVersion: UInt16 = 1
+/// The protocol's version: a peer with another version is refused at HELLO. Version 2 added the
+/// worker's row-cache capacity to HELLO and, to WORK, which of its samples carry their row.
+public let protocolVersion: UInt16 = 2
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -13,15 +14,19 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject, leave
 }
 
-/// Worker -> coordinator: who I am.
+/// Worker -> coordinator: who I am, and how many bytes of sample rows I keep between steps.
 public struct Hello: Sendable, Equatable {
     public var version: UInt16
     public var name: String
     public var threads: UInt32
-    public init(version: UInt16 = protocolVersion, name: String, threads: UInt32) {
+    /// The capacity of the worker's row cache in bytes (0: it keeps no rows). The coordinator
+    /// mirrors the cache (`RowHoldings`' policy) and ships only the rows it does not hold.
+    public var rowCacheBytes: UInt64
+    public init(version: UInt16 = protocolVersion, name: String, threads: UInt32, rowCacheBytes: UInt64 = 0) {
         self.version = version
         self.name = name
         self.threads = threads
+        self.rowCacheBytes = rowCacheBytes
     }
 }
 
@@ -43,12 +48,13 @@ public struct Welcome: Sendable, Equatable {
 /// The element type of shipped samples.
 public enum SampleType: UInt8, Sendable {
     case uint8 = 0, float32 = 1
-    var size: Int { self == .uint8 ? 1 : 4 }
+    /// The bytes of one value.
+    public var size: Int { self == .uint8 ? 1 : 4 }
 }
 
-/// Coordinator -> worker: compute the summed gradient of these samples at this step. The
-/// samples' values travel with the work (the worker's shard of this step), each with its index in
-/// the dataset, which keys its noise.
+/// Coordinator -> worker: compute the summed gradient of these samples at this step. Every sample
+/// is named by its index in the dataset (which keys its noise); the rows of those the worker does
+/// not hold yet travel with the work (`carriesRow`), the others are read from its row cache.
 public struct Work {
     public var step: UInt64
     /// Which part of the step this is (a worker may be given another's part to re-compute).
@@ -57,17 +63,30 @@ public struct Work {
     public var sampleIDs: [UInt32]
     public var dimension: UInt32
     public var sampleType: SampleType
-    /// `[sampleIDs.count, dimension]` values of `sampleType`, row-major.
+    /// One flag per sample id: whether its row is in `samples` (true) or held by the worker.
+    public var carriesRow: [Bool]
+    /// The rows of the samples whose `carriesRow` is set, in id order: `[carried, dimension]`
+    /// values of `sampleType`, row-major.
     public var samples: [UInt8]
-    public init(step: UInt64, part: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, samples: [UInt8]) {
+
+    /// WORK whose samples carry their rows where `carriesRow` says (nil: every row travels).
+    public init(step: UInt64, part: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType,
+                carriesRow: [Bool]? = nil, samples: [UInt8]) {
         self.step = step
         self.part = part
         self.seed = seed
         self.sampleIDs = sampleIDs
         self.dimension = dimension
         self.sampleType = sampleType
+        self.carriesRow = carriesRow ?? [Bool](repeating: true, count: sampleIDs.count)
         self.samples = samples
     }
+
+    /// The number of rows the message carries.
+    public var carriedCount: Int { carriesRow.reduce(0) { $0 + ($1 ? 1 : 0) } }
+
+    /// The bytes of one row.
+    public var rowBytes: Int { Int(dimension) * sampleType.size }
 }
 
 /// Worker -> coordinator: the summed gradient of a step's part, with its sample count and loss
@@ -152,6 +171,7 @@ extension Message {
         var frames = encode(.hello) { w in
             w.writer.u32(h.threads)
             w.writer.string(h.name)
+            w.writer.u64(h.rowCacheBytes)
         }
         // The version field of the header is the sender's version.
         if case .bytes(var header) = frames[0] {
@@ -175,15 +195,25 @@ extension Message {
 
     public static func work(_ m: Work) -> [OutgoingFrame] {
         let ids = m.sampleIDs.withUnsafeBytes { Array($0) }  // little-endian hosts only (checked in tests)
-        let checksum = crc32(of: ids, continuing: crc32(of: m.samples))
+        let bitmap = rowBitmap(m.carriesRow)
+        let checksum = crc32(of: ids, continuing: crc32(of: bitmap, continuing: crc32(of: m.samples)))
         return encode(.work, step: m.step, { w in
             w.writer.u32(m.part)
             w.writer.u64(m.seed)
             w.writer.u32(UInt32(m.sampleIDs.count))
             w.writer.u32(m.dimension)
             w.writer.u8(m.sampleType.rawValue)
+            w.writer.u32(UInt32(m.carriedCount))
             w.writer.u32(checksum)
-        }, payload: [.bytes(ids), .bytes(m.samples)])
+        }, payload: [.bytes(ids), .bytes(bitmap), .bytes(m.samples)])
+    }
+
+    /// One bit per sample, least significant bit first: bit `r % 8` of byte `r / 8` is set when
+    /// sample `r` carries its row.
+    static func rowBitmap(_ flags: [Bool]) -> [UInt8] {
+        var bitmap = [UInt8](repeating: 0, count: (flags.count + 7) / 8)
+        for (r, carried) in flags.enumerated() where carried { bitmap[r / 8] |= 1 << UInt8(r % 8) }
+        return bitmap
     }
 
     public static func gradient(step: UInt64, part: UInt32 = 0, sampleCount: UInt32, sums: [Double], gradient: SharedFloats) -> [OutgoingFrame] {
@@ -277,8 +307,11 @@ extension Message {
             try expectFrames(1)
             let threads = try r.u32("threads")
             let name = try r.string("the worker name", limit: limits.maxStringBytes)
+            // Another version's HELLO is read only as far as needed to refuse it by name.
+            guard version == protocolVersion else { return .hello(Hello(version: version, name: name, threads: threads)) }
+            let rowCacheBytes = try r.u64("the row cache capacity")
             try r.expectEnd()
-            return .hello(Hello(version: version, name: name, threads: threads))
+            return .hello(Hello(version: version, name: name, threads: threads, rowCacheBytes: rowCacheBytes))
         case .welcome:
             try expectFrames(2)
             let runID = try r.u64("the run id")
@@ -297,12 +330,13 @@ extension Message {
             try r.expectEnd()
             return .params(step: step, parameters: try floatPayload(frames[1], declared: count, limits: limits, what: "PARAMS"))
         case .work:
-            try expectFrames(3)
+            try expectFrames(4)
             let part = try r.u32("the part")
             let seed = try r.u64("the seed")
             let n = Int(try r.u32("the sample count"))
             let d = Int(try r.u32("the dimension"))
             let rawSampleType = try r.u8("the sample type")
+            let carried = Int(try r.u32("the number of rows carried"))
             let checksum = try r.u32("the checksum")
             try r.expectEnd()
             guard let sampleType = SampleType(rawValue: rawSampleType) else {
@@ -310,21 +344,34 @@ extension Message {
             }
             guard n > 0, n <= limits.maxSamples else { throw WireError(.tooLarge, "WORK has \(n) samples (limit \(limits.maxSamples))") }
             guard d > 0, d <= limits.maxDimension else { throw WireError(.tooLarge, "WORK has dimension \(d) (limit \(limits.maxDimension))") }
-            let (dataBytes, overflow) = (n * d).multipliedReportingOverflow(by: sampleType.size)
-            guard !overflow, dataBytes <= limits.maxWorkBytes else { throw WireError(.tooLarge, "WORK data of \(n) x \(d) samples is too large") }
+            guard carried <= n else { throw WireError(.malformed, "WORK carries \(carried) rows for \(n) samples") }
+            let (dataBytes, overflow) = (carried * d).multipliedReportingOverflow(by: sampleType.size)
+            guard !overflow, dataBytes <= limits.maxWorkBytes else { throw WireError(.tooLarge, "WORK data of \(carried) x \(d) samples is too large") }
             guard frames[1].byteCount == 4 * n else {
                 throw WireError(.malformed, "WORK's sample-id frame has \(frames[1].byteCount) bytes, expected \(4 * n)")
             }
-            guard frames[2].byteCount == dataBytes else {
-                throw WireError(.malformed, "WORK's data frame has \(frames[2].byteCount) bytes, expected \(dataBytes) for \(n) x \(d)")
+            guard frames[2].byteCount == (n + 7) / 8 else {
+                throw WireError(.malformed, "WORK's row bitmap has \(frames[2].byteCount) bytes, expected \((n + 7) / 8) for \(n) samples")
+            }
+            guard frames[3].byteCount == dataBytes else {
+                throw WireError(.malformed, "WORK's data frame has \(frames[3].byteCount) bytes, expected \(dataBytes) for \(carried) x \(d)")
             }
             let ids = frames[1].withUnsafeBytes { Array($0) }
-            let samples = frames[2].withUnsafeBytes { Array($0) }
-            guard crc32(of: ids, continuing: crc32(of: samples)) == checksum else {
+            let bitmap = frames[2].withUnsafeBytes { Array($0) }
+            let samples = frames[3].withUnsafeBytes { Array($0) }
+            guard crc32(of: ids, continuing: crc32(of: bitmap, continuing: crc32(of: samples))) == checksum else {
                 throw WireError(.checksumMismatch, "WORK's samples do not match their CRC-32: corrupted in transit")
             }
+            let carriesRow = (0..<n).map { bitmap[$0 / 8] & (1 << UInt8($0 % 8)) != 0 }
+            guard bitmap.last.map({ n % 8 == 0 || $0 >> UInt8(n % 8) == 0 }) == true else {
+                throw WireError(.malformed, "WORK's row bitmap sets bits beyond its \(n) samples")
+            }
+            guard carriesRow.reduce(0, { $0 + ($1 ? 1 : 0) }) == carried else {
+                throw WireError(.malformed, "WORK's row bitmap marks another number of rows than the \(carried) it declares")
+            }
             let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
-            return .work(Work(step: step, part: part, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType, samples: samples))
+            return .work(Work(step: step, part: part, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType,
+                              carriesRow: carriesRow, samples: samples))
         case .gradient:
             try expectFrames(2)
             let part = try r.u32("the part")

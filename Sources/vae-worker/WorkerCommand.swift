@@ -34,12 +34,17 @@ struct Join: AsyncParsableCommand {
     var rejoinAfter = 5.0
     @Option(name: .customLong("parent-pid"), help: ArgumentHelp("Leave when this process is no longer the parent (set by --local-workers, so that workers do not outlive a killed coordinator).", visibility: .hidden))
     var parentPID: Int32?
+    @Option(name: .customLong("row-cache-mb"), help: ArgumentHelp("Megabytes (MiB) of sample rows to keep between steps, so that each row travels from the coordinator at most once; the first rows received are kept until it is full. 0: keep none.", valueName: "MiB"))
+    var rowCacheMB = Int(WorkerOptions.defaultRowCacheBytes >> 20)
     @Flag(help: "Print nothing on standard output (errors still go to standard error).")
     var quiet = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
+        guard (0...(1 << 30)).contains(rowCacheMB) else {
+            throw ValidationError("--row-cache-mb must be between 0 (no row cache) and \(1 << 30), not \(rowCacheMB)")
+        }
         guard coordinatorTimeout > 0, rejoinAfter > 0 else { throw ValidationError("--coordinator-timeout and --rejoin-after must be positive") }
         guard (curveSecretKey == nil) == (coordinatorKey == nil) else {
             throw ValidationError("CURVE needs both --curve-secret-key and --coordinator-key")
@@ -64,12 +69,12 @@ struct Join: AsyncParsableCommand {
             security = CurveClientSecurity(keyPair: try KeyFiles.readSecretKey(curveSecretKey),
                                            serverKey: try KeyFiles.readPublicKey(coordinatorKey))
         }
-        let worker = try WorkerRuntime(
-            options: WorkerOptions(coordinator: coordinator, threads: threads,
-                                   name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
-                                   coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter),
-                                   security: security, parentProcess: parentPID),
-            logger: logger)
+        var options = WorkerOptions(coordinator: coordinator, threads: threads,
+                                    name: name ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)",
+                                    coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter),
+                                    security: security, parentProcess: parentPID)
+        options.rowCacheBytes = UInt64(rowCacheMB) << 20
+        let worker = try WorkerRuntime(options: options, logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         if !quiet { emit("worker \(worker.options.name) joining \(coordinator)") }

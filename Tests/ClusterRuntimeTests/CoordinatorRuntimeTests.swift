@@ -83,12 +83,13 @@ import WireProtocol
         }
     }
 
-    func withRuntime(workers: Int, steps: Int, policy: FaultPolicy? = nil, _ body: (CoordinatorRuntime, FakeTransport, RunOutput) throws -> Void) throws {
+    func withRuntime(workers: Int, steps: Int, epochs: Int = 1, policy: FaultPolicy? = nil,
+                     _ body: (CoordinatorRuntime, FakeTransport, RunOutput) throws -> Void) throws {
         let (directory, train, test) = SyntheticData.dataset(trainCount: 64)
         defer { SyntheticData.cleanup(directory) }
         let configuration = TrainingConfiguration(
             data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2,
-            learningRate: 1e-2, batchSize: 8, epochs: 1, maxSteps: steps, seed: 7)
+            learningRate: 1e-2, batchSize: 8, epochs: epochs, maxSteps: steps, seed: 7)
         let data = try TrainingData.load(configuration)
         let transport = FakeTransport()
         var logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -167,6 +168,106 @@ import WireProtocol
             #expect(names.contains("worker_lost"))
             #expect(names.filter { $0 == "part_reissued" }.count == 1)
             #expect(names.filter { $0 == "step_recovered" }.count == 1)
+        }
+    }
+
+    // MARK: Rows travel at most once
+
+    /// The WORK messages sent to `peer`, in order.
+    func work(to peer: PeerID, _ transport: FakeTransport) -> [Work] {
+        transport.sent.compactMap { $0.peer == peer ? { if case .work(let w) = $0 { w } else { nil } }($0.message) : nil }
+    }
+
+    /// The rows carried by `works`, by id.
+    func carriedIDs(_ works: [Work]) -> [UInt32] {
+        works.flatMap { w in zip(w.sampleIDs, w.carriesRow).compactMap { $1 ? $0 : nil } }
+    }
+
+    /// What a worker's cache would see in `works`: every row named without its row was carried to
+    /// it before, no row is carried to it twice, and each carried row is the dataset's.
+    func expectRowsTravelAtMostOnce(_ works: [Work], _ runtime: CoordinatorRuntime) {
+        var held: Set<UInt32> = []
+        for w in works {
+            var r = 0
+            for (id, carries) in zip(w.sampleIDs, w.carriesRow) {
+                if carries {
+                    #expect(held.insert(id).inserted, "row \(id) sent twice to the same worker")
+                    #expect(Array(w.samples[(r * w.rowBytes)..<((r + 1) * w.rowBytes)]) == runtime.data.train.rowBytes(at: [id]).bytes)
+                    r += 1
+                } else {
+                    #expect(held.contains(id), "row \(id) named but never sent")
+                }
+            }
+        }
+    }
+
+    func epochLines(_ output: RunOutput) throws -> [[String: Any]] {
+        try String(contentsOf: output.directory.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["record"] as? String == "epoch" }
+    }
+
+    @Test func aWorkerThatHoldsEveryRowIsSentIdsOnlyFromTheSecondEpochOn() throws {
+        try withRuntime(workers: 1, steps: 16, epochs: 2) { runtime, transport, output in
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 1 << 20)))]
+            let summary = try runtime.run(output: output) { _ in }
+            #expect(summary.steps == 16)
+            let works = work(to: a, transport)
+            #expect(works.count == 16)
+            // 8 steps of 8 samples an epoch: every row once in the first, none in the second.
+            #expect(works.prefix(8).allSatisfy { $0.carriedCount == 8 && $0.samples.count == 8 * $0.rowBytes })
+            #expect(works.suffix(8).allSatisfy { $0.carriedCount == 0 && $0.samples.isEmpty })
+            expectRowsTravelAtMostOnce(works, runtime)
+            let epochs = try epochLines(output)
+            let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
+            let bytes = epochs.compactMap { $0["bytes_per_step"] as? Double }
+            #expect(rowBytes == [Double(8 * runtime.data.train.rowByteCount), 0])
+            #expect(bytes.count == 2 && bytes[1] == bytes[0] - rowBytes[0])
+            #expect(summary.rowBytesPerStep == rowBytes[0] / 2)
+        }
+    }
+
+    @Test func twoWorkersAreEachSentARowAtMostOnceAndFewerRowsEveryEpoch() throws {
+        try withRuntime(workers: 2, steps: 24, epochs: 3) { runtime, transport, output in
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 1 << 20))),
+                               FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: 1 << 20)))]
+            _ = try runtime.run(output: output) { _ in }
+            var perEpoch = [0, 0, 0]
+            for peer in [a, b] {
+                let works = work(to: peer, transport)
+                expectRowsTravelAtMostOnce(works, runtime)
+                for w in works { perEpoch[Int(w.step) / 8] += w.carriedCount }
+            }
+            // The first epoch ships every row once; then only those of samples that could not go
+            // to a worker that holds them (their home part was full), fewer every epoch.
+            #expect(perEpoch[0] == 64)
+            // (Parts of 4 samples: a step's samples of one home often outnumber its part's places;
+            // this run ships 16 rows in epoch 2 and 6 in epoch 3.)
+            #expect(perEpoch[1] <= perEpoch[0] / 4 && perEpoch[2] < perEpoch[1], "rows per epoch \(perEpoch)")
+            let rowBytes = try epochLines(output).compactMap { $0["row_bytes_per_step"] as? Double }
+            #expect(rowBytes == perEpoch.map { Double($0 * runtime.data.train.rowByteCount) / 8 })
+        }
+    }
+
+    @Test func aPartReissuedToAnotherWorkerCarriesTheRowsThatWorkerLacks() throws {
+        try withRuntime(workers: 2, steps: 9, epochs: 2) { runtime, transport, output in
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 1 << 20))),
+                               FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: 1 << 20)))]
+            let honest = transport.reply
+            transport.reply = { [unowned transport] peer, message in
+                // b hangs up once it has sent its gradient of step 7, the last of epoch 1.
+                if peer == self.b, case .work(let w) = message, w.step == 7 { transport.unreachable.insert(self.b) }
+                return honest(peer, message)
+            }
+            let summary = try runtime.run(output: output) { _ in }
+            #expect(summary.steps == 9)
+            let works = work(to: a, transport)
+            expectRowsTravelAtMostOnce(works, runtime)
+            // a computed b's part of step 8, whose rows only b held: they were carried to a.
+            let step8 = works.filter { $0.step == 8 }
+            #expect(step8.count == 2)
+            #expect(step8[1].carriedCount > 0)
+            #expect(try events(output).contains("part_reissued"))
         }
     }
 }

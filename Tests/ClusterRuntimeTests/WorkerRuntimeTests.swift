@@ -1,6 +1,10 @@
 import Coordination
+import Foundation
 import Logging
+import TestSupport
 import Testing
+import VAECore
+import VAETraining
 import WireProtocol
 @testable import ClusterRuntime
 
@@ -13,6 +17,9 @@ import WireProtocol
         var handshakes: [HandshakeOutcome] = []
         var sent: [Message] = []
         var abandoned = false
+        /// Whether the test expects gradients; each GRAD's header and payload bytes, as sent.
+        var acceptsGradients = false
+        var gradients: [(header: [UInt8], payload: [UInt8])] = []
 
         func queue(_ frames: [OutgoingFrame]) {
             inbox.append(frames.map { frame in
@@ -44,7 +51,8 @@ import WireProtocol
         }
 
         func send(header: [UInt8], payload: UnsafeRawBufferPointer) throws {
-            Issue.record("a gradient was sent")
+            if !acceptsGradients { Issue.record("a gradient was sent") }
+            gradients.append((header, Array(payload)))
         }
 
         func abandonQueued() { abandoned = true }
@@ -55,6 +63,115 @@ import WireProtocol
     func worker(_ transport: FakeTransport) -> WorkerRuntime {
         WorkerRuntime(options: WorkerOptions(coordinator: "fake", name: "w1"), logger: Logger(label: "test"),
                       machine: WorkerStateMachine(now: .now), transport: transport)
+    }
+
+    /// A small run as a coordinator would describe it to a worker: its WELCOME, PARAMS of its
+    /// initial parameters, and the rows of its training set.
+    struct Run {
+        let directory: URL
+        let welcome: [OutgoingFrame]
+        let parameters: SharedFloats
+        let data: TrainingData
+
+        init() throws {
+            let (directory, train, test) = SyntheticData.dataset(trainCount: 16)
+            self.directory = directory
+            let configuration = TrainingConfiguration(
+                data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2,
+                learningRate: 1e-2, batchSize: 8, epochs: 1, seed: 7)
+            data = try TrainingData.load(configuration)
+            let layout = ParameterLayout(configuration.architecture(inputDimension: data.train.dimension))
+            parameters = SharedFloats(TrainingState(configuration: configuration, layout: layout).parameters)
+            welcome = Message.welcome(Welcome(runID: 7, workerID: 0, parameterCount: UInt64(layout.count),
+                                              configuration: try ClusterConfiguration(training: configuration, data: data).encoded()))
+        }
+
+        /// PARAMS and WORK of `step` for `ids`, carrying the rows `carries` says (nil: all).
+        func step(_ step: UInt64, _ ids: [UInt32], carries: [Bool]? = nil) -> [[OutgoingFrame]] {
+            let flags = carries ?? ids.map { _ in true }
+            let rows = data.train.rowBytes(at: zip(ids, flags).compactMap { $1 ? $0 : nil }).bytes
+            return [Message.params(step: step, parameters),
+                    Message.work(Work(step: step, seed: 7, sampleIDs: ids, dimension: UInt32(data.train.dimension),
+                                      sampleType: .uint8, carriesRow: flags, samples: rows))]
+        }
+    }
+
+    /// Runs a worker through `messages` then STOP; returns its gradients' payloads.
+    func gradients(_ messages: [[OutgoingFrame]]) throws -> [[UInt8]] {
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        for m in messages { transport.queue(m) }
+        transport.queue(Message.stop(.finished, "done"))
+        #expect(try worker(transport).run() == .stopped("done"))
+        return transport.gradients.map(\.payload)
+    }
+
+    @Test func aWorkerComputesFromTheRowsItHoldsWhenWorkNamesThemWithoutTheirRows() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let first = run.step(0, [3, 1, 4, 5])
+        // Step 1: two held rows named by id only, one new row carried.
+        let cached = try gradients([run.welcome] + first + run.step(1, [4, 9, 3], carries: [false, true, false]))
+        let shipped = try gradients([run.welcome] + first + run.step(1, [4, 9, 3]))
+        #expect(cached.count == 2 && shipped.count == 2)
+        #expect(cached == shipped, "the gradient from cached rows differs from the one from shipped rows")
+        #expect(cached[1].contains { $0 != 0 })
+    }
+
+    @Test func aWorkerTellsTheCoordinatorItsCacheCapacityInHello() throws {
+        let transport = FakeTransport()
+        transport.queue(Message.stop(.finished, "done"))
+        var options = WorkerOptions(coordinator: "fake", name: "w1")
+        options.rowCacheBytes = 5 << 20
+        _ = try WorkerRuntime(options: options, logger: Logger(label: "test"), machine: WorkerStateMachine(now: .now),
+                              transport: transport).run()
+        guard case .hello(let hello)? = transport.sent.first else { Issue.record("no HELLO first"); return }
+        #expect(hello.rowCacheBytes == 5 << 20)
+        #expect(WorkerOptions(coordinator: "fake", name: "w").rowCacheBytes == 1 << 30)
+    }
+
+    /// Runs a worker through `messages`, expecting it to fail with an error that says `words`.
+    func expectFailure(_ messages: [[OutgoingFrame]], saying words: String) {
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        for m in messages { transport.queue(m) }
+        transport.queue(Message.stop(.finished, "done"))
+        do {
+            _ = try worker(transport).run()
+            Issue.record("the worker went on")
+        } catch {
+            #expect("\(error)".contains(words), "\(error)")
+        }
+        #expect(transport.abandoned)
+    }
+
+    @Test func workNamingARowTheWorkerDoesNotHoldEndsItWithAClearError() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        expectFailure([run.welcome] + run.step(0, [3, 1]) + run.step(1, [3, 2], carries: [false, false]),
+                      saying: "names sample 2 without its row, and this worker does not hold it")
+    }
+
+    @Test func aWelcomeEmptiesTheCacheAsTheCoordinatorsRecordOfItStartsAfresh() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        expectFailure([run.welcome] + run.step(0, [3, 1]) + [run.welcome] + run.step(1, [3], carries: [false]),
+                      saying: "names sample 3 without its row")
+    }
+
+    @Test func aWorkerWithoutARowCacheKeepsNoRow() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        for m in [run.welcome] + run.step(0, [3]) + run.step(1, [3], carries: [false]) { transport.queue(m) }
+        var options = WorkerOptions(coordinator: "fake", name: "w1")
+        options.rowCacheBytes = 0
+        #expect(throws: (any Error).self) {
+            _ = try WorkerRuntime(options: options, logger: Logger(label: "test"), machine: WorkerStateMachine(now: .now),
+                                  transport: transport).run()
+        }
+        #expect(transport.gradients.count == 1)
     }
 
     @Test func aWorkerSaysHelloAndEndsWhenTheCoordinatorSaysStop() throws {

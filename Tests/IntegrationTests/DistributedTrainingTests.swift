@@ -139,6 +139,42 @@ import VAECommandLine
         #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
     }
 
+    /// Rows travel at most once: over two epochs, the coordinator's bytes per step drop after the
+    /// first (its workers hold the rows of the samples they are given again), and training ends
+    /// where single-process training does.
+    @Test func twoWorkersAreSentFewerRowsAfterTheFirstEpochAndEndAtTheSingleProcessParameters() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--epochs", "2"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+
+        let epochs = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
+        let bytes = epochs.compactMap { $0["bytes_per_step"] as? Double }
+        try #require(rowBytes.count == 2 && bytes.count == 2, "metrics: \(epochs)")
+        // Epoch 1 ships each of the step's 32 rows (16 bytes each) once; epoch 2 only those whose
+        // worker's part was full.
+        #expect(rowBytes[0] == 32 * 16)
+        #expect(rowBytes[1] < rowBytes[0] / 2, "row bytes per step \(rowBytes)")
+        #expect(bytes[1] < bytes[0], "bytes per step \(bytes)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect(summary["row_bytes_per_step"] as? Double == (rowBytes[0] + rowBytes[1]) / 2)
+
+        let configuration = try TrainingOptions.parse(arguments).configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: .init(label: "test"))
+        _ = try trainer.run(output: nil) { _ in }
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
+        let scale = trainer.parameters.map(abs).max()!
+        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    }
+
     @Test func missingWorkersTimeOutWithAClearMessageAndTheJoinedWorkerStops() throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }

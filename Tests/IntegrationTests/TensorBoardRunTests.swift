@@ -14,6 +14,7 @@ import TestSupport
         "epoch": "progress/epoch", "test_neg_elbo": "neg_elbo/test", "test_rate": "rate/test",
         "test_distortion": "distortion/test", "active_units": "latent/active_units",
         "mutual_information": "latent/mutual_information",
+        "bytes_per_step": "cluster/bytes_per_step", "row_bytes_per_step": "cluster/row_bytes_per_step",
     ]
     /// The training figures: written from the `--metrics-every` lines when there are any, else
     /// from the epoch lines.

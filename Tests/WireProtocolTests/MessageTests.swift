@@ -1,4 +1,5 @@
 import Testing
+import Checksums
 @testable import WireProtocol
 
 /// Frames as a receiver sees them.
@@ -15,8 +16,8 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
     let limits = Limits(parameterCount: 5)
 
     @Test func everyMessageRoundTrips() throws {
-        if case .hello(let h) = try Message.decode(received(Message.hello(Hello(name: "w1", threads: 2))), limits: limits) {
-            #expect(h == Hello(name: "w1", threads: 2))
+        if case .hello(let h) = try Message.decode(received(Message.hello(Hello(name: "w1", threads: 2, rowCacheBytes: 1 << 30))), limits: limits) {
+            #expect(h == Hello(name: "w1", threads: 2, rowCacheBytes: 1 << 30))
         } else { Issue.record("not a hello") }
 
         let welcome = Welcome(runID: 42, workerID: 3, parameterCount: 5, configuration: Array("{\"a\":1}".utf8))
@@ -33,7 +34,20 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         let work = Work(step: 7, part: 2, seed: 99, sampleIDs: [5, 1, 40_000], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4, 5, 6])
         if case .work(let w) = try Message.decode(received(Message.work(work)), limits: limits) {
             #expect(w.step == 7 && w.part == 2 && w.seed == 99 && w.sampleIDs == [5, 1, 40_000] && w.samples == [1, 2, 3, 4, 5, 6])
-            #expect(w.dimension == 2 && w.sampleType == .uint8)
+            #expect(w.dimension == 2 && w.sampleType == .uint8 && w.carriesRow == [true, true, true])
+        } else { Issue.record("not work") }
+
+        // Nine samples (a bitmap of two bytes), the rows of three of them.
+        let partial = Work(step: 8, part: 1, seed: 3, sampleIDs: Array(10..<19), dimension: 1, sampleType: .float32,
+                           carriesRow: [false, true, false, false, false, false, false, true, true], samples: Array(0..<12))
+        if case .work(let w) = try Message.decode(received(Message.work(partial)), limits: limits) {
+            #expect(w.sampleIDs == Array(10..<19) && w.carriesRow == partial.carriesRow && w.samples == Array(0..<12))
+            #expect(w.carriedCount == 3 && w.rowBytes == 4)
+        } else { Issue.record("not work") }
+        // Ids only.
+        let idsOnly = Work(step: 8, seed: 3, sampleIDs: [4, 2], dimension: 5, sampleType: .uint8, carriesRow: [false, false], samples: [])
+        if case .work(let w) = try Message.decode(received(Message.work(idsOnly)), limits: limits) {
+            #expect(w.sampleIDs == [4, 2] && w.carriesRow == [false, false] && w.samples.isEmpty)
         } else { Issue.record("not work") }
 
         let grad = Message.gradient(step: 7, part: 1, sampleCount: 3, sums: [1.5, 2.5], gradient: SharedFloats([0.5, 1, 2, 3, 4]))
@@ -62,7 +76,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             Issue.record("the header frame should be bytes, not \(frames[0])")
             return
         }
-        #expect(header == [0x56, 0x41, 0x45, 0x43, 1, 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
+        #expect(header == [0x56, 0x41, 0x45, 0x43, 2, 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
     }
 
     func expectError(_ code: WireError.Code, _ frames: [any FrameBytes], limits: Limits? = nil) {
@@ -84,7 +98,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         unknown[6] = 99
         expectError(.unknownType, [unknown] + good.dropFirst())
         var future = good[0] as! [UInt8]
-        future[4] = 2
+        future[4] = 3
         expectError(.unsupportedVersion, [future] + good.dropFirst())
         var trailing = good[0] as! [UInt8]
         trailing.append(0)
@@ -108,12 +122,78 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         expectError(.tooLarge, hello)
     }
 
+    @Test func aHelloOfAnotherVersionIsReadAsFarAsItsNameSoThatItCanBeRefused() throws {
+        // Version 1's HELLO: threads and name, no cache capacity.
+        var frames = received(Message.hello(Hello(name: "old", threads: 4)))
+        var header = frames[0] as! [UInt8]
+        header.removeLast(8)
+        header[4] = 1
+        frames[0] = header
+        guard case .hello(let hello) = try Message.decode(frames, limits: limits) else {
+            Issue.record("not a hello")
+            return
+        }
+        #expect(hello.version == 1 && hello.name == "old" && hello.threads == 4 && hello.rowCacheBytes == 0)
+        // This version's HELLO without the capacity is truncated.
+        header[4] = 2
+        expectError(.truncated, [header])
+    }
+
+    /// A WORK with `carriesRow`, its frames as received, and its header's checksum recomputed
+    /// after `edit` changes them (so that only the edited property is wrong).
+    func work(carrying carries: [Bool], dimension: Int = 2, _ edit: (inout [UInt8], inout [[UInt8]]) -> Void) -> [any FrameBytes] {
+        let n = carries.count
+        let rows = carries.filter { $0 }.count
+        let frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: (0..<n).map(UInt32.init), dimension: UInt32(dimension),
+                                                 sampleType: .uint8, carriesRow: carries, samples: [UInt8](repeating: 9, count: rows * dimension))))
+        var header = frames[0] as! [UInt8]
+        var payload = frames.dropFirst().map { $0 as! [UInt8] }
+        edit(&header, &payload)
+        if payload.count == 3 {
+            let checksum = crc32(of: payload[0], continuing: crc32(of: payload[1], continuing: crc32(of: payload[2])))
+            withUnsafeBytes(of: checksum.littleEndian) { header.replaceSubrange((header.count - 4)..<header.count, with: $0) }
+        }
+        return [header] + payload
+    }
+
+    @Test func workWhoseRowBitmapDisagreesWithItsSizesIsRefused() {
+        let carries = [true, false, true, false, false, false, false, false, false, true]  // 10 samples, 3 rows
+        // The header's row count (offset 37) says 4, the bitmap marks 3 (data frame resized to match the header).
+        expectError(.malformed, work(carrying: carries) { header, payload in
+            header[37] = 4
+            payload[2] += [9, 9]
+        })
+        // More rows than samples.
+        expectError(.malformed, work(carrying: carries) { header, _ in header[37] = 11 })
+        // A bitmap one byte short, and one byte long.
+        expectError(.malformed, work(carrying: carries) { _, payload in payload[1].removeLast() })
+        expectError(.malformed, work(carrying: carries) { _, payload in payload[1].append(0) })
+        // A bit set beyond the tenth sample (the count adjusted to match it).
+        expectError(.malformed, work(carrying: carries) { header, payload in
+            payload[1][1] |= 0x80
+            header[37] = 4
+            payload[2] += [9, 9]
+        })
+        // A data frame that is not the carried rows' size.
+        expectError(.malformed, work(carrying: carries) { _, payload in payload[2].removeLast() })
+        // A bitmap changed in transit.
+        var frames = work(carrying: carries) { _, _ in }
+        var bitmap = frames[2] as! [UInt8]
+        bitmap[0] ^= 2
+        frames[2] = bitmap
+        expectError(.checksumMismatch, frames)
+        // The old three frames.
+        expectError(.wrongFrameCount, Array(work(carrying: carries) { _, _ in }.prefix(3)))
+        // Unchanged, it decodes.
+        #expect(throws: Never.self) { try Message.decode(work(carrying: carries) { _, _ in }, limits: limits) }
+    }
+
     @Test func corruptedWorkSamplesAreDetected() {
         var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1, 2], dimension: 3, sampleType: .float32,
                                                  samples: [UInt8](repeating: 7, count: 24))))
-        var data = frames[2] as! [UInt8]
+        var data = frames[3] as! [UInt8]
         data[5] ^= 1
-        frames[2] = data
+        frames[3] = data
         expectError(.checksumMismatch, frames)
     }
 
@@ -129,6 +209,8 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             received(Message.hello(Hello(name: "w", threads: 1))),
             received(Message.params(step: 1, SharedFloats([1, 2, 3, 4, 5]))),
             received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1, 2], dimension: 2, sampleType: .uint8, samples: [1, 2, 3, 4]))),
+            received(Message.work(Work(step: 1, seed: 1, sampleIDs: Array(0..<9), dimension: 1, sampleType: .uint8,
+                                       carriesRow: [true, false, false, true, false, false, false, false, true], samples: [1, 2, 3]))),
             received(Message.gradient(step: 1, sampleCount: 2, sums: [1], gradient: SharedFloats([1, 2, 3, 4, 5]))),
         ]
         var accepted = 0
@@ -178,7 +260,8 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             #expect(work.step <= maxStep)
             #expect(work.sampleIDs.count <= limits.maxSamples && Int(work.dimension) <= limits.maxDimension)
             let size = work.sampleType == .uint8 ? 1 : 4
-            #expect(work.samples.count == work.sampleIDs.count * Int(work.dimension) * size)
+            #expect(work.carriesRow.count == work.sampleIDs.count)
+            #expect(work.samples.count == work.carriedCount * Int(work.dimension) * size)
         case .gradient(let gradient):
             #expect(gradient.step <= maxStep && gradient.sums.count <= limits.maxSums)
             #expect(gradient.gradient.count == limits.parameterCount && gradient.gradient.frame.byteCount == 4 * gradient.gradient.count)

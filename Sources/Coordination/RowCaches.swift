@@ -1,0 +1,129 @@
+/// Which sample rows a worker's row cache holds, and the one policy by which it takes them: a row
+/// is kept the first time it arrives, while fewer than `capacity` rows are held; once the cache is
+/// full it keeps no more, and it never lets a row go. The worker's cache (`RowCache` in
+/// ClusterRuntime) and the coordinator's mirror of it (`RowCacheMirror`) both apply this type to
+/// the same rows in the same order (every WORK in the order it was sent, each WORK's carried rows
+/// in sample order), so the coordinator knows exactly which rows each worker holds.
+///
+/// A held row has a slot: its place in the worker's buffer, in the order the rows were taken
+/// (0, 1, 2, ...).
+public struct RowHoldings: Sendable, Equatable {
+    /// The most rows held.
+    public let capacity: Int
+    private var slots: [UInt32: Int32] = [:]
+
+    /// A cache of `capacity` rows (0: it keeps none).
+    public init(capacity: Int) {
+        self.capacity = max(0, min(capacity, Int(Int32.max)))
+    }
+
+    /// The cache that `capacityBytes` bytes give to rows of `rowBytes` bytes: as many whole rows as
+    /// fit (none for rows of no bytes).
+    public init(capacityBytes: UInt64, rowBytes: Int) {
+        guard rowBytes > 0 else {
+            self.init(capacity: 0)
+            return
+        }
+        self.init(capacity: Int(min(capacityBytes / UInt64(rowBytes), UInt64(Int32.max))))
+    }
+
+    /// The number of rows held.
+    public var count: Int { slots.count }
+
+    /// Whether no further row will be kept.
+    public var isFull: Bool { slots.count >= capacity }
+
+    /// The slot of sample `id`'s row, nil if it is not held.
+    public func slot(of id: UInt32) -> Int? { slots[id].map(Int.init) }
+
+    /// Whether sample `id`'s row is held.
+    public func holds(_ id: UInt32) -> Bool { slots[id] != nil }
+
+    /// Sample `id`'s row arrived: keeps it if it is not held yet and there is room. Returns the
+    /// new slot of the row (the previous `count`), nil if it was not taken.
+    @discardableResult
+    public mutating func admit(_ id: UInt32) -> Int? {
+        guard slots[id] == nil, slots.count < capacity else { return nil }
+        let slot = slots.count
+        slots[id] = Int32(slot)
+        return slot
+    }
+}
+
+/// The coordinator's copy of every worker's row cache: which rows each holds (mirrored with the
+/// policy of `RowHoldings`), which rows a WORK to a worker must carry; and how to lay out a
+/// step's samples across its parts so that a worker keeps getting the samples it holds.
+///
+/// A worker is known from its WELCOME on (`join`, which also starts it afresh: the worker empties
+/// its cache on every WELCOME it receives) until it is out of the run (`forget`); a worker that
+/// comes back is a new process, or empties its cache at its new WELCOME.
+public struct RowCacheMirror: Sendable {
+    /// The bytes of one sample row (0: rows are not cached).
+    public let rowBytes: Int
+    private var workers: [PeerID: RowHoldings] = [:]
+
+    public init(rowBytes: Int) { self.rowBytes = rowBytes }
+
+    /// `peer` was welcomed with a cache of `capacityBytes` bytes: it holds no row.
+    public mutating func join(_ peer: PeerID, capacityBytes: UInt64) {
+        workers[peer] = RowHoldings(capacityBytes: capacityBytes, rowBytes: rowBytes)
+    }
+
+    /// `peer` is out of the run: whatever it held is gone with it.
+    public mutating func forget(_ peer: PeerID) { workers[peer] = nil }
+
+    /// What `peer`'s cache holds (nil: not a known worker).
+    public func holdings(of peer: PeerID) -> RowHoldings? { workers[peer] }
+
+    /// The rows a WORK of `sampleIDs` to `peer` must carry: true for each sample whose row `peer`
+    /// does not hold before the WORK. Records them as `peer`'s cache will take them when the WORK arrives, so call
+    /// it once per WORK sent, in the order they are sent. An unknown peer gets every row.
+    public mutating func rowsToSend(to peer: PeerID, sampleIDs: [UInt32]) -> [Bool] {
+        guard var holdings = workers[peer] else { return [Bool](repeating: true, count: sampleIDs.count) }
+        // Decided against what is held before the WORK, then taken in sample order: as the
+        // worker checks and takes them.
+        let carried = sampleIDs.map { !holdings.holds($0) }
+        for (id, carries) in zip(sampleIDs, carried) where carries { holdings.admit(id) }
+        workers[peer] = holdings
+        return carried
+    }
+
+    /// A step's samples laid out across its parts, so that a worker gets the same samples epoch
+    /// after epoch (and so holds their rows): the result holds the ids of `batch` (the step's
+    /// samples in plan order) rearranged so that part `k` is the next `partSizes[k]` of them.
+    /// Sample `id`'s home is part `id % partSizes.count`; each sample goes to its home while the
+    /// home has room, and the others fill the remaining places in part order, in plan order.
+    ///
+    /// The layout depends on the batch and the part sizes only, not on what any cache holds, so a
+    /// run is reproducible whatever happened to its workers' caches (a resumed run ends at the
+    /// parameters of an uninterrupted one, bit for bit). The set of samples of the step is
+    /// unchanged, and so is its gradient up to float summation order.
+    ///
+    /// - Precondition: the sizes add up to `batch.count`.
+    public static func arrange(_ batch: [UInt32], partSizes: [Int]) -> [UInt32] {
+        precondition(partSizes.reduce(0, +) == batch.count, "the parts must cover the batch")
+        guard partSizes.count > 1 else { return batch }
+        var placed = partSizes.map { size -> [UInt32] in
+            var part: [UInt32] = []
+            part.reserveCapacity(size)
+            return part
+        }
+        var rest: [UInt32] = []
+        for id in batch {
+            let home = Int(id % UInt32(partSizes.count))
+            if placed[home].count < partSizes[home] {
+                placed[home].append(id)
+            } else {
+                rest.append(id)
+            }
+        }
+        var next = rest.makeIterator()
+        var arranged: [UInt32] = []
+        arranged.reserveCapacity(batch.count)
+        for k in partSizes.indices {
+            arranged += placed[k]
+            for _ in placed[k].count..<partSizes[k] { arranged.append(next.next()!) }
+        }
+        return arranged
+    }
+}

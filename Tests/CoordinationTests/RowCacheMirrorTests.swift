@@ -1,0 +1,163 @@
+import Testing
+import WireProtocol
+@testable import Coordination
+
+/// `RowHoldings` (the row caches' one policy), `RowCacheMirror` (the coordinator's copy of every
+/// worker's cache, and the layout of a step's samples) and how `CoordinatorStateMachine` keeps
+/// the mirror in step with membership. No sockets.
+@Suite struct RowCacheMirrorTests {
+    let a = PeerID([1]), b = PeerID([2])
+    let t0 = ContinuousClock.now
+
+    @Test func aCacheKeepsTheFirstRowsUntilFullAndNeverLetsOneGo() {
+        var holdings = RowHoldings(capacity: 3)
+        #expect(holdings.admit(7) == 0)
+        #expect(holdings.admit(7) == nil)  // held already
+        #expect(holdings.admit(2) == 1)
+        #expect(holdings.admit(9) == 2)
+        #expect(holdings.isFull)
+        #expect(holdings.admit(4) == nil)  // full: not kept
+        #expect(holdings.count == 3)
+        #expect([7, 2, 9, 4].map(holdings.slot(of:)) == [0, 1, 2, nil])
+    }
+
+    @Test(arguments: [(UInt64(0), 784, 0), (1 << 20, 784, 1337), (783, 784, 0), (1 << 20, 0, 0), (UInt64.max, 1, Int(Int32.max))])
+    func theCapacityInRowsIsTheWholeRowsThatFitInTheBytes(_ bytes: UInt64, _ rowBytes: Int, _ rows: Int) {
+        #expect(RowHoldings(capacityBytes: bytes, rowBytes: rowBytes).capacity == rows)
+    }
+
+    @Test func onlyTheRowsAWorkerDoesNotHoldAreSentAndThenItHoldsThem() {
+        var mirror = RowCacheMirror(rowBytes: 4)
+        mirror.join(a, capacityBytes: 1 << 20)
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [5, 6, 7]) == [true, true, true])
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [7, 8, 5]) == [false, true, false])
+        #expect(mirror.holdings(of: a)?.count == 4)
+        // A row named twice in one WORK is decided against what was held before it: carried both times.
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [9, 9]) == [true, true])
+        #expect(mirror.holdings(of: a)?.count == 5)
+    }
+
+    @Test func aFullCacheIsSentTheRowsItCouldNotKeepEveryTime() {
+        var mirror = RowCacheMirror(rowBytes: 10)
+        mirror.join(a, capacityBytes: 25)  // two rows
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [1, 2, 3]) == [true, true, true])
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [3, 2, 1]) == [true, false, false])
+        #expect(mirror.holdings(of: a) == {
+            var expected = RowHoldings(capacity: 2)
+            expected.admit(1)
+            expected.admit(2)
+            return expected
+        }())
+    }
+
+    @Test func aWorkerWithoutACacheOrNotKnownIsSentEveryRow() {
+        var mirror = RowCacheMirror(rowBytes: 10)
+        mirror.join(a, capacityBytes: 0)
+        _ = mirror.rowsToSend(to: a, sampleIDs: [1, 2])
+        #expect(mirror.rowsToSend(to: a, sampleIDs: [1, 2]) == [true, true])
+        #expect(mirror.rowsToSend(to: b, sampleIDs: [1]) == [true])
+    }
+
+    /// The mirror and a worker's cache apply the same policy to the same WORK in the same order:
+    /// after any sequence, they hold the same rows in the same slots.
+    @Test func theMirrorHoldsExactlyWhatACacheTakingTheCarriedRowsHolds() {
+        var mirror = RowCacheMirror(rowBytes: 1)
+        mirror.join(a, capacityBytes: 50)
+        var worker = RowHoldings(capacity: 50)
+        var state: UInt32 = 12345
+        for _ in 0..<40 {
+            let ids = (0..<8).map { _ in
+                state = state &* 1_103_515_245 &+ 12345
+                return (state >> 16) % 120
+            }
+            let carried = mirror.rowsToSend(to: a, sampleIDs: ids)
+            for (id, carries) in zip(ids, carried) {
+                if carries { worker.admit(id) } else { #expect(worker.holds(id), "named \(id) without its row, not held") }
+            }
+        }
+        #expect(mirror.holdings(of: a) == worker)
+        #expect(worker.isFull)
+    }
+
+    @Test func aStepIsLaidOutSoThatEachSampleGoesToItsHomePartWhileThereIsRoom() {
+        // Homes: even ids to part 0, odd ids to part 1; part 0 has 3 places, part 1 has 2.
+        let batch: [UInt32] = [1, 3, 5, 2, 4]
+        #expect(RowCacheMirror.arrange(batch, partSizes: [3, 2]) == [2, 4, 5, 1, 3])
+        // One part: the plan's order.
+        #expect(RowCacheMirror.arrange(batch, partSizes: [5]) == batch)
+        // Every id exactly once, whatever the sizes.
+        let many = (0..<97).map { UInt32($0 * 7 % 97) }
+        let arranged = RowCacheMirror.arrange(many, partSizes: [33, 32, 32])
+        #expect(arranged.sorted() == many.sorted())
+    }
+
+    @Test func aSampleGoesToTheSamePartEpochAfterEpochWhenItsHomeHasRoom() {
+        // Two epochs' batches of the same samples in other orders: part 0 gets the even ids both times.
+        let first = RowCacheMirror.arrange([0, 1, 2, 3, 4, 5], partSizes: [3, 3])
+        let second = RowCacheMirror.arrange([5, 2, 3, 0, 1, 4], partSizes: [3, 3])
+        #expect(Set(first.prefix(3)) == [0, 2, 4] && Set(second.prefix(3)) == [0, 2, 4])
+    }
+
+    // MARK: The machine keeps the mirror
+
+    func machine() -> CoordinatorStateMachine {
+        CoordinatorStateMachine(
+            schedule: RunSchedule(sampleCount: 8, batchSize: 4, epochs: 2, workers: 2, rowBytes: 10),
+            policy: FaultPolicy(minWorkers: 1, heartbeatTimeout: .seconds(5), stepDeadline: .seconds(10)))
+    }
+
+    @Test func aWelcomedWorkerStartsWithAnEmptyCacheOfTheCapacityItAnnounced() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 35), now: t0)
+        #expect(m.rowCaches.holdings(of: a)?.capacity == 3)
+        #expect(m.rowsToSend(to: a, sampleIDs: [1, 2]) == [true, true])
+        #expect(m.rowsToSend(to: a, sampleIDs: [1, 2]) == [false, false])
+        // A repeated HELLO is answered with a WELCOME, at which the worker empties its cache.
+        #expect(m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 35), now: t0) == [.welcome(a, index: 0)])
+        #expect(m.rowCaches.holdings(of: a)?.count == 0)
+    }
+
+    @Test func aWorkerThatLeavesIsForgottenAndComesBackWithNothing() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.rowsToSend(to: b, sampleIDs: [1, 2])
+        _ = m.onLeave(b, now: t0)
+        #expect(m.rowCaches.holdings(of: b) == nil)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        #expect(m.rowsToSend(to: b, sampleIDs: [1, 2]) == [true, true])
+    }
+
+    @Test func aWorkerDeclaredDeadIsForgotten() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.rowsToSend(to: a, sampleIDs: [3])
+        _ = m.onMessage(from: b, now: t0 + .seconds(4))
+        _ = m.onTick(now: t0 + .seconds(4))
+        _ = m.onTick(now: t0 + .milliseconds(4400))
+        _ = m.onTick(now: t0 + .milliseconds(4800))
+        _ = m.onTick(now: t0 + .milliseconds(5200))
+        #expect(!m.workers.contains(a))
+        #expect(m.rowCaches.holdings(of: a) == nil)
+        #expect(m.rowCaches.holdings(of: b) != nil)
+    }
+
+    @Test func aReissuedPartKeepsItsSamplesAndItsNewWorkerIsSentTheRowsItLacks() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        let start = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        let parts = start.compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
+        #expect(parts.count == 2)
+        let arranged = m.arrangeStep([4, 5, 6, 7])
+        #expect(arranged == [4, 6, 5, 7])
+        let partOfB = parts[1].positions.map { arranged[$0] }
+        _ = m.rowsToSend(to: a, sampleIDs: parts[0].positions.map { arranged[$0] })
+        _ = m.rowsToSend(to: b, sampleIDs: partOfB)
+        let reissued = m.onLeave(b, now: t0).compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
+        #expect(reissued.map(\.peer) == [a])
+        // The same layout for the rest of the step: b's samples, whose rows a lacks.
+        #expect(m.arrangeStep([4, 5, 6, 7]) == arranged)
+        #expect(m.rowsToSend(to: a, sampleIDs: reissued[0].positions.map { arranged[$0] }) == [true, true])
+    }
+}
