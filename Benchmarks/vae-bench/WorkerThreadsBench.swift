@@ -18,7 +18,7 @@ struct WorkerThreads: ParsableCommand {
     @Option(help: "Rounds; each times both thread counts, in alternating order.") var rounds = 9
     @Option(help: "Parts computed per thread count per round.") var parts = 40
     @Option(help: "Parts computed by each before the first round.") var warmup = 10
-    @Option(help: "Jobs timed for the pools' dispatch cost.") var dispatches = 20_000
+    @Option(help: "Jobs timed for the pool's cost against concurrentPerform's.") var dispatches = 5_000
 
     func validate() throws {
         guard threads >= 2 else { throw ValidationError("--threads must be at least 2 (it is compared with 1)") }
@@ -89,20 +89,33 @@ struct WorkerThreads: ParsableCommand {
                               "ratio": a.wall / b.wall])
         }
 
-        // What waking the helpers costs per job: this pool against Dispatch's concurrentPerform.
+        /// Microseconds per call of `job`, the median of 5 batches of `dispatches` calls.
+        func measureJobs(_ job: () -> Void) -> Double {
+            var batches: [Double] = []
+            for _ in 0..<5 {
+                let t0 = now()
+                for _ in 0..<(dispatches / 5) { job() }
+                batches.append((now() - t0) / Double(dispatches / 5) * 1e6)
+            }
+            return median(batches)
+        }
+
+        // What a job of the pool costs against DispatchQueue.concurrentPerform, with a fixed
+        // body of a few tens of microseconds per index, so that both must use every thread; the
+        // body alone (the serial time divided by the threads) is the floor.
         let pool = ComputeThreads(count: threads)
-        var touched = [Int](repeating: 0, count: threads)
-        var t0 = now()
-        touched.withUnsafeMutableBufferPointer { out in
-            for _ in 0..<dispatches { pool.run { t in out[t] &+= 1 } }
+        var touched = [Float](repeating: 0, count: threads)
+        let bodyLength = 20_000
+        let floor = touched.withUnsafeMutableBufferPointer { out in
+            measureJobs { for t in 0..<threads { out[t] += spin(bodyLength, t) } } / Double(threads)
         }
-        let poolMicroseconds = (now() - t0) / Double(dispatches) * 1e6
-        t0 = now()
-        touched.withUnsafeMutableBufferPointer { out in
+        let poolMicroseconds = touched.withUnsafeMutableBufferPointer { out in
+            measureJobs { pool.run { t in out[t] += spin(bodyLength, t) } }
+        }
+        let dispatchMicroseconds = touched.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
-            for _ in 0..<dispatches { DispatchQueue.concurrentPerform(iterations: threads) { t in out[t] &+= 1 } }
+            return measureJobs { DispatchQueue.concurrentPerform(iterations: threads) { t in out[t] += spin(bodyLength, t) } }
         }
-        let dispatchMicroseconds = (now() - t0) / Double(dispatches) * 1e6
 
         printJSON([
             "benchmark": "worker-threads", "threads": threads, "batch": batch, "density": density,
@@ -114,10 +127,19 @@ struct WorkerThreads: ParsableCommand {
             "relative_distortion_difference": relative(sumsMany.distortion, sumsOne.distortion),
             "relative_rate_difference": relative(sumsMany.rate, sumsOne.rate),
             "deterministic": deterministic,
-            "pool_dispatch_us": poolMicroseconds, "concurrent_perform_us": dispatchMicroseconds,
+            "job_body_us": floor, "pool_job_us": poolMicroseconds, "concurrent_perform_job_us": dispatchMicroseconds,
+            "job_checksum": Double(touched.reduce(0, +)),
             "load_average_1m": loadAverage(),
         ])
     }
+}
+
+/// A chain of `n` dependent multiply-adds: a body of fixed length the optimizer cannot remove.
+@inline(never)
+func spin(_ n: Int, _ seed: Int) -> Float {
+    var x = Float(seed + 1) * 1e-3
+    for _ in 0..<n { x = x * 0.999_9 + 1e-4 }
+    return x
 }
 
 func median(_ values: [Double]) -> Double {

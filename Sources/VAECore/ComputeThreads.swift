@@ -4,17 +4,19 @@ import Glibc
 import Darwin
 #endif
 
-/// A fixed set of threads that run one indexed job together: `run(_:)` calls `body(t)` for every
-/// `t` in `0..<count`, `body(0)` on the calling thread and each other index on a thread of its
-/// own, and returns when every call has returned.
+/// A fixed set of threads that run one indexed job together: `run(_:)` calls `body(t)` once for
+/// every `t` in `0..<count`, concurrently, and returns when every call has returned.
 ///
 /// The `count - 1` helper threads are started once, by `init`, and live as long as the object;
-/// between jobs they sleep on a condition variable. A job allocates nothing: the body is a
+/// between jobs they sleep on a condition variable. The calling thread takes part: every thread,
+/// the caller included, claims the job's indices one at a time until none is left, so a job never
+/// waits for a helper that the machine has not scheduled yet (on a busy machine the caller may run
+/// every index itself). Which thread runs an index is therefore not fixed; per-index state (an
+/// engine, a buffer) is still used by one thread at a time. A job allocates nothing: the body is a
 /// non-escaping closure that the helpers call in place while `run` waits, so it may capture the
-/// caller's locals. Helper `t` always runs index `t`, so per-index state (an engine, a buffer)
-/// stays on one thread. Jobs are not reentrant: one `run` at a time, from one thread at a time.
+/// caller's locals. One `run` at a time, from one thread at a time.
 public final class ComputeThreads {
-    /// Threads taking part in a job, the caller included.
+    /// Indices of a job, and threads that take part in it (the caller included).
     public let count: Int
 
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
@@ -22,20 +24,17 @@ public final class ComputeThreads {
     private let finished: UnsafeMutablePointer<pthread_cond_t>
     // Guarded by `mutex`.
     private var generation = 0
-    private var pending = 0
+    private var nextIndex = 0
+    private var unfinished = 0
     private var stopping = false
     private var body: ((Int) -> Void)?
     private var handles: [pthread_t] = []
 
-    /// What a helper thread is handed when it starts: its index and the pool (unowned: `deinit`
-    /// joins the helpers before the pool goes away).
+    /// What a helper thread is handed when it starts: the pool (unowned: `deinit` joins the
+    /// helpers before the pool goes away).
     private final class Seat {
         unowned(unsafe) let pool: ComputeThreads
-        let index: Int
-        init(pool: ComputeThreads, index: Int) {
-            self.pool = pool
-            self.index = index
-        }
+        init(pool: ComputeThreads) { self.pool = pool }
     }
 
     /// Starts `count - 1` helper threads (none for a count of 1: `run` then calls its body inline).
@@ -48,8 +47,8 @@ public final class ComputeThreads {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         pthread_cond_init(finished, nil)
-        for index in 1..<count {
-            let seat = Unmanaged.passRetained(Seat(pool: self, index: index)).toOpaque()
+        for _ in 1..<count {
+            let seat = Unmanaged.passRetained(Seat(pool: self)).toOpaque()
             #if canImport(Darwin)
             var handle: pthread_t?
             #else
@@ -58,7 +57,7 @@ public final class ComputeThreads {
             let status = pthread_create(&handle, nil, { raw in
                 let pointer: UnsafeMutableRawPointer? = raw
                 let seat = Unmanaged<Seat>.fromOpaque(pointer!).takeRetainedValue()
-                seat.pool.serve(seat.index)
+                seat.pool.serve()
                 return nil
             }, seat)
             precondition(status == 0, "ComputeThreads: pthread_create failed with \(status)")
@@ -84,8 +83,9 @@ public final class ComputeThreads {
         mutex.deallocate()
     }
 
-    /// Calls `body(t)` for every `t` in `0..<count`, concurrently (`body(0)` on this thread), and
-    /// returns when all calls have returned. The calls must not depend on one another's progress.
+    /// Calls `body(t)` once for every `t` in `0..<count`, concurrently on this thread and the
+    /// helpers, and returns when all calls have returned. The calls must not wait for one another
+    /// (any of them may run after another on the same thread).
     public func run(_ body: (Int) -> Void) {
         guard count > 1 else {
             body(0)
@@ -94,42 +94,49 @@ public final class ComputeThreads {
         withoutActuallyEscaping(body) { body in
             pthread_mutex_lock(mutex)
             self.body = body
-            pending = count - 1
+            nextIndex = 0
+            unfinished = count
             generation &+= 1
             pthread_cond_broadcast(wake)
-            pthread_mutex_unlock(mutex)
-
-            body(0)
-
-            pthread_mutex_lock(mutex)
-            while pending > 0 { pthread_cond_wait(finished, mutex) }
+            runClaimedIndices()
+            while unfinished > 0 { pthread_cond_wait(finished, mutex) }
             self.body = nil
             pthread_mutex_unlock(mutex)
         }
     }
 
-    /// A helper's life: wait for a new job, run its index, report, until `deinit` says stop.
-    private func serve(_ index: Int) {
+    /// A helper's life: wait for a new job, take part in it, until `deinit` says stop.
+    private func serve() {
         var seen = 0
         pthread_mutex_lock(mutex)
         while true {
             while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
             if stopping { break }
             seen = generation
-            pthread_mutex_unlock(mutex)
-            runJob(index)
-            pthread_mutex_lock(mutex)
-            pending -= 1
-            if pending == 0 { pthread_cond_signal(finished) }
+            runClaimedIndices()
         }
         pthread_mutex_unlock(mutex)
     }
 
+    /// Claims the job's next index and runs it, until none is left; called and returning with
+    /// `mutex` held, which is released while a body runs.
+    private func runClaimedIndices() {
+        while nextIndex < count {
+            let index = nextIndex
+            nextIndex += 1
+            pthread_mutex_unlock(mutex)
+            runJob(index)
+            pthread_mutex_lock(mutex)
+            unfinished -= 1
+            if unfinished == 0 { pthread_cond_signal(finished) }
+        }
+    }
+
     /// Runs the current job's body for `index`; the reference to the body ends with this call,
-    /// before the job is reported done (so that `run` finds it unshared when it returns).
+    /// before the index is reported done (so that `run` finds the body unshared when it returns).
     private func runJob(_ index: Int) {
-        // `body` is written only while every helper waits, and read here before this helper
-        // reports done: the mutex taken in `serve` orders the two.
+        // `body` is written only while no index is claimed, and read here after claiming one
+        // under the mutex, which orders the two.
         body?(index)
     }
 }

@@ -4,11 +4,12 @@
 ///
 /// `accumulateGradient` splits the `n` samples into `threads` contiguous slices (slice `t` holds
 /// samples `[t * (n / T) + min(t, n % T), ...)`, the first `n % T` slices one sample more), has
-/// thread `t` sum its slice's gradient `g_t` and loss sums `s_t`, and then adds, for every
-/// component, `gradient += g_0 + g_1 + ... + g_{T-1}` and `s_0 + s_1 + ... + s_{T-1}` in that
-/// fixed order (thread 0 accumulates straight into `gradient`). For a given `T` the result is
-/// therefore the same bits whatever the threads' timing; across different `T` it differs only by
-/// float summation order. With one thread it is exactly `VAEEngine.accumulateGradient`: the same
+/// engine `t` sum slice `t`'s gradient `g_t` and loss sums `s_t` (on whichever of the
+/// `ComputeThreads` claims index `t`), and then adds, for every component,
+/// `gradient += g_0 + g_1 + ... + g_{T-1}` and `s_0 + s_1 + ... + s_{T-1}` in that fixed order
+/// (slice 0 accumulates straight into `gradient`). For a given `T` the result is therefore the
+/// same bits whatever the threads' timing; across different `T` it differs only by float
+/// summation order. With one thread it is exactly `VAEEngine.accumulateGradient`: the same
 /// call on the same buffers.
 ///
 /// Each thread calls BLAS itself, so OpenBLAS should run one thread per call
@@ -19,7 +20,7 @@ public final class ParallelGradient {
     public let layout: ParameterLayout
     /// Compute threads, the calling thread included.
     public let threads: Int
-    /// One engine per thread; engine `t` always runs on thread `t`.
+    /// One engine per slice; engine `t` always computes slice `t`.
     public let engines: [VAEEngine]
     private let pool: ComputeThreads
     /// `[threads - 1, layout.count]`: the gradients of slices 1..<threads.
@@ -88,7 +89,7 @@ public final class ParallelGradient {
         precondition(parameters.count == p && gradient.count == p, "parameter and gradient buffers must have \(p) floats")
         precondition(inputs.count == n * d, "inputs must be [\(n), \(d)]")
         let partials = self.partials, sums = self.sums, engines = self.engines
-        // Each thread sums its slice: thread 0 into `gradient`, thread t > 0 into partial t - 1.
+        // Each engine sums its slice: slice 0 into `gradient`, slice t > 0 into partial t - 1.
         pool.run { t in
             let lo = sliceStart(t, of: n), hi = sliceStart(t + 1, of: n)
             guard hi > lo else {
@@ -102,8 +103,8 @@ public final class ParallelGradient {
                 sampleIDs: UnsafeBufferPointer(rebasing: sampleIDs[lo..<hi]), seed: seed, step: step,
                 gradient: target)
         }
-        // gradient += g_1 + ... + g_{T-1}, component by component in slice order; each thread
-        // takes a contiguous range of components, so the order of every component's sum is fixed.
+        // gradient += g_1 + ... + g_{T-1}, component by component in slice order; index t takes
+        // a contiguous range of components, so the order of every component's sum is fixed.
         let lastSlice = min(threads, n) - 1  // slices past the n-th are empty
         if lastSlice >= 1 {
             pool.run { t in
