@@ -8,7 +8,9 @@ import Darwin
 /// every `t` in `0..<count`, concurrently, and returns when every call has returned.
 ///
 /// The `count - 1` helper threads are started once, by `init`, and live as long as the object;
-/// between jobs they sleep on a condition variable. The calling thread takes part: every thread,
+/// between jobs they sleep on a condition variable, after polling for a new job for
+/// `pollingNanoseconds` (waking a sleeping thread costs tens of microseconds on a virtual machine,
+/// and a job often follows the previous one at once). The calling thread takes part: every thread,
 /// the caller included, claims the job's indices one at a time until none is left, so a job never
 /// waits for a helper that the machine has not scheduled yet (on a busy machine the caller may run
 /// every index itself). Which thread runs an index is therefore not fixed; per-index state (an
@@ -18,6 +20,9 @@ import Darwin
 public final class ComputeThreads {
     /// Indices of a job, and threads that take part in it (the caller included).
     public let count: Int
+    /// How long a thread waiting for a job (a helper) or for a job's end (the caller) polls
+    /// before it sleeps on the condition variable.
+    public let pollingNanoseconds: Int
 
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let wake: UnsafeMutablePointer<pthread_cond_t>
@@ -38,9 +43,10 @@ public final class ComputeThreads {
     }
 
     /// Starts `count - 1` helper threads (none for a count of 1: `run` then calls its body inline).
-    public init(count: Int) {
+    public init(count: Int, pollingNanoseconds: Int = 200_000) {
         precondition(count >= 1, "ComputeThreads needs at least one thread")
         self.count = count
+        self.pollingNanoseconds = pollingNanoseconds
         mutex = .allocate(capacity: 1)
         wake = .allocate(capacity: 1)
         finished = .allocate(capacity: 1)
@@ -99,6 +105,7 @@ public final class ComputeThreads {
             generation &+= 1
             pthread_cond_broadcast(wake)
             runClaimedIndices()
+            poll { unfinished == 0 }
             while unfinished > 0 { pthread_cond_wait(finished, mutex) }
             self.body = nil
             pthread_mutex_unlock(mutex)
@@ -110,12 +117,25 @@ public final class ComputeThreads {
         var seen = 0
         pthread_mutex_lock(mutex)
         while true {
+            poll { generation != seen || stopping }
             while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
             if stopping { break }
             seen = generation
             runClaimedIndices()
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Waits for `condition` (read with `mutex` held, as it is on entry and on return) by polling
+    /// for at most `pollingNanoseconds`, yielding the processor between looks.
+    private func poll(_ condition: () -> Bool) {
+        guard pollingNanoseconds > 0, !condition() else { return }
+        let deadline = monotonicNanoseconds() + pollingNanoseconds
+        repeat {
+            pthread_mutex_unlock(mutex)
+            sched_yield()
+            pthread_mutex_lock(mutex)
+        } while !condition() && monotonicNanoseconds() < deadline
     }
 
     /// Claims the job's next index and runs it, until none is left; called and returning with
@@ -139,4 +159,11 @@ public final class ComputeThreads {
         // under the mutex, which orders the two.
         body?(index)
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+private func monotonicNanoseconds() -> Int {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Int(t.tv_sec) * 1_000_000_000 + Int(t.tv_nsec)
 }
