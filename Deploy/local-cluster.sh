@@ -4,7 +4,10 @@
 #
 # Usage: Deploy/local-cluster.sh N [training options of vae-coordinator start]
 #   e.g. Deploy/local-cluster.sh 2 --data Data/mnist --epochs 10 --batch 256 --out runs/local
-# Environment: BIN (default .build/release), built with `swift build -c release` if missing.
+# Environment: BIN (default .build/release), built with `swift build -c release` if missing;
+# WORKER_THREADS (default 1), each worker's compute threads (`vae-worker join --threads`: its part's
+# samples are split over them, one BLAS thread each), e.g. WORKER_THREADS=2 with N = 1 for one
+# worker using two cores.
 set -euo pipefail
 if [ $# -lt 1 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: $0 N [training options]   (N = number of workers, at least 1)" >&2
@@ -14,6 +17,7 @@ workers=$1
 shift
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release}
+WORKER_THREADS=${WORKER_THREADS:-1}
 if [ ! -x "$BIN/vae-coordinator" ] || [ ! -x "$BIN/vae-worker" ]; then
   swift build -c release >&2
 fi
@@ -53,7 +57,8 @@ endpoint="ipc://$dir/coordinator.sock"
 coordinator=$!
 pids+=("$coordinator")
 for i in $(seq 1 "$workers"); do
-  OPENBLAS_NUM_THREADS=1 "$BIN/vae-worker" join --coordinator "$endpoint" --name "worker-$i" --quiet &
+  OPENBLAS_NUM_THREADS=1 "$BIN/vae-worker" join --coordinator "$endpoint" --threads "$WORKER_THREADS" \
+    --name "worker-$i" --quiet &
   pids+=("$!")
 done
 

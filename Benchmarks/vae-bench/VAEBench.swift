@@ -7,8 +7,8 @@ import VAECore
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae-bench",
-        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport and minibatch filling.",
-        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self])
+        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport, minibatch filling and worker threads.",
+        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self, WorkerThreads.self])
 }
 
 struct ModelOptions: ParsableArguments {

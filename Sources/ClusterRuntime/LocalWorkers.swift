@@ -9,7 +9,7 @@ import Glibc
 public final class LocalWorkers {
     let processes: [SpawnedProcess]
 
-    /// Starts `count` workers that join `endpoint`.
+    /// Starts `count` workers that join `endpoint`, each with `threads` compute threads.
     public init(count: Int, endpoint: String, threads: Int, logLevel: String) throws {
         guard count > 0 else {
             processes = []
@@ -22,7 +22,8 @@ public final class LocalWorkers {
         }
         var environment = ProcessInfo.processInfo.environment
         // OpenBLAS starts a thread per core at load time unless told otherwise; idle ones spin.
-        environment["OPENBLAS_NUM_THREADS"] = String(threads)
+        // A worker's compute threads call BLAS with one thread each (`--threads` sets how many).
+        environment["OPENBLAS_NUM_THREADS"] = "1"
         var started: [SpawnedProcess] = []
         for i in 0..<count {
             do {

@@ -11,7 +11,9 @@ import ZeroMQ
 public struct WorkerOptions: Sendable {
     /// The coordinator's endpoint, e.g. `tcp://10.0.0.5:5555`.
     public var coordinator: String
-    /// BLAS threads for this worker's gradient computation.
+    /// Compute threads: each part's samples are split over this many threads, each with its own
+    /// `VAEEngine` and one BLAS thread, and their gradients summed in a fixed order
+    /// (`ParallelGradient`); the coordinator receives one gradient per part. Reported in HELLO.
     public var threads: Int
     /// The name the coordinator logs for this worker.
     public var name: String
@@ -69,7 +71,8 @@ extension WorkerEnding {
 /// sent, preprocesses its part's samples (their rows from the WORK or, for rows it was sent
 /// before, from its `RowCache`) and returns their summed gradient. Decisions (timers,
 /// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a
-/// `WorkerTransport` (a DEALER socket and its monitor) and a `VAEEngine`.
+/// `WorkerTransport` (a DEALER socket and its monitor) and a `ParallelGradient` (a `VAEEngine`
+/// per compute thread).
 public final class WorkerRuntime {
     public let options: WorkerOptions
     let logger: Logger
@@ -78,7 +81,7 @@ public final class WorkerRuntime {
 
     // Set up by WELCOME.
     var configuration: ClusterConfiguration?
-    var engine: VAEEngine?
+    var engine: ParallelGradient?
     var filler: BatchFiller?
     var parameters: [Float] = []
     var gradient: [Float] = []
@@ -277,11 +280,13 @@ public final class WorkerRuntime {
         guard layout.count == count else {
             throw ClusterError("the coordinator's model has \(count) parameters, this build computes \(layout.count) for the same architecture; run the same vae-cluster version everywhere")
         }
-        BLAS.setThreads(options.threads)
+        // Each compute thread calls BLAS itself: OpenBLAS runs one thread per call.
+        BLAS.setThreads(1)
         parameterCount = count
         parameters = [Float](repeating: 0, count: count)
         gradient = [Float](repeating: 0, count: count)
-        engine = VAEEngine(layout: layout, objective: c.training.objective, capacity: c.training.batchSize)
+        engine = ParallelGradient(layout: layout, objective: c.training.objective, capacity: c.training.batchSize,
+                                  threads: max(1, options.threads))
         filler = c.filler
         logger.info("joined", metadata: ["worker": "\(workerID)", "parameters": "\(count)"])
     }

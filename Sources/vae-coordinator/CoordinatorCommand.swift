@@ -29,7 +29,7 @@ struct Start: AsyncParsableCommand {
     var workers: Int?
     @Option(name: .customLong("local-workers"), help: "Start this many vae-worker processes on this machine, and reap them.")
     var localWorkers = 0
-    @Option(name: .customLong("worker-threads"), help: "BLAS threads of each local worker.")
+    @Option(name: .customLong("worker-threads"), help: "Compute threads of each local worker (its --threads: the part's samples are split over them, one BLAS thread each).")
     var workerThreads = 1
     @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the first --workers to join.")
     var joinTimeout = 60.0

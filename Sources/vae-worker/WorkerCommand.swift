@@ -20,7 +20,7 @@ struct Join: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.", valueName: "endpoint"))
     var coordinator: String
-    @Option(help: "BLAS threads.")
+    @Option(help: "Compute threads: the part's samples are split over this many threads (one BLAS thread each).")
     var threads = 1
     @Option(help: "This worker's name in the coordinator's log (default: host name and process id).")
     var name: String?

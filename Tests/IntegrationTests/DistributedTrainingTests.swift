@@ -175,6 +175,35 @@ import VAECommandLine
         #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
     }
 
+    /// A worker started with `--threads 2` splits each part over two compute threads and sends
+    /// their summed gradient: its run ends where the same run with a one-thread worker does (to
+    /// float summation order).
+    @Test func workerWithTwoComputeThreadsEndsAtTheOneThreadParameters() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--max-steps", "40", "--epochs", "20"]
+        var parameters: [Int: [Float]] = [:]
+        for threads in [1, 2] {
+            let out = dir.appendingPathComponent("run-\(threads)")
+            let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 1, in: dir,
+                                                               name: "coordinator-\(threads)")
+            let worker = try ChildProcess(
+                "vae-worker", ["join", "--coordinator", endpoint, "--threads", "\(threads)", "--name", "t\(threads)",
+                               "--coordinator-timeout", "60"],
+                directory: dir, name: "worker-\(threads)-threads")
+            #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+            #expect(worker.wait(timeout: .seconds(60)) == 0, "\(worker.name): \(worker.stderr)")
+            #expect(worker.stdout.hasSuffix("done: training finished at step 40; 40 gradients computed\n"))
+            let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+            #expect(checkpoint.step == 40)
+            parameters[threads] = checkpoint.parameters
+        }
+        let one = try #require(parameters[1]), two = try #require(parameters[2])
+        let worst = zip(one, two).map { abs($0 - $1) }.max()!
+        let scale = one.map(abs).max()!
+        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    }
+
     @Test func missingWorkersTimeOutWithAClearMessageAndTheJoinedWorkerStops() throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
