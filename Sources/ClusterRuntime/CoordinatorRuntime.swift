@@ -399,7 +399,7 @@ public final class CoordinatorRuntime {
         }
         let summing = ContinuousClock.now
         let roundTrip = accumulator.accept(part: part, payload: held.payload, sums: held.sums, now: summing)
-        timer.summed(seconds: (ContinuousClock.now - summing) / .seconds(1))
+        timer.summed(seconds: (ContinuousClock.now - summing).seconds)
         if let peer { record.metrics.recordGradientLatency(worker: name(peer), roundTrip) }
     }
 
@@ -429,7 +429,7 @@ public final class CoordinatorRuntime {
                 }
             }
         }
-        let sums = GradientSums(lossSums, computeSeconds: (ContinuousClock.now - started) / .seconds(1))
+        let sums = GradientSums(lossSums, computeSeconds: (ContinuousClock.now - started).seconds)
         let problem = gradient.withUnsafeBytes { raw in
             GradientCheck.problem(values: raw, count: gradient.count, sums: sums.wire, sampleCount: ids.count,
                                   maxNormPerSample: options.maxGradientNormPerSample)

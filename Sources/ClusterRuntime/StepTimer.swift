@@ -42,15 +42,15 @@ struct StepTimer {
     /// Every gradient of the step is in; the optimizer starts now. `slowestCompute` is the longest
     /// time a part took to compute.
     mutating func startUpdate(now: ContinuousClock.Instant, slowestCompute: Double) {
-        totals.send += (sendDone - stepStarted) / .seconds(1)
-        totals.wait += (now - sendDone) / .seconds(1)
+        totals.send += (sendDone - stepStarted).seconds
+        totals.wait += (now - sendDone).seconds
         totals.compute += slowestCompute
         updateStarted = now
     }
 
     /// The optimizer step is done: the step is counted.
     mutating func endUpdate(now: ContinuousClock.Instant) {
-        totals.optimizer += (now - updateStarted) / .seconds(1)
+        totals.optimizer += (now - updateStarted).seconds
         totals.steps += 1
     }
 

@@ -164,17 +164,24 @@ public func l2Norm(_ x: UnsafeBufferPointer<Float>, chunks: [Range<Int>]) -> Dou
 
 /// The squared L2 norm, accumulated in Double over blocks of 8.
 public func squaredL2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
+    squaredL2Norm(x, scaledBy: 1)
+}
+
+/// The squared L2 norm of `factor * x` without writing it: the same bits as `scale(_:by:)`
+/// followed by `squaredL2Norm` (each element is scaled in Float, then squared and summed alike).
+public func squaredL2Norm(_ x: UnsafeBufferPointer<Float>, scaledBy factor: Float) -> Double {
     guard x.count > 0 else { return 0 }
     var total: Double = 0
     var i = 0
     let raw = UnsafeRawPointer(x.baseAddress!)
     while i + 8 <= x.count {
-        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: VectorMath.V.self)
+        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: VectorMath.V.self) * factor
         total += Double((v * v).sum())
         i += 8
     }
     while i < x.count {
-        total += Double(x[i] * x[i])
+        let value = x[i] * factor
+        total += Double(value * value)
         i += 1
     }
     return total

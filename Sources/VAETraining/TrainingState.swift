@@ -61,11 +61,7 @@ public struct TrainingState: Sendable {
     /// ring member contributes to the global norm when clipping (`applyShardUpdate`); the same
     /// bits the full update adds for that chunk.
     public func shardSquaredNorm(summedGradient summed: UnsafeBufferPointer<Float>, range: Range<Int>, sampleCount: Int) -> Double {
-        var mean = Array(summed[range])
-        return mean.withUnsafeMutableBufferPointer { g in
-            scale(g, by: 1 / Float(sampleCount))
-            return squaredL2Norm(UnsafeBufferPointer(g))
-        }
+        squaredL2Norm(UnsafeBufferPointer(rebasing: summed[range]), scaledBy: 1 / Float(sampleCount))
     }
 
     /// Takes the optimizer step for the elements in `range` only, from the fully reduced gradient
