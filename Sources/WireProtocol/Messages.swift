@@ -2,7 +2,9 @@ import Checksums
 
 /// The protocol's version: a peer with another version is refused at HELLO. Version 2 added the
 /// worker's row-cache capacity to HELLO and, to WORK, which of its samples carry their row.
-public let protocolVersion: UInt16 = 2
+/// Version 3 added the ring: HELLO's ring endpoint, WORK's group, and GROUP, STATE, DONE, SHARD,
+/// NORMS and LINKED.
+public let protocolVersion: UInt16 = 3
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -12,6 +14,7 @@ let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
 
 public enum MessageType: UInt16, Sendable, CaseIterable {
     case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject, leave
+    case group, state, done, shard, norms, linked
 }
 
 /// Worker -> coordinator: who I am, and how many bytes of sample rows I keep between steps.
@@ -22,11 +25,15 @@ public struct Hello: Sendable, Equatable {
     /// The capacity of the worker's row cache in bytes (0: it keeps no rows). The coordinator
     /// mirrors the cache (`RowHoldings`' policy) and ships only the rows it does not hold.
     public var rowCacheBytes: UInt64
-    public init(version: UInt16 = protocolVersion, name: String, threads: UInt32, rowCacheBytes: UInt64 = 0) {
+    /// Where the worker's ring predecessor can reach it, e.g. `tcp://10.0.0.7:41234` (empty: it
+    /// takes part in no ring, and the coordinator uses the star for every step).
+    public var ringEndpoint: String
+    public init(version: UInt16 = protocolVersion, name: String, threads: UInt32, rowCacheBytes: UInt64 = 0, ringEndpoint: String = "") {
         self.version = version
         self.name = name
         self.threads = threads
         self.rowCacheBytes = rowCacheBytes
+        self.ringEndpoint = ringEndpoint
     }
 }
 
@@ -59,6 +66,12 @@ public struct Work {
     public var step: UInt64
     /// Which part of the step this is (a worker may be given another's part to re-compute).
     public var part: UInt32
+    /// 0: answer with GRAD (the star). Otherwise the ring group (its generation) whose members
+    /// reduce their gradients among themselves: answer with DONE, then the ring's steps.
+    public var group: UInt32
+    /// In a ring step, the samples of the whole step (every member divides the reduced gradient
+    /// by it); 0 in the star.
+    public var stepSamples: UInt32
     public var seed: UInt64
     public var sampleIDs: [UInt32]
     public var dimension: UInt32
@@ -70,10 +83,12 @@ public struct Work {
     public var samples: [UInt8]
 
     /// WORK whose samples carry their rows where `carriesRow` says (nil: every row travels).
-    public init(step: UInt64, part: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType,
-                carriesRow: [Bool]? = nil, samples: [UInt8]) {
+    public init(step: UInt64, part: UInt32 = 0, group: UInt32 = 0, stepSamples: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32],
+                dimension: UInt32, sampleType: SampleType, carriesRow: [Bool]? = nil, samples: [UInt8]) {
         self.step = step
         self.part = part
+        self.group = group
+        self.stepSamples = stepSamples
         self.seed = seed
         self.sampleIDs = sampleIDs
         self.dimension = dimension
@@ -96,6 +111,68 @@ public struct Gradient {
     public var part: UInt32
     public var sampleCount: UInt32
     public var sums: [Double]
+    public var gradient: FloatPayload
+}
+
+/// Coordinator -> worker: you are member `rank` of ring group `generation`, of `size` members.
+/// Send your chunks to the successor at `successorEndpoint` (authenticating it by
+/// `successorKey`, Z85, when CURVE is on) and take chunks only from the peer with `predecessorKey`.
+public struct Group: Sendable, Equatable {
+    public var generation: UInt32
+    public var rank: UInt32
+    public var size: UInt32
+    public var successorEndpoint: String
+    /// Z85 public keys (40 characters), empty without CURVE.
+    public var successorKey: String
+    public var predecessorKey: String
+    public init(generation: UInt32, rank: UInt32, size: UInt32, successorEndpoint: String, successorKey: String = "",
+                predecessorKey: String = "") {
+        self.generation = generation
+        self.rank = rank
+        self.size = size
+        self.successorEndpoint = successorEndpoint
+        self.successorKey = successorKey
+        self.predecessorKey = predecessorKey
+    }
+}
+
+/// Coordinator -> worker, when a group forms: the parameters after `step` optimizer steps, and the
+/// optimizer's state for the elements `shard` (the member's own chunk) that it updates itself.
+public struct TrainingStateMessage {
+    public var step: UInt64
+    public var generation: UInt32
+    /// The optimizer's own step count (Adam's bias correction).
+    public var optimizerStep: UInt64
+    public var shard: Range<Int>
+    public var parameters: FloatPayload
+    /// The optimizer's first and second moments on `shard` (nil when the optimizer keeps none).
+    public var first: FloatPayload?
+    public var second: FloatPayload?
+}
+
+/// Worker -> coordinator, in a ring step: the part is computed (its sample count and loss sums);
+/// its gradient goes into the ring.
+public struct Done: Sendable, Equatable {
+    public var step: UInt64
+    public var group: UInt32
+    public var part: UInt32
+    public var sampleCount: UInt32
+    public var sums: [Double]
+    public init(step: UInt64, group: UInt32, part: UInt32, sampleCount: UInt32, sums: [Double]) {
+        self.step = step
+        self.group = group
+        self.part = part
+        self.sampleCount = sampleCount
+        self.sums = sums
+    }
+}
+
+/// Worker -> coordinator, in a ring step: chunk `chunk` of the step's gradient, summed over every
+/// member (the reduce-scatter's result that this member owns).
+public struct Shard {
+    public var step: UInt64
+    public var group: UInt32
+    public var chunk: UInt32
     public var gradient: FloatPayload
 }
 
@@ -122,6 +199,16 @@ public enum Message {
     case reject(RejectReason, String)
     /// Worker -> coordinator: I am leaving (SIGTERM); re-issue my work.
     case leave
+    case group(Group)
+    case state(TrainingStateMessage)
+    case done(Done)
+    case shard(Shard)
+    /// Coordinator -> worker, with `--clip-norm`: the squared norms of every chunk of the step's
+    /// mean gradient, in chunk order (each member clips its own chunk by their sum).
+    case norms(step: UInt64, group: UInt32, squaredNorms: [Double])
+    /// Worker -> coordinator: whether the link to the ring successor of group `group` is up
+    /// (`detail` says why not).
+    case linked(group: UInt32, ok: Bool, detail: String)
 
     public var type: MessageType {
         switch self {
@@ -134,6 +221,12 @@ public enum Message {
         case .heartbeat: .heartbeat
         case .reject: .reject
         case .leave: .leave
+        case .group: .group
+        case .state: .state
+        case .done: .done
+        case .shard: .shard
+        case .norms: .norms
+        case .linked: .linked
         }
     }
 }
@@ -149,6 +242,8 @@ public struct Limits: Sendable {
     public var maxStringBytes: Int = 4096
     public var maxConfigurationBytes: Int = 1 << 20
     public var maxSums: Int = 16
+    /// The most members a ring group may have (NORMS carries one value per member).
+    public var maxGroupSize: Int = 4096
     public init(parameterCount: Int) { self.parameterCount = parameterCount }
 }
 
@@ -172,6 +267,7 @@ extension Message {
             w.writer.u32(h.threads)
             w.writer.string(h.name)
             w.writer.u64(h.rowCacheBytes)
+            w.writer.string(h.ringEndpoint)
         }
         // The version field of the header is the sender's version.
         if case .bytes(var header) = frames[0] {
@@ -199,6 +295,8 @@ extension Message {
         let checksum = crc32(of: ids, continuing: crc32(of: bitmap, continuing: crc32(of: m.samples)))
         return encode(.work, step: m.step, { w in
             w.writer.u32(m.part)
+            w.writer.u32(m.group)
+            w.writer.u32(m.stepSamples)
             w.writer.u64(m.seed)
             w.writer.u32(UInt32(m.sampleIDs.count))
             w.writer.u32(m.dimension)
@@ -231,6 +329,68 @@ extension Message {
         }
         guard case .bytes(let header) = frames[0] else { return [] }
         return header
+    }
+
+    public static func group(_ g: Group) -> [OutgoingFrame] {
+        encode(.group) { w in
+            w.writer.u32(g.generation)
+            w.writer.u32(g.rank)
+            w.writer.u32(g.size)
+            w.writer.string(g.successorEndpoint)
+            w.writer.string(g.successorKey)
+            w.writer.string(g.predecessorKey)
+        }
+    }
+
+    /// STATE: the parameters after `step` steps (all of them) and the optimizer's moments on
+    /// `shard` (`first`/`second` hold exactly the shard's elements, or are nil).
+    public static func state(step: UInt64, generation: UInt32, optimizerStep: UInt64, shard: Range<Int>,
+                             parameters: SharedFloats, first: SharedFloats?, second: SharedFloats?) -> [OutgoingFrame] {
+        let empty = OutgoingFrame.bytes([])
+        return encode(.state, step: step, { w in
+            w.writer.u32(generation)
+            w.writer.u64(optimizerStep)
+            w.writer.u64(UInt64(shard.lowerBound))
+            w.writer.u64(UInt64(shard.count))
+            w.writer.u64(UInt64(parameters.values.count))
+        }, payload: [.floats(parameters), first.map { .floats($0) } ?? empty, second.map { .floats($0) } ?? empty])
+    }
+
+    public static func done(_ d: Done) -> [OutgoingFrame] {
+        encode(.done, step: d.step) { w in
+            w.writer.u32(d.group)
+            w.writer.u32(d.part)
+            w.writer.u32(d.sampleCount)
+            w.writer.u32(UInt32(d.sums.count))
+            for s in d.sums { w.writer.f64(s) }
+        }
+    }
+
+    /// The header frame of a SHARD of `count` floats; the floats follow as the second frame.
+    public static func shardHeader(step: UInt64, group: UInt32, chunk: UInt32, count: Int) -> [UInt8] {
+        let frames = encode(.shard, step: step) { w in
+            w.writer.u32(group)
+            w.writer.u32(chunk)
+            w.writer.u64(UInt64(count))
+        }
+        guard case .bytes(let header) = frames[0] else { return [] }
+        return header
+    }
+
+    public static func norms(step: UInt64, group: UInt32, squaredNorms: [Double]) -> [OutgoingFrame] {
+        encode(.norms, step: step) { w in
+            w.writer.u32(group)
+            w.writer.u32(UInt32(squaredNorms.count))
+            for n in squaredNorms { w.writer.f64(n) }
+        }
+    }
+
+    public static func linked(group: UInt32, ok: Bool, detail: String) -> [OutgoingFrame] {
+        encode(.linked) { w in
+            w.writer.u32(group)
+            w.writer.u8(ok ? 1 : 0)
+            w.writer.string(detail)
+        }
     }
 
     public static func stop(_ reason: StopReason, _ text: String = "") -> [OutgoingFrame] {
@@ -310,8 +470,9 @@ extension Message {
             // Another version's HELLO is read only as far as needed to refuse it by name.
             guard version == protocolVersion else { return .hello(Hello(version: version, name: name, threads: threads)) }
             let rowCacheBytes = try r.u64("the row cache capacity")
+            let ringEndpoint = try r.string("the ring endpoint", limit: limits.maxStringBytes)
             try r.expectEnd()
-            return .hello(Hello(version: version, name: name, threads: threads, rowCacheBytes: rowCacheBytes))
+            return .hello(Hello(version: version, name: name, threads: threads, rowCacheBytes: rowCacheBytes, ringEndpoint: ringEndpoint))
         case .welcome:
             try expectFrames(2)
             let runID = try r.u64("the run id")
@@ -332,6 +493,8 @@ extension Message {
         case .work:
             try expectFrames(4)
             let part = try r.u32("the part")
+            let group = try r.u32("the group")
+            let stepSamples = try r.u32("the step's sample count")
             let seed = try r.u64("the seed")
             let n = Int(try r.u32("the sample count"))
             let d = Int(try r.u32("the dimension"))
@@ -370,7 +533,8 @@ extension Message {
                 throw WireError(.malformed, "WORK's row bitmap marks another number of rows than the \(carried) it declares")
             }
             let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
-            return .work(Work(step: step, part: part, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType,
+            guard group == 0 || stepSamples > 0 else { throw WireError(.malformed, "a ring WORK for a step of no samples") }
+            return .work(Work(step: step, part: part, group: group, stepSamples: stepSamples, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType,
                               carriesRow: carriesRow, samples: samples))
         case .gradient:
             try expectFrames(2)
@@ -403,6 +567,88 @@ extension Message {
             let text = try r.string("the reason text", limit: limits.maxStringBytes)
             try r.expectEnd()
             return .reject(RejectReason(rawValue: raw) ?? .invalidMessage, text)
+        case .group:
+            try expectFrames(1)
+            let generation = try r.u32("the generation")
+            let rank = try r.u32("the rank")
+            let size = try r.u32("the group size")
+            let endpoint = try r.string("the successor's endpoint", limit: limits.maxStringBytes)
+            let successorKey = try r.string("the successor's key", limit: limits.maxStringBytes)
+            let predecessorKey = try r.string("the predecessor's key", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            guard generation > 0 else { throw WireError(.malformed, "GROUP of generation 0 (0 is the star's)") }
+            guard size > 0, Int(size) <= limits.maxGroupSize else {
+                throw WireError(.tooLarge, "GROUP of \(size) members (limit \(limits.maxGroupSize))")
+            }
+            guard rank < size else { throw WireError(.malformed, "GROUP gives rank \(rank) in a group of \(size)") }
+            guard size == 1 || !endpoint.isEmpty else { throw WireError(.malformed, "GROUP of \(size) members without a successor endpoint") }
+            return .group(Group(generation: generation, rank: rank, size: size, successorEndpoint: endpoint,
+                                successorKey: successorKey, predecessorKey: predecessorKey))
+        case .state:
+            try expectFrames(4)
+            let generation = try r.u32("the generation")
+            let optimizerStep = try r.u64("the optimizer step")
+            let shardStart = try r.u64("the shard's start")
+            let shardCount = try r.u64("the shard's length")
+            let count = try r.u64("the parameter count")
+            try r.expectEnd()
+            let parameters = try floatPayload(frames[1], declared: count, limits: limits, what: "STATE")
+            guard shardStart <= UInt64(limits.parameterCount), shardCount <= UInt64(limits.parameterCount) - shardStart else {
+                throw WireError(.malformed, "STATE's shard \(shardStart)+\(shardCount) is outside the \(limits.parameterCount) parameters")
+            }
+            let shard = Int(shardStart)..<Int(shardStart + shardCount)
+            func moment(_ frame: any FrameBytes, _ what: String) throws(WireError) -> FloatPayload? {
+                if frame.byteCount == 0 { return nil }
+                guard frame.byteCount == 4 * shard.count else {
+                    throw WireError(.malformed, "STATE's \(what) frame has \(frame.byteCount) bytes, expected 0 or \(4 * shard.count)")
+                }
+                return FloatPayload(frame: frame, count: shard.count)
+            }
+            return .state(TrainingStateMessage(step: step, generation: generation, optimizerStep: optimizerStep, shard: shard,
+                                               parameters: parameters, first: try moment(frames[2], "first moment"),
+                                               second: try moment(frames[3], "second moment")))
+        case .done:
+            try expectFrames(1)
+            let group = try r.u32("the group")
+            let part = try r.u32("the part")
+            let count = try r.u32("the sample count")
+            let sumCount = Int(try r.u32("the number of sums"))
+            guard sumCount <= limits.maxSums else { throw WireError(.tooLarge, "DONE carries \(sumCount) sums (limit \(limits.maxSums))") }
+            var sums: [Double] = []
+            for i in 0..<sumCount { sums.append(try r.f64("sum \(i)")) }
+            try r.expectEnd()
+            return .done(Done(step: step, group: group, part: part, sampleCount: count, sums: sums))
+        case .shard:
+            try expectFrames(2)
+            let group = try r.u32("the group")
+            let chunk = try r.u32("the chunk")
+            let count = try r.u64("the float count")
+            try r.expectEnd()
+            guard limits.parameterCount > 0 else { throw WireError(.unexpected, "SHARD before the parameter count is known") }
+            guard count <= UInt64(limits.parameterCount) else {
+                throw WireError(.malformed, "SHARD declares \(count) floats, the run has \(limits.parameterCount)")
+            }
+            guard frames[1].byteCount == 4 * Int(count) else {
+                throw WireError(.malformed, "SHARD's float frame has \(frames[1].byteCount) bytes, expected \(4 * count)")
+            }
+            return .shard(Shard(step: step, group: group, chunk: chunk, gradient: FloatPayload(frame: frames[1], count: Int(count))))
+        case .norms:
+            try expectFrames(1)
+            let group = try r.u32("the group")
+            let count = Int(try r.u32("the number of norms"))
+            guard count <= limits.maxGroupSize else { throw WireError(.tooLarge, "NORMS carries \(count) values (limit \(limits.maxGroupSize))") }
+            var norms: [Double] = []
+            for i in 0..<count { norms.append(try r.f64("norm \(i)")) }
+            try r.expectEnd()
+            return .norms(step: step, group: group, squaredNorms: norms)
+        case .linked:
+            try expectFrames(1)
+            let group = try r.u32("the group")
+            let ok = try r.u8("the outcome")
+            let detail = try r.string("the detail", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            guard ok <= 1 else { throw WireError(.malformed, "LINKED's outcome is \(ok), not 0 or 1") }
+            return .linked(group: group, ok: ok == 1, detail: detail)
         }
     }
 
