@@ -60,7 +60,7 @@ let package = Package(
         // decode. Knows frames and float buffers, not VAEs or sockets.
         .target(name: "WireProtocol", dependencies: ["Checksums"]),
         // Coordinator and worker logic as state machines: events in, directives out, no I/O.
-        .target(name: "Coordination", dependencies: ["WireProtocol"]),
+        .target(name: "Coordination", dependencies: ["WireProtocol", "Collectives"]),
         .target(name: "Collectives"),
         // PNG images (libpng), image grids, and charts drawn with cairo (titles, axes, legends):
         // knows pixels and series of numbers, not VAEs.
@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Checksums"]),
-        .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol"]),
+        .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol", "Collectives"]),
         .testTarget(
             name: "ClusterRuntimeTests",
             dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "VAETraining", "VAECore", "TestSupport",

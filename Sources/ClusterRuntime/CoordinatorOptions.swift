@@ -27,11 +27,16 @@ public struct CoordinatorOptions: Sendable {
     /// Where to record live metrics (step, loss, throughput, workers, latencies, rejections), or
     /// nil for nowhere.
     public var metrics: (any MetricsFactory)?
+    /// How gradients and parameters travel (`--data-plane`): around a ring of the workers (the
+    /// default), or through the coordinator.
+    public var dataPlane: DataPlane = .ring
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
-                security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil) {
+                security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
+                dataPlane: DataPlane = .ring) {
+        self.dataPlane = dataPlane
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout

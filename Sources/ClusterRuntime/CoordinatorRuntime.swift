@@ -1,3 +1,4 @@
+import Collectives
 import Coordination
 import CoreMetrics
 import Foundation
@@ -46,6 +47,10 @@ public final class CoordinatorRuntime {
     /// The gradients being handled, for `.acceptGradient`: from a worker's message, or computed
     /// here (a nil peer), by sender, step and part.
     var heldGradients: [PartKey: (payload: PartPayload, sums: GradientSums)] = [:]
+    /// A ring step's sums (DONE) and reduced chunk (SHARD) being handled, for `.acceptDone` and
+    /// `.acceptShard`.
+    var heldSums: [PartKey: GradientSums] = [:]
+    var heldShard: (key: PartKey, payload: FloatPayload)?
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
     var referee: VAEEngine?
     var accumulator: StepAccumulator
@@ -99,7 +104,7 @@ public final class CoordinatorRuntime {
         machine = CoordinatorStateMachine(
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
                                   maxSteps: configuration.maxSteps, workers: options.workers,
-                                  rowBytes: data.train.rowByteCount),
+                                  rowBytes: data.train.rowByteCount, dataPlane: options.dataPlane),
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
@@ -238,11 +243,34 @@ public final class CoordinatorRuntime {
             defer { heldGradients[key] = nil }
             try perform(machine.onGradient(peer, step: Int(gradient.step), part: Int(gradient.part),
                                            sampleCount: Int(gradient.sampleCount), problem: problem, now: now))
+        case .done(let done):
+            record.countBytes(inbound.byteCount)
+            let key = PartKey(peer: peer, step: Int(done.step), part: Int(done.part))
+            heldSums[key] = GradientSums(wire: done.sums)
+            defer { heldSums[key] = nil }
+            try perform(machine.onDone(peer, step: Int(done.step), generation: done.group, part: Int(done.part),
+                                       sampleCount: Int(done.sampleCount), now: now))
+        case .shard(let shard):
+            record.countBytes(inbound.byteCount)
+            if let size = machine.ringSize, Int(shard.chunk) < size,
+               RingPlan(members: size, count: state.layout.count).chunk(Int(shard.chunk)).count != shard.gradient.count {
+                record.countRejected()
+                try perform(machine.onInvalidMessage(from: peer, reason: "SHARD of chunk \(shard.chunk) carries \(shard.gradient.count) floats, which is not that chunk's length", now: now))
+                return
+            }
+            heldShard = (PartKey(peer: peer, step: Int(shard.step), part: Int(shard.chunk)), shard.gradient)
+            defer { heldShard = nil }
+            try perform(machine.onShard(peer, step: Int(shard.step), generation: shard.group, chunk: Int(shard.chunk), now: now))
+        case .linked(let group, let ok, let detail):
+            if !ok {
+                logger.warning("a worker cannot reach its ring successor", metadata: ["worker": "\(name(peer))", "group": "\(group)", "detail": "\(detail)"])
+            }
+            try perform(machine.onLinked(peer, generation: group, ok: ok, detail: detail, now: now))
         case .leave:
             try perform(machine.onLeave(peer, now: now))
         case .heartbeat:
             try perform(machine.onMessage(from: peer, now: now))
-        case .welcome, .params, .work, .stop, .reject:
+        case .welcome, .params, .work, .stop, .reject, .group, .state, .norms:
             record.countRejected()
             try perform(machine.onInvalidMessage(from: peer, reason: "a \(message.type) message, which only a coordinator sends", now: now))
         }
@@ -323,6 +351,40 @@ public final class CoordinatorRuntime {
                 event("step_recovered", ["completed_step": "\(step)"])
             case .applyUpdate(let step, let sampleCount):
                 try applyUpdate(step: step, sampleCount: sampleCount)
+            case .formGroup(let generation, let members):
+                try formGroup(generation: generation, members: members)
+            case .acceptDone(let peer, let step, let part):
+                guard let sums = heldSums.removeValue(forKey: PartKey(peer: peer, step: step, part: part)) else {
+                    throw ClusterError("internal: accepted DONE of part \(part) of step \(step), but none is held")
+                }
+                let roundTrip = accumulator.acceptSums(part: part, sums: sums, now: .now)
+                record.metrics.recordGradientLatency(worker: name(peer), roundTrip)
+            case .acceptShard(let peer, let step, let chunk):
+                guard let held = heldShard, held.key == PartKey(peer: peer, step: step, part: chunk), let size = machine.ringSize else {
+                    throw ClusterError("internal: accepted SHARD of chunk \(chunk) of step \(step), but none is held")
+                }
+                accumulator.store(held.payload, at: RingPlan(members: size, count: state.layout.count).chunk(chunk))
+            case .checkReducedGradient(let step, let sampleCount):
+                let loss = accumulator.lossSums(sampleCount: sampleCount)
+                let problem = accumulator.sum.withUnsafeBytes { raw in
+                    GradientCheck.problem(values: raw, count: accumulator.sum.count,
+                                          sums: [loss.objective, loss.distortion, loss.rate],
+                                          sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
+                }
+                if let problem {
+                    record.countRejected()
+                    event("reduced_gradient_suspect", ["problem": problem])
+                }
+                try perform(machine.onReducedGradientChecked(step: step, problem: problem, now: .now))
+            case .applyRingUpdate(let step, let sampleCount, let generation, let ringSize):
+                try applyRingUpdate(step: step, sampleCount: sampleCount, generation: generation, ringSize: ringSize)
+            case .stepAbandoned(let step, let reason):
+                accumulator.end()
+                logger.warning("step abandoned; it starts again", metadata: ["step": "\(step)", "reason": "\(reason)"])
+                event("step_abandoned", ["reason": reason])
+            case .ringDisabled(let reason):
+                logger.warning("ring steps stop for this membership; the star carries the steps until it changes", metadata: ["reason": "\(reason)"])
+                event("ring_disabled", ["reason": reason])
             case .epochCompleted:
                 try completeEpoch()
             case .workerUnreachable(let peer):
@@ -349,7 +411,11 @@ public final class CoordinatorRuntime {
         let now = ContinuousClock.now
         if !accumulator.inFlight {
             // The first part of a new step.
-            accumulator.begin(parameters: state.parameters, parts: machine.currentParts.count, now: now)
+            if part.group > 0 {
+                accumulator.beginRing(parts: machine.currentParts.count, now: now)
+            } else {
+                accumulator.begin(parameters: state.parameters, parts: machine.currentParts.count, now: now)
+            }
             timer.startStep(now: now)
             if !trainingStarted {
                 trainingStarted = true
@@ -363,11 +429,17 @@ public final class CoordinatorRuntime {
         let type: SampleType = isFloat32 ? .float32 : .uint8
         let step = UInt64(part.step)
         accumulator.sent(part: part.part, now: now)
-        guard let parameters = accumulator.parameters,
-              let paramsBytes = try transport.send(Message.params(step: step, parameters), to: part.peer),
-              let workBytes = try transport.send(Message.work(Work(
-                  step: step, part: UInt32(part.part), seed: configuration.seed, sampleIDs: ids,
-                  dimension: UInt32(d), sampleType: type, carriesRow: carries, samples: rows)), to: part.peer)
+        var paramsBytes = 0
+        if part.group == 0 {
+            // The star: the parameters travel with every part. (Ring members hold them.)
+            guard let parameters = accumulator.parameters,
+                  let sent = try transport.send(Message.params(step: step, parameters), to: part.peer) else { return false }
+            paramsBytes = sent
+        }
+        guard let workBytes = try transport.send(Message.work(Work(
+                  step: step, part: UInt32(part.part), group: part.group, stepSamples: UInt32(part.stepSamples),
+                  seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d), sampleType: type, carriesRow: carries,
+                  samples: rows)), to: part.peer)
         else { return false }
         record.countBytes(paramsBytes + workBytes, rows: rows.count)
         return true
@@ -441,13 +513,68 @@ public final class CoordinatorRuntime {
         try perform(machine.onLocalGradient(step: part.step, part: part.part, problem: problem, now: .now))
     }
 
+    /// Tells the members of ring group `generation` who they are (GROUP: rank, successor's
+    /// endpoint and key, predecessor's key) and gives each the training state (STATE: the
+    /// parameters, and the optimizer's moments on the chunk it owns and updates).
+    private func formGroup(generation: UInt32, members: [PeerID]) throws {
+        let n = members.count
+        let ring = RingPlan(members: n, count: state.layout.count)
+        let parameters = SharedFloats(state.parameters)
+        logger.info("ring group formed", metadata: ["group": "\(generation)", "members": "\(members.map(name).joined(separator: ","))", "step": "\(state.step)"])
+        event("group_formed", ["group": "\(generation)", "members": members.map(name).joined(separator: ",")])
+        var unreachable: [PeerID] = []
+        for (rank, peer) in members.enumerated() {
+            let successor = members[ring.successor(of: rank)], predecessor = members[ring.predecessor(of: rank)]
+            let shard = ring.chunk(ring.ownedChunk(rank: rank))
+            func moments(_ values: [Float]) -> SharedFloats? {
+                values.isEmpty ? nil : values.withUnsafeBufferPointer { SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[shard])) }
+            }
+            let group: [OutgoingFrame] = Message.group(Group(generation: generation, rank: UInt32(rank), size: UInt32(n),
+                                            successorEndpoint: machine.ringEndpoint(of: successor) ?? "",
+                                            successorKey: machine.key(of: successor) ?? "", predecessorKey: machine.key(of: predecessor) ?? ""))
+            let stateFrames = Message.state(step: UInt64(state.step), generation: generation, optimizerStep: UInt64(state.optimizer.step),
+                                            shard: shard, parameters: parameters, first: moments(state.optimizer.first),
+                                            second: moments(state.optimizer.second))
+            guard let groupBytes = try transport.send(group, to: peer), let stateBytes = try transport.send(stateFrames, to: peer) else {
+                unreachable.append(peer)
+                continue
+            }
+            record.countBytes(groupBytes + stateBytes)
+        }
+        for peer in unreachable { try perform(machine.onSendFailed(peer)) }
+    }
+
+    /// Takes ring step `step`'s update on the coordinator's copy: the same update each member took
+    /// on its own chunk (with clipping, after sending the members the chunks' squared norms, which
+    /// they wait for), its norm formed over the ring's chunks in order, so the copies agree bit
+    /// for bit.
+    private func applyRingUpdate(step: Int, sampleCount: Int, generation: UInt32, ringSize: Int) throws {
+        let ring = RingPlan(members: ringSize, count: state.layout.count)
+        let chunks = (0..<ringSize).map(ring.chunk)
+        if configuration.clipNorm > 0, let group = machine.group {
+            let norms = accumulator.sum.withUnsafeBufferPointer { sum in
+                chunks.map { state.shardSquaredNorm(summedGradient: sum, range: $0, sampleCount: sampleCount) }
+            }
+            let frames: [OutgoingFrame] = Message.norms(step: UInt64(step), group: generation, squaredNorms: norms)
+            for peer in group.members {
+                if let bytes = try transport.send(frames, to: peer) { record.countBytes(bytes) }
+            }
+        }
+        if options.coverageLog, let output {
+            for part in machine.currentParts {
+                try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch, positions: part.positions)
+            }
+        }
+        try applyUpdate(step: step, sampleCount: sampleCount, normChunks: chunks)
+    }
+
     /// Takes the optimizer step from the summed parts, records the step, checkpoints if due.
-    private func applyUpdate(step: Int, sampleCount: Int) throws {
+    private func applyUpdate(step: Int, sampleCount: Int, normChunks: [Range<Int>]? = nil) throws {
         precondition(accumulator.isComplete, "applyUpdate before every part was summed")
         let stepSums = accumulator.lossSums(sampleCount: sampleCount)
         try progress.add(stepSums, step: step)
         timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
-        state.applyUpdate(summedGradient: &accumulator.sum, sampleCount: sampleCount)
+        state.applyUpdate(summedGradient: &accumulator.sum, sampleCount: sampleCount, normChunks: normChunks)
         timer.endUpdate(now: .now)
         accumulator.end()
         let now = ContinuousClock.now

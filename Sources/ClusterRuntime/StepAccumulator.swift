@@ -82,18 +82,46 @@ struct StepAccumulator {
     }
 
     /// Whether a step is in flight.
-    var inFlight: Bool { parameters != nil }
+    var inFlight: Bool { parameters != nil || ring }
+    /// Whether the step in flight is a ring step: its parts bring sums only (DONE), and `sum` is
+    /// filled chunk by chunk with the reduced gradient (SHARD).
+    private(set) var ring = false
 
     /// Whether every part of the step in flight was added.
-    var isComplete: Bool { inFlight && summedParts == gradients.count }
+    var isComplete: Bool { inFlight && (ring ? sums.allSatisfy { $0 != nil } : summedParts == gradients.count) }
 
     /// Starts a step of `parts` parts computed with `parameters` (copied once for all parts).
     mutating func begin(parameters: [Float], parts: Int, now: ContinuousClock.Instant) {
         self.parameters = SharedFloats(parameters)
+        ring = false
         gradients = Array(repeating: nil, count: parts)
         sums = Array(repeating: nil, count: parts)
         sentAt = Array(repeating: now, count: parts)
         summedParts = 0
+    }
+
+    /// Starts a ring step of `parts` parts: the workers hold the parameters, and the reduced
+    /// gradient arrives chunk by chunk (`store`).
+    mutating func beginRing(parts: Int, now: ContinuousClock.Instant) {
+        parameters = nil
+        ring = true
+        gradients = Array(repeating: nil, count: parts)
+        sums = Array(repeating: nil, count: parts)
+        sentAt = Array(repeating: now, count: parts)
+        summedParts = 0
+    }
+
+    /// A ring step's part `part` was computed: keep its sums. Returns its round trip.
+    mutating func acceptSums(part: Int, sums partSums: GradientSums, now: ContinuousClock.Instant) -> Duration {
+        precondition(ring && sums.indices.contains(part), "sums of part \(part) outside the ring step in flight")
+        sums[part] = partSums
+        return now - sentAt[part]
+    }
+
+    /// A ring step's reduced gradient for the elements `range`.
+    mutating func store(_ payload: FloatPayload, at range: Range<Int>) {
+        precondition(ring && payload.count == range.count, "a chunk of \(payload.count) floats for \(range.count) elements")
+        sum.withUnsafeMutableBufferPointer { payload.copy(into: UnsafeMutableBufferPointer(rebasing: $0[range])) }
     }
 
     /// Part `part` was sent (again) at `now`.
@@ -124,6 +152,7 @@ struct StepAccumulator {
     /// The step is over (its update applied): the next `begin` starts another.
     mutating func end() {
         parameters = nil
+        ring = false
         gradients = []
         sums = []
     }

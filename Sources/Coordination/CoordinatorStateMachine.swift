@@ -18,18 +18,34 @@ public struct RunSchedule: Sendable, Equatable {
     public var workers: Int
     /// The bytes of one sample row, which the workers' row caches count in (0: rows are not cached).
     public var rowBytes: Int
+    /// How gradients and parameters travel: through the coordinator (star) or around a ring of
+    /// the workers (see `CoordinatorStateMachine`'s ring steps).
+    public var dataPlane: DataPlane
 
-    public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int, rowBytes: Int = 0) {
+    public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int, rowBytes: Int = 0,
+                dataPlane: DataPlane = .star) {
         self.sampleCount = sampleCount
         self.batchSize = batchSize
         self.epochs = epochs
         self.maxSteps = maxSteps
         self.workers = workers
         self.rowBytes = rowBytes
+        self.dataPlane = dataPlane
     }
 
     public var stepsPerEpoch: Int { (sampleCount + batchSize - 1) / batchSize }
     public var totalSteps: Int { min(stepsPerEpoch * epochs, maxSteps ?? Int.max) }
+}
+
+/// How a step's gradients are summed and its parameters distributed.
+public enum DataPlane: String, Sendable, Equatable, CaseIterable {
+    /// Every worker gets the parameters from the coordinator and sends it its whole gradient: the
+    /// coordinator's link carries 2 N times the parameters per step.
+    case star
+    /// The workers reduce-scatter their gradients around a ring, each updates its own chunk and
+    /// sends the coordinator its reduced chunk, and they all-gather the new parameters: every
+    /// link carries about twice the parameters per step, whatever N is.
+    case ring
 }
 
 /// How the coordinator tolerates faults.
@@ -93,6 +109,10 @@ public struct StepPart: Sendable, Equatable {
     /// 1 the first time the part is sent; 2 and up when it is sent again (re-issued to another
     /// worker, or to a verifier).
     public var attempt: Int = 1
+    /// 0 in the star; in a ring step, the generation of the group that reduces it.
+    public var group: UInt32 = 0
+    /// In a ring step, the samples of the whole step (0 in the star).
+    public var stepSamples: Int = 0
 }
 
 /// What the coordinator's runtime must do.
@@ -124,6 +144,27 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// Every part of `step` is in: sum them, divide by `sampleCount`, take the optimizer step,
     /// then call `stepApplied(now:)`.
     case applyUpdate(step: Int, sampleCount: Int)
+    /// Ring group `generation` is formed of `members`, in rank order: send each its GROUP (its
+    /// rank, its successor's endpoint and key, its predecessor's key) and the training state
+    /// (STATE: the parameters, and the optimizer state of the chunk it owns).
+    case formGroup(generation: UInt32, members: [PeerID])
+    /// A ring step's part is computed (DONE from `peer`): keep its sums as part `part`.
+    case acceptDone(PeerID, step: Int, part: Int)
+    /// A ring step's reduced chunk arrived (SHARD from `peer`): keep it as chunk `chunk` of the
+    /// step's gradient.
+    case acceptShard(PeerID, step: Int, chunk: Int)
+    /// Every part and every reduced chunk of ring step `step` is in: check the reduced gradient
+    /// and call `onReducedGradientChecked(step:problem:now:)`.
+    case checkReducedGradient(step: Int, sampleCount: Int)
+    /// The reduced gradient of ring step `step` passed the checks: with clipping, send the group's
+    /// members the chunks' squared norms (NORMS); take the same optimizer step as the members
+    /// (the norm formed over the ring's `ringSize` chunks in order), then call `stepApplied(now:)`.
+    case applyRingUpdate(step: Int, sampleCount: Int, generation: UInt32, ringSize: Int)
+    /// The step in flight is abandoned (its parts' results are dropped) and starts again: with a
+    /// new group, or in the star.
+    case stepAbandoned(step: Int, reason: String)
+    /// Ring steps stop for this membership (the star takes over until it changes), for the log.
+    case ringDisabled(reason: String)
     /// Step `step` completed although some of its parts had to be sent again (for the log; an
     /// `applyUpdate` follows).
     case stepRecovered(step: Int)
@@ -173,6 +214,8 @@ public struct CoordinatorStateMachine: Sendable {
         var key: String?
         var lastHeard: ContinuousClock.Instant
         var strikes = 0
+        /// Where its ring predecessor reaches it (empty: it takes part in no ring).
+        var ringEndpoint = ""
     }
 
     struct Part: Sendable {
@@ -232,6 +275,19 @@ public struct CoordinatorStateMachine: Sendable {
     /// Which sample rows each live worker holds: started afresh at every WELCOME, forgotten when
     /// the worker is out of the run.
     public private(set) var rowCaches: RowCacheMirror
+    /// The ring group the workers were last told about, if it still holds (nil: the next ring
+    /// step forms a new one and sends every member the training state).
+    public internal(set) var group: RingGroup?
+    /// The last generation number given to a group.
+    var lastGeneration: UInt32 = 0
+    /// The ring step in flight, if the step in flight is one.
+    var ringStep: RingStepProgress?
+    /// A membership for which ring steps failed (a link that does not come up): its steps run in
+    /// the star until the membership changes.
+    var ringDisabledFor: [PeerID]?
+    /// A step that must run in the star (its ring result failed the checks: the star finds out
+    /// whose gradient is at fault).
+    var starStep: Int?
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0, timers: CoordinatorTimers = CoordinatorTimers()) {
@@ -256,8 +312,10 @@ public struct CoordinatorStateMachine: Sendable {
     public func name(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.name }
     /// The current step's parts and whether each has arrived.
     public var currentParts: [StepPart] {
-        parts.enumerated().map {
-            StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions, attempt: $1.sends)
+        let samples = ringStep == nil ? 0 : parts.reduce(0) { $0 + $1.positions.count }
+        return parts.enumerated().map {
+            StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions, attempt: $1.sends,
+                     group: ringStep?.generation ?? 0, stepSamples: samples)
         }
     }
     public var received: [Bool] { parts.map(\.done) }
@@ -289,6 +347,10 @@ public struct CoordinatorStateMachine: Sendable {
         }
         if let i = members.firstIndex(where: { $0.peer == peer }) {
             members[i].lastHeard = now
+            if members[i].ringEndpoint != hello.ringEndpoint {
+                members[i].ringEndpoint = hello.ringEndpoint
+                group = nil  // its predecessor must be told where it is now
+            }
             // A repeated HELLO: answer again. The worker empties its row cache at every WELCOME.
             rowCaches.join(peer, capacityBytes: hello.rowCacheBytes)
             return [.welcome(peer, index: members[i].index)]
@@ -297,7 +359,7 @@ public struct CoordinatorStateMachine: Sendable {
             return [.reject(peer, .notAccepting, "the run has its maximum of \(policy.maxWorkers) workers")]
         }
         invalidMessages.remove(peer)
-        members.append(Member(peer: peer, index: joined, name: hello.name, key: key, lastHeard: now))
+        members.append(Member(peer: peer, index: joined, name: hello.name, key: key, lastHeard: now, ringEndpoint: hello.ringEndpoint))
         rowCaches.join(peer, capacityBytes: hello.rowCacheBytes)
         joined += 1
         var directives: [CoordinatorDirective] = [.welcome(peer, index: joined - 1)]
@@ -359,6 +421,9 @@ public struct CoordinatorStateMachine: Sendable {
         }
         guard parts.indices.contains(part) else {
             return [.discardGradient(peer, step: gradientStep, reason: "step \(step) has no part \(part)")]
+        }
+        guard ringStep == nil else {
+            return [.discardGradient(peer, step: gradientStep, reason: "step \(step) is reduced in the ring, not by GRAD")]
         }
         guard !parts[part].done else {
             return [.discardGradient(peer, step: gradientStep, reason: "part \(part) already arrived (re-issued, or a duplicate)")]
@@ -437,12 +502,13 @@ public struct CoordinatorStateMachine: Sendable {
     }
 
     /// The workers' side of a tick: silence and step deadlines.
-    private mutating func workersTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    mutating func workersTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         if let lastTick, now - lastTick > Self.tickAllowance {
             // Deaf meanwhile: move every clock forward by the gap.
             let gap = now - lastTick
             for i in members.indices { members[i].lastHeard += gap }
             for i in parts.indices { parts[i].issuedAt += gap }
+            ringStep?.startedAt += gap
         }
         lastTick = now
         var directives: [CoordinatorDirective] = []
@@ -450,6 +516,7 @@ public struct CoordinatorStateMachine: Sendable {
             directives += remove(member.peer, reason: "silent for more than \(policy.heartbeatTimeout)", now: now)
         }
         guard stepInFlight else { return directives }
+        if ringStep != nil { return directives + ringTick(now: now) }
         for i in parts.indices where !parts[i].done && !parts[i].local && now - parts[i].issuedAt > policy.stepDeadline {
             let straggler = parts[i].assignee
             if !parts[i].struck, let m = members.firstIndex(where: { $0.peer == straggler }) {
@@ -475,6 +542,8 @@ public struct CoordinatorStateMachine: Sendable {
     public mutating func stepApplied(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         precondition(stepInFlight && parts.allSatisfy(\.done), "stepApplied before every part arrived")
         stepInFlight = false
+        ringStep = nil
+        if starStep == step { starStep = nil }
         step += 1
         var directives: [CoordinatorDirective] = []
         if step % schedule.stepsPerEpoch == 0 || step == schedule.totalSteps {
@@ -508,7 +577,7 @@ public struct CoordinatorStateMachine: Sendable {
 
     // MARK: Internals
 
-    private mutating func accept(part: Int, from peer: PeerID) -> [CoordinatorDirective] {
+    mutating func accept(part: Int, from peer: PeerID) -> [CoordinatorDirective] {
         parts[part].done = true
         if let i = members.firstIndex(where: { $0.peer == peer }), parts[part].assignee == peer {
             members[i].strikes = 0  // on time for its own assignment
@@ -521,7 +590,7 @@ public struct CoordinatorStateMachine: Sendable {
     }
 
     /// Every part is in: the update, announced as a recovery if parts had to be sent again.
-    private func stepComplete() -> [CoordinatorDirective] {
+    func stepComplete() -> [CoordinatorDirective] {
         let update = CoordinatorDirective.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count })
         return parts.contains { $0.sends > 1 } ? [.stepRecovered(step: step), update] : [update]
     }
@@ -572,7 +641,7 @@ public struct CoordinatorStateMachine: Sendable {
     }
 
     /// Refuses `peer` for good (and the name and key it joined with); its work goes to others.
-    private mutating func ban(_ peer: PeerID, name: String?, key: String?, reason: String, disconnect: Bool = false,
+    mutating func ban(_ peer: PeerID, name: String?, key: String?, reason: String, disconnect: Bool = false,
                               now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard banned.insert(peer) else { return [] }
         if let name { bannedNames.insert(name) }
@@ -583,12 +652,18 @@ public struct CoordinatorStateMachine: Sendable {
 
     /// Removes a worker; its unfinished parts go to the others (or wait for a newcomer).
     @discardableResult
-    private mutating func remove(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    mutating func remove(_ peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
+        let name = members[i].name
         members.remove(at: i)
         rowCaches.forget(peer)
         var directives: [CoordinatorDirective] = [.workerLost(peer, reason: reason)]
-        if stepInFlight { directives += reissueOrphanedParts(now: now) }
+        if ringStep != nil {
+            let who = name.isEmpty ? "a worker" : "worker \(name)"
+            directives += abandonStep(reason: "\(who) is out of the ring (\(reason)); a new group computes the step again", now: now)
+        } else if stepInFlight {
+            directives += reissueOrphanedParts(now: now)
+        }
         if members.count < policy.minWorkers && phase == .running && !stepInFlight {
             phase = .waitingForWorkers
             directives.append(.paused(live: members.count, needed: policy.minWorkers))
@@ -627,7 +702,7 @@ public struct CoordinatorStateMachine: Sendable {
     }
 
     /// Starts the next step if enough workers are live; otherwise pauses.
-    private mutating func startStepIfPossible(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    mutating func startStepIfPossible(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard phase != .finished, !stepInFlight else { return [] }
         if step >= schedule.totalSteps {
             // A resumed run that had already taken its last step: nothing to train.
@@ -656,7 +731,8 @@ public struct CoordinatorStateMachine: Sendable {
             parts.append(Part(positions: offset..<(offset + size), assignee: member.peer, issuedAt: now))
             offset += size
         }
-        return currentParts.map { .sendWork($0) }
+        let directives = planRingStep(now: now)
+        return directives + currentParts.map { .sendWork($0) }
     }
 }
 

@@ -57,6 +57,8 @@ struct Start: AsyncParsableCommand {
     var metricsPort: Int?
     @Option(name: .customLong("metrics-host"), help: ArgumentHelp("The address the metrics server listens on (default 127.0.0.1; 0.0.0.0 for every interface, e.g. in a Kubernetes pod).", valueName: "host"))
     var metricsHost: String?
+    @Option(name: .customLong("data-plane"), help: ArgumentHelp("How gradients and parameters travel: ring (the workers reduce among themselves; every link carries about twice the parameters per step, whatever the number of workers) or star (through the coordinator, 2 x workers x the parameters on its link).", valueName: "ring|star"))
+    var dataPlane: DataPlane = .ring
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -148,7 +150,7 @@ struct Start: AsyncParsableCommand {
             configuration: configuration, data: data,
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
-                                        security: security, insecure: insecure, metrics: metrics),
+                                        security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
@@ -219,6 +221,9 @@ struct Start: AsyncParsableCommand {
         if let metricsHost { words += ["--metrics-host", metricsHost] }
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
+        if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
         return shellCommand(words + output.arguments + logging.arguments)
     }
 }
+
+extension DataPlane: ExpressibleByArgument {}

@@ -272,6 +272,21 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             #expect(step <= maxStep)
         case .leave:
             break
+        case .group(let group):
+            #expect(group.generation > 0 && group.rank < group.size && Int(group.size) <= limits.maxGroupSize)
+        case .state(let state):
+            #expect(state.parameters.count == limits.parameterCount && state.shard.upperBound <= limits.parameterCount)
+            for moment in [state.first, state.second].compactMap({ $0 }) {
+                #expect(moment.count == state.shard.count && moment.frame.byteCount == 4 * moment.count)
+            }
+        case .done(let done):
+            #expect(done.step <= maxStep && done.sums.count <= limits.maxSums)
+        case .shard(let shard):
+            #expect(shard.gradient.count <= limits.parameterCount && shard.gradient.frame.byteCount == 4 * shard.gradient.count)
+        case .norms(_, _, let norms):
+            #expect(norms.count <= limits.maxGroupSize)
+        case .linked(_, _, let detail):
+            #expect(detail.utf8.count <= limits.maxStringBytes)
         }
     }
 }

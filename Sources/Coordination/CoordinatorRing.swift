@@ -1,0 +1,226 @@
+import Collectives
+import WireProtocol
+
+/// A ring group as the workers were told it: its generation and its members in rank order.
+public struct RingGroup: Sendable, Equatable {
+    public var generation: UInt32
+    /// Members in rank order (member r sends to member r + 1 mod N).
+    public var members: [PeerID]
+    /// Members that reported their link to their successor up (LINKED).
+    public var linked: Set<PeerID> = []
+
+    /// The rank of `peer`, if it is a member.
+    public func rank(of peer: PeerID) -> Int? { members.firstIndex(of: peer) }
+}
+
+/// Where the ring step in flight is.
+struct RingStepProgress: Sendable {
+    var generation: UInt32
+    var startedAt: ContinuousClock.Instant
+    /// Chunks whose reduced values arrived (SHARD), by chunk index.
+    var shards: Set<Int> = []
+    /// Whether the runtime was asked to check the reduced gradient.
+    var checking = false
+    /// Whether the members that missed this attempt's deadline already got their strike.
+    var struck = false
+}
+
+/// Ring steps. When `schedule.dataPlane` is `.ring`, every worker advertised a ring endpoint and
+/// each has a part, a step is reduced by the workers themselves: the coordinator forms a group
+/// (a generation number, ranks in join order) and sends each member its GROUP and the training
+/// state once; then every step it sends only WORK. Each member computes its part, reports DONE
+/// (its sums), reduce-scatters, sends its reduced chunk (SHARD), updates its own chunk and
+/// all-gathers. When every DONE and SHARD of the step is in, the runtime checks the reduced
+/// gradient and applies the same update to the coordinator's copy (`applyRingUpdate`).
+///
+/// Faults end the group: a member lost mid-step, or a step not complete within the step deadline,
+/// abandons the step and computes it again with a new generation (chunks of the old one are
+/// dropped by label), so every sample of the epoch is still used exactly once. Members that had
+/// not computed their part by the deadline get a strike (as stragglers do in the star). A step
+/// whose parts are all computed but whose chunks never arrive means a ring link is down: ring
+/// steps stop for that membership and the star takes over. A reduced gradient that fails the
+/// checks cannot be blamed on anyone from the sum: the step runs again in the star, whose checks
+/// find the worker at fault (or the model diverged).
+extension CoordinatorStateMachine {
+    /// The current ring's size, if the step in flight is a ring step.
+    public var ringSize: Int? { ringStep == nil ? nil : group?.members.count }
+
+    /// The ring endpoint a live worker advertised in its HELLO.
+    public func ringEndpoint(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.ringEndpoint }
+
+    /// The CURVE key a live worker joined with.
+    public func key(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.key }
+
+    /// DONE: `peer` computed part `part` of ring step `step` of group `generation`.
+    public mutating func onDone(_ peer: PeerID, step doneStep: Int, generation: UInt32, part: Int, sampleCount: Int,
+                                now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard let index = ringMessageIndex(from: peer, step: doneStep, generation: generation, what: "DONE", now: now) else {
+            return staleRingMessage(from: peer, step: doneStep, generation: generation, what: "DONE", now: now)
+        }
+        guard parts.indices.contains(part), part == index, parts[part].assignee == peer else {
+            return onInvalidMessage(from: peer, reason: "DONE for part \(part) of step \(step), which is not its part", now: now)
+        }
+        guard !parts[part].done else { return [.discardGradient(peer, step: doneStep, reason: "a second DONE for part \(part)")] }
+        guard sampleCount == parts[part].positions.count else {
+            return onInvalidMessage(from: peer, reason: "DONE covers \(sampleCount) samples, part \(part) has \(parts[part].positions.count)", now: now)
+        }
+        parts[part].done = true
+        if let m = members.firstIndex(where: { $0.peer == peer }) { members[m].strikes = 0 }
+        return [.acceptDone(peer, step: step, part: part)] + ringStepReduced()
+    }
+
+    /// SHARD: `peer` reduced chunk `chunk` of ring step `step` of group `generation`.
+    public mutating func onShard(_ peer: PeerID, step shardStep: Int, generation: UInt32, chunk: Int,
+                                 now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard let rank = ringMessageIndex(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now),
+              let group else {
+            return staleRingMessage(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now)
+        }
+        let owned = RingPlan(members: group.members.count, count: 0).ownedChunk(rank: rank)
+        guard chunk == owned else {
+            return onInvalidMessage(from: peer, reason: "SHARD of chunk \(chunk); member \(rank) of \(group.members.count) owns chunk \(owned)", now: now)
+        }
+        guard ringStep?.shards.insert(chunk).inserted == true else {
+            return [.discardGradient(peer, step: shardStep, reason: "a second SHARD of chunk \(chunk)")]
+        }
+        return [.acceptShard(peer, step: step, chunk: chunk)] + ringStepReduced()
+    }
+
+    /// The runtime checked ring step `step`'s reduced gradient: `problem` says why it is unusable
+    /// (nil: it passed).
+    public mutating func onReducedGradientChecked(step checkedStep: Int, problem: String?, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard checkedStep == step, let ring = ringStep, ring.checking, let group else { return [] }
+        if let problem {
+            // The sum cannot say whose gradient is bad: the star's checks can.
+            starStep = step
+            return abandonStep(reason: "the ring's reduced gradient failed the checks (\(problem)); the step runs again in the star to find out whose gradient is at fault",
+                               now: now)
+        }
+        let samples = parts.reduce(0) { $0 + $1.positions.count }
+        let update = CoordinatorDirective.applyRingUpdate(step: step, sampleCount: samples, generation: group.generation,
+                                                          ringSize: group.members.count)
+        return parts.contains { $0.sends > 1 } ? [.stepRecovered(step: step), update] : [update]
+    }
+
+    /// LINKED: `peer`'s link to its successor in group `generation` is up (`ok`), or failed.
+    public mutating func onLinked(_ peer: PeerID, generation: UInt32, ok: Bool, detail: String,
+                                  now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard members.contains(where: { $0.peer == peer }) else { return onMessage(from: peer, now: now) }
+        _ = onMessage(from: peer, now: now)
+        guard var current = group, current.generation == generation, let rank = current.rank(of: peer) else { return [] }
+        if ok {
+            current.linked.insert(peer)
+            group = current
+            return []
+        }
+        let successor = current.members[(rank + 1) % current.members.count]
+        let reason = "worker \(name(of: peer) ?? "?") cannot reach the ring endpoint \(ringEndpoint(of: successor) ?? "?") of worker \(name(of: successor) ?? "?") (\(detail)); check the address it advertises (vae-worker join --advertise) and that the port is open between the hosts"
+        return disableRing(reason: reason, now: now)
+    }
+
+    // MARK: Internals
+
+    /// Sets up the step about to start (its parts made) as a ring step when it can be one, with a
+    /// new group if the last one no longer holds. Otherwise the step runs in the star and the
+    /// group is forgotten (its members' state goes stale while the star steps).
+    mutating func planRingStep(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        ringStep = nil
+        let peers = workers
+        guard schedule.dataPlane == .ring, starStep != step, ringDisabledFor != peers,
+              members.allSatisfy({ !$0.ringEndpoint.isEmpty }), parts.count == members.count,
+              zip(parts, peers).allSatisfy({ $0.assignee == $1 }) else {
+            group = nil
+            return []
+        }
+        var directives: [CoordinatorDirective] = []
+        if group?.members != peers {
+            lastGeneration &+= 1
+            if lastGeneration == 0 { lastGeneration = 1 }  // 0 is the star's
+            group = RingGroup(generation: lastGeneration, members: peers)
+            directives.append(.formGroup(generation: lastGeneration, members: peers))
+        }
+        ringStep = RingStepProgress(generation: group!.generation, startedAt: now)
+        return directives
+    }
+
+    /// The index (rank, which is also the part) of a ring message's sender, if the message
+    /// belongs to the ring step in flight.
+    private func ringMessageIndex(from peer: PeerID, step messageStep: Int, generation: UInt32, what: String,
+                                  now: ContinuousClock.Instant) -> Int? {
+        guard !banned.contains(peer), stepInFlight, let ring = ringStep, !ring.checking, ring.generation == generation,
+              messageStep == step, let group, let rank = group.rank(of: peer) else { return nil }
+        return rank
+    }
+
+    /// A ring message that is not for the ring step in flight: from a stranger it counts against
+    /// it; from a worker it is a leftover of an abandoned group or step, dropped.
+    private mutating func staleRingMessage(from peer: PeerID, step messageStep: Int, generation: UInt32, what: String,
+                                           now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard !banned.contains(peer) else { return [] }
+        guard members.contains(where: { $0.peer == peer }) else { return onMessage(from: peer, now: now) }
+        _ = onMessage(from: peer, now: now)
+        return [.discardGradient(peer, step: messageStep, reason: "a \(what) of group \(generation), step \(messageStep), which is not the ring step in flight")]
+    }
+
+    /// When every part is computed and every chunk reduced: the check.
+    private mutating func ringStepReduced() -> [CoordinatorDirective] {
+        guard var ring = ringStep, let group, !ring.checking, parts.allSatisfy(\.done),
+              ring.shards.count == group.members.count else { return [] }
+        ring.checking = true
+        ringStep = ring
+        return [.checkReducedGradient(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count })]
+    }
+
+    /// The ring step's deadline: members that have not computed their part are late (a strike
+    /// each, dropped at `maxStrikes`); if every part is computed but chunks are missing, a link is
+    /// down and the star takes over. Either way the step starts again.
+    mutating func ringTick(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard var ring = ringStep, !ring.checking, now - ring.startedAt > policy.stepDeadline, let current = group else { return [] }
+        let late = parts.filter { !$0.done }.map(\.assignee)
+        guard !late.isEmpty else {
+            let silent = current.members.filter { !current.linked.contains($0) }.compactMap { name(of: $0) }
+            let which = silent.isEmpty ? "" : "; no link report from \(silent.joined(separator: ", "))"
+            return disableRing(reason: "every part of step \(step) was computed but the ring did not deliver its chunks within \(policy.stepDeadline)\(which): a link between workers is down or too slow", now: now)
+        }
+        guard !ring.struck else { return [] }
+        ring.struck = true
+        ringStep = ring
+        var directives: [CoordinatorDirective] = []
+        for peer in late {
+            guard let m = members.firstIndex(where: { $0.peer == peer }) else { continue }
+            members[m].strikes += 1
+            if members[m].strikes >= policy.maxStrikes {
+                // Removing it abandons the step.
+                directives += remove(peer, reason: "late \(members[m].strikes) times in a row", now: now)
+            }
+        }
+        if ringStep != nil {
+            let names = late.compactMap { name(of: $0) }.joined(separator: ", ")
+            directives += abandonStep(reason: "\(names) did not compute their parts of step \(step) within \(policy.stepDeadline)", now: now)
+        }
+        return directives
+    }
+
+    /// Ring steps stop for the current membership; the step in flight starts again in the star.
+    private mutating func disableRing(reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        ringDisabledFor = workers
+        var directives: [CoordinatorDirective] = [.ringDisabled(reason: reason)]
+        if ringStep != nil {
+            directives += abandonStep(reason: "the ring is down for this membership; the star computes the step", now: now)
+        } else {
+            group = nil
+        }
+        return directives
+    }
+
+    /// Drops the step in flight and starts it again (a new group, or the star): the members'
+    /// state is no longer trusted, so the next ring step sends it afresh.
+    mutating func abandonStep(reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        let abandoned = step
+        stepInFlight = false
+        parts = []
+        ringStep = nil
+        group = nil
+        return [.stepAbandoned(step: abandoned, reason: reason)] + startStepIfPossible(now: now)
+    }
+}
