@@ -56,6 +56,8 @@ public final class CoordinatorRuntime {
     var accumulator: StepAccumulator
     var timer = StepTimer()
     var progress: RunProgress
+    /// Steps reduced by the workers' ring (the rest went through the star).
+    public private(set) var ringSteps = 0
     /// Whether the first step started (training time starts when enough workers are in).
     var trainingStarted = false
     /// The step in flight's samples in part order (`CoordinatorStateMachine.arrangeStep`), from
@@ -148,6 +150,8 @@ public final class CoordinatorRuntime {
             stopRequested: { [stopRequest] in stopRequest.signal })
         summary.workers = machine.workers.count
         summary.rejectedMessages = record.rejectedMessages
+        summary.dataPlane = options.dataPlane.rawValue
+        summary.ringSteps = ringSteps
         if let breakdown = timer.runBreakdown(seconds: progress.trainSeconds) {
             summary.stepTime = breakdown
             summary.bytesPerStep = Double(record.bytesMoved) / Double(timer.totals.steps)
@@ -565,6 +569,7 @@ public final class CoordinatorRuntime {
                 try output.appendCoverage(start: startStep, step: machine.step, epoch: machine.epoch, positions: part.positions)
             }
         }
+        ringSteps += 1
         try applyUpdate(step: step, sampleCount: sampleCount, normChunks: chunks)
     }
 

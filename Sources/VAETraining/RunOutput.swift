@@ -116,6 +116,11 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var bytesPerStep: Double?
     /// Distributed runs: of `bytesPerStep`, the bytes of sample rows sent in WORK.
     public var rowBytesPerStep: Double?
+    /// Distributed runs: the data plane asked for (`ring` or `star`), and how many of the run's
+    /// steps the workers' ring reduced (the others went through the coordinator: a ring that could
+    /// not form, a step re-run in the star).
+    public var dataPlane: String?
+    public var ringSteps: Int?
     /// Distributed runs: messages refused (malformed, oversized, bad gradients, or from a refused peer).
     public var rejectedMessages: Int?
     /// Set when a signal stopped the run: the test figures above are then absent (the end-of-run
