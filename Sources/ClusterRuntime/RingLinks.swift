@@ -6,7 +6,15 @@ import ZeroMQ
 /// coordinator with) and the public key of the one predecessor it accepts chunks from.
 struct RingSecurity {
     var keyPair: CurveKeyPair
-    var predecessorKey: CurveKey
+    /// Nil until a group names the predecessor: then nobody is admitted.
+    var predecessorKey: CurveKey?
+}
+
+/// What the ring links had ready after a poll: the chunks that arrived (or why each was
+/// refused), and how handshakes with the successor ended.
+struct RingLinkEvents {
+    var chunks: [Result<RingChunk, WireError>] = []
+    var successorHandshakes: [HandshakeOutcome] = []
 }
 
 /// A worker's sockets to its ring neighbours: a PULL socket bound where its predecessor can reach
@@ -25,7 +33,12 @@ final class RingLinks {
     private var outboundMonitor: ZMQMonitor?
     private let authenticator: ZAPAuthenticator?
     private let security: RingSecurity?
-    private let limits: RingChunkLimits
+    private var limits: RingChunkLimits
+    /// The successor connected to, and the key it was authenticated by.
+    private(set) var successor: (endpoint: String, key: CurveKey?)?
+    /// Bytes sent to the successor and received from the predecessor (headers and floats).
+    private(set) var bytesSent = 0
+    private(set) var bytesReceived = 0
 
     /// Binds `tcp://host:*` (host: a numeric address); chunks of at most `maxFloats` floats.
     init(host: String, security: RingSecurity?, insecure: Bool, maxFloats: Int) throws {
@@ -35,7 +48,7 @@ final class RingLinks {
         limits = RingChunkLimits(maxFloats: maxFloats)
         context = try ZMQContext()
         if let security {
-            authenticator = try ZAPAuthenticator(context: context, allowed: [security.predecessorKey])
+            authenticator = try ZAPAuthenticator(context: context, allowed: Set([security.predecessorKey].compactMap { $0 }))
         } else {
             authenticator = nil
         }
@@ -56,8 +69,25 @@ final class RingLinks {
         outboundMonitor?.close()  // before the socket it monitors
     }
 
-    /// Connects to the successor at `endpoint`, authenticating it by `serverKey` with CURVE.
+    /// Admits only `key` from now on (with CURVE; connections already made stay).
+    func admit(predecessor key: CurveKey?) {
+        authenticator?.allowed = Set([key].compactMap { $0 }.map(\.bytes))
+    }
+
+    /// Takes chunks of at most `maxFloats` floats from now on.
+    func setMaxFloats(_ maxFloats: Int) throws {
+        limits = RingChunkLimits(maxFloats: maxFloats)
+        try inbound.setOption(.maxMessageSize, Int64(4 * maxFloats + RingChunkHeader.byteCount + (64 << 10)))
+    }
+
+    /// Connects to the successor at `endpoint`, authenticating it by `serverKey` with CURVE; the
+    /// previous successor's link, if any, is closed.
     func connect(successor endpoint: String, serverKey: CurveKey?) throws {
+        outboundMonitor?.close()
+        outboundMonitor = nil
+        outbound?.close()
+        outbound = nil
+        successor = nil
         let socket = try ZMQSocket(context, type: .push, linger: 0)
         try socket.setOption(.sendHighWaterMark, 0)
         if let security {
@@ -69,12 +99,59 @@ final class RingLinks {
         outboundMonitor = try ZMQMonitor(socket, events: .handshakes)
         try socket.connect(endpoint)
         outbound = socket
+        successor = (endpoint, serverKey)
     }
 
     /// Queues a chunk for the successor (never blocks).
     func send(_ header: RingChunkHeader, floats: SharedFloats) throws {
         guard let outbound else { throw ClusterError("internal: a ring chunk sent before the successor was connected") }
         try outbound.send(RingChunk.frames(header, floats: floats))
+        bytesSent += RingChunkHeader.byteCount + 4 * floats.values.count
+    }
+
+    /// The sockets to poll (beside others, in one `ZMQPoller.poll`): the inbound link, the
+    /// authenticator's and the successor link's monitor. Pass what the poll says of them, in
+    /// the same order, to `events(ready:)`.
+    var pollItems: [ZMQPollItem] {
+        var items = [ZMQPollItem(inbound)]
+        if let authenticator { items.append(ZMQPollItem(authenticator.socket)) }
+        if let outboundMonitor { items.append(ZMQPollItem(outboundMonitor.socket)) }
+        return items
+    }
+
+    /// Serves the authenticator, reads every chunk waiting and every handshake outcome, for the
+    /// items of `pollItems` that `ready` (in that order) says are ready.
+    func events(ready: ArraySlice<ZMQPollEvents>) throws -> RingLinkEvents {
+        let ready = Array(ready)
+        var events = RingLinkEvents()
+        var index = 1
+        if authenticator != nil {
+            if index < ready.count, ready[index].contains(.pollIn) { _ = try authenticator?.serve() }
+            index += 1
+        }
+        if outboundMonitor != nil, index < ready.count, ready[index].contains(.pollIn) {
+            events.successorHandshakes = try successorHandshakes(timeout: .zero)
+        }
+        if ready.first?.contains(.pollIn) == true {
+            let maxBytes = 4 * limits.maxFloats + RingChunkHeader.byteCount
+            while true {
+                let frames: [ZMQFrame]?
+                do {
+                    frames = try inbound.receiveMultipart(maxFrames: 2, maxBytes: maxBytes, timeout: .zero)
+                } catch let error as ZMQReceiveLimitExceeded {
+                    events.chunks.append(.failure(WireError(.tooLarge, "a ring message beyond \(maxBytes) bytes: \(error)")))
+                    continue
+                }
+                guard let frames else { break }
+                bytesReceived += frames.reduce(0) { $0 + $1.count }
+                do {
+                    events.chunks.append(.success(try RingChunk.decode(frames.map { ReceivedFrame(frame: $0) }, limits: limits)))
+                } catch {
+                    events.chunks.append(.failure(error))
+                }
+            }
+        }
+        return events
     }
 
     /// The next chunk from the predecessor, waiting at most `timeout`; nil if none came. A chunk

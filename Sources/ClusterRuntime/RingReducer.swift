@@ -13,8 +13,11 @@ extension RingLinks: RingSending {}
 /// with real chunks. The worker writes its gradient into `gradient` and calls `gradientReady`,
 /// feeds every chunk its links receive to `onChunk`, and finds the step complete when
 /// `completedStep` is set; `updateShard` applies the optimizer to the member's own chunk (and is
-/// where the reduced chunk goes to the coordinator). Chunks that break the ring's protocol are
-/// dropped and listed in `refusals`, for the coordinator.
+/// where the reduced chunk goes to the coordinator). Without an `updateShard` closure the update
+/// waits: `reducedShard` says which chunk is reduced (taken once with `takeReducedShard`), the
+/// owner updates `parameters` itself when it can (a worker may wait for the coordinator's NORMS)
+/// and calls `shardUpdated`. Chunks that break the ring's protocol are dropped and listed in
+/// `refusals`, for the coordinator.
 final class RingReducer {
     private(set) var member: RingMember
     private let links: any RingSending
@@ -23,17 +26,26 @@ final class RingReducer {
     /// The parameters: this member's chunk from its update, the others' from the all-gather.
     var parameters: [Float]
     /// Applies the optimizer to `parameters[range]` from the reduced `gradient[range]` of `step`.
-    private let updateShard: (_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void
+    /// Nil: the update waits for `shardUpdated`.
+    private let updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?
     private var held: [RingChunkLabel: FloatPayload] = [:]
     /// The step that completed last (nil before any).
-    private(set) var completedStep: Int?
+    private(set) var completedStep: Int? {
+        didSet { if let completedStep { newlyCompleted.append(completedStep) } }
+    }
+    /// Completed steps not taken yet (`takeCompletedSteps`).
+    private var newlyCompleted: [Int] = []
+    /// The shard whose update waits for `shardUpdated` (without an `updateShard` closure).
+    private(set) var awaitingUpdate: (step: Int, chunk: Int)?
+    /// The same, until `takeReducedShard` took it.
+    private var reducedShard: (step: Int, chunk: Int)?
     /// Why chunks were refused (the sender broke the protocol), oldest first.
     private(set) var refusals: [String] = []
     /// Floats sent so far.
     private(set) var floatsSent = 0
 
     init(member: RingMember, links: any RingSending, parameters: [Float],
-         updateShard: @escaping (_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void) {
+         updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?) {
         precondition(parameters.count == member.plan.count, "the parameters do not fit the ring's plan")
         self.member = member
         self.links = links
@@ -59,6 +71,30 @@ final class RingReducer {
         guard held[label] == nil else { return refuse("\(label): a duplicate") }
         held[label] = chunk.payload
         try perform(member.onChunk(label))
+    }
+
+    /// The shard reduced since the last call (its update waits for `shardUpdated`), once.
+    func takeReducedShard() -> (step: Int, chunk: Int)? {
+        defer { reducedShard = nil }
+        return reducedShard
+    }
+
+    /// The steps completed since the last call, oldest first.
+    func takeCompletedSteps() -> [Int] {
+        defer { newlyCompleted = [] }
+        return newlyCompleted
+    }
+
+    /// The refusals listed since index `start` (for a caller that logs each once).
+    func refusals(since start: Int) -> ArraySlice<String> { refusals[min(start, refusals.count)...] }
+
+    /// The owner updated the awaited shard in `parameters` (from `gradient`): go on with the
+    /// all-gather.
+    func shardUpdated() throws {
+        guard awaitingUpdate != nil else { throw ClusterError("internal: a shard update that the ring did not wait for") }
+        awaitingUpdate = nil
+        reducedShard = nil
+        try perform(member.onShardUpdated())
     }
 
     private func refuse(_ reason: String) {
@@ -91,6 +127,11 @@ final class RingReducer {
                     payload.copy(into: UnsafeMutableBufferPointer(rebasing: p[range]))
                 }
             case .updateShard(let step, let chunk):
+                guard let updateShard else {
+                    awaitingUpdate = (step, chunk)
+                    reducedShard = (step, chunk)
+                    continue
+                }
                 try updateShard(&gradient, &parameters, member.plan.chunk(chunk), step)
                 try perform(member.onShardUpdated())
             case .complete(let step):

@@ -53,7 +53,8 @@ enum BindPolicy {
 final class ZAPAuthenticator {
     static let domain = "vae-cluster"
     let socket: ZMQSocket
-    let allowed: Set<[UInt8]>
+    /// The admitted keys' bytes (replaceable: a ring worker admits its current predecessor).
+    var allowed: Set<[UInt8]>
     /// Keys refused for good during the run (a banned worker), in Z85.
     private(set) var refused: Set<String> = []
 

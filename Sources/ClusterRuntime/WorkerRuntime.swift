@@ -1,3 +1,4 @@
+import Collectives
 import Coordination
 import Foundation
 import Logging
@@ -32,6 +33,12 @@ public struct WorkerOptions: Sendable {
     /// The most bytes of sample rows kept between steps, so that each row travels at most once
     /// (0: keep none, every WORK carries all its rows).
     public var rowCacheBytes: UInt64 = WorkerOptions.defaultRowCacheBytes
+    /// The numeric address of this host that ring neighbours reach it at (`--advertise`); nil:
+    /// the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or
+    /// loopback).
+    public var advertise: String?
+    /// Bind the ring endpoint on a network address without CURVE (`--insecure`).
+    public var insecure = false
 
     /// The default row cache: 1 GiB (MNIST's 60,000 training rows take 47 MB).
     public static let defaultRowCacheBytes: UInt64 = 1 << 30
@@ -47,6 +54,30 @@ public struct WorkerOptions: Sendable {
         self.coordinatorTimeout = coordinatorTimeout
         self.heartbeatInterval = heartbeatInterval
         self.rejoinAfter = rejoinAfter
+    }
+}
+
+/// The bytes a worker sent and received (message frames: headers and payloads), on its link to the
+/// coordinator and on its ring links.
+public struct WorkerTraffic: Sendable, Equatable {
+    public var coordinatorSent = 0
+    public var coordinatorReceived = 0
+    public var ringSent = 0
+    public var ringReceived = 0
+
+    public init(coordinatorSent: Int = 0, coordinatorReceived: Int = 0, ringSent: Int = 0, ringReceived: Int = 0) {
+        self.coordinatorSent = coordinatorSent
+        self.coordinatorReceived = coordinatorReceived
+        self.ringSent = ringSent
+        self.ringReceived = ringReceived
+    }
+
+    /// One line for the log: bytes per step over `steps` steps, in all and per link.
+    public func summary(steps: Int) -> String {
+        let n = max(steps, 1)
+        return "bytes per step: sent \((coordinatorSent + ringSent) / n), received \((coordinatorReceived + ringReceived) / n)"
+            + " (coordinator link: sent \(coordinatorSent / n), received \(coordinatorReceived / n);"
+            + " ring links: sent \(ringSent / n), received \(ringReceived / n))"
     }
 }
 
@@ -69,10 +100,12 @@ extension WorkerEnding {
 
 /// The worker process: joins the coordinator, then for every step copies the parameters it is
 /// sent, preprocesses its part's samples (their rows from the WORK or, for rows it was sent
-/// before, from its `RowCache`) and returns their summed gradient. Decisions (timers,
-/// rejoining, giving up) are the `WorkerStateMachine`'s; this type performs them with a
-/// `WorkerTransport` (a DEALER socket and its monitor) and a `ParallelGradient` (a `VAEEngine`
-/// per compute thread).
+/// before, from its `RowCache`) and returns their summed gradient (the star); in a ring group it
+/// reduces the gradient with its neighbours instead (`RingLinks`, `RingReducer`), sends the
+/// coordinator DONE and its SHARD, updates its own shard of the parameters and all-gathers the
+/// rest. Decisions (timers, rejoining, giving up, which ring message to take when) are the
+/// `WorkerStateMachine`'s; this type performs them with a `WorkerTransport` (a DEALER socket
+/// and its monitor), its ring links and a `ParallelGradient` (a `VAEEngine` per compute thread).
 public final class WorkerRuntime {
     public let options: WorkerOptions
     let logger: Logger
@@ -94,6 +127,41 @@ public final class WorkerRuntime {
     lazy var rowCache = RowCache(capacityBytes: options.rowCacheBytes)
     /// Steps computed, for the log.
     public private(set) var stepsComputed = 0
+
+    // The ring.
+    /// The ring's sockets, bound before HELLO (nil until the ring's address is known).
+    var ringLinks: RingLinks?
+    /// The current group, its plan, and its ring step (from its STATE on).
+    var group: Group?
+    var plan: RingPlan?
+    var reducer: RingReducer?
+    /// The parameters' optimizer state (this member's shard of it) and the update rule.
+    var trainingState: TrainingState?
+    /// The STATE being handled, for `loadState`.
+    var heldState: TrainingStateMessage?
+    /// Chunks of the current group that came before its STATE.
+    var chunksBeforeState: [RingChunk] = []
+    /// The next ring step's WORK, held while the current step runs.
+    var ringWork: [Int: Work] = [:]
+    /// The samples of the ring step in progress (the reduced gradient is divided by it).
+    var ringStepSamples = 0
+    /// Whether the successor link's last handshake succeeded (nil: none yet).
+    var successorUp: Bool?
+    /// Ring refusals logged so far.
+    var refusalsLogged = 0
+    /// Bytes on the coordinator link.
+    var coordinatorBytesSent = 0
+    var coordinatorBytesReceived = 0
+
+    /// The bytes sent and received so far, per link.
+    public var traffic: WorkerTraffic {
+        WorkerTraffic(coordinatorSent: coordinatorBytesSent, coordinatorReceived: coordinatorBytesReceived,
+                      ringSent: ringLinks?.bytesSent ?? 0, ringReceived: ringLinks?.bytesReceived ?? 0)
+    }
+
+    /// The parameters the next gradient is computed with: the ring's (after its last completed
+    /// step, or its STATE) in a ring group, otherwise the last PARAMS'.
+    public var currentParameters: [Float] { reducer?.parameters ?? parameters }
     /// Set from a signal handler: leave at the next message boundary.
     public let stopRequest = StopRequest()
 
@@ -132,19 +200,120 @@ public final class WorkerRuntime {
     private var tick: Duration { min(options.heartbeatInterval, .milliseconds(100)) }
 
     private func loop() throws -> WorkerEnding {
-        if let ending = try perform(machine.start()) { return ending }
+        // The ring's address: given, or loopback for a coordinator on this host; otherwise the
+        // one this host reaches the coordinator from, known once connected (HELLO waits).
+        let host = options.advertise ?? (BindPolicy.isLocal(options.coordinator) ? "127.0.0.1" : nil)
+        if let host { try bindRing(host: host) }
+        if let ending = try perform(machine.start(awaitingAddress: host == nil)) { return ending }
         while true {
             if let signal = stopRequest.signal, let ending = try perform(machine.onSignal(signal)) { return ending }
             if let parent = options.parentProcess, getppid() != parent, let ending = try perform(machine.onParentGone(parent)) {
                 return ending
             }
-            let ready = try transport.wait(timeout: tick)
+            // One wait over the coordinator's socket, its monitor and the ring's sockets.
+            let ringItems = ringLinks?.pollItems ?? []
+            let ready = try transport.wait(timeout: tick, also: ringItems)
+            for address in ready.connections where ringLinks == nil {
+                // Not TCP (ipc://): the coordinator is on this host.
+                try bindRing(host: address ?? "127.0.0.1")
+                if let ending = try perform(machine.onConnected(now: .now)) { return ending }
+            }
             for outcome in ready.handshakes {
                 if let ending = try perform(handshake(outcome)) { return ending }
             }
+            if let links = ringLinks, !ringItems.isEmpty, ready.extra.contains(where: { !$0.isEmpty }),
+               let ending = try ring(links.events(ready: ready.extra[...])) {
+                return ending
+            }
             if ready.message, let ending = try receive() { return ending }
+            if let ending = try ringProgress() { return ending }
             if let ending = try perform(machine.onTick(now: .now)) { return ending }
         }
+    }
+
+    /// Binds the ring's inbound link on `host` (the bind policy applies: without CURVE, only
+    /// loopback unless `--insecure`).
+    private func bindRing(host: String) throws {
+        let security = options.security.map { RingSecurity(keyPair: $0.keyPair, predecessorKey: nil) }
+        let links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: max(parameterCount, 1))
+        ringLinks = links
+        logger.info("ring endpoint bound", metadata: ["endpoint": "\(links.endpoint)"])
+        if options.security == nil, options.insecure, !BindPolicy.isLocal(links.endpoint) {
+            logger.warning("--insecure: anyone who can reach \(links.endpoint) can send this worker ring chunks")
+        }
+    }
+
+    /// Handles what the ring links had ready: the successor's handshakes, then the chunks.
+    private func ring(_ events: RingLinkEvents) throws -> WorkerEnding? {
+        for outcome in events.successorHandshakes {
+            let at = ringLinks?.successor?.endpoint ?? "?"
+            let directives: [WorkerDirective]
+            switch outcome {
+            case .succeeded:
+                successorUp = true
+                directives = machine.onSuccessorLink(ok: true, detail: "")
+            case .keyRefused(let status):
+                successorUp = false
+                directives = machine.onSuccessorLink(
+                    ok: false, detail: "the ring successor at \(at) refused this worker's CURVE key (authentication status \(status)): it was not told this worker is its predecessor")
+            case .failed(let detail):
+                successorUp = false
+                directives = machine.onSuccessorLink(
+                    ok: false, detail: "the handshake with the ring successor at \(at) failed (\(detail)): is the key the coordinator gave for it its own?")
+            }
+            if let ending = try perform(directives) { return ending }
+        }
+        for result in events.chunks {
+            let chunk: RingChunk
+            switch result {
+            case .failure(let error):
+                logger.warning("refused a ring message from the predecessor", metadata: ["reason": "\(error)"])
+                continue
+            case .success(let received):
+                chunk = received
+            }
+            switch machine.route(ringChunkOf: chunk.header.group) {
+            case .deliver:
+                guard let reducer else {
+                    logger.warning("dropped a ring chunk", metadata: ["reason": "no ring step is set up"])
+                    continue
+                }
+                try reducer.onChunk(chunk)
+            case .holdUntilState:
+                // At most what a member may hold (a predecessor is at most one step ahead).
+                let limit = plan.map { 4 * max($0.rounds, 1) } ?? 0
+                if chunksBeforeState.count < limit {
+                    chunksBeforeState.append(chunk)
+                } else {
+                    logger.warning("refused a ring chunk", metadata: ["reason": "more than \(limit) chunks before the group's STATE"])
+                }
+            case .drop(let reason):
+                logger.info("dropped a ring chunk", metadata: ["reason": "\(reason)"])
+            }
+        }
+        return nil
+    }
+
+    /// Hands the machine what the ring step did since the last call (the shard reduced, steps
+    /// completed), until nothing more happens, and logs the chunks the ring refused.
+    private func ringProgress() throws -> WorkerEnding? {
+        while let reducer {
+            for reason in reducer.refusals(since: refusalsLogged) {
+                logger.warning("refused a ring chunk from the predecessor", metadata: ["reason": "\(reason)"])
+            }
+            refusalsLogged = reducer.refusals.count
+            let completed = reducer.takeCompletedSteps()
+            let shard = reducer.takeReducedShard()
+            guard !completed.isEmpty || shard != nil else { return nil }
+            for step in completed {
+                if let ending = try perform(machine.onRingStepComplete(step: step, now: .now)) { return ending }
+            }
+            if let shard, let ending = try perform(machine.onShardReduced(step: shard.step, chunk: shard.chunk,
+                                                                           clipping: (configuration?.training.clipNorm ?? 0) > 0)) {
+                return ending
+            }
+        }
+        return nil
     }
 
     /// The machine's reading of how a handshake ended.
@@ -172,6 +341,7 @@ public final class WorkerRuntime {
             return nil
         }
         guard let frames else { return nil }
+        coordinatorBytesReceived += frames.reduce(0) { $0 + $1.byteCount }
         machine.onReceived(now: .now)
         let message: Message
         do {
@@ -198,7 +368,15 @@ public final class WorkerRuntime {
             try rowCache.receive(work)
             heldWork[Int(work.step)] = work
             defer { heldWork[Int(work.step)] = nil }
-            return try perform(machine.onWork(step: Int(work.step), now: .now))
+            return try perform(machine.onWork(step: Int(work.step), group: work.group, now: .now))
+        case .group(let group):
+            return try perform(machine.onGroup(group))
+        case .state(let state):
+            heldState = state
+            defer { heldState = nil }
+            return try perform(machine.onState(step: Int(state.step), generation: state.generation))
+        case .norms(let step, let group, let squaredNorms):
+            return try perform(machine.onNorms(step: Int(step), group: group, squaredNorms: squaredNorms))
         case .stop(let reason, let text):
             return try perform(machine.onStop(reason, text))
         case .reject(let reason, let text):
@@ -215,12 +393,12 @@ public final class WorkerRuntime {
         for directive in directives {
             switch directive {
             case .sendHello:
-                try transport.send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads),
-                                                       rowCacheBytes: options.rowCacheBytes)))
+                try send(Message.hello(Hello(name: options.name, threads: UInt32(options.threads),
+                                             rowCacheBytes: options.rowCacheBytes, ringEndpoint: ringLinks?.endpoint ?? "")))
             case .sendHeartbeat(let step):
-                try transport.send(Message.heartbeat(step: UInt64(step)))
+                try send(Message.heartbeat(step: UInt64(step)))
             case .sendLeave:
-                try? transport.send(Message.leave())
+                try? send(Message.leave())
             case .configure(let workerID, let count):
                 try configure(workerID: workerID, parameterCount: count)
             case .storeParameters(let step):
@@ -233,6 +411,28 @@ public final class WorkerRuntime {
                     throw ClusterError("internal: WORK of step \(step) to compute, but none held")
                 }
                 try compute(work)
+            case .joinGroup(let group):
+                if let ending = try join(group) { return ending }
+            case .sendLinked(let generation, let ok, let detail):
+                try send(Message.linked(group: generation, ok: ok, detail: detail))
+            case .loadState(let step):
+                try loadState(step: step)
+            case .holdWork(let step):
+                guard let work = heldWork.removeValue(forKey: step) else {
+                    throw ClusterError("internal: WORK of step \(step) to hold, but none held")
+                }
+                ringWork[step] = work
+            case .computeRing(let step):
+                guard let work = heldWork.removeValue(forKey: step) ?? ringWork.removeValue(forKey: step) else {
+                    throw ClusterError("internal: ring WORK of step \(step) to compute, but none held")
+                }
+                try computeRing(work)
+            case .sendShard(let step, let chunk):
+                try sendShard(step: step, chunk: chunk)
+            case .updateShard(let step, let squaredNorms):
+                try updateShard(step: step, squaredNorms: squaredNorms)
+            case .leaveGroup:
+                leaveGroup()
             case .finish(let ending):
                 return ending
             case .fail(let failure):
@@ -252,6 +452,8 @@ public final class WorkerRuntime {
         switch failure {
         case .coordinatorSilent(let duration):
             return "no message from the coordinator at \(at) for \(duration); is it running, and is the address right?"
+        case .coordinatorUnreachable(let duration):
+            return "no message from the coordinator at \(at) for \(duration): no connection to it could be made, and this worker needs one to learn the address its ring neighbours reach it at; is it running, and is the address right? (--advertise HOST names this host's address instead)"
         case .keyRefused(let status):
             let key = options.security?.keyPair.publicKey.z85 ?? "?"
             return "the coordinator at \(at) refused this worker's CURVE key \(key) (authentication status \(status)): add this worker's .pub file to the coordinator's --authorized-keys, then join again"
@@ -283,6 +485,9 @@ public final class WorkerRuntime {
         // Each compute thread calls BLAS itself: OpenBLAS runs one thread per call.
         BLAS.setThreads(1)
         parameterCount = count
+        leaveGroup()
+        trainingState = TrainingState(configuration: c.training, layout: layout)
+        try ringLinks?.setMaxFloats(count)
         parameters = [Float](repeating: 0, count: count)
         gradient = [Float](repeating: 0, count: count)
         engine = ParallelGradient(layout: layout, objective: c.training.objective, capacity: c.training.batchSize,
@@ -291,9 +496,23 @@ public final class WorkerRuntime {
         logger.info("joined", metadata: ["worker": "\(workerID)", "parameters": "\(count)"])
     }
 
+    /// Computes the star WORK `work` with the last PARAMS and sends GRAD.
     private func compute(_ work: Work) throws {
-        guard let engine, let filler, let configuration else { throw ClusterError("WORK before WELCOME") }
         let started = ContinuousClock.now
+        let sums = try parameters.withUnsafeBufferPointer { p in
+            try gradient.withUnsafeMutableBufferPointer { g in try computeGradient(work, parameters: p, into: g) }
+        }
+        // The gradient buffer is reused next step, so it is sent as a copy.
+        let partSums = GradientSums(sums, computeSeconds: (ContinuousClock.now - started).seconds)
+        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(work.sampleIDs.count), sums: partSums.wire)
+        try gradient.withUnsafeBytes { try send(header: header, payload: $0) }
+        stepsComputed += 1
+    }
+
+    /// The summed gradient of `work`'s samples at `parameters`, written into `gradient`; its loss
+    /// sums.
+    private func computeGradient(_ work: Work, parameters p: UnsafeBufferPointer<Float>, into g: UnsafeMutableBufferPointer<Float>) throws -> LossSums {
+        guard let engine, let filler, let configuration else { throw ClusterError("WORK before WELCOME") }
         let d = configuration.inputDimension
         let n = work.sampleIDs.count
         guard Int(work.dimension) == d else {
@@ -303,22 +522,152 @@ public final class WorkerRuntime {
         try inputs.withUnsafeMutableBufferPointer { x in
             try rowCache.fill(work, with: filler, into: UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)]))
         }
-        gradient.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        let sums = parameters.withUnsafeBufferPointer { p in
-            inputs.withUnsafeBufferPointer { x in
-                work.sampleIDs.withUnsafeBufferPointer { ids in
-                    gradient.withUnsafeMutableBufferPointer { g in
-                        engine.accumulateGradient(parameters: p, inputs: UnsafeBufferPointer(rebasing: x[0..<(n * d)]),
-                                                  sampleIDs: ids, seed: work.seed, step: Int(work.step), gradient: g)
-                    }
-                }
+        g.update(repeating: 0)
+        return inputs.withUnsafeBufferPointer { x in
+            work.sampleIDs.withUnsafeBufferPointer { ids in
+                engine.accumulateGradient(parameters: p, inputs: UnsafeBufferPointer(rebasing: x[0..<(n * d)]),
+                                          sampleIDs: ids, seed: work.seed, step: Int(work.step), gradient: g)
             }
         }
-        // The gradient buffer is reused next step, so it is sent as a copy.
+    }
+
+    // MARK: The ring
+
+    /// Joins `group`: the previous group's ring step and chunks are dropped, the inbound link
+    /// admits only the predecessor (with CURVE), and the successor is connected unless it is the
+    /// one already connected (whose link, if up, is reported up at once).
+    private func join(_ group: Group) throws -> WorkerEnding? {
+        leaveGroup()
+        guard let links = ringLinks else { throw ClusterError("internal: GROUP for a worker without a ring endpoint") }
+        let plan = RingPlan(members: Int(group.size), count: parameterCount)
+        self.group = group
+        self.plan = plan
+        try links.setMaxFloats(max(plan.chunk(0).count, 1))  // chunk 0 is the largest
+        logger.info("joined a ring group", metadata: [
+            "group": "\(group.generation)", "rank": "\(group.rank)", "size": "\(group.size)", "successor": "\(group.successorEndpoint)",
+        ])
+        guard group.size > 1 else { return nil }
+        func key(_ z85: String, _ whose: String) throws -> CurveKey? {
+            guard options.security != nil else { return nil }
+            guard !z85.isEmpty else {
+                throw ClusterError("the coordinator's GROUP \(group.generation) gives no CURVE key for this worker's ring \(whose), and this worker uses CURVE: run the coordinator with CURVE keys too (--curve-secret-key, --authorized-keys)")
+            }
+            do {
+                return try CurveKey(z85: z85)
+            } catch {
+                throw ClusterError("the coordinator's GROUP \(group.generation) gives the ring \(whose) the key '\(z85)', which is no CURVE public key (\(error)); run the same vae-cluster version everywhere")
+            }
+        }
+        links.admit(predecessor: try key(group.predecessorKey, "predecessor"))
+        let successorKey = try key(group.successorKey, "successor")
+        if let current = links.successor, current.endpoint == group.successorEndpoint, current.key == successorKey {
+            if successorUp == true { return try perform(machine.onSuccessorLink(ok: true, detail: "")) }
+            return nil
+        }
+        successorUp = nil
+        try links.connect(successor: group.successorEndpoint, serverKey: successorKey)
+        return nil
+    }
+
+    /// Drops the ring group: its step, its chunks, its held work.
+    private func leaveGroup() {
+        group = nil
+        plan = nil
+        reducer = nil
+        refusalsLogged = 0
+        chunksBeforeState = []
+        ringWork = [:]
+    }
+
+    /// Loads the held STATE: the parameters after `step` steps into the ring's parameter buffer,
+    /// the optimizer's step count and its moments on this member's shard; the ring starts at
+    /// `step`, with the chunks that came before.
+    private func loadState(step: Int) throws {
+        guard let message = heldState, let group, let plan, let links = ringLinks, var state = trainingState else {
+            throw ClusterError("internal: STATE to load without its message, a group or a configuration")
+        }
+        let rank = Int(group.rank)
+        let owned = plan.chunk(plan.ownedChunk(rank: rank))
+        guard message.shard == owned else {
+            throw ClusterError("the coordinator's STATE gives this worker the shard \(message.shard), but its chunk as member \(rank) of \(group.size) of \(parameterCount) parameters is \(owned): the coordinator and this worker split the parameters differently; run the same vae-cluster version everywhere")
+        }
+        trainingState = nil
+        state.optimizer = OptimizerState(kind: state.optimizer.kind, parameterCount: parameterCount)
+        state.optimizer.step = Int(message.optimizerStep)
+        func load(_ payload: FloatPayload?, into moment: inout [Float], _ what: String) throws {
+            if moment.isEmpty, payload == nil { return }
+            guard let payload, !moment.isEmpty else {
+                throw ClusterError("the coordinator's STATE \(payload == nil ? "lacks" : "carries") the optimizer's \(what), which this worker's \(state.optimizer.kind.name) \(payload == nil ? "keeps" : "does not keep"); run the same vae-cluster version everywhere")
+            }
+            moment.withUnsafeMutableBufferPointer { m in payload.copy(into: UnsafeMutableBufferPointer(rebasing: m[owned])) }
+        }
+        try load(message.first, into: &state.optimizer.first, "first moment")
+        try load(message.second, into: &state.optimizer.second, "second moment")
+        state.step = step
+        trainingState = state
+        let reducer = RingReducer(member: RingMember(plan: plan, rank: rank, generation: group.generation, step: step),
+                                  links: links, parameters: message.parameters.array, updateShard: nil)
+        self.reducer = reducer
+        refusalsLogged = 0
+        logger.info("ring state loaded", metadata: ["group": "\(group.generation)", "step": "\(step)", "shard": "\(owned)"])
+        let early = chunksBeforeState
+        chunksBeforeState = []
+        for chunk in early { try reducer.onChunk(chunk) }
+    }
+
+    /// Computes a ring WORK into the ring's gradient buffer at the ring's parameters, sends DONE
+    /// and starts the reduce-scatter.
+    private func computeRing(_ work: Work) throws {
+        guard let reducer else { throw ClusterError("internal: ring WORK to compute before the group's STATE") }
+        let started = ContinuousClock.now
+        let sums = try reducer.parameters.withUnsafeBufferPointer { p in
+            try reducer.gradient.withUnsafeMutableBufferPointer { g in try computeGradient(work, parameters: p, into: g) }
+        }
+        ringStepSamples = Int(work.stepSamples)
         let partSums = GradientSums(sums, computeSeconds: (ContinuousClock.now - started).seconds)
-        let header = Message.gradientHeader(step: work.step, part: work.part, sampleCount: UInt32(n), sums: partSums.wire)
-        try gradient.withUnsafeBytes { try transport.send(header: header, payload: $0) }
+        try send(Message.done(Done(step: work.step, group: work.group, part: work.part, sampleCount: UInt32(work.sampleIDs.count),
+                                   sums: partSums.wire)))
         stepsComputed += 1
+        try reducer.gradientReady()
+    }
+
+    /// Sends the coordinator SHARD: chunk `chunk` of the reduced gradient of `step`.
+    private func sendShard(step: Int, chunk: Int) throws {
+        guard let reducer, let plan, let group else { throw ClusterError("internal: a SHARD to send without a ring step") }
+        let range = plan.chunk(chunk)
+        let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
+        try reducer.gradient.withUnsafeBytes { raw in
+            try send(header: header, payload: UnsafeRawBufferPointer(rebasing: raw[(4 * range.lowerBound)..<(4 * range.upperBound)]))
+        }
+    }
+
+    /// Applies the optimizer to this member's shard of `step` (`TrainingState.applyShardUpdate`
+    /// on the ring's parameter buffer), then goes on with the all-gather.
+    private func updateShard(step: Int, squaredNorms: [Double]) throws {
+        guard let reducer, let plan, let pending = reducer.awaitingUpdate, pending.step == step, var state = trainingState else {
+            throw ClusterError("internal: a shard update of step \(step) that the ring does not wait for")
+        }
+        let range = plan.chunk(pending.chunk)
+        trainingState = nil  // the only reference to the optimizer's buffers: updated in place
+        swap(&state.parameters, &reducer.parameters)
+        reducer.gradient.withUnsafeMutableBufferPointer { g in
+            state.applyShardUpdate(reducedGradient: g, range: range, sampleCount: ringStepSamples, squaredNorms: squaredNorms)
+        }
+        swap(&state.parameters, &reducer.parameters)
+        trainingState = state
+        try reducer.shardUpdated()
+    }
+
+    /// Sends one message to the coordinator, counting its bytes.
+    private func send(_ frames: [OutgoingFrame]) throws {
+        try transport.send(frames)
+        coordinatorBytesSent += frames.reduce(0) { $0 + $1.byteCount }
+    }
+
+    /// Sends `header` and a copy of `payload` to the coordinator, counting their bytes.
+    private func send(header: [UInt8], payload: UnsafeRawBufferPointer) throws {
+        try transport.send(header: header, payload: payload)
+        coordinatorBytesSent += header.count + payload.count
     }
 }
 
@@ -331,12 +680,25 @@ enum HandshakeOutcome: Equatable {
     case failed(String)
 }
 
+/// What `WorkerTransport.wait` found.
+struct WorkerWaitResult {
+    /// A message from the coordinator may be waiting.
+    var message: Bool
+    /// How the handshakes with the coordinator that ended meanwhile ended.
+    var handshakes: [HandshakeOutcome]
+    /// For each connection to the coordinator made meanwhile, this host's address on it (nil when
+    /// it is no TCP connection: ipc://).
+    var connections: [String?] = []
+    /// For each of the other items waited on, in order, the events it is ready for.
+    var extra: [ZMQPollEvents] = []
+}
+
 /// The worker's connection to its coordinator, as `WorkerRuntime`'s loop uses it: one DEALER
 /// socket and its monitor (`ZMQWorkerTransport`), or a fake in a test.
 protocol WorkerTransport: AnyObject {
-    /// Waits at most `timeout` for a message or a handshake's end; says whether a message may be
-    /// waiting, and how the handshakes that ended meanwhile ended.
-    func wait(timeout: Duration) throws -> (message: Bool, handshakes: [HandshakeOutcome])
+    /// Waits at most `timeout` for a message, a handshake's end or a connection, or for one of
+    /// `extra` (the ring's sockets) to be ready, all in one wait.
+    func wait(timeout: Duration, also extra: [ZMQPollItem]) throws -> WorkerWaitResult
     /// The frames of one message, if one is waiting; throws `ZMQReceiveLimitExceeded` for one
     /// beyond the limits (it is dropped).
     func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]?
@@ -373,7 +735,7 @@ final class ZMQWorkerTransport: WorkerTransport {
             try socket.setOption(.curvePublicKey, security.keyPair.publicKey)
             try socket.setOption(.curveSecretKey, security.keyPair.secretKey)
         }
-        monitor = try ZMQMonitor(socket, events: .handshakes)
+        monitor = try ZMQMonitor(socket, events: ZMQMonitorEvents.handshakes.union(.connected))
         try socket.connect(options.coordinator)
     }
 
@@ -381,12 +743,15 @@ final class ZMQWorkerTransport: WorkerTransport {
         monitor.close()  // before the socket it monitors
     }
 
-    func wait(timeout: Duration) throws -> (message: Bool, handshakes: [HandshakeOutcome]) {
-        let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(monitor.socket)], timeout: timeout)
+    func wait(timeout: Duration, also extra: [ZMQPollItem]) throws -> WorkerWaitResult {
+        let ready = try ZMQPoller.poll([ZMQPollItem(socket), ZMQPollItem(monitor.socket)] + extra, timeout: timeout)
         var handshakes: [HandshakeOutcome] = []
+        var connections: [String?] = []
         if ready[1].contains(.pollIn) {
             while let event = try monitor.next(timeout: .zero) {
                 switch event.event {
+                case .connected:
+                    connections.append(ZMQConnection.localAddress(Int32(bitPattern: event.value)))
                 case .handshakeSucceeded:
                     handshakes.append(.succeeded)
                 case .handshakeFailedAuth:
@@ -400,7 +765,8 @@ final class ZMQWorkerTransport: WorkerTransport {
                 }
             }
         }
-        return (ready[0].contains(.pollIn), handshakes)
+        return WorkerWaitResult(message: ready[0].contains(.pollIn), handshakes: handshakes, connections: connections,
+                                extra: Array(ready.dropFirst(2)))
     }
 
     func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]? {

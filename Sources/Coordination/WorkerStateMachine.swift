@@ -30,6 +30,10 @@ public struct WorkerTimers: Sendable, Equatable {
 public enum WorkerFailure: Sendable, Equatable {
     /// Nothing came from the coordinator for this long.
     case coordinatorSilent(Duration)
+    /// No connection to the coordinator was made for this long, and this worker needs one to
+    /// learn the address its ring neighbours reach it at (the address it reaches the coordinator
+    /// from) before it can say HELLO.
+    case coordinatorUnreachable(Duration)
     /// The coordinator's authenticator refused this worker's key (the ZAP status code).
     case keyRefused(status: UInt32)
     /// Security handshakes failed this many times in a row, the last with this detail.
@@ -57,6 +61,28 @@ public enum WorkerDirective: Sendable, Equatable {
     case finish(WorkerEnding)
     /// Give up with an error.
     case fail(WorkerFailure)
+    /// Join ring group `group.generation`: abandon the previous group (its ring step and the
+    /// chunks held for it), admit only `group.predecessorKey` on the ring's inbound link, and
+    /// connect to the successor (again only if it changed).
+    case joinGroup(Group)
+    /// Tell the coordinator whether the link to the ring successor of `generation` is up.
+    case sendLinked(generation: UInt32, ok: Bool, detail: String)
+    /// Load the STATE the runtime holds (parameters after `step` steps, the optimizer's state
+    /// on this member's shard) and start the ring at `step`; chunks held until now are used.
+    case loadState(step: Int)
+    /// Compute the ring WORK of `step` the runtime holds (it arrived now, or was held while the
+    /// previous step finished) into the ring's gradient buffer with the ring's parameters, send
+    /// DONE, and start the reduce-scatter.
+    case computeRing(step: Int)
+    /// Keep the ring WORK of `step` (the next step) until the current step completes.
+    case holdWork(step: Int)
+    /// Send the coordinator SHARD: chunk `chunk` of the reduced gradient of `step`.
+    case sendShard(step: Int, chunk: Int)
+    /// Apply the optimizer to this member's shard of `step` (clipped by the sum of
+    /// `squaredNorms`, empty without clipping), then go on with the all-gather.
+    case updateShard(step: Int, squaredNorms: [Double])
+    /// Drop the ring group (a new run, or rejoining): no ring step goes on.
+    case leaveGroup
     /// Log a notice.
     case note(String)
     /// Ignore the message, logging why.
@@ -93,6 +119,10 @@ public struct WorkerStateMachine: Sendable {
     var handshakeFailures = 0
     /// The welcome this worker is configured for.
     var welcome: Welcome?
+    /// The ring group this worker is a member of (nil: none, every step is the star's).
+    public private(set) var ring: WorkerRing?
+    /// Waiting for a connection to the coordinator to learn the ring's address before HELLO.
+    public private(set) var awaitingAddress = false
 
     /// A worker that starts at `now`.
     public init(timers: WorkerTimers = WorkerTimers(), now: ContinuousClock.Instant) {
@@ -103,7 +133,22 @@ public struct WorkerStateMachine: Sendable {
         helloBackoff = timers.rejoinAfter
     }
 
-    public mutating func start() -> [WorkerDirective] { [.sendHello] }
+    /// The first directives. With `awaitingAddress`, HELLO waits for `onConnected` (the worker
+    /// advertises the address it reaches the coordinator from, known once connected); a
+    /// coordinator that cannot be reached for `coordinatorTimeout` ends the worker
+    /// (`coordinatorUnreachable`).
+    public mutating func start(awaitingAddress: Bool = false) -> [WorkerDirective] {
+        self.awaitingAddress = awaitingAddress
+        return awaitingAddress ? [] : [.sendHello]
+    }
+
+    /// A connection to the coordinator was made, and with it the ring's address is known.
+    public mutating func onConnected(now: ContinuousClock.Instant) -> [WorkerDirective] {
+        guard awaitingAddress, state != .finished else { return [] }
+        awaitingAddress = false
+        lastSent = now
+        return [.sendHello]
+    }
 
     /// Any message came from the coordinator (before it is decoded): it is alive.
     public mutating func onReceived(now: ContinuousClock.Instant) {
@@ -123,7 +168,9 @@ public struct WorkerStateMachine: Sendable {
         state = .joined
         parametersStep = nil
         self.welcome = welcome
-        return [.configure(workerID: Int(welcome.workerID), parameterCount: Int(welcome.parameterCount))]
+        let leave: [WorkerDirective] = ring == nil ? [] : [.leaveGroup]
+        ring = nil
+        return leave + [.configure(workerID: Int(welcome.workerID), parameterCount: Int(welcome.parameterCount))]
     }
 
     public mutating func onParameters(step: Int) -> [WorkerDirective] {
@@ -133,8 +180,11 @@ public struct WorkerStateMachine: Sendable {
     }
 
     /// WORK arrived; the gradient is sent as soon as it is computed, which counts as a sign of life.
-    public mutating func onWork(step: Int, now: ContinuousClock.Instant) -> [WorkerDirective] {
+    /// `group` 0 is the star's (PARAMS, then WORK, answered by GRAD); another is a ring group's
+    /// (`onRingWork`).
+    public mutating func onWork(step: Int, group: UInt32 = 0, now: ContinuousClock.Instant) -> [WorkerDirective] {
         guard state == .joined else { return [.ignore("WORK before WELCOME")] }
+        if group != 0 { return onRingWork(step: step, group: group, now: now) }
         guard parametersStep == step else {
             return [.ignore("WORK for step \(step), but the parameters held are for step \(parametersStep.map(String.init) ?? "none")")]
         }
@@ -200,8 +250,10 @@ public struct WorkerStateMachine: Sendable {
         let silence = now - lastHeard
         if silence > timers.coordinatorTimeout {
             state = .finished
-            return [.fail(.coordinatorSilent(timers.coordinatorTimeout))]
+            return [.fail(awaitingAddress ? .coordinatorUnreachable(timers.coordinatorTimeout) : .coordinatorSilent(timers.coordinatorTimeout))]
         }
+        // No HELLO (nor heartbeat) before the ring's address is known.
+        if awaitingAddress { return [] }
         if silence > timers.rejoinAfter, now >= nextHello {
             // It may have restarted (then it answers with a refusal or a new WELCOME), or be busy
             // evaluating (then it answers with the same WELCOME): keep the run's state meanwhile,
@@ -225,6 +277,164 @@ public struct WorkerStateMachine: Sendable {
         state = .connecting
         parametersStep = nil
         lastSent = now
-        return [.sendHello]
+        let leave: [WorkerDirective] = ring == nil ? [] : [.leaveGroup]
+        ring = nil
+        return leave + [.sendHello]
+    }
+}
+
+/// Where a worker is in its ring group: which group, whether its link to the successor is up,
+/// the ring's step and what the step waits for.
+public struct WorkerRing: Sendable, Equatable {
+    public var generation: UInt32
+    public var rank: Int
+    public var size: Int
+    /// What the worker last told the coordinator about its successor link (nil: nothing yet).
+    public var linked: Bool?
+    /// The step the ring is at (the parameters it holds are those after `step` steps); nil until
+    /// the group's STATE is loaded.
+    public var step: Int?
+    /// The step's WORK is computed and the ring step runs (until it completes).
+    public var inFlight = false
+    /// The next step's WORK, held until the current step completes.
+    public var heldStep: Int?
+    /// The step whose shard waits for the coordinator's NORMS (with clipping).
+    public var awaitingNorms: Int?
+}
+
+/// What the runtime does with a ring chunk that arrived.
+public enum WorkerRingChunkRoute: Sendable, Equatable {
+    /// Hand it to the ring step (`RingMember` orders, holds or drops it).
+    case deliver
+    /// Keep it until the group's STATE starts the ring: it is from the current group, whose
+    /// members may start before this one has its STATE.
+    case holdUntilState
+    /// Drop it, logging why.
+    case drop(String)
+}
+
+extension WorkerStateMachine {
+    /// GROUP: join ring group `group.generation` when it is newer than the current one (a new
+    /// WELCOME starts the count afresh). A group of one needs no link: it is reported up at once.
+    public mutating func onGroup(_ group: Group) -> [WorkerDirective] {
+        guard state == .joined else { return [.ignore("GROUP before WELCOME")] }
+        if let ring, group.generation <= ring.generation {
+            return [.ignore("GROUP of generation \(group.generation), this worker is already in group \(ring.generation)")]
+        }
+        var ring = WorkerRing(generation: group.generation, rank: Int(group.rank), size: Int(group.size))
+        var directives: [WorkerDirective] = [.joinGroup(group)]
+        if group.size == 1 {
+            ring.linked = true
+            directives.append(.sendLinked(generation: group.generation, ok: true, detail: ""))
+        }
+        self.ring = ring
+        return directives
+    }
+
+    /// The link to the current group's successor is up (`ok`), or its handshake failed
+    /// (`detail`). The coordinator hears of every change: the first outcome, and each later one
+    /// that differs.
+    public mutating func onSuccessorLink(ok: Bool, detail: String) -> [WorkerDirective] {
+        guard state == .joined, var ring, ring.size > 1 else { return [] }
+        guard ring.linked != ok else {
+            return ok ? [] : [.note("the link to the ring successor failed again: \(detail)")]
+        }
+        ring.linked = ok
+        self.ring = ring
+        return [.sendLinked(generation: ring.generation, ok: ok, detail: ok ? "" : detail)]
+    }
+
+    /// STATE of group `generation` at `step`: loaded once, for the current group only.
+    public mutating func onState(step: Int, generation: UInt32) -> [WorkerDirective] {
+        guard state == .joined else { return [.ignore("STATE before WELCOME")] }
+        guard var ring, ring.generation == generation else {
+            return [.ignore("STATE of group \(generation), this worker is in \(self.ring.map { "group \($0.generation)" } ?? "no group")")]
+        }
+        guard ring.step == nil else {
+            return [.ignore("a second STATE of group \(generation) (step \(step)); the first, of step \(ring.step ?? 0), stands")]
+        }
+        ring.step = step
+        self.ring = ring
+        parametersStep = step
+        return [.loadState(step: step)]
+    }
+
+    /// Ring WORK of `group`: computed when it is the ring's current step and none is running;
+    /// held when it is the next step and the current one still runs; ignored otherwise.
+    mutating func onRingWork(step: Int, group: UInt32, now: ContinuousClock.Instant) -> [WorkerDirective] {
+        guard var ring, ring.generation == group else {
+            return [.ignore("WORK of group \(group), this worker is in \(self.ring.map { "group \($0.generation)" } ?? "no group")")]
+        }
+        guard let current = ring.step else { return [.ignore("WORK of group \(group) before its STATE")] }
+        if step == current, !ring.inFlight {
+            ring.inFlight = true
+            self.ring = ring
+            lastSent = now
+            return [.computeRing(step: step)]
+        }
+        if step == current + 1, ring.inFlight, ring.heldStep == nil {
+            ring.heldStep = step
+            self.ring = ring
+            return [.holdWork(step: step)]
+        }
+        let doing = ring.inFlight ? "running step \(current)" : "waiting for the WORK of step \(current)"
+        return [.ignore("WORK of step \(step) for group \(group), which is \(doing)\(ring.heldStep.map { " (step \($0)'s WORK held)" } ?? "")")]
+    }
+
+    /// The ring step `step` completed: the ring's parameters are those after it. The next step's
+    /// WORK, if held, is computed now.
+    public mutating func onRingStepComplete(step: Int, now: ContinuousClock.Instant) -> [WorkerDirective] {
+        guard state == .joined, var ring, ring.step == step, ring.inFlight else { return [] }
+        ring.step = step + 1
+        ring.inFlight = false
+        ring.awaitingNorms = nil
+        parametersStep = step + 1
+        var directives: [WorkerDirective] = []
+        if ring.heldStep == step + 1 {
+            ring.heldStep = nil
+            ring.inFlight = true
+            lastSent = now
+            directives = [.computeRing(step: step + 1)]
+        }
+        self.ring = ring
+        return directives
+    }
+
+    /// The reduce-scatter of `step` left this member chunk `chunk` summed over the group: send it
+    /// to the coordinator, then update the shard at once, or (with `clipping`) once NORMS came.
+    public mutating func onShardReduced(step: Int, chunk: Int, clipping: Bool) -> [WorkerDirective] {
+        guard state == .joined, var ring, ring.step == step, ring.inFlight else { return [] }
+        guard clipping else { return [.sendShard(step: step, chunk: chunk), .updateShard(step: step, squaredNorms: [])] }
+        ring.awaitingNorms = step
+        self.ring = ring
+        return [.sendShard(step: step, chunk: chunk)]
+    }
+
+    /// NORMS: the squared norms of every chunk of `step`'s mean gradient, which the shard's
+    /// clipping waits for; one value per member of the group, or it is ignored.
+    public mutating func onNorms(step: Int, group: UInt32, squaredNorms: [Double]) -> [WorkerDirective] {
+        guard state == .joined, var ring, ring.generation == group else {
+            return [.ignore("NORMS of group \(group), this worker is in \(self.ring.map { "group \($0.generation)" } ?? "no group")")]
+        }
+        guard ring.awaitingNorms == step else {
+            return [.ignore("NORMS of step \(step), this worker waits for \(ring.awaitingNorms.map { "those of step \($0)" } ?? "none")")]
+        }
+        guard squaredNorms.count == ring.size else {
+            return [.ignore("NORMS of \(squaredNorms.count) values for a group of \(ring.size)")]
+        }
+        ring.awaitingNorms = nil
+        self.ring = ring
+        return [.updateShard(step: step, squaredNorms: squaredNorms)]
+    }
+
+    /// A ring chunk labelled with group `generation` arrived: to the ring step once it runs; held
+    /// when it is the current group's and its STATE has not come yet; dropped otherwise.
+    public func route(ringChunkOf generation: UInt32) -> WorkerRingChunkRoute {
+        guard state == .joined, let ring else { return .drop("a ring chunk of group \(generation), and this worker is in no group") }
+        if ring.step != nil { return .deliver }
+        guard ring.generation == generation else {
+            return .drop("a ring chunk of group \(generation), this worker is in group \(ring.generation)")
+        }
+        return .holdUntilState
     }
 }

@@ -36,6 +36,10 @@ struct Join: AsyncParsableCommand {
     var parentPID: Int32?
     @Option(name: .customLong("row-cache-mb"), help: ArgumentHelp("Megabytes (MiB) of sample rows to keep between steps, so that each row travels from the coordinator at most once; the first rows received are kept until it is full. 0: keep none.", valueName: "MiB"))
     var rowCacheMB = Int(WorkerOptions.defaultRowCacheBytes >> 20)
+    @Option(help: ArgumentHelp("This host's numeric address that the worker's ring neighbours (other workers) reach it at; the worker binds its ring endpoint there, on a free port, and tells the coordinator in HELLO. Default: the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or loopback).", valueName: "host"))
+    var advertise: String?
+    @Flag(help: "Bind the ring endpoint on a network address without CURVE keys: anyone who reaches it could send this worker gradient and parameter chunks. Only on a network you trust.")
+    var insecure = false
     @Flag(help: "Print nothing on standard output (errors still go to standard error).")
     var quiet = false
     @OptionGroup var logging: LoggingOptions
@@ -48,6 +52,11 @@ struct Join: AsyncParsableCommand {
         guard coordinatorTimeout > 0, rejoinAfter > 0 else { throw ValidationError("--coordinator-timeout and --rejoin-after must be positive") }
         guard (curveSecretKey == nil) == (coordinatorKey == nil) else {
             throw ValidationError("CURVE needs both --curve-secret-key and --coordinator-key")
+        }
+        if let advertise {
+            guard !advertise.isEmpty, !advertise.contains("/"), !["0.0.0.0", "::", "*"].contains(advertise) else {
+                throw ValidationError("--advertise must be one numeric address of this host that other workers reach, such as 10.0.0.7, not '\(advertise)'")
+            }
         }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://HOST:5555 or ipc:///path, not '\(coordinator)'")
@@ -74,6 +83,8 @@ struct Join: AsyncParsableCommand {
                                     coordinatorTimeout: .seconds(coordinatorTimeout), rejoinAfter: .seconds(rejoinAfter),
                                     security: security, parentProcess: parentPID)
         options.rowCacheBytes = UInt64(rowCacheMB) << 20
+        options.advertise = advertise
+        options.insecure = insecure
         let worker = try WorkerRuntime(options: options, logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
@@ -89,7 +100,8 @@ struct Join: AsyncParsableCommand {
             }
             throw error
         }
-        logger.info("stopped", metadata: ["reason": "\(outcome.summary)", "steps": "\(worker.stepsComputed)"])
+        logger.info("stopped", metadata: ["reason": "\(outcome.summary)", "steps": "\(worker.stepsComputed)",
+                                          "traffic": "\(worker.traffic.summary(steps: worker.stepsComputed))"])
         if !quiet { emit("done: \(outcome.summary); \(worker.stepsComputed) gradient\(worker.stepsComputed == 1 ? "" : "s") computed") }
         if case .signal(let signal) = outcome {
             // 128 + the signal, as a shell reports a process ended by it: a supervisor (a

@@ -6,6 +6,7 @@ import Testing
 import VAECore
 import VAETraining
 import WireProtocol
+import ZeroMQ
 @testable import ClusterRuntime
 
 /// `WorkerRuntime` itself, with a fake transport instead of a socket: what it sends, and how it
@@ -30,9 +31,16 @@ import WireProtocol
             })
         }
 
-        func wait(timeout: Duration) throws -> (message: Bool, handshakes: [HandshakeOutcome]) {
+        /// Reported as a new connection from 127.0.0.1 at the first wait.
+        var connected = false
+
+        func wait(timeout: Duration, also extra: [ZMQPollItem]) throws -> WorkerWaitResult {
             defer { handshakes = [] }
-            return (!inbox.isEmpty, handshakes)
+            let connections: [String?] = connected ? [] : ["127.0.0.1"]
+            connected = true
+            // The ring's sockets are real: wait on them only when no message is queued.
+            let ready = extra.isEmpty ? [] : try ZMQPoller.poll(extra, timeout: inbox.isEmpty ? timeout : .zero)
+            return WorkerWaitResult(message: !inbox.isEmpty, handshakes: handshakes, connections: connections, extra: ready)
         }
 
         func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]? {
@@ -60,8 +68,9 @@ import WireProtocol
         var sentTypes: [MessageType] { sent.map(\.type) }
     }
 
+    /// A worker of a coordinator on this host (its ring endpoint is bound on 127.0.0.1 at once).
     func worker(_ transport: FakeTransport) -> WorkerRuntime {
-        WorkerRuntime(options: WorkerOptions(coordinator: "fake", name: "w1"), logger: Logger(label: "test"),
+        WorkerRuntime(options: WorkerOptions(coordinator: "ipc://fake", name: "w1"), logger: Logger(label: "test"),
                       machine: WorkerStateMachine(now: .now), transport: transport)
     }
 
