@@ -46,7 +46,8 @@ public enum WorkerFailure: Sendable, Equatable {
 /// What the worker's runtime must do.
 public enum WorkerDirective: Sendable, Equatable {
     case sendHello
-    /// Tell the coordinator this worker is alive (it holds the parameters of `step`).
+    /// Tell the coordinator this worker is alive (it holds the parameters of `step`: its ring's,
+    /// in a group whose STATE it has, else the last PARAMS').
     case sendHeartbeat(step: Int)
     /// Tell the coordinator this worker is leaving.
     case sendLeave
@@ -265,7 +266,7 @@ public struct WorkerStateMachine: Sendable {
         }
         if state == .joined, now - lastSent >= timers.heartbeatInterval {
             lastSent = now
-            return [.sendHeartbeat(step: parametersStep ?? 0)]
+            return [.sendHeartbeat(step: ring?.step ?? parametersStep ?? 0)]
         }
         return []
     }
@@ -355,7 +356,6 @@ extension WorkerStateMachine {
         }
         ring.step = step
         self.ring = ring
-        parametersStep = step
         return [.loadState(step: step)]
     }
 
@@ -388,7 +388,6 @@ extension WorkerStateMachine {
         ring.step = step + 1
         ring.inFlight = false
         ring.awaitingNorms = nil
-        parametersStep = step + 1
         var directives: [WorkerDirective] = []
         if ring.heldStep == step + 1 {
             ring.heldStep = nil

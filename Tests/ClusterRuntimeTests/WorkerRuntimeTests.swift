@@ -81,15 +81,19 @@ import ZeroMQ
         let welcome: [OutgoingFrame]
         let parameters: SharedFloats
         let data: TrainingData
+        let configuration: TrainingConfiguration
+        let layout: ParameterLayout
 
-        init() throws {
+        init(clipNorm: Float = 0) throws {
             let (directory, train, test) = SyntheticData.dataset(trainCount: 16)
             self.directory = directory
             let configuration = TrainingConfiguration(
                 data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2,
-                learningRate: 1e-2, batchSize: 8, epochs: 1, seed: 7)
+                learningRate: 1e-2, clipNorm: clipNorm, batchSize: 8, epochs: 1, seed: 7)
+            self.configuration = configuration
             data = try TrainingData.load(configuration)
             let layout = ParameterLayout(configuration.architecture(inputDimension: data.train.dimension))
+            self.layout = layout
             parameters = SharedFloats(TrainingState(configuration: configuration, layout: layout).parameters)
             welcome = Message.welcome(Welcome(runID: 7, workerID: 0, parameterCount: UInt64(layout.count),
                                               configuration: try ClusterConfiguration(training: configuration, data: data).encoded()))
@@ -103,6 +107,118 @@ import ZeroMQ
                     Message.work(Work(step: step, seed: 7, sampleIDs: ids, dimension: UInt32(data.train.dimension),
                                       sampleType: .uint8, carriesRow: flags, samples: rows))]
         }
+    }
+
+    /// WORK of ring group `group` at `step` for `ids` (every row carried), in a step of
+    /// `stepSamples` samples.
+    func ringWork(_ run: Run, step: UInt64, group: UInt32, ids: [UInt32], stepSamples: UInt32) -> [OutgoingFrame] {
+        Message.work(Work(step: step, part: 0, group: group, stepSamples: stepSamples, seed: 7, sampleIDs: ids,
+                          dimension: UInt32(run.data.train.dimension), sampleType: .uint8,
+                          samples: run.data.train.rowBytes(at: ids).bytes))
+    }
+
+    /// GROUP of one member and its STATE at step 0 with the run's initial parameters (Adam's
+    /// moments zero).
+    func groupOfOne(_ run: Run, generation: UInt32 = 1) -> [[OutgoingFrame]] {
+        let zeros = SharedFloats([Float](repeating: 0, count: run.layout.count))
+        return [Message.group(Group(generation: generation, rank: 0, size: 1, successorEndpoint: "")),
+                Message.state(step: 0, generation: generation, optimizerStep: 0, shard: 0..<run.layout.count,
+                              parameters: run.parameters, first: zeros, second: zeros)]
+    }
+
+    /// The SHARDs among what went through `send(header:payload:)`, decoded.
+    func shards(_ transport: FakeTransport, count: Int) throws -> [(step: UInt64, chunk: UInt32, floats: [Float])] {
+        try transport.gradients.compactMap { sent in
+            guard case .shard(let shard) = try Message.decode([sent.header, sent.payload], limits: Limits(parameterCount: count)) else {
+                return nil
+            }
+            return (shard.step, shard.chunk, shard.gradient.array)
+        }
+    }
+
+    @Test func aGroupOfOneSendsDoneAndItsShardAndUpdatesAsTheCoordinatorWould() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let ids: [UInt32] = [3, 1, 4, 5]
+        // The star's gradient of the same samples at the same parameters.
+        let star = try gradients([run.welcome] + run.step(0, ids))
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        for m in [run.welcome] + groupOfOne(run) + [ringWork(run, step: 0, group: 1, ids: ids, stepSamples: 4),
+                                                    ringWork(run, step: 1, group: 1, ids: [2, 6], stepSamples: 4)] {
+            transport.queue(m)
+        }
+        transport.queue(Message.stop(.finished, "done"))
+        let worker = worker(transport)
+        #expect(try worker.run() == .stopped("done"))
+        #expect(transport.sentTypes == [.hello, .linked, .done, .done])
+        guard case .hello(let hello) = transport.sent[0], case .linked(1, true, "") = transport.sent[1],
+              case .done(let done) = transport.sent[2] else {
+            Issue.record("unexpected messages: \(transport.sent)")
+            return
+        }
+        #expect(hello.ringEndpoint.hasPrefix("tcp://127.0.0.1:"))
+        #expect(done.step == 0 && done.group == 1 && done.sampleCount == 4 && done.sums.count == 4)
+        let sent = try shards(transport, count: run.layout.count)
+        try #require(sent.count == 2)
+        #expect(sent[0].step == 0 && sent[0].chunk == 0 && sent[1].step == 1)
+        #expect(sent[0].floats.withUnsafeBytes { Array($0) } == star[0], "the shard is not the star's gradient")
+        // The coordinator's update from the same SHARDs.
+        var state = TrainingState(configuration: run.configuration, layout: run.layout)
+        for shard in sent {
+            var gradient = shard.floats
+            state.applyUpdate(summedGradient: &gradient, sampleCount: 4)
+        }
+        #expect(worker.currentParameters == state.parameters)
+        #expect(worker.stepsComputed == 2)
+        #expect(worker.traffic.coordinatorSent > 2 * 4 * run.layout.count)
+        #expect(worker.traffic.ringSent == 0 && worker.traffic.ringReceived == 0)
+    }
+
+    @Test func withClippingTheShardWaitsForTheCoordinatorsNorms() throws {
+        let run = try Run(clipNorm: 0.01)
+        defer { SyntheticData.cleanup(run.directory) }
+        let ids: [UInt32] = [3, 1, 4, 5]
+        let star = try gradients([run.welcome] + run.step(0, ids))
+        let gradient = star[0].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        var state = TrainingState(configuration: run.configuration, layout: run.layout)
+        let squaredNorm = gradient.withUnsafeBufferPointer {
+            state.shardSquaredNorm(summedGradient: $0, range: 0..<run.layout.count, sampleCount: 4)
+        }
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        for m in [run.welcome] + groupOfOne(run) + [
+            Message.norms(step: 0, group: 1, squaredNorms: [squaredNorm]),  // before the shard: ignored
+            ringWork(run, step: 0, group: 1, ids: ids, stepSamples: 4),
+            Message.norms(step: 0, group: 1, squaredNorms: [squaredNorm]),
+        ] {
+            transport.queue(m)
+        }
+        transport.queue(Message.stop(.finished, "done"))
+        let worker = worker(transport)
+        #expect(try worker.run() == .stopped("done"))
+        let sent = try shards(transport, count: run.layout.count)
+        #expect(sent.count == 1 && sent.first?.floats == gradient)
+        var expected = gradient
+        state.applyUpdate(summedGradient: &expected, sampleCount: 4)
+        #expect(worker.currentParameters == state.parameters)
+        #expect(state.parameters != Array(run.parameters.values))
+    }
+
+    @Test func ringWorkOfAnotherGroupOrBeforeTheStateIsIgnored() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let transport = FakeTransport()
+        transport.acceptsGradients = true
+        let group: [OutgoingFrame] = Message.group(Group(generation: 1, rank: 0, size: 1, successorEndpoint: ""))
+        for m in [run.welcome, group, ringWork(run, step: 0, group: 1, ids: [1], stepSamples: 1),
+                  ringWork(run, step: 0, group: 2, ids: [1], stepSamples: 1)] {
+            transport.queue(m)
+        }
+        transport.queue(Message.stop(.finished, "done"))
+        #expect(try worker(transport).run() == .stopped("done"))
+        #expect(transport.sentTypes == [.hello, .linked])
+        #expect(transport.gradients.isEmpty)
     }
 
     /// Runs a worker through `messages` then STOP; returns its gradients' payloads.

@@ -76,7 +76,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             Issue.record("the header frame should be bytes, not \(frames[0])")
             return
         }
-        #expect(header == [0x56, 0x41, 0x45, 0x43, 2, 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
+        #expect(header == [0x56, 0x41, 0x45, 0x43, UInt8(protocolVersion), 0, 7, 0, 8, 7, 6, 5, 4, 3, 2, 1])
     }
 
     func expectError(_ code: WireError.Code, _ frames: [any FrameBytes], limits: Limits? = nil) {
@@ -98,7 +98,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         unknown[6] = 99
         expectError(.unknownType, [unknown] + good.dropFirst())
         var future = good[0] as! [UInt8]
-        future[4] = 3
+        future[4] = UInt8(protocolVersion + 1)
         expectError(.unsupportedVersion, [future] + good.dropFirst())
         var trailing = good[0] as! [UInt8]
         trailing.append(0)
@@ -111,10 +111,10 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
     }
 
     @Test func sizesAreCheckedBeforeAllocation() {
-        // A WORK header claiming 2^31 samples of dimension 2^24, with tiny frames.
+        // A WORK header claiming 2^31 samples, with tiny frames (the sample count at offset 36).
         var frames = received(Message.work(Work(step: 1, seed: 1, sampleIDs: [1], dimension: 1, sampleType: .uint8, samples: [0])))
         var header = frames[0] as! [UInt8]
-        header.replaceSubrange(28..<32, with: [0, 0, 0, 0x80])
+        header.replaceSubrange(36..<40, with: [0, 0, 0, 0x80])
         frames[0] = header
         expectError(.tooLarge, frames)
         // A name longer than the limit.
@@ -123,19 +123,19 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
     }
 
     @Test func aHelloOfAnotherVersionIsReadAsFarAsItsNameSoThatItCanBeRefused() throws {
-        // Version 1's HELLO: threads and name, no cache capacity.
+        // Version 1's HELLO: threads and name, no cache capacity, no ring endpoint.
         var frames = received(Message.hello(Hello(name: "old", threads: 4)))
         var header = frames[0] as! [UInt8]
-        header.removeLast(8)
+        header.removeLast(12)
         header[4] = 1
         frames[0] = header
         guard case .hello(let hello) = try Message.decode(frames, limits: limits) else {
             Issue.record("not a hello")
             return
         }
-        #expect(hello.version == 1 && hello.name == "old" && hello.threads == 4 && hello.rowCacheBytes == 0)
-        // This version's HELLO without the capacity is truncated.
-        header[4] = 2
+        #expect(hello.version == 1 && hello.name == "old" && hello.threads == 4 && hello.rowCacheBytes == 0 && hello.ringEndpoint.isEmpty)
+        // This version's HELLO without the capacity and the ring endpoint is truncated.
+        header[4] = UInt8(protocolVersion)
         expectError(.truncated, [header])
     }
 
@@ -158,20 +158,20 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
 
     @Test func workWhoseRowBitmapDisagreesWithItsSizesIsRefused() {
         let carries = [true, false, true, false, false, false, false, false, false, true]  // 10 samples, 3 rows
-        // The header's row count (offset 37) says 4, the bitmap marks 3 (data frame resized to match the header).
+        // The header's row count (offset 45) says 4, the bitmap marks 3 (data frame resized to match the header).
         expectError(.malformed, work(carrying: carries) { header, payload in
-            header[37] = 4
+            header[45] = 4
             payload[2] += [9, 9]
         })
         // More rows than samples.
-        expectError(.malformed, work(carrying: carries) { header, _ in header[37] = 11 })
+        expectError(.malformed, work(carrying: carries) { header, _ in header[45] = 11 })
         // A bitmap one byte short, and one byte long.
         expectError(.malformed, work(carrying: carries) { _, payload in payload[1].removeLast() })
         expectError(.malformed, work(carrying: carries) { _, payload in payload[1].append(0) })
         // A bit set beyond the tenth sample (the count adjusted to match it).
         expectError(.malformed, work(carrying: carries) { header, payload in
             payload[1][1] |= 0x80
-            header[37] = 4
+            header[45] = 4
             payload[2] += [9, 9]
         })
         // A data frame that is not the carried rows' size.
@@ -212,6 +212,11 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             received(Message.work(Work(step: 1, seed: 1, sampleIDs: Array(0..<9), dimension: 1, sampleType: .uint8,
                                        carriesRow: [true, false, false, true, false, false, false, false, true], samples: [1, 2, 3]))),
             received(Message.gradient(step: 1, sampleCount: 2, sums: [1], gradient: SharedFloats([1, 2, 3, 4, 5]))),
+            received(Message.group(Group(generation: 1, rank: 0, size: 2, successorEndpoint: "tcp://h:1"))),
+            received(Message.state(step: 1, generation: 1, optimizerStep: 1, shard: 1..<3, parameters: SharedFloats([1, 2, 3, 4, 5]),
+                                   first: SharedFloats([1, 2]), second: nil)),
+            [Message.shardHeader(step: 1, group: 1, chunk: 0, count: 2), [UInt8](repeating: 0, count: 8)],
+            received(Message.norms(step: 1, group: 1, squaredNorms: [1, 2])),
         ]
         var accepted = 0
         var rejected: [WireError.Code: Int] = [:]
@@ -275,18 +280,147 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         case .group(let group):
             #expect(group.generation > 0 && group.rank < group.size && Int(group.size) <= limits.maxGroupSize)
         case .state(let state):
-            #expect(state.parameters.count == limits.parameterCount && state.shard.upperBound <= limits.parameterCount)
-            for moment in [state.first, state.second].compactMap({ $0 }) {
-                #expect(moment.count == state.shard.count && moment.frame.byteCount == 4 * moment.count)
+            #expect(state.step <= maxStep && state.parameters.count == limits.parameterCount)
+            #expect(state.shard.lowerBound >= 0 && state.shard.upperBound <= limits.parameterCount)
+            for moment in [state.first, state.second] {
+                if let moment { #expect(moment.count == state.shard.count && moment.frame.byteCount == 4 * moment.count) }
             }
         case .done(let done):
             #expect(done.step <= maxStep && done.sums.count <= limits.maxSums)
         case .shard(let shard):
-            #expect(shard.gradient.count <= limits.parameterCount && shard.gradient.frame.byteCount == 4 * shard.gradient.count)
-        case .norms(_, _, let norms):
-            #expect(norms.count <= limits.maxGroupSize)
+            #expect(shard.step <= maxStep && shard.gradient.count <= limits.parameterCount)
+            #expect(shard.gradient.frame.byteCount == 4 * shard.gradient.count)
+        case .norms(let step, _, let norms):
+            #expect(step <= maxStep && norms.count <= limits.maxGroupSize)
         case .linked(_, _, let detail):
             #expect(detail.utf8.count <= limits.maxStringBytes)
         }
+    }
+
+    // MARK: Version 3: the ring
+
+    @Test func everyRingMessageRoundTrips() throws {
+        let hello = Hello(name: "w1", threads: 2, rowCacheBytes: 7, ringEndpoint: "tcp://10.0.0.7:41234")
+        if case .hello(let h) = try Message.decode(received(Message.hello(hello)), limits: limits) {
+            #expect(h == hello)
+        } else { Issue.record("not a hello") }
+
+        let work = Work(step: 7, part: 2, group: 3, stepSamples: 128, seed: 99, sampleIDs: [5, 1], dimension: 1, sampleType: .uint8, samples: [1, 2])
+        if case .work(let w) = try Message.decode(received(Message.work(work)), limits: limits) {
+            #expect(w.step == 7 && w.part == 2 && w.group == 3 && w.stepSamples == 128 && w.sampleIDs == [5, 1])
+        } else { Issue.record("not work") }
+
+        let group = Group(generation: 4, rank: 1, size: 3, successorEndpoint: "tcp://10.0.0.8:5000",
+                          successorKey: String(repeating: "a", count: 40), predecessorKey: String(repeating: "b", count: 40))
+        if case .group(let g) = try Message.decode(received(Message.group(group)), limits: limits) {
+            #expect(g == group)
+        } else { Issue.record("not a group") }
+
+        let parameters = SharedFloats([1, 2, 3, 4, 5])
+        let state = Message.state(step: 9, generation: 4, optimizerStep: 8, shard: 2..<4, parameters: parameters,
+                                  first: SharedFloats([0.5, 0.25]), second: SharedFloats([1, 2]))
+        if case .state(let m) = try Message.decode(received(state), limits: limits) {
+            #expect(m.step == 9 && m.generation == 4 && m.optimizerStep == 8 && m.shard == 2..<4)
+            #expect(m.parameters.array == [1, 2, 3, 4, 5] && m.first?.array == [0.5, 0.25] && m.second?.array == [1, 2])
+        } else { Issue.record("not state") }
+        // Without moments (SGD without momentum).
+        let bare = Message.state(step: 0, generation: 1, optimizerStep: 0, shard: 0..<5, parameters: parameters, first: nil, second: nil)
+        if case .state(let m) = try Message.decode(received(bare), limits: limits) {
+            #expect(m.first == nil && m.second == nil && m.shard == 0..<5)
+        } else { Issue.record("not state") }
+
+        let done = Done(step: 3, group: 4, part: 1, sampleCount: 64, sums: [1, 2, 3, 0.5])
+        if case .done(let d) = try Message.decode(received(Message.done(done)), limits: limits) {
+            #expect(d == done)
+        } else { Issue.record("not done") }
+
+        let shard: [any FrameBytes] = [Message.shardHeader(step: 3, group: 4, chunk: 2, count: 2), floats([7, 8])]
+        if case .shard(let m) = try Message.decode(shard, limits: limits) {
+            #expect(m.step == 3 && m.group == 4 && m.chunk == 2 && m.gradient.array == [7, 8])
+        } else { Issue.record("not a shard") }
+
+        if case .norms(let step, let g, let norms) = try Message.decode(received(Message.norms(step: 3, group: 4, squaredNorms: [1, 0.5])), limits: limits) {
+            #expect(step == 3 && g == 4 && norms == [1, 0.5])
+        } else { Issue.record("not norms") }
+
+        if case .linked(let g, let ok, let detail) = try Message.decode(received(Message.linked(group: 4, ok: false, detail: "refused")), limits: limits) {
+            #expect(g == 4 && !ok && detail == "refused")
+        } else { Issue.record("not linked") }
+    }
+
+    /// The bytes of `values`, as a float frame arrives.
+    func floats(_ values: [Float]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
+
+    @Test func malformedGroupsAreRefused() {
+        func group(generation: UInt32 = 1, rank: UInt32 = 0, size: UInt32 = 2, endpoint: String = "tcp://h:1") -> [any FrameBytes] {
+            received(Message.group(Group(generation: generation, rank: rank, size: size, successorEndpoint: endpoint)))
+        }
+        expectError(.malformed, group(generation: 0))
+        expectError(.malformed, group(rank: 2, size: 2))
+        expectError(.malformed, group(rank: 5, size: 2))
+        expectError(.tooLarge, group(size: 0))
+        expectError(.tooLarge, group(size: UInt32(limits.maxGroupSize) + 1))
+        expectError(.malformed, group(endpoint: ""))
+        // A group of one needs no successor.
+        #expect(throws: Never.self) { try Message.decode(group(size: 1, endpoint: ""), limits: limits) }
+        // Strings beyond the limit, a truncated header, a trailing byte, a frame too many.
+        expectError(.tooLarge, group(endpoint: String(repeating: "x", count: limits.maxStringBytes + 1)))
+        var header = group()[0] as! [UInt8]
+        expectError(.truncated, [Array(header.dropLast())])
+        header.append(0)
+        expectError(.malformed, [header])
+        expectError(.wrongFrameCount, group() + [[UInt8]()])
+    }
+
+    @Test func malformedStatesAreRefused() {
+        let parameters = SharedFloats([1, 2, 3, 4, 5])
+        func state(shard: Range<Int> = 1..<3, first: [Float]? = [1, 2], second: [Float]? = [3, 4]) -> [any FrameBytes] {
+            received(Message.state(step: 1, generation: 1, optimizerStep: 1, shard: shard, parameters: parameters,
+                                   first: first.map { SharedFloats($0) }, second: second.map { SharedFloats($0) }))
+        }
+        #expect(throws: Never.self) { try Message.decode(state(), limits: limits) }
+        // A shard outside the parameters, or reaching past them.
+        expectError(.malformed, state(shard: 6..<6, first: [], second: []))
+        expectError(.malformed, state(shard: 3..<7, first: [1, 2, 3, 4], second: [1, 2, 3, 4]))
+        // A shard whose length overflows when added to its start.
+        var frames = state()
+        var header = frames[0] as! [UInt8]
+        header.replaceSubrange(32..<40, with: [UInt8](repeating: 0xFF, count: 8))
+        frames[0] = header
+        expectError(.malformed, frames)
+        // Moments of another length than the shard.
+        expectError(.malformed, state(first: [1, 2, 3]))
+        expectError(.malformed, state(second: [1]))
+        // Parameters of another count than the run's, and before WELCOME.
+        expectError(.malformed, state(), limits: Limits(parameterCount: 6))
+        expectError(.unexpected, state(), limits: Limits(parameterCount: 0))
+        // Three frames.
+        expectError(.wrongFrameCount, Array(state().prefix(3)))
+    }
+
+    @Test func malformedShardsNormsDoneAndLinkedAreRefused() {
+        let header = Message.shardHeader(step: 1, group: 1, chunk: 0, count: 2)
+        // A payload of another length than declared; more floats than the run has; before WELCOME.
+        expectError(.malformed, [header, floats([1, 2, 3])])
+        expectError(.malformed, [Message.shardHeader(step: 1, group: 1, chunk: 0, count: 6), floats([1, 2, 3, 4, 5, 6])])
+        expectError(.unexpected, [header, floats([1, 2])], limits: Limits(parameterCount: 0))
+        expectError(.wrongFrameCount, [header])
+        // NORMS: more values than a group may have members; a count beyond the values sent.
+        expectError(.tooLarge, received(Message.norms(step: 1, group: 1, squaredNorms: [Double](repeating: 1, count: limits.maxGroupSize + 1))))
+        var norms = received(Message.norms(step: 1, group: 1, squaredNorms: [1, 2]))[0] as! [UInt8]
+        norms[20] = 3
+        expectError(.truncated, [norms])
+        norms[20] = 1
+        expectError(.malformed, [norms])
+        // DONE with more sums than allowed.
+        expectError(.tooLarge, received(Message.done(Done(step: 1, group: 1, part: 0, sampleCount: 1,
+                                                          sums: [Double](repeating: 0, count: limits.maxSums + 1)))))
+        // LINKED with an outcome that is neither 0 nor 1.
+        var linked = received(Message.linked(group: 1, ok: true, detail: ""))[0] as! [UInt8]
+        linked[20] = 2
+        expectError(.malformed, [linked])
+        // Ring WORK for a step of no samples.
+        expectError(.malformed, received(Message.work(Work(step: 1, group: 2, stepSamples: 0, seed: 1, sampleIDs: [1], dimension: 1,
+                                                           sampleType: .uint8, samples: [1]))))
     }
 }
