@@ -1,3 +1,4 @@
+import Collectives
 import Coordination
 import Foundation
 import Logging
@@ -352,5 +353,219 @@ import ZeroMQ
         _ = runtime.stopRequest.request(signal: 15)
         #expect(try runtime.run() == .signal(15))
         #expect(transport.sentTypes == [.hello, .leave])
+    }
+}
+
+/// Two `WorkerRuntime`s in one process, each on a thread of its own, forming a ring over real
+/// loopback links, driven by a scripted coordinator (no coordinator runtime, no coordinator
+/// sockets): HELLO with the ring endpoint, GROUP, LINKED, STATE, WORK, DONE, SHARD, steps with
+/// the next WORK sent as soon as every SHARD is in.
+@Suite struct WorkerRingRuntimeTests {
+    /// The coordinator's side, as a script: it answers what the workers send, and applies each
+    /// step's SHARDs to its own `TrainingState` as the coordinator does.
+    final class ScriptedCoordinator: @unchecked Sendable {
+        let lock = NSLock()
+        let members: Int
+        let steps: Int
+        let clipping: Bool
+        let run: WorkerRuntimeTests.Run
+        let plan: RingPlan
+        var state: TrainingState
+        var inboxes: [[[[UInt8]]]]
+        var endpoints: [String?]
+        var linked: [Bool?]
+        var shards: [Int: [Float]] = [:]
+        var shardCount: [Int: Int] = [:]
+        var dones = 0
+        var finished = Set<Int>()
+        var problems: [String] = []
+
+        init(run: WorkerRuntimeTests.Run, members: Int, steps: Int) {
+            self.run = run
+            self.members = members
+            self.steps = steps
+            clipping = run.configuration.clipNorm > 0
+            plan = RingPlan(members: members, count: run.layout.count)
+            state = TrainingState(configuration: run.configuration, layout: run.layout)
+            inboxes = Array(repeating: [], count: members)
+            endpoints = Array(repeating: nil, count: members)
+            linked = Array(repeating: nil, count: members)
+        }
+
+        func queue(_ member: Int, _ frames: [OutgoingFrame]) {
+            inboxes[member].append(frames.map { frame in
+                switch frame {
+                case .bytes(let bytes): bytes
+                case .floats(let floats): Array(floats.bytes)
+                }
+            })
+        }
+
+        func hasMessage(_ member: Int) -> Bool { lock.withLock { !inboxes[member].isEmpty } }
+
+        func receive(_ member: Int) -> [[UInt8]]? {
+            lock.withLock { inboxes[member].isEmpty ? nil : inboxes[member].removeFirst() }
+        }
+
+        /// Member `member`'s part of step `step`: 4 consecutive samples of the 16.
+        func work(_ member: Int, step: Int) -> [OutgoingFrame] {
+            let first = UInt32((step * members + member) * 4 % 16)
+            let ids = (first..<(first + 4)).map { $0 }
+            return Message.work(Work(step: UInt64(step), part: UInt32(member), group: 1, stepSamples: UInt32(4 * members), seed: 7,
+                                     sampleIDs: ids, dimension: UInt32(run.data.train.dimension), sampleType: .uint8,
+                                     samples: run.data.train.rowBytes(at: ids).bytes))
+        }
+
+        func handle(_ member: Int, _ message: Message) {
+            lock.withLock {
+                switch message {
+                case .hello(let hello):
+                    endpoints[member] = hello.ringEndpoint
+                    queue(member, run.welcome)
+                    guard endpoints.allSatisfy({ $0 != nil }) else { return }
+                    for rank in 0..<members {
+                        queue(rank, Message.group(Group(generation: 1, rank: UInt32(rank), size: UInt32(members),
+                                                        successorEndpoint: endpoints[plan.successor(of: rank)] ?? "")))
+                    }
+                case .linked(let group, let ok, let detail):
+                    if !ok || group != 1 { problems.append("LINKED \(group) \(ok) \(detail)") }
+                    linked[member] = ok
+                    guard linked.allSatisfy({ $0 == true }) else { return }
+                    for rank in 0..<members {
+                        let shard = plan.chunk(plan.ownedChunk(rank: rank))
+                        let zeros = SharedFloats([Float](repeating: 0, count: shard.count))
+                        queue(rank, Message.state(step: 0, generation: 1, optimizerStep: 0, shard: shard,
+                                                  parameters: SharedFloats(state.parameters), first: zeros, second: zeros))
+                        queue(rank, work(rank, step: 0))
+                    }
+                case .done(let done):
+                    if done.group != 1 || done.sampleCount != 4 { problems.append("DONE \(done)") }
+                    dones += 1
+                case .shard(let shard):
+                    let step = Int(shard.step)
+                    var gradient = shards[step] ?? [Float](repeating: 0, count: plan.count)
+                    let range = plan.chunk(Int(shard.chunk))
+                    gradient.withUnsafeMutableBufferPointer { shard.gradient.copy(into: UnsafeMutableBufferPointer(rebasing: $0[range])) }
+                    shards[step] = gradient
+                    shardCount[step, default: 0] += 1
+                    guard shardCount[step] == members else { return }
+                    let norms = (0..<members).map { chunk in
+                        gradient.withUnsafeBufferPointer {
+                            state.shardSquaredNorm(summedGradient: $0, range: plan.chunk(chunk), sampleCount: 4 * members)
+                        }
+                    }
+                    state.applyUpdate(summedGradient: &gradient, sampleCount: 4 * members,
+                                      normChunks: (0..<members).map { plan.chunk($0) })
+                    for rank in 0..<members {
+                        if clipping { queue(rank, Message.norms(step: UInt64(step), group: 1, squaredNorms: norms)) }
+                        if step + 1 < steps { queue(rank, work(rank, step: step + 1)) }
+                    }
+                case .heartbeat(let step):
+                    // A member that completed the last step says so in its heartbeat.
+                    if step == UInt64(steps), !finished.contains(member) {
+                        finished.insert(member)
+                        queue(member, Message.stop(.finished, "done"))
+                    }
+                default:
+                    problems.append("unexpected \(message.type) from member \(member)")
+                }
+            }
+        }
+    }
+
+    /// One member's link to the scripted coordinator.
+    final class ScriptedTransport: WorkerTransport {
+        let coordinator: ScriptedCoordinator
+        let member: Int
+        var connected = false
+
+        init(_ coordinator: ScriptedCoordinator, member: Int) {
+            self.coordinator = coordinator
+            self.member = member
+        }
+
+        func wait(timeout: Duration, also extra: [ZMQPollItem]) throws -> WorkerWaitResult {
+            let connections: [String?] = connected ? [] : ["127.0.0.1"]
+            connected = true
+            let message = coordinator.hasMessage(member)
+            // The coordinator's messages come from another thread: look again every 5 ms.
+            let ready = extra.isEmpty ? [] : try ZMQPoller.poll(extra, timeout: message ? .zero : min(timeout, .milliseconds(5)))
+            return WorkerWaitResult(message: message, handshakes: [], connections: connections, extra: ready)
+        }
+
+        func receive(maxFrames: Int, maxBytes: Int) throws -> [any FrameBytes]? {
+            coordinator.receive(member).map { $0.map { $0 as any FrameBytes } }
+        }
+
+        func send(_ frames: [OutgoingFrame]) throws {
+            let bytes: [any FrameBytes] = frames.map { frame in
+                switch frame {
+                case .bytes(let bytes): bytes
+                case .floats(let floats): Array(floats.bytes)
+                }
+            }
+            coordinator.handle(member, try Message.decode(bytes, limits: Limits(parameterCount: coordinator.plan.count)))
+        }
+
+        func send(header: [UInt8], payload: UnsafeRawBufferPointer) throws {
+            coordinator.handle(member, try Message.decode([header, Array(payload)], limits: Limits(parameterCount: coordinator.plan.count)))
+        }
+
+        func abandonQueued() {}
+    }
+
+    /// A box to hand a value across threads once the thread that wrote it is done.
+    final class Box<T>: @unchecked Sendable {
+        var value: T
+        init(_ value: T) { self.value = value }
+    }
+
+    /// Runs `members` workers for `steps` ring steps; returns them and the coordinator.
+    func play(members: Int, steps: Int, clipNorm: Float = 0) throws -> (ScriptedCoordinator, [WorkerRuntime], [Result<WorkerEnding, any Error>?]) {
+        let run = try WorkerRuntimeTests.Run(clipNorm: clipNorm)
+        defer { SyntheticData.cleanup(run.directory) }
+        let coordinator = ScriptedCoordinator(run: run, members: members, steps: steps)
+        let workers = Box<[WorkerRuntime?]>(Array(repeating: nil, count: members))
+        let outcomes = Box<[Result<WorkerEnding, any Error>?]>(Array(repeating: nil, count: members))
+        let done = DispatchSemaphore(value: 0)
+        for member in 0..<members {
+            Thread {
+                var options = WorkerOptions(coordinator: "tcp://10.255.0.1:5555", name: "m\(member)", heartbeatInterval: .milliseconds(100))
+                options.advertise = nil  // learnt from the (fake) connection: 127.0.0.1
+                let worker = WorkerRuntime(options: options, logger: Logger(label: "m\(member)"), machine: WorkerStateMachine(
+                    timers: WorkerTimers(heartbeatInterval: .milliseconds(100)), now: .now),
+                    transport: ScriptedTransport(coordinator, member: member))
+                let outcome = Result { try worker.run() }
+                coordinator.lock.withLock {
+                    workers.value[member] = worker
+                    outcomes.value[member] = outcome
+                }
+                done.signal()
+            }.start()
+        }
+        for _ in 0..<members { #expect(done.wait(timeout: .now() + 120) == .success, "a member did not finish") }
+        return coordinator.lock.withLock { (coordinator, workers.value.compactMap { $0 }, outcomes.value) }
+    }
+
+    @Test(arguments: [(2, Float(0)), (3, Float(0)), (2, Float(0.01))])
+    func membersEndWithTheCoordinatorsParametersBitForBit(members: Int, clipNorm: Float) throws {
+        let steps = 3
+        let (coordinator, workers, outcomes) = try play(members: members, steps: steps, clipNorm: clipNorm)
+        #expect(coordinator.problems.isEmpty, "\(coordinator.problems)")
+        for outcome in outcomes {
+            guard case .success(.stopped("done")) = outcome else { Issue.record("a member ended with \(String(describing: outcome))"); continue }
+        }
+        try #require(workers.count == members)
+        #expect(coordinator.dones == members * steps)
+        #expect(coordinator.state.step == steps)
+        for (rank, worker) in workers.enumerated() {
+            #expect(worker.currentParameters == coordinator.state.parameters, "member \(rank)")
+            #expect(worker.stepsComputed == steps)
+            // Each step: 2 (N - 1) chunks of this member's plan, a 31-byte header each.
+            let traffic = worker.traffic
+            #expect(traffic.ringSent == steps * (4 * coordinator.plan.floatsSent(rank: rank) + 2 * coordinator.plan.rounds * RingChunkHeader.byteCount))
+            #expect(traffic.ringReceived > 0 && traffic.coordinatorSent > 0 && traffic.coordinatorReceived > 0)
+        }
+        #expect(workers.reduce(0) { $0 + $1.traffic.ringSent } == workers.reduce(0) { $0 + $1.traffic.ringReceived })
     }
 }
