@@ -379,9 +379,15 @@ import ZeroMQ
         var dones = 0
         var finished = Set<Int>()
         var problems: [String] = []
+        /// The members' CURVE keys (nil: no CURVE), and the predecessor key member `wrongKeyFor`
+        /// is told (a stranger's: its predecessor cannot link).
+        let keys: [CurveKeyPair]?
+        var wrongKeyFor: Int?
+        var linkFailures: [String] = []
 
-        init(run: WorkerRuntimeTests.Run, members: Int, steps: Int) {
+        init(run: WorkerRuntimeTests.Run, members: Int, steps: Int, keys: [CurveKeyPair]? = nil) {
             self.run = run
+            self.keys = keys
             self.members = members
             self.steps = steps
             clipping = run.configuration.clipNorm > 0
@@ -423,11 +429,22 @@ import ZeroMQ
                     endpoints[member] = hello.ringEndpoint
                     queue(member, run.welcome)
                     guard endpoints.allSatisfy({ $0 != nil }) else { return }
+                    let stranger = try? CurveKeyPair.generate()
                     for rank in 0..<members {
+                        let successor = plan.successor(of: rank), predecessor = plan.predecessor(of: rank)
+                        let predecessorKey = rank == wrongKeyFor ? stranger?.publicKey.z85 : keys?[predecessor].publicKey.z85
                         queue(rank, Message.group(Group(generation: 1, rank: UInt32(rank), size: UInt32(members),
-                                                        successorEndpoint: endpoints[plan.successor(of: rank)] ?? "")))
+                                                        successorEndpoint: endpoints[successor] ?? "",
+                                                        successorKey: keys?[successor].publicKey.z85 ?? "",
+                                                        predecessorKey: predecessorKey ?? "")))
                     }
                 case .linked(let group, let ok, let detail):
+                    if !ok, wrongKeyFor != nil {
+                        // The test ends here: every member is told to stop.
+                        linkFailures.append(detail)
+                        for rank in 0..<members { queue(rank, Message.stop(.finished, "done")) }
+                        return
+                    }
                     if !ok || group != 1 { problems.append("LINKED \(group) \(ok) \(detail)") }
                     linked[member] = ok
                     guard linked.allSatisfy({ $0 == true }) else { return }
@@ -521,10 +538,14 @@ import ZeroMQ
     }
 
     /// Runs `members` workers for `steps` ring steps; returns them and the coordinator.
-    func play(members: Int, steps: Int, clipNorm: Float = 0) throws -> (ScriptedCoordinator, [WorkerRuntime], [Result<WorkerEnding, any Error>?]) {
+    func play(members: Int, steps: Int, clipNorm: Float = 0, curve: Bool = false, wrongKeyFor: Int? = nil)
+        throws -> (ScriptedCoordinator, [WorkerRuntime], [Result<WorkerEnding, any Error>?])
+    {
         let run = try WorkerRuntimeTests.Run(clipNorm: clipNorm)
         defer { SyntheticData.cleanup(run.directory) }
-        let coordinator = ScriptedCoordinator(run: run, members: members, steps: steps)
+        let keys = curve ? try (0..<members).map { _ in try CurveKeyPair.generate() } : nil
+        let coordinator = ScriptedCoordinator(run: run, members: members, steps: steps, keys: keys)
+        coordinator.wrongKeyFor = wrongKeyFor
         let workers = Box<[WorkerRuntime?]>(Array(repeating: nil, count: members))
         let outcomes = Box<[Result<WorkerEnding, any Error>?]>(Array(repeating: nil, count: members))
         let done = DispatchSemaphore(value: 0)
@@ -532,6 +553,8 @@ import ZeroMQ
             Thread {
                 var options = WorkerOptions(coordinator: "tcp://10.255.0.1:5555", name: "m\(member)", heartbeatInterval: .milliseconds(100))
                 options.advertise = nil  // learnt from the (fake) connection: 127.0.0.1
+                // The coordinator's key is the fake's business; the ring uses the worker's pair.
+                options.security = keys.map { CurveClientSecurity(keyPair: $0[member], serverKey: $0[member].publicKey) }
                 let worker = WorkerRuntime(options: options, logger: Logger(label: "m\(member)"), machine: WorkerStateMachine(
                     timers: WorkerTimers(heartbeatInterval: .milliseconds(100)), now: .now),
                     transport: ScriptedTransport(coordinator, member: member))
@@ -567,5 +590,39 @@ import ZeroMQ
             #expect(traffic.ringReceived > 0 && traffic.coordinatorSent > 0 && traffic.coordinatorReceived > 0)
         }
         #expect(workers.reduce(0) { $0 + $1.traffic.ringSent } == workers.reduce(0) { $0 + $1.traffic.ringReceived })
+    }
+
+    @Test func aRingOverCurveEndsWithTheSameParameters() throws {
+        let (coordinator, workers, _) = try play(members: 3, steps: 2, curve: true)
+        #expect(coordinator.problems.isEmpty, "\(coordinator.problems)")
+        try #require(workers.count == 3)
+        for worker in workers { #expect(worker.currentParameters == coordinator.state.parameters) }
+    }
+
+    @Test func aMemberThatAdmitsAnotherKeyThanItsPredecessorsMakesThePredecessorReportItsLinkDown() throws {
+        // Member 1 is told a stranger's key for its predecessor, member 0, whose link fails.
+        let (coordinator, _, outcomes) = try play(members: 2, steps: 1, curve: true, wrongKeyFor: 1)
+        #expect(coordinator.problems.isEmpty, "\(coordinator.problems)")
+        #expect(coordinator.linkFailures.first?.contains("refused this worker's CURVE key") == true, "\(coordinator.linkFailures)")
+        for outcome in outcomes {
+            guard case .success(.stopped("done")) = outcome else { Issue.record("a member ended with \(String(describing: outcome))"); continue }
+        }
+    }
+}
+
+/// The ZeroMQ transport of a worker: it reports this host's address on a new connection to the
+/// coordinator (the ring endpoint's address).
+@Suite struct ZMQWorkerTransportTests {
+    @Test func aConnectionReportsTheAddressThisHostReachesTheCoordinatorFrom() throws {
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context, type: .router, linger: 0)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let transport = try ZMQWorkerTransport(WorkerOptions(coordinator: endpoint, name: "w"))
+        var connections: [String?] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while connections.isEmpty, ContinuousClock.now < deadline {
+            connections += try transport.wait(timeout: .milliseconds(100), also: []).connections
+        }
+        #expect(connections == ["127.0.0.1"])
     }
 }
