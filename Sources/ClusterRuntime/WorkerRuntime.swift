@@ -251,15 +251,15 @@ public final class WorkerRuntime {
             switch outcome {
             case .succeeded:
                 successorUp = true
-                directives = machine.onSuccessorLink(ok: true, detail: "")
+                directives = machine.onSuccessorLink(ok: true, detail: "", now: .now)
             case .keyRefused(let status):
                 successorUp = false
                 directives = machine.onSuccessorLink(
-                    ok: false, detail: "the ring successor at \(at) refused this worker's CURVE key (authentication status \(status)): it was not told this worker is its predecessor")
+                    ok: false, detail: "the ring successor at \(at) refused this worker's CURVE key (authentication status \(status)): it was not told this worker is its predecessor", now: .now)
             case .failed(let detail):
                 successorUp = false
                 directives = machine.onSuccessorLink(
-                    ok: false, detail: "the handshake with the ring successor at \(at) failed (\(detail)): is the key the coordinator gave for it its own?")
+                    ok: false, detail: "the handshake with the ring successor at \(at) failed (\(detail)): is the key the coordinator gave for it its own?", now: .now)
             }
             if let ending = try perform(directives) { return ending }
         }
@@ -370,7 +370,7 @@ public final class WorkerRuntime {
             defer { heldWork[Int(work.step)] = nil }
             return try perform(machine.onWork(step: Int(work.step), group: work.group, now: .now))
         case .group(let group):
-            return try perform(machine.onGroup(group))
+            return try perform(machine.onGroup(group, now: .now))
         case .state(let state):
             heldState = state
             defer { heldState = nil }
@@ -415,6 +415,10 @@ public final class WorkerRuntime {
                 if let ending = try join(group) { return ending }
             case .sendLinked(let generation, let ok, let detail):
                 try send(Message.linked(group: generation, ok: ok, detail: detail))
+            case .reconnectSuccessor:
+                guard let links = ringLinks, let successor = links.successor else { continue }
+                successorUp = nil
+                try links.connect(successor: successor.endpoint, serverKey: successor.key)
             case .loadState(let step):
                 try loadState(step: step)
             case .holdWork(let step):
@@ -561,7 +565,7 @@ public final class WorkerRuntime {
         links.admit(predecessor: try key(group.predecessorKey, "predecessor"))
         let successorKey = try key(group.successorKey, "successor")
         if let current = links.successor, current.endpoint == group.successorEndpoint, current.key == successorKey {
-            if successorUp == true { return try perform(machine.onSuccessorLink(ok: true, detail: "")) }
+            if successorUp == true { return try perform(machine.onSuccessorLink(ok: true, detail: "", now: .now)) }
             return nil
         }
         successorUp = nil

@@ -14,10 +14,22 @@ public struct WorkerTimers: Sendable, Equatable {
     /// Give up after this many security handshakes in a row that failed without an answer from
     /// the coordinator's authenticator (a wrong server key, or a coordinator without CURVE).
     public var maxHandshakeFailures: Int
+    /// Tell the coordinator the ring successor's link is down when no handshake with it succeeded
+    /// for this long after the group formed (it is retried meanwhile, and after).
+    public var ringLinkTimeout: Duration
+    /// Retry a failed handshake with the ring successor after this long, doubling up to
+    /// `maxRingLinkRetry` (its predecessor may connect before the successor has the GROUP that
+    /// admits it; libzmq does not retry a refused handshake by itself).
+    public var ringLinkRetry: Duration
+    public var maxRingLinkRetry: Duration
 
     public init(heartbeatInterval: Duration = .seconds(1), rejoinAfter: Duration = .seconds(5),
                 maxRejoinBackoff: Duration = .seconds(30), coordinatorTimeout: Duration = .seconds(120),
-                maxHandshakeFailures: Int = 3) {
+                maxHandshakeFailures: Int = 3, ringLinkTimeout: Duration = .seconds(10),
+                ringLinkRetry: Duration = .milliseconds(50), maxRingLinkRetry: Duration = .seconds(1)) {
+        self.ringLinkTimeout = ringLinkTimeout
+        self.ringLinkRetry = ringLinkRetry
+        self.maxRingLinkRetry = maxRingLinkRetry
         self.heartbeatInterval = heartbeatInterval
         self.rejoinAfter = rejoinAfter
         self.maxRejoinBackoff = maxRejoinBackoff
@@ -68,6 +80,8 @@ public enum WorkerDirective: Sendable, Equatable {
     case joinGroup(Group)
     /// Tell the coordinator whether the link to the ring successor of `generation` is up.
     case sendLinked(generation: UInt32, ok: Bool, detail: String)
+    /// Connect to the ring successor again (its last handshake failed).
+    case reconnectSuccessor
     /// Load the STATE the runtime holds (parameters after `step` steps, the optimizer's state
     /// on this member's shard) and start the ring at `step`; chunks held until now are used.
     case loadState(step: Int)
@@ -255,6 +269,7 @@ public struct WorkerStateMachine: Sendable {
         }
         // No HELLO (nor heartbeat) before the ring's address is known.
         if awaitingAddress { return [] }
+        let link = ringLinkTick(now: now)
         if silence > timers.rejoinAfter, now >= nextHello {
             // It may have restarted (then it answers with a refusal or a new WELCOME), or be busy
             // evaluating (then it answers with the same WELCOME): keep the run's state meanwhile,
@@ -262,13 +277,33 @@ public struct WorkerStateMachine: Sendable {
             nextHello = now + helloBackoff
             helloBackoff = min(helloBackoff * 2, timers.maxRejoinBackoff)
             lastSent = now
-            return [.note("the coordinator has been silent for \(silence); saying HELLO again"), .sendHello]
+            return link + [.note("the coordinator has been silent for \(silence); saying HELLO again"), .sendHello]
         }
         if state == .joined, now - lastSent >= timers.heartbeatInterval {
             lastSent = now
-            return [.sendHeartbeat(step: ring?.step ?? parametersStep ?? 0)]
+            return link + [.sendHeartbeat(step: ring?.step ?? parametersStep ?? 0)]
         }
-        return []
+        return link
+    }
+
+    /// The ring link's timers: a retry that is due, and the link reported down once no handshake
+    /// succeeded for `ringLinkTimeout`.
+    mutating func ringLinkTick(now: ContinuousClock.Instant) -> [WorkerDirective] {
+        guard state == .joined, var ring, ring.size > 1, ring.linked != true else { return [] }
+        var directives: [WorkerDirective] = []
+        if let retry = ring.nextLinkRetry, now >= retry {
+            ring.nextLinkRetry = nil
+            directives.append(.reconnectSuccessor)
+        }
+        if ring.linked == nil, now - ring.linkSince >= timers.ringLinkTimeout {
+            ring.linked = false
+            let detail = ring.lastLinkFailure.map { "the last handshake failed: \($0)" }
+                ?? "no handshake at all: is \(ring.successorEndpoint) reachable from this host (the successor's --advertise, a firewall)?"
+            directives.append(.sendLinked(generation: ring.generation, ok: false,
+                                          detail: "no link to the ring successor at \(ring.successorEndpoint) after \(timers.ringLinkTimeout); \(detail)"))
+        }
+        self.ring = ring
+        return directives
     }
 
     /// The coordinator no longer counts this worker, or has been silent too long (it may have
@@ -292,6 +327,13 @@ public struct WorkerRing: Sendable, Equatable {
     public var size: Int
     /// What the worker last told the coordinator about its successor link (nil: nothing yet).
     public var linked: Bool?
+    /// Where the successor is, since when the link is tried, the last failure, and when to try
+    /// again after it (with the attempts so far, for the backoff).
+    public var successorEndpoint: String
+    public var linkSince: ContinuousClock.Instant
+    public var lastLinkFailure: String?
+    public var nextLinkRetry: ContinuousClock.Instant?
+    public var linkAttempts = 0
     /// The step the ring is at (the parameters it holds are those after `step` steps); nil until
     /// the group's STATE is loaded.
     public var step: Int?
@@ -317,12 +359,13 @@ public enum WorkerRingChunkRoute: Sendable, Equatable {
 extension WorkerStateMachine {
     /// GROUP: join ring group `group.generation` when it is newer than the current one (a new
     /// WELCOME starts the count afresh). A group of one needs no link: it is reported up at once.
-    public mutating func onGroup(_ group: Group) -> [WorkerDirective] {
+    public mutating func onGroup(_ group: Group, now: ContinuousClock.Instant) -> [WorkerDirective] {
         guard state == .joined else { return [.ignore("GROUP before WELCOME")] }
         if let ring, group.generation <= ring.generation {
             return [.ignore("GROUP of generation \(group.generation), this worker is already in group \(ring.generation)")]
         }
-        var ring = WorkerRing(generation: group.generation, rank: Int(group.rank), size: Int(group.size))
+        var ring = WorkerRing(generation: group.generation, rank: Int(group.rank), size: Int(group.size),
+                              successorEndpoint: group.successorEndpoint, linkSince: now)
         var directives: [WorkerDirective] = [.joinGroup(group)]
         if group.size == 1 {
             ring.linked = true
@@ -332,17 +375,31 @@ extension WorkerStateMachine {
         return directives
     }
 
-    /// The link to the current group's successor is up (`ok`), or its handshake failed
-    /// (`detail`). The coordinator hears of every change: the first outcome, and each later one
-    /// that differs.
-    public mutating func onSuccessorLink(ok: Bool, detail: String) -> [WorkerDirective] {
+    /// The link to the current group's successor is up (`ok`): the coordinator is told once. Or
+    /// its handshake failed (`detail`): it is tried again after a backoff (the successor may not
+    /// have had its GROUP yet when this member connected), and the coordinator hears of it only
+    /// once no handshake succeeded for `ringLinkTimeout` (`onTick`), or at once when a link that
+    /// was up fails.
+    public mutating func onSuccessorLink(ok: Bool, detail: String, now: ContinuousClock.Instant) -> [WorkerDirective] {
         guard state == .joined, var ring, ring.size > 1 else { return [] }
-        guard ring.linked != ok else {
-            return ok ? [] : [.note("the link to the ring successor failed again: \(detail)")]
+        defer { self.ring = ring }
+        if ok {
+            ring.linkAttempts = 0
+            ring.nextLinkRetry = nil
+            ring.lastLinkFailure = nil
+            guard ring.linked != true else { return [] }
+            ring.linked = true
+            return [.sendLinked(generation: ring.generation, ok: true, detail: "")]
         }
-        ring.linked = ok
-        self.ring = ring
-        return [.sendLinked(generation: ring.generation, ok: ok, detail: ok ? "" : detail)]
+        ring.lastLinkFailure = detail
+        let backoff = min(timers.ringLinkRetry * (1 << min(ring.linkAttempts, 16)), timers.maxRingLinkRetry)
+        ring.linkAttempts += 1
+        ring.nextLinkRetry = now + backoff
+        let retrying: WorkerDirective = .note("the handshake with the ring successor failed (\(detail)); trying again in \(backoff)")
+        guard ring.linked == true else { return [retrying] }
+        ring.linked = false
+        ring.linkSince = now
+        return [.sendLinked(generation: ring.generation, ok: false, detail: detail), retrying]
     }
 
     /// STATE of group `generation` at `step`: loaded once, for the current group only.

@@ -556,7 +556,7 @@ import ZeroMQ
                 // The coordinator's key is the fake's business; the ring uses the worker's pair.
                 options.security = keys.map { CurveClientSecurity(keyPair: $0[member], serverKey: $0[member].publicKey) }
                 let worker = WorkerRuntime(options: options, logger: Logger(label: "m\(member)"), machine: WorkerStateMachine(
-                    timers: WorkerTimers(heartbeatInterval: .milliseconds(100)), now: .now),
+                    timers: WorkerTimers(heartbeatInterval: .milliseconds(100), ringLinkTimeout: .seconds(2)), now: .now),
                     transport: ScriptedTransport(coordinator, member: member))
                 let outcome = Result { try worker.run() }
                 coordinator.lock.withLock {

@@ -18,7 +18,7 @@ import WireProtocol
         var m = WorkerStateMachine(now: t0)
         _ = m.start()
         _ = m.onWelcome(welcome)
-        _ = m.onGroup(group(generation, size: size))
+        _ = m.onGroup(group(generation, size: size), now: t0)
         _ = m.onState(step: step, generation: generation)
         return m
     }
@@ -26,49 +26,82 @@ import WireProtocol
     @Test func aGroupIsJoinedAndItsLinkReportedOnceUp() {
         var m = WorkerStateMachine(now: t0)
         _ = m.start()
-        #expect(m.onGroup(group(1)) == [.ignore("GROUP before WELCOME")])
+        #expect(m.onGroup(group(1), now: t0) == [.ignore("GROUP before WELCOME")])
         _ = m.onWelcome(welcome)
-        #expect(m.onGroup(group(1)) == [.joinGroup(group(1))])
-        #expect(m.onSuccessorLink(ok: true, detail: "") == [.sendLinked(generation: 1, ok: true, detail: "")])
+        #expect(m.onGroup(group(1), now: t0) == [.joinGroup(group(1))])
+        #expect(m.onSuccessorLink(ok: true, detail: "", now: t0) == [.sendLinked(generation: 1, ok: true, detail: "")])
         // A reconnection's handshake changes nothing.
-        #expect(m.onSuccessorLink(ok: true, detail: "") == [])
+        #expect(m.onSuccessorLink(ok: true, detail: "", now: t0) == [])
     }
 
     @Test func aGroupOfOneIsLinkedAtOnce() {
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
-        #expect(m.onGroup(group(4, size: 1)) == [.joinGroup(group(4, size: 1)), .sendLinked(generation: 4, ok: true, detail: "")])
-        #expect(m.onSuccessorLink(ok: false, detail: "x") == [])
+        #expect(m.onGroup(group(4, size: 1), now: t0) == [.joinGroup(group(4, size: 1)), .sendLinked(generation: 4, ok: true, detail: "")])
+        #expect(m.onSuccessorLink(ok: false, detail: "x", now: t0) == [])
     }
 
-    @Test func aFailedLinkIsReportedOnceAndItsRecoveryToo() {
-        var m = WorkerStateMachine(now: t0)
+    @Test func aFailedHandshakeIsRetriedWithBackoffAndReportedOnlyWhenItLasts() {
+        var m = WorkerStateMachine(timers: WorkerTimers(ringLinkTimeout: .seconds(10), ringLinkRetry: .milliseconds(100),
+                                                        maxRingLinkRetry: .milliseconds(300)), now: t0)
         _ = m.onWelcome(welcome)
-        _ = m.onGroup(group(1))
-        #expect(m.onSuccessorLink(ok: false, detail: "refused") == [.sendLinked(generation: 1, ok: false, detail: "refused")])
-        #expect(m.onSuccessorLink(ok: false, detail: "refused") == [.note("the link to the ring successor failed again: refused")])
-        #expect(m.onSuccessorLink(ok: true, detail: "") == [.sendLinked(generation: 1, ok: true, detail: "")])
+        _ = m.onGroup(group(1), now: t0)
+        // The successor had no GROUP yet when this member connected: refused, tried again.
+        #expect(m.onSuccessorLink(ok: false, detail: "refused", now: t0)
+                == [.note("the handshake with the ring successor failed (refused); trying again in 0.1 seconds")])
+        #expect(m.onTick(now: t0 + .milliseconds(50)) == [])
+        #expect(m.onTick(now: t0 + .milliseconds(100)) == [.reconnectSuccessor])
+        #expect(m.onTick(now: t0 + .milliseconds(150)) == [])
+        _ = m.onSuccessorLink(ok: false, detail: "refused", now: t0 + .milliseconds(200))
+        #expect(m.onTick(now: t0 + .milliseconds(350)) == [])
+        #expect(m.onTick(now: t0 + .milliseconds(400)) == [.reconnectSuccessor])
+        _ = m.onSuccessorLink(ok: false, detail: "refused", now: t0 + .milliseconds(500))
+        #expect(m.ring?.nextLinkRetry == t0 + .milliseconds(800))  // at most 300 ms
+        #expect(m.onSuccessorLink(ok: true, detail: "", now: t0 + .milliseconds(900)) == [.sendLinked(generation: 1, ok: true, detail: "")])
+        #expect(m.onTick(now: t0 + .seconds(20)).contains(.reconnectSuccessor) == false)
+        // A link that was up and fails is reported at once, and retried.
+        #expect(m.onSuccessorLink(ok: false, detail: "gone", now: t0 + .seconds(30))
+                == [.sendLinked(generation: 1, ok: false, detail: "gone"),
+                    .note("the handshake with the ring successor failed (gone); trying again in 0.1 seconds")])
+        #expect(m.onSuccessorLink(ok: true, detail: "", now: t0 + .seconds(31)) == [.sendLinked(generation: 1, ok: true, detail: "")])
+    }
+
+    @Test func aLinkThatNeverComesUpIsReportedDownAfterTheTimeoutNamingTheAddress() {
+        var m = WorkerStateMachine(timers: WorkerTimers(coordinatorTimeout: .seconds(100), ringLinkTimeout: .seconds(10)), now: t0)
+        _ = m.onWelcome(welcome)
+        _ = m.onGroup(group(1), now: t0)
+        m.onReceived(now: t0 + .seconds(9))
+        #expect(!m.onTick(now: t0 + .seconds(9)).contains { if case .sendLinked = $0 { true } else { false } })
+        m.onReceived(now: t0 + .seconds(10))
+        let directives = m.onTick(now: t0 + .seconds(10))
+        #expect(directives.contains(.sendLinked(generation: 1, ok: false, detail:
+            "no link to the ring successor at tcp://127.0.0.1:4000 after 10.0 seconds; no handshake at all: is tcp://127.0.0.1:4000 reachable from this host (the successor's --advertise, a firewall)?")),
+                "\(directives)")
+        // Once.
+        #expect(!m.onTick(now: t0 + .seconds(11)).contains { if case .sendLinked = $0 { true } else { false } })
+        // Up later: the coordinator hears so.
+        #expect(m.onSuccessorLink(ok: true, detail: "", now: t0 + .seconds(12)) == [.sendLinked(generation: 1, ok: true, detail: "")])
     }
 
     @Test func anOlderOrTheSameGenerationIsIgnoredAndANewWelcomeStartsAfresh() {
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
-        _ = m.onGroup(group(3))
-        #expect(m.onGroup(group(3)) == [.ignore("GROUP of generation 3, this worker is already in group 3")])
-        #expect(m.onGroup(group(2)) == [.ignore("GROUP of generation 2, this worker is already in group 3")])
-        #expect(m.onGroup(group(4)) == [.joinGroup(group(4))])
+        _ = m.onGroup(group(3), now: t0)
+        #expect(m.onGroup(group(3), now: t0) == [.ignore("GROUP of generation 3, this worker is already in group 3")])
+        #expect(m.onGroup(group(2), now: t0) == [.ignore("GROUP of generation 2, this worker is already in group 3")])
+        #expect(m.onGroup(group(4), now: t0) == [.joinGroup(group(4))])
         // A restarted coordinator counts from 1 again.
         let restarted = Welcome(runID: 9, workerID: 0, parameterCount: 10, configuration: [])
         #expect(m.onWelcome(restarted) == [.leaveGroup, .configure(workerID: 0, parameterCount: 10)])
         #expect(m.ring == nil)
-        #expect(m.onGroup(group(1)) == [.joinGroup(group(1))])
+        #expect(m.onGroup(group(1), now: t0) == [.joinGroup(group(1))])
     }
 
     @Test func stateIsLoadedOnceForTheCurrentGroupOnly() {
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
         #expect(m.onState(step: 5, generation: 1) == [.ignore("STATE of group 1, this worker is in no group")])
-        _ = m.onGroup(group(2))
+        _ = m.onGroup(group(2), now: t0)
         #expect(m.onState(step: 5, generation: 1) == [.ignore("STATE of group 1, this worker is in group 2")])
         #expect(m.onState(step: 5, generation: 2) == [.loadState(step: 5)])
         #expect(m.onState(step: 6, generation: 2) == [.ignore("a second STATE of group 2 (step 6); the first, of step 5, stands")])
@@ -80,7 +113,7 @@ import WireProtocol
     @Test func ringWorkIsComputedOnlyForTheCurrentGroupAndStep() {
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
-        _ = m.onGroup(group(1))
+        _ = m.onGroup(group(1), now: t0)
         #expect(m.onWork(step: 5, group: 1, now: t0) == [.ignore("WORK of group 1 before its STATE")])
         _ = m.onState(step: 5, generation: 1)
         #expect(m.onWork(step: 5, group: 2, now: t0) == [.ignore("WORK of group 2, this worker is in group 1")])
@@ -138,8 +171,8 @@ import WireProtocol
         var m = member()
         _ = m.onWork(step: 5, group: 1, now: t0)
         _ = m.onWork(step: 6, group: 1, now: t0)
-        #expect(m.onGroup(group(2)) == [.joinGroup(group(2))])
-        #expect(m.ring == WorkerRing(generation: 2, rank: 0, size: 3))
+        #expect(m.onGroup(group(2), now: t0) == [.joinGroup(group(2))])
+        #expect(m.ring?.generation == 2 && m.ring?.step == nil && m.ring?.inFlight == false && m.ring?.heldStep == nil)
         #expect(m.onRingStepComplete(step: 5, now: t0) == [])
         #expect(m.onShardReduced(step: 5, chunk: 1, clipping: false) == [])
     }
@@ -148,7 +181,7 @@ import WireProtocol
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
         #expect(m.route(ringChunkOf: 1) == .drop("a ring chunk of group 1, and this worker is in no group"))
-        _ = m.onGroup(group(2))
+        _ = m.onGroup(group(2), now: t0)
         #expect(m.route(ringChunkOf: 2) == .holdUntilState)
         #expect(m.route(ringChunkOf: 1) == .drop("a ring chunk of group 1, this worker is in group 2"))
         _ = m.onState(step: 0, generation: 2)
