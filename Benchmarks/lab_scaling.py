@@ -118,7 +118,7 @@ def run_point(out, bin_dir, data, rate, n, batch_per_worker, steps, hidden, late
         for i in range(1, n + 1):
             with open(os.path.join(run, f"worker{i}.out"), "w") as wo, open(os.path.join(run, f"worker{i}.err"), "w") as we:
                 workers.append(on_host(i, [os.path.join(bin_dir, "vae-worker"), "join",
-                                           "--coordinator", f"tcp://{host(0)}:{PORT}", "--threads", "1"],
+                                           "--coordinator", f"tcp://{host(0)}:{PORT}", "--threads", "1", "--insecure"],
                                        stdout=wo, stderr=we, env=env))
         try:
             coordinator.wait(timeout=900)
