@@ -424,9 +424,10 @@ extension WorkerStateMachine {
         }
         guard let current = ring.step else { return [.ignore("WORK of group \(group) before its STATE")] }
         if step == current, !ring.inFlight {
+            // Unlike GRAD, DONE does not count as a sign of life here: a ring step's messages go
+            // to the ring, and the coordinator hears a heartbeat every second whatever it is sent.
             ring.inFlight = true
             self.ring = ring
-            lastSent = now
             return [.computeRing(step: step)]
         }
         if step == current + 1, ring.inFlight, ring.heldStep == nil {
@@ -449,7 +450,6 @@ extension WorkerStateMachine {
         if ring.heldStep == step + 1 {
             ring.heldStep = nil
             ring.inFlight = true
-            lastSent = now
             directives = [.computeRing(step: step + 1)]
         }
         self.ring = ring

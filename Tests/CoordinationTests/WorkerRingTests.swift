@@ -177,6 +177,15 @@ import WireProtocol
         #expect(m.onShardReduced(step: 5, chunk: 1, clipping: false) == [])
     }
 
+    @Test func ringStepsDoNotHoldBackTheHeartbeat() {
+        var m = member()
+        m.onReceived(now: t0 + .seconds(1))
+        #expect(m.onWork(step: 5, group: 1, now: t0 + .seconds(1)) == [.computeRing(step: 5)])
+        // DONE was just sent, yet the heartbeat goes out on time: the coordinator hears one every
+        // second while ring steps run.
+        #expect(m.onTick(now: t0 + .milliseconds(1100)) == [.sendHeartbeat(step: 5)])
+    }
+
     @Test func chunksAreDeliveredOnceTheStateIsLoadedAndHeldBeforeIfTheGroupIsCurrent() {
         var m = WorkerStateMachine(now: t0)
         _ = m.onWelcome(welcome)
