@@ -332,7 +332,8 @@ public final class WorkerRuntime {
     /// Handles one message from the coordinator, if one is there.
     private func receive() throws -> WorkerEnding? {
         let limits = Limits(parameterCount: parameterCount)
-        let maxBytes = parameterCount > 0 ? 4 * parameterCount + (64 << 20) : (2 << 20)
+        // The largest message is STATE: the parameters and, in a group of one, two moments as long.
+        let maxBytes = parameterCount > 0 ? 12 * parameterCount + (64 << 20) : (2 << 20)
         let frames: [any FrameBytes]?
         do {
             frames = try transport.receive(maxFrames: 8, maxBytes: maxBytes)
