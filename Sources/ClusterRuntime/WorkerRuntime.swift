@@ -235,7 +235,13 @@ public final class WorkerRuntime {
     /// loopback unless `--insecure`).
     private func bindRing(host: String) throws {
         let security = options.security.map { RingSecurity(keyPair: $0.keyPair, predecessorKey: nil) }
-        let links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: max(parameterCount, 1))
+        let links: RingLinks
+        do {
+            links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: max(parameterCount, 1))
+        } catch let error as ZMQError {
+            let source = options.advertise != nil ? "--advertise \(host)" : "the address this host reaches the coordinator from"
+            throw ClusterError("could not bind the ring endpoint on \(host), \(source) (\(error)): is it a numeric address of this host? Pass --advertise with one that the other workers reach")
+        }
         ringLinks = links
         logger.info("ring endpoint bound", metadata: ["endpoint": "\(links.endpoint)"])
         if options.security == nil, options.insecure, !BindPolicy.isLocal(links.endpoint) {

@@ -147,6 +147,22 @@ import VAECommandLine
         #expect(coordinator.wait(timeout: .seconds(30)) != 0)
         #expect(coordinator.stderr.contains("--insecure"))
     }
+
+    /// A worker's ring endpoint follows the same policy: off loopback without CURVE it needs the
+    /// worker's --insecure (and then binds only an address of this host).
+    @Test func aWorkersNonLoopbackRingEndpointNeedsCurveOrInsecure() throws {
+        let dir = SyntheticData.temporaryDirectory()
+        defer { SyntheticData.cleanup(dir) }
+        let open = try ChildProcess("vae-worker", ["join", "--coordinator", "tcp://127.0.0.1:9", "--advertise", "192.0.2.1",
+                                                   "--coordinator-timeout", "5"], directory: dir, name: "ring-open")
+        #expect(open.wait(timeout: .seconds(30)) != 0)
+        #expect(open.stderr.contains("the ring endpoint") && open.stderr.contains("--insecure"), "\(open.stderr)")
+        // 192.0.2.1 (TEST-NET-1) is no address of this host.
+        let elsewhere = try ChildProcess("vae-worker", ["join", "--coordinator", "tcp://127.0.0.1:9", "--advertise", "192.0.2.1",
+                                                        "--insecure", "--coordinator-timeout", "5"], directory: dir, name: "ring-elsewhere")
+        #expect(elsewhere.wait(timeout: .seconds(30)) != 0)
+        #expect(elsewhere.stderr.contains("could not bind the ring endpoint on 192.0.2.1"), "\(elsewhere.stderr)")
+    }
 }
 
 /// Peers that send garbage or poison.
