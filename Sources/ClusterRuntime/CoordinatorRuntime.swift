@@ -306,6 +306,13 @@ public final class CoordinatorRuntime {
                 }
                 _ = try? transport.send(Message.reject(reason, text), to: peer)
             case .sendWork(let part):
+                // Directives are performed after the events that made them: a later event of the
+                // same batch (a second worker lost in the same tick) may have replaced the step's
+                // parts, and then this send is void.
+                guard machine.currentParts.indices.contains(part.part), machine.currentParts[part.part] == part else {
+                    logger.debug("skipped a superseded send", metadata: ["worker": "\(name(part.peer))", "part": "\(part.part)"])
+                    continue
+                }
                 if part.attempt > 1 {
                     event("part_reissued", ["worker": name(part.peer), "part": "\(part.part)"])
                     record.metrics.reissuedParts.increment()
@@ -356,6 +363,8 @@ public final class CoordinatorRuntime {
             case .applyUpdate(let step, let sampleCount):
                 try applyUpdate(step: step, sampleCount: sampleCount)
             case .formGroup(let generation, let members):
+                // Void if a later event of the same batch already replaced the group.
+                guard machine.group?.generation == generation else { continue }
                 try formGroup(generation: generation, members: members)
             case .acceptDone(let peer, let step, let part):
                 guard let sums = heldSums.removeValue(forKey: PartKey(peer: peer, step: step, part: part)) else {

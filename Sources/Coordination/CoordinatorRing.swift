@@ -57,6 +57,7 @@ extension CoordinatorStateMachine {
         guard let index = ringMessageIndex(from: peer, step: doneStep, generation: generation, what: "DONE", now: now) else {
             return staleRingMessage(from: peer, step: doneStep, generation: generation, what: "DONE", now: now)
         }
+        _ = onMessage(from: peer, now: now)  // a sign of life
         guard parts.indices.contains(part), part == index, parts[part].assignee == peer else {
             return onInvalidMessage(from: peer, reason: "DONE for part \(part) of step \(step), which is not its part", now: now)
         }
@@ -76,6 +77,7 @@ extension CoordinatorStateMachine {
               let group else {
             return staleRingMessage(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now)
         }
+        _ = onMessage(from: peer, now: now)  // a sign of life
         let owned = RingPlan(members: group.members.count, count: 0).ownedChunk(rank: rank)
         guard chunk == owned else {
             return onInvalidMessage(from: peer, reason: "SHARD of chunk \(chunk); member \(rank) of \(group.members.count) owns chunk \(owned)", now: now)

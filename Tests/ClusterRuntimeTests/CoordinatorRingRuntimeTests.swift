@@ -166,4 +166,22 @@ import WireProtocol
             #expect(logged.contains("\"reduced_gradient_suspect\"") && logged.contains("\"step_abandoned\""))
         }
     }
+
+    @Test func twoMembersLostAtOnceLeaveTheThirdToComputeTheStepAlone() throws {
+        try withRingRuntime(workers: 3, steps: 2) { runtime, transport, script, output, _ in
+            let reply = script.reply
+            transport.reply = { [unowned transport] peer, message in
+                // Step 1's WORK to the first member: the other two hang up before theirs.
+                if case .work(let work) = message, work.step == 1, peer == peers[0] {
+                    transport.unreachable = [peers[1], peers[2]]
+                }
+                return reply(peer, message)
+            }
+            _ = try runtime.run(output: output) { _ in }
+            #expect(runtime.state.step == 2)
+            let logged = try String(contentsOf: output.events, encoding: .utf8)
+            #expect(logged.components(separatedBy: "\"step_abandoned\"").count - 1 >= 1, "\(logged)")
+            #expect(script.groups[peers[0]]?.size == 1, "the survivor ends in a group of its own")
+        }
+    }
 }
