@@ -42,6 +42,11 @@ struct RingStepProgress: Sendable {
 /// checks cannot be blamed on anyone from the sum: the step runs again in the star, whose checks
 /// find the worker at fault (or the model diverged).
 extension CoordinatorStateMachine {
+    /// Ring steps in a row whose chunks did not all arrive by the deadline although every link was
+    /// up are tried again with a new group; at this many, the ring is turned off for the
+    /// membership.
+    public static let slowRingStepsAllowed = 3
+
     /// The current ring's size, if the step in flight is a ring step.
     public var ringSize: Int? { ringStep == nil ? nil : group?.members.count }
 
@@ -181,7 +186,14 @@ extension CoordinatorStateMachine {
         let late = parts.filter { !$0.done }.map(\.assignee)
         guard !late.isEmpty else {
             let silent = current.members.filter { !current.linked.contains($0) }.compactMap { name(of: $0) }
-            let which = silent.isEmpty ? "" : "; no link report from \(silent.joined(separator: ", "))"
+            if silent.isEmpty && slowRingSteps + 1 < Self.slowRingStepsAllowed {
+                // Every link is up: the ring was slow (a loaded machine), not broken. Try again.
+                slowRingSteps += 1
+                return abandonStep(reason: "every part of step \(step) was computed but the ring did not deliver its chunks within \(policy.stepDeadline), although every link is up; a new group tries again", now: now)
+            }
+            let which = silent.isEmpty
+                ? " (\(Self.slowRingStepsAllowed) times in a row, with every link up)"
+                : "; no link report from \(silent.joined(separator: ", "))"
             return disableRing(reason: "every part of step \(step) was computed but the ring did not deliver its chunks within \(policy.stepDeadline)\(which): a link between workers is down or too slow", now: now)
         }
         guard !ring.struck else { return [] }
@@ -206,6 +218,7 @@ extension CoordinatorStateMachine {
     /// Ring steps stop for the current membership; the step in flight starts again in the star.
     private mutating func disableRing(reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         ringDisabledFor = workers
+        slowRingSteps = 0
         var directives: [CoordinatorDirective] = [.ringDisabled(reason: reason)]
         if ringStep != nil {
             directives += abandonStep(reason: "the ring is down for this membership; the star computes the step", now: now)

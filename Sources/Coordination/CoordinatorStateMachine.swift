@@ -285,6 +285,8 @@ public struct CoordinatorStateMachine: Sendable {
     /// A membership for which ring steps failed (a link that does not come up): its steps run in
     /// the star until the membership changes.
     var ringDisabledFor: [PeerID]?
+    /// Ring steps in a row that timed out with every link up (`slowRingStepsAllowed`).
+    var slowRingSteps = 0
     /// A step that must run in the star (its ring result failed the checks: the star finds out
     /// whose gradient is at fault).
     var starStep: Int?
@@ -542,6 +544,7 @@ public struct CoordinatorStateMachine: Sendable {
     public mutating func stepApplied(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         precondition(stepInFlight && parts.allSatisfy(\.done), "stepApplied before every part arrived")
         stepInFlight = false
+        if ringStep != nil { slowRingSteps = 0 }
         ringStep = nil
         if starStep == step { starStep = nil }
         step += 1

@@ -149,6 +149,33 @@ import WireProtocol
         #expect(sends(joined).isEmpty, "a newcomer waits for the next step")
     }
 
+    @Test func aSlowRingWithEveryLinkUpIsTriedAgainBeforeTheStarTakesOver() {
+        var (m, _) = started()
+        var now = 0.0
+        var disabled = false
+        var attempts = 0
+        while !disabled && attempts < 10 {
+            let g = m.group!.generation
+            _ = m.onLinked(a, generation: g, ok: true, detail: "", now: at(now))
+            _ = m.onLinked(b, generation: g, ok: true, detail: "", now: at(now))
+            _ = m.onDone(a, step: 0, generation: g, part: 0, sampleCount: 3, now: at(now))
+            _ = m.onDone(b, step: 0, generation: g, part: 1, sampleCount: 3, now: at(now))
+            var d: [CoordinatorDirective] = []
+            for _ in 0..<40 {
+                now += 0.3
+                _ = m.onMessage(from: a, now: at(now))
+                _ = m.onMessage(from: b, now: at(now))
+                d = m.onTick(now: at(now))
+                if !d.isEmpty { break }
+            }
+            attempts += 1
+            disabled = d.contains { if case .ringDisabled = $0 { true } else { false } }
+            if !disabled { #expect(abandoned(d) && groups(d) == [g + 1], "attempt \(attempts): \(d)") }
+        }
+        #expect(disabled && attempts == CoordinatorStateMachine.slowRingStepsAllowed)
+        #expect(m.workers == [a, b], "nobody is blamed for a slow ring")
+    }
+
     @Test func aFailedLinkReportTurnsTheRingOffWithAMessageNamingTheAddress() {
         var (m, _) = started()
         let d = m.onLinked(a, generation: 1, ok: false, detail: "connection refused", now: at(1))
