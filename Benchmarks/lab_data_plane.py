@@ -191,15 +191,33 @@ def run_all(a):
     rate, rate_source = payload_rate(a.out)
     # Measured/guessed step time of the last run of each plane: sizes the next run of that plane.
     correction = {}
-    with open(os.path.join(a.out, "points.jsonl"), "a") as points:
+    started = time.monotonic()
+    failed = 0
+    with open(os.path.join(a.out, "points.jsonl"), "a") as points, \
+            open(os.path.join(a.out, "failures.jsonl"), "a") as failures:
         for k, n in enumerate(ns):
             order = planes if k % 2 == 0 else planes[::-1]
             for plane in order:
+                remaining = a.budget - (time.monotonic() - started)
+                if remaining < 30:
+                    why = f"skipped: the measuring budget of {a.budget:.0f} s was spent"
+                    print(f"{plane} N={n}: {why}", flush=True)
+                    failures.write(json.dumps({"plane": plane, "workers": n, "why": why}) + "\n")
+                    failed += 1
+                    continue
                 guess = guess_step_s(plane, n, a.batch_per_worker, rate) * correction.get(plane, 1.0)
                 steps = int(min(3000, max(20, a.seconds / guess)))
-                timeout = max(180.0, 10 * a.seconds)
+                timeout = min(max(180.0, 10 * a.seconds), remaining + 60)
                 print(f"{plane} N={n}: {steps} steps (about {guess * 1000:.0f} ms each)", file=sys.stderr, flush=True)
-                point = run_point(a.out, a.bin, a.data, plane, n, a.batch_per_worker, steps, not a.no_plane_flag, timeout)
+                try:
+                    point = run_point(a.out, a.bin, a.data, plane, n, a.batch_per_worker, steps, not a.no_plane_flag, timeout)
+                except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
+                    # One plane failing (the ring, while it is new) leaves the other's points.
+                    print(f"{plane} N={n}: FAILED: {e}", flush=True)
+                    failures.write(json.dumps({"plane": plane, "workers": n, "why": str(e)}) + "\n")
+                    failures.flush()
+                    failed += 1
+                    continue
                 measured = a.batch_per_worker * n / point["samples_per_s"]
                 correction[plane] = measured / guess_step_s(plane, n, a.batch_per_worker, rate)
                 points.write(json.dumps(point) + "\n")
@@ -213,10 +231,14 @@ def run_all(a):
                       f"{'PASS' if point['pass'] else 'FAIL'}; communication "
                       f"{'n/a' if ratio is None else f'{ratio:.2f}'} x the all-reduce ideal "
                       f"({point['ideal_communication_ms']:.1f} ms)", flush=True)
+    if failed:
+        sys.exit(f"lab_data_plane: {failed} run(s) failed or skipped (failures.jsonl)")
 
 
 def report(a):
     points = [json.loads(l) for l in open(os.path.join(a.out, "points.jsonl")) if l.strip()]
+    path = os.path.join(a.out, "failures.jsonl")
+    failures = [json.loads(l) for l in open(path) if l.strip()] if os.path.exists(path) else []
     by = {(p["plane"], p["workers"]): p for p in points}
     ns = sorted({p["workers"] for p in points})
     planes = [pl for pl in ("star", "ring") if any(p["plane"] == pl for p in points)]
@@ -262,6 +284,8 @@ def report(a):
                 f"{fmt(p['communication_ms'])} | {p['ideal_communication_ms']:.1f} | "
                 f"{fmt(p['communication_over_ideal'], '{:.2f}')} |")
     lines.append("")
+    if failures:
+        lines += ["Runs without a result:", ""] + [f"- {f['plane']} N={f['workers']}: {f['why']}" for f in failures] + [""]
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
@@ -297,6 +321,8 @@ def report(a):
     parts.append("samples/s " + "; ".join(f"{p['plane']} N={p['workers']} {p['samples_per_s']:.0f}" for p in points))
     if model_used:
         parts.append("model curves from " + os.path.relpath(a.design, os.path.join(HERE, "..")))
+    if failures:
+        parts.append(f"{len(failures)} run(s) without a result: " + ", ".join(f"{f['plane']} N={f['workers']}" for f in failures))
     text = "; ".join(parts)
     if a.note:
         text += "\nnote: " + a.note
@@ -316,6 +342,8 @@ def main():
     r.add_argument("--planes", default="star,ring", help="comma-separated, in the order of the first N")
     r.add_argument("--batch-per-worker", type=int, default=128)
     r.add_argument("--seconds", type=float, default=20, help="rough length of each run")
+    r.add_argument("--budget", type=float, default=780,
+                   help="seconds of measuring at most: runs that would start later are skipped")
     r.add_argument("--no-plane-flag", action="store_true",
                    help="the coordinator has no --data-plane: run without it (only the star then makes sense)")
     q = sub.add_parser("report")
