@@ -231,6 +231,8 @@ def run_all(a):
                       f"{'PASS' if point['pass'] else 'FAIL'}; communication "
                       f"{'n/a' if ratio is None else f'{ratio:.2f}'} x the all-reduce ideal "
                       f"({point['ideal_communication_ms']:.1f} ms)", flush=True)
+    if os.path.getsize(os.path.join(a.out, "failures.jsonl")) == 0:
+        os.remove(os.path.join(a.out, "failures.jsonl"))
     if failed:
         sys.exit(f"lab_data_plane: {failed} run(s) failed or skipped (failures.jsonl)")
 
@@ -249,8 +251,9 @@ def report(a):
         "",
         f"1 Gbit/s per host (tbf), a coordinator on host 0 and one worker per host, MNIST 784-400-20, "
         f"{points[0]['batch_per_worker'] if points else '?'} samples per worker per step. Link bytes are eth0's "
-        "frame counters inside each host's namespace over the whole run (headers, acknowledgements, joins and "
-        "the first parameters included), divided by the steps. Target: each direction of a link at most "
+        "counters inside each host's namespace over the whole run (headers, acknowledgements, joins and "
+        "the first parameters included; with GSO the headers count once per packet of up to 64 KB), divided by "
+        "the steps. Target: each direction of a link at most "
         f"1.1 x 2 x M = {mb(TARGET_FACTOR * M)} MB per step plus its rows (the coordinator's: all of "
         "row_bytes_per_step; a worker's: 1/N of them). Communication = step time - the workers' compute "
         "(summary.json's step_time total_ms - compute_ms); ideal = 2 (N - 1) / N M / R with "
@@ -286,9 +289,6 @@ def report(a):
     lines.append("")
     if failures:
         lines += ["Runs without a result:", ""] + [f"- {f['plane']} N={f['workers']}: {f['why']}" for f in failures] + [""]
-    with open(os.path.join(a.out, "summary.md"), "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
 
     # The picture's data: measured samples/s per plane, and the model's (docs/SCALING.md, "Choosing
     # the next data plane") at 1 Gbit/s with this machine's transport speed, batch 128 only.
@@ -306,13 +306,21 @@ def report(a):
                 for plane in ("star", "ring"):
                     rows.append((f"{plane} (model)", n, float(row[column[plane]])))
                     model_used = True
+    if model_used:
+        lines += ["The picture's dashed lines are the model's (docs/SCALING.md, \"Choosing the next data plane\"; "
+                  f"{os.path.relpath(a.design, os.path.join(HERE, '..'))}): the star and the ring with a sharded update "
+                  "at 1 Gbit/s with this machine's transport speed. The model gives each worker a core of its own; "
+                  f"the lab's workers share this machine's {CORES}.", ""]
+    with open(os.path.join(a.out, "summary.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
     with open(os.path.join(a.out, "plot.csv"), "w") as f:
         f.write("series,workers,samples_per_s\n")
         for s, n, v in rows:
             f.write(f"{s},{n},{v:.1f}\n")
 
     passed = sum(1 for p in points if p["pass"])
-    parts = [f"lab data plane: {len(points)} runs at 1 Gbit/s ({', '.join(planes)}; N = {', '.join(map(str, ns))}), "
+    parts = [f"lab data plane: {len(points)} run(s) at 1 Gbit/s ({', '.join(planes)}; N = {', '.join(map(str, ns))}), "
              f"{passed}/{len(points)} within the link target"]
     if speedups:
         parts.append("ring over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in speedups.items()))
