@@ -36,24 +36,11 @@ export LAB=${LAB:-vaedp}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT:-Benchmarks/results/lab-data-plane-$stamp}
 mkdir -p "$out/runs"
-swift build -c release >&2
-BIN=.build/release
-Benchmarks/machine-info.sh > "$out/machine.json"
-
-note=""
-plane_args=()
-if ! "$BIN/vae-coordinator" start --help 2>&1 | grep -q -- --data-plane; then
-  note="this vae-coordinator has no --data-plane flag (the ring is not built in yet): only the star ran, without the flag"
-  PLANES=star
-  plane_args=(--no-plane-flag)
-  echo "lab-data-plane: $note" >&2
-fi
-
-hosts=$(( $(tr ',' '\n' <<< "$WORKERS" | sort -n | tail -1) + 1 ))
-# The measurements run as a job of their own (a process group, so that a signal to this script
-# stops them too, at once); whatever happens, that job is ended and the lab goes down (which kills
-# every process left in its namespaces: coordinators, workers, transfers).
+# The build and the measurements run as jobs of their own (process groups, so that a signal to
+# this script stops them too, at once); whatever happens, the job is ended and the lab, once up,
+# goes down (which kills every process left in its namespaces: coordinators, workers, transfers).
 job=""
+lab_up=0
 run_job() {
   set -m
   "$@" &
@@ -67,10 +54,25 @@ run_job() {
 cleanup() {
   trap - EXIT INT TERM
   if [ -n "$job" ]; then kill -TERM -- "-$job" 2>/dev/null || true; fi
-  Deploy/lab/lab.sh down || true
+  if [ "$lab_up" = 1 ]; then Deploy/lab/lab.sh down || true; lab_up=0; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+build() { swift build -c release >&2; }
+run_job build
+BIN=.build/release
+Benchmarks/machine-info.sh > "$out/machine.json"
+
+note=""
+plane_args=()
+if ! "$BIN/vae-coordinator" start --help 2>&1 | grep -q -- --data-plane; then
+  note="this vae-coordinator has no --data-plane flag (the ring is not built in yet): only the star ran, without the flag"
+  PLANES=star
+  plane_args=(--no-plane-flag)
+  echo "lab-data-plane: $note" >&2
+fi
+
+hosts=$(( $(tr ',' '\n' <<< "$WORKERS" | sort -n | tail -1) + 1 ))
 measure() {
   # One TCP flow's payload rate through a 1 Gbit/s link (three 250 MB transfers) and the round
   # trip: R of the ideal communication time (without it, the nominal 125e6 B/s).
@@ -81,6 +83,7 @@ measure() {
     --batch-per-worker "$BATCH_PER_WORKER" --seconds "$SECONDS_PER_POINT" ${plane_args[@]+"${plane_args[@]}"} \
     2>&1 | tee -a "$out/log.txt"
 }
+lab_up=1
 Deploy/lab/lab.sh up "$hosts" --rate 1gbit >&2
 status=0
 run_job measure || status=$?
