@@ -18,7 +18,9 @@
 #   (the model's design.csv; default the stored data-plane-design-20261129T115131Z).
 # Output: Benchmarks/results/lab-data-plane-<time>/: points.jsonl (one line per run), runs/ (each
 #   run's summary, metrics, events and logs), calibration.jsonl, plot.csv, summary.md (the table),
-#   summary.txt (the one-line summary), data-plane.png, log.txt, machine.json.
+#   summary.txt (the one-line summary), data-plane.png, log.txt, machine.json, and failures.jsonl
+#   when a run failed or was skipped (the others are still reported; the exit status is then 1).
+#   Measuring stops starting runs after 780 s (lab_data_plane.py --budget), each run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
