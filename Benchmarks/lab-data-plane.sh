@@ -10,7 +10,10 @@
 # ring's speed-up over the star at each N, a table and a picture beside the model's curves
 # (Benchmarks/data_plane_model.py's stored design.csv).
 # A coordinator without --data-plane (before the ring lands) runs the star only, without the flag,
-# and summary.txt says so.
+# and summary.txt says so. Workers get --insecure when they have it (a ring worker binds its ring
+# endpoint on its lab address; the lab is a closed network) and advertise their default address,
+# the lab address they reach the coordinator from; summary.json's ring_steps says how many steps
+# went around the ring.
 #
 # Usage: sudo Benchmarks/lab-data-plane.sh     (about 5 minutes with the defaults; root: namespaces)
 # Environment: WORKERS (default 2,4,8), BATCH_PER_WORKER (128), SECONDS_PER_POINT (20: the rough

@@ -100,7 +100,15 @@ def guess_step_s(plane, n, b, rate):
     return compute + 2 * (n - 1) / n * M / rate + (M + n * b * ROW) / rate
 
 
-def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout):
+def worker_flags(bin_dir):
+    """--insecure when this vae-worker has it: a ring worker binds its ring endpoint on its lab
+    address, which it refuses without CURVE unless told the network is trusted (the lab is closed)."""
+    text = subprocess.run([os.path.join(bin_dir, "vae-worker"), "join", "--help"],
+                          capture_output=True, text=True, timeout=60).stdout
+    return ["--insecure"] if "--insecure" in text else []
+
+
+def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra_worker_args=()):
     run = os.path.join(out, "runs", f"n{n}-{plane}")
     os.makedirs(run, exist_ok=True)
     coordinator_args = [
@@ -131,7 +139,8 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout):
         for i in range(1, n + 1):
             with open(os.path.join(run, f"worker{i}.out"), "w") as wo, open(os.path.join(run, f"worker{i}.err"), "w") as we:
                 workers.append(on_host(i, [os.path.join(bin_dir, "vae-worker"), "join",
-                                           "--coordinator", f"tcp://{host(0)}:{PORT}", "--threads", "1"],
+                                           "--coordinator", f"tcp://{host(0)}:{PORT}", "--threads", "1",
+                                           *extra_worker_args],
                                        stdout=wo, stderr=we, env=env))
         try:
             coordinator.wait(timeout=timeout)
@@ -167,6 +176,7 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout):
         "plane": plane, "workers": n, "plane_flag": plane_flag, "batch_per_worker": b, "global_batch": b * n,
         "max_steps": steps, "steps": done, "wall_s": wall, "train_seconds": summary.get("train_seconds"),
         "samples_per_s": summary["samples_per_s"], "step_time_ms": t,
+        "data_plane_summary": summary.get("data_plane"), "ring_steps": summary.get("ring_steps"),
         "bytes_per_step_summary": summary.get("bytes_per_step"), "row_bytes_per_step": summary.get("row_bytes_per_step"),
         "link_bytes_per_step": {host(i): per_step[i] for i in hosts},
         "coordinator_link_bytes_per_step": coordinator_link, "max_worker_link_bytes_per_step": max_worker,
@@ -188,6 +198,7 @@ def run_all(a):
     planes = [p for p in a.planes.split(",") if p]
     ns = [int(x) for x in a.workers.split(",") if x]
     rate, rate_source = payload_rate(a.out)
+    extra = worker_flags(a.bin)
     # Measured/guessed step time of the last run of each plane: sizes the next run of that plane.
     correction = {}
     started = time.monotonic()
@@ -209,7 +220,7 @@ def run_all(a):
                 timeout = min(max(180.0, 10 * a.seconds), remaining + 60)
                 print(f"{plane} N={n}: {steps} steps (about {guess * 1000:.0f} ms each)", file=sys.stderr, flush=True)
                 try:
-                    point = run_point(a.out, a.bin, a.data, plane, n, a.batch_per_worker, steps, not a.no_plane_flag, timeout)
+                    point = run_point(a.out, a.bin, a.data, plane, n, a.batch_per_worker, steps, not a.no_plane_flag, timeout, extra)
                 except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
                     # One plane failing (the ring, while it is new) leaves the other's points.
                     print(f"{plane} N={n}: FAILED: {e}", flush=True)
@@ -229,7 +240,9 @@ def run_all(a):
                       f"each way): "
                       f"{'PASS' if point['pass'] else 'FAIL'}; communication "
                       f"{'n/a' if ratio is None else f'{ratio:.2f}'} x the all-reduce ideal "
-                      f"({point['ideal_communication_ms']:.1f} ms)", flush=True)
+                      f"({point['ideal_communication_ms']:.1f} ms)"
+                      + (f"; {point['ring_steps']} of {point['steps']} steps went around the ring"
+                         if point["ring_steps"] is not None else ""), flush=True)
     if os.path.getsize(os.path.join(a.out, "failures.jsonl")) == 0:
         os.remove(os.path.join(a.out, "failures.jsonl"))
     if failed:
@@ -262,8 +275,8 @@ def report(a):
     if a.note:
         lines += [f"**Note:** {a.note}", ""]
     lines += [
-        "| N | plane | samples/s | speed-up (ring/star) | step (ms) | compute (ms) | coordinator link MB/step (sent / received) | max worker link MB/step (sent / received) | target MB/step, each way | pass | communication (ms) | ideal (ms) | communication / ideal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | plane | ring steps | samples/s | speed-up (ring/star) | step (ms) | compute (ms) | coordinator link MB/step (sent / received) | max worker link MB/step (sent / received) | target MB/step, each way | pass | communication (ms) | ideal (ms) | communication / ideal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     speedups = {}
     for n in ns:
@@ -277,14 +290,20 @@ def report(a):
             t = p["step_time_ms"] or {}
             c, w = p["coordinator_link_bytes_per_step"], p["max_worker_link_bytes_per_step"]
             fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
+            ring = "" if p.get("ring_steps") is None else f"{p['ring_steps']}/{p['steps']}"
             lines.append(
-                f"| {n} | {plane} | {p['samples_per_s']:.0f} | "
+                f"| {n} | {plane} | {ring} | {p['samples_per_s']:.0f} | "
                 f"{f'{speedups[n]:.2f}x' if plane == 'ring' and n in speedups else ''} | "
                 f"{fmt(t.get('total_ms'))} | {fmt(t.get('compute_ms'))} | {mb(c['sent'])} / {mb(c['received'])} | "
                 f"{mb(w['sent'])} / {mb(w['received'])} | {mb(p['target_link_bytes_per_step'])} | {'pass' if p['pass'] else 'FAIL'} | "
                 f"{fmt(p['communication_ms'])} | {p['ideal_communication_ms']:.1f} | "
                 f"{fmt(p['communication_over_ideal'], '{:.2f}')} |")
     lines.append("")
+    partial = [p for p in points if p["plane"] == "ring" and p.get("ring_steps") is not None and p["ring_steps"] < p["steps"]]
+    if partial:
+        lines += ["Ring runs in which some steps went through the star (a step with fewer samples than "
+                  "workers, a worker without a ring endpoint, a broken ring; see the run's events.jsonl): "
+                  + ", ".join(f"N={p['workers']} ({p['ring_steps']} of {p['steps']} ring steps)" for p in partial), ""]
     if failures:
         lines += ["Runs without a result:", ""] + [f"- {f['plane']} N={f['workers']}: {f['why']}" for f in failures] + [""]
 
@@ -327,6 +346,9 @@ def report(a):
     parts.append("samples/s " + "; ".join(f"{p['plane']} N={p['workers']} {p['samples_per_s']:.0f}" for p in points))
     if model_used:
         parts.append("model curves from " + os.path.relpath(a.design, os.path.join(HERE, "..")))
+    if partial:
+        parts.append("ring runs with star steps: " + ", ".join(
+            f"N={p['workers']} {p['ring_steps']}/{p['steps']}" for p in partial))
     if failures:
         parts.append(f"{len(failures)} run(s) without a result: " + ", ".join(f"{f['plane']} N={f['workers']}" for f in failures))
     text = "; ".join(parts)
