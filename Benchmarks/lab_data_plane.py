@@ -116,7 +116,9 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
         "--bind", f"tcp://{address(0)}:{PORT}", "--insecure", "--workers", str(n),
         "--data", data, "--hidden", "400", "--latent", "20",
         "--batch", str(b * n), "--max-steps", str(steps), "--epochs", "1000", "--seed", "1",
-        "--no-tensorboard", "--heartbeat-timeout", "60", "--step-deadline", "120", "--join-timeout", "120",
+        # A step takes well under a second here; a short deadline bounds what a broken ring costs
+        # before the coordinator gives the steps to the star (it waits one deadline).
+        "--no-tensorboard", "--heartbeat-timeout", "30", "--step-deadline", "30", "--join-timeout", "120",
         "--out", os.path.join(run, "out"),
     ]
     if plane_flag:
@@ -229,7 +231,9 @@ def run_all(a):
                     failed += 1
                     continue
                 measured = a.batch_per_worker * n / point["samples_per_s"]
-                correction[plane] = measured / guess_step_s(plane, n, a.batch_per_worker, rate)
+                # Bounded: one slow run (a ring that fell back to the star after a deadline) must
+                # not shrink the next runs of its plane to nothing.
+                correction[plane] = min(4.0, max(0.25, measured / guess_step_s(plane, n, a.batch_per_worker, rate)))
                 points.write(json.dumps(point) + "\n")
                 points.flush()
                 c, w = point["coordinator_link_bytes_per_step"], point["max_worker_link_bytes_per_step"]
