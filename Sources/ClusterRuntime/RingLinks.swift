@@ -74,10 +74,14 @@ final class RingLinks {
         authenticator?.allowed = Set([key].compactMap { $0 }.map(\.bytes))
     }
 
-    /// Takes chunks of at most `maxFloats` floats from now on.
+    /// Takes chunks of at most `maxFloats` floats from now on: larger ones are drained and
+    /// refused as they are received. The socket's own limit (`ZMQ_MAXMSGSIZE`) stays the one set
+    /// at `init`: libzmq copies it into each connection when the connection is made, so lowering
+    /// it here would not reach a predecessor already connected, and raising it would not either
+    /// (a predecessor that connects before its successor has read its GROUP kept the bind-time
+    /// limit, and libzmq dropped its first large chunk with the connection: found in the lab).
     func setMaxFloats(_ maxFloats: Int) throws {
         limits = RingChunkLimits(maxFloats: maxFloats)
-        try inbound.setOption(.maxMessageSize, Int64(4 * maxFloats + RingChunkHeader.byteCount + (64 << 10)))
     }
 
     /// Connects to the successor at `endpoint`, authenticating it by `serverKey` with CURVE; the

@@ -141,6 +141,9 @@ public final class WorkerRuntime {
     var heldState: TrainingStateMessage?
     /// Chunks of the current group that came before its STATE.
     var chunksBeforeState: [RingChunk] = []
+    /// Ring chunks of a group newer than this worker's, kept until its GROUP comes: at most
+    /// `4 x parameters` floats (two steps of reduce-scatter and all-gather).
+    var chunksBeforeGroup: [RingChunk] = []
     /// The next ring step's WORK, held while the current step runs.
     var ringWork: [Int: Work] = [:]
     /// The samples of the ring step in progress (the reduced gradient is divided by it).
@@ -237,7 +240,7 @@ public final class WorkerRuntime {
         let security = options.security.map { RingSecurity(keyPair: $0.keyPair, predecessorKey: nil) }
         let links: RingLinks
         do {
-            links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: max(parameterCount, 1))
+            links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: Self.maxRingSocketFloats)
         } catch let error as ZMQError {
             let source = options.advertise != nil ? "--advertise \(host)" : "the address this host reaches the coordinator from"
             throw ClusterError("could not bind the ring endpoint on \(host), \(source) (\(error)): is it a numeric address of this host? Pass --advertise with one that the other workers reach")
@@ -292,6 +295,13 @@ public final class WorkerRuntime {
                     chunksBeforeState.append(chunk)
                 } else {
                     logger.warning("refused a ring chunk", metadata: ["reason": "more than \(limit) chunks before the group's STATE"])
+                }
+            case .holdUntilGroup:
+                let held = chunksBeforeGroup.reduce(0) { $0 + Int($1.header.count) }
+                if held + Int(chunk.header.count) <= 4 * parameterCount {
+                    chunksBeforeGroup.append(chunk)
+                } else {
+                    logger.warning("refused a ring chunk", metadata: ["reason": "more than \(4 * parameterCount) floats of chunks before this worker's GROUP"])
                 }
             case .drop(let reason):
                 logger.info("dropped a ring chunk", metadata: ["reason": "\(reason)"])
@@ -497,6 +507,7 @@ public final class WorkerRuntime {
         BLAS.setThreads(1)
         parameterCount = count
         leaveGroup()
+        chunksBeforeGroup = []  // a new run numbers its groups afresh
         trainingState = TrainingState(configuration: c.training, layout: layout)
         try ringLinks?.setMaxFloats(count)
         parameters = [Float](repeating: 0, count: count)
@@ -544,11 +555,20 @@ public final class WorkerRuntime {
 
     // MARK: The ring
 
+    /// The ring socket's own message limit, in floats (2 GiB, as the coordinator link's): it is
+    /// bound before the run's size is known, and libzmq fixes a connection's limit when the
+    /// connection is made. Chunks beyond the group's largest are refused on receipt
+    /// (`RingLinks.setMaxFloats`).
+    static let maxRingSocketFloats = 1 << 29
+
     /// Joins `group`: the previous group's ring step and chunks are dropped, the inbound link
     /// admits only the predecessor (with CURVE), and the successor is connected unless it is the
     /// one already connected (whose link, if up, is reported up at once).
     private func join(_ group: Group) throws -> WorkerEnding? {
         leaveGroup()
+        // Chunks that came before this GROUP: this group's wait for its STATE, older ones go.
+        chunksBeforeState = chunksBeforeGroup.filter { $0.header.group == group.generation }
+        chunksBeforeGroup.removeAll { $0.header.group <= group.generation }
         guard let links = ringLinks else { throw ClusterError("internal: GROUP for a worker without a ring endpoint") }
         let plan = RingPlan(members: Int(group.size), count: parameterCount)
         self.group = group

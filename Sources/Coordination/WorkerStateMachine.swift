@@ -352,6 +352,9 @@ public enum WorkerRingChunkRoute: Sendable, Equatable {
     /// Keep it until the group's STATE starts the ring: it is from the current group, whose
     /// members may start before this one has its STATE.
     case holdUntilState
+    /// Keep it until this worker's GROUP for its generation comes (or a later one drops it): it is
+    /// from a group newer than the one this worker knows.
+    case holdUntilGroup
     /// Drop it, logging why.
     case drop(String)
 }
@@ -484,9 +487,12 @@ extension WorkerStateMachine {
     }
 
     /// A ring chunk labelled with group `generation` arrived: to the ring step once it runs; held
-    /// when it is the current group's and its STATE has not come yet; dropped otherwise.
+    /// when it is the current group's and its STATE has not come yet, or of a newer group than
+    /// this worker has heard of (its predecessor read its GROUP first: the coordinator sends every
+    /// member its GROUP at once, and nothing orders their arrival); dropped otherwise.
     public func route(ringChunkOf generation: UInt32) -> WorkerRingChunkRoute {
-        guard state == .joined, let ring else { return .drop("a ring chunk of group \(generation), and this worker is in no group") }
+        guard state == .joined else { return .drop("a ring chunk of group \(generation) before this worker joined the run") }
+        guard let ring, generation <= ring.generation else { return .holdUntilGroup }
         if ring.step != nil { return .deliver }
         guard ring.generation == generation else {
             return .drop("a ring chunk of group \(generation), this worker is in group \(ring.generation)")

@@ -186,11 +186,14 @@ import WireProtocol
         #expect(m.onTick(now: t0 + .milliseconds(1100)) == [.sendHeartbeat(step: 5)])
     }
 
-    @Test func chunksAreDeliveredOnceTheStateIsLoadedAndHeldBeforeIfTheGroupIsCurrent() {
+    @Test func chunksAreDeliveredOnceTheStateIsLoadedAndHeldBeforeIfTheGroupIsCurrentOrNewer() {
         var m = WorkerStateMachine(now: t0)
+        #expect(m.route(ringChunkOf: 1) == .drop("a ring chunk of group 1 before this worker joined the run"))
         _ = m.onWelcome(welcome)
-        #expect(m.route(ringChunkOf: 1) == .drop("a ring chunk of group 1, and this worker is in no group"))
+        // The predecessor read its GROUP first.
+        #expect(m.route(ringChunkOf: 1) == .holdUntilGroup)
         _ = m.onGroup(group(2), now: t0)
+        #expect(m.route(ringChunkOf: 3) == .holdUntilGroup)
         #expect(m.route(ringChunkOf: 2) == .holdUntilState)
         #expect(m.route(ringChunkOf: 1) == .drop("a ring chunk of group 1, this worker is in group 2"))
         _ = m.onState(step: 0, generation: 2)

@@ -171,6 +171,29 @@ import VAECommandLine
         #expect(worst <= 1e-5 * scale, "largest parameter difference \(worst) (scale \(scale)) with \(n) workers, \(plane)")
     }
 
+    /// The first ring step goes through at once, with chunks larger than libzmq's message limit
+    /// at the moment a worker binds its ring endpoint (before the run's size is known): a
+    /// predecessor may connect, and send its first chunks, before its successor has read its
+    /// GROUP; the connection keeps the limit it was made with, and the successor holds chunks of
+    /// a group it has not heard of yet.
+    @Test func theFirstRingStepGoesThroughWhenAPredecessorStartsBeforeItsSuccessorHasItsGroup() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = ["--data", train, "--test-data", test, "--hidden", "1500", "--latent", "3", "--batch", "32", "--seed", "5",
+                         "--max-steps", "4", "--epochs", "1"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 3, in: dir)
+        let workers = try Self.workers(3, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect(summary["ring_steps"] as? Int == 4, "\(summary)")
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        #expect(!events.contains("step_abandoned"), "\(events)")
+        // Each of the 3 chunks is above the bind-time limit of one float + a header + 64 KiB.
+        #expect((summary["parameter_count"] as? Int ?? 0) * 4 / 3 > 4 + 31 + (64 << 10), "\(summary)")
+    }
+
     /// Rows travel at most once: over two epochs, the coordinator's bytes per step drop after the
     /// first (its workers hold the rows of the samples they are given again), and training ends
     /// where single-process training does.
