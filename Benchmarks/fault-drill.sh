@@ -194,7 +194,12 @@ if [ "$mode" = lab ]; then
 else
   echo "one host: coordinator and workers over ipc; the undisturbed run with --local-workers 3"
 fi
-echo "data plane: $data_plane; ring groups formed: $(cat "$out"/coordinator-*.log | grep -c 'ring group formed' || true) (undisturbed run: $( { cat "$out/calm.log" 2>/dev/null || true; } | grep -c 'ring group formed' || true))"
+if "$bin/vae-worker" join --help 2>&1 | grep -q -- '--advertise'; then
+  ring_workers="each worker advertises a ring endpoint"
+else
+  ring_workers="this vae-worker advertises no ring endpoint (it has no --advertise), so the star carries every step"
+fi
+echo "data plane: $data_plane; $ring_workers; ring groups formed: $(cat "$out"/coordinator-*.log | grep -c 'ring group formed' || true) (undisturbed run: $( { cat "$out/calm.log" 2>/dev/null || true; } | grep -c 'ring group formed' || true))"
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

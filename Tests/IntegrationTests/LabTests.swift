@@ -174,6 +174,12 @@ struct LabTests {
         #expect(gradients > 0, "\(done)")
         let summary = try StopAndResumeTests.summary(out)
         #expect(summary["steps"] as? Int == steps)
+        let lost = HardeningTests.events(out, named: "worker_lost").first { $0["worker"] as? String == killedName }
+        let joined = HardeningTests.events(out, named: "worker_joined").first { $0["worker"] as? String == replacementName }
+        print("lab drill: \(killedName) lost at step \(lost?["step"] ?? "?") (\(lost?["reason"] ?? "?")), "
+              + "\(replacementName) joined at step \(joined?["step"] ?? "?") and computed \(gradients) gradients; "
+              + "\(HardeningTests.events(out, named: "paused").count) pause(s), "
+              + "\(HardeningTests.events(out, named: "part_reissued").count) part(s) re-issued")
 
         // Every epoch used every sample exactly once (coverage.jsonl: the accepted parts).
         struct Entry: Decodable { let start: Int, step: Int, epoch: Int, from: Int, to: Int }
