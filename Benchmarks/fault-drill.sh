@@ -199,7 +199,20 @@ if "$bin/vae-worker" join --help 2>&1 | grep -q -- '--advertise'; then
 else
   ring_workers="this vae-worker advertises no ring endpoint (it has no --advertise), so the star carries every step"
 fi
-echo "data plane: $data_plane; $ring_workers; ring groups formed: $(cat "$out"/coordinator-*.log | grep -c 'ring group formed' || true) (undisturbed run: $( { cat "$out/calm.log" 2>/dev/null || true; } | grep -c 'ring group formed' || true))"
+echo "data plane: $data_plane; $ring_workers"
+# What the ring did (events.jsonl, summary.json's ring_steps where the coordinator writes it).
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+for run in ("calm", "drill"):
+    events = [json.loads(l) for l in open(f"{out}/{run}/events.jsonl")] if os.path.exists(f"{out}/{run}/events.jsonl") else []
+    count = lambda name: sum(e["event"] == name for e in events)
+    summary = json.load(open(f"{out}/{run}/summary.json"))
+    ring_steps = summary.get("ring_steps")
+    steps = ("" if ring_steps is None else f"{ring_steps} of {summary['steps']} steps by the ring, ")
+    print(f"{'undisturbed' if run == 'calm' else 'drill'} run: {steps}{count('group_formed')} ring group(s) formed, "
+          f"{count('ring_disabled')} time(s) the ring was turned off for a membership")
+PY
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -219,7 +232,7 @@ def act(name):
     return next(a["time"] for a in actions if a["action"] == name)
 kill1 = act("SIGKILL w1")
 lost1 = first(lambda w, x: x.startswith("worker_lost") and "w1" in x, kill1)
-rec1 = first(lambda w, x: x.startswith("step_recovered"), lost1)
+rec1 = first(lambda w, x: x.startswith("step_recovered"), kill1)
 stop2 = act("SIGSTOP w2")
 reissue2 = first(lambda w, x: x.startswith("part_reissued"), stop2)
 rec2 = first(lambda w, x: x.startswith("step_recovered"), reissue2)
