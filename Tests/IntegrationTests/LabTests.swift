@@ -179,7 +179,9 @@ struct LabTests {
         print("lab drill: \(killedName) lost at step \(lost?["step"] ?? "?") (\(lost?["reason"] ?? "?")), "
               + "\(replacementName) joined at step \(joined?["step"] ?? "?") and computed \(gradients) gradients; "
               + "\(HardeningTests.events(out, named: "paused").count) pause(s), "
-              + "\(HardeningTests.events(out, named: "part_reissued").count) part(s) re-issued")
+              + "\(HardeningTests.events(out, named: "part_reissued").count) part(s) re-issued, "
+              + "\(HardeningTests.events(out, named: "step_abandoned").count) step(s) abandoned and run again; "
+              + "ring steps: \(summary["ring_steps"] ?? "none"), ring turned off \(HardeningTests.events(out, named: "ring_disabled").count) time(s)")
 
         // Every epoch used every sample exactly once (coverage.jsonl: the accepted parts).
         struct Entry: Decodable { let start: Int, step: Int, epoch: Int, from: Int, to: Int }
