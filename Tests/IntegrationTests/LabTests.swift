@@ -107,6 +107,93 @@ struct LabTests {
         #expect(bytesPerStep > 0 && Double(moved) >= bytesPerStep * Double(steps), "\(moved) bytes on the link, \(bytesPerStep) x \(steps) reported")
     }
 
+    /// The CI version of `Benchmarks/fault-drill.sh --lab` (docs/RELIABILITY.md): a coordinator on
+    /// host 0 over tcp and a worker on each of hosts 1 and 2; the worker on host 1 is killed with
+    /// SIGKILL mid-run and a replacement is started on host 1. The run ends with status 0, every
+    /// epoch used each sample exactly once, and the replacement computed part of it.
+    @Test func aWorkerKilledOnItsLabHostIsReplacedAndEveryEpochIsCoveredExactly() throws {
+        let samples = 2048, batch = 32, epochs = 3
+        let steps = epochs * samples / batch
+        let (dir, train, test) = SyntheticData.dataset(trainCount: samples)
+        defer { SyntheticData.cleanup(dir) }
+        let binaries = try #require(ChildProcess.binaries)
+        let workerBinary = binaries.appendingPathComponent("vae-worker").path
+        // A vae-worker with ring steps binds a ring endpoint on its host's address, which without
+        // CURVE needs --insecure (and --advertise names the address); one without them has none.
+        let help = try ChildProcess("vae-worker", ["join", "--help"], directory: dir, name: "worker-help")
+        #expect(help.wait(timeout: .seconds(30)) == 0)
+        let ringWorker = (help.stdout + help.stderr).contains("--advertise")
+        let lab = try Lab(hosts: 3, rate: "1gbit")
+        defer { lab.down() }
+        let out = dir.appendingPathComponent("run")
+        // --min-workers 2: once the killed worker is declared lost the run pauses until the
+        // replacement has joined, so the replacement always takes part, however fast the steps.
+        let coordinator = try lab.run(
+            on: 0, binaries.appendingPathComponent("vae-coordinator").path,
+            ["start", "--bind", "tcp://\(lab.address(0)):5555", "--insecure", "--workers", "2", "--min-workers", "2",
+             "--join-timeout", "60", "--coverage-log", "--checkpoint-every", "10",
+             "--heartbeat-timeout", "2", "--step-deadline", "1.5", "--max-strikes", "3",
+             "--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "\(batch)",
+             "--epochs", "\(epochs)", "--seed", "5", "--out", out.path],
+            directory: dir, name: "coordinator")
+        #expect(coordinator.waitForOutput(containing: "coordinator at ", timeout: .seconds(120)) != nil, "\(coordinator.stderr)")
+        // No --name: a worker is named "HOST:PID" by its hostname (its host's) and its process id.
+        func worker(on index: Int, _ name: String) throws -> ChildProcess {
+            try lab.run(on: index, workerBinary,
+                        ["join", "--coordinator", "tcp://\(lab.host(0)):5555", "--rejoin-after", "1", "--coordinator-timeout", "60"]
+                            + (ringWorker ? ["--advertise", lab.address(index), "--insecure"] : []),
+                        directory: dir, name: name)
+        }
+        let killed = try worker(on: 1, "worker-1"), survivor = try worker(on: 2, "worker-2")
+
+        // Mid-run: after the step-30 checkpoint (of 192 steps), both workers having joined.
+        #expect(FaultToleranceTests.waitForStep(30, in: out, timeout: .seconds(120)), "no progress: \(coordinator.stderr)")
+        // lab.sh exec ends in nsenter, which execs the worker without forking: the pid is the
+        // worker's own, so SIGKILL reaches it and not a wrapper.
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(killed.process.pid)/exe")
+        #expect(executable.hasSuffix("/vae-worker"), "\(killed.process.pid) is \(executable)")
+        killed.process.send(SIGKILL)
+        #expect(killed.wait(timeout: .seconds(30)) == 128 + SIGKILL)
+        let replacement = try worker(on: 1, "worker-1-replacement")
+
+        #expect(coordinator.wait(timeout: .seconds(120)) == 0, "\(coordinator.stdout)\n\(coordinator.stderr)")
+        #expect(survivor.wait(timeout: .seconds(60)) == 0, "\(survivor.stderr)")
+        #expect(replacement.wait(timeout: .seconds(60)) == 0, "\(replacement.stderr)")
+
+        // The killed worker (named by its host and its pid) was declared lost; the replacement
+        // joined from host 1 and computed gradients.
+        let killedName = "\(lab.host(1)):\(killed.process.pid)"
+        let replacementName = "\(lab.host(1)):\(replacement.process.pid)"
+        #expect(HardeningTests.events(out, named: "worker_lost").contains { $0["worker"] as? String == killedName },
+                "\(HardeningTests.events(out, named: "worker_lost"))")
+        #expect(HardeningTests.events(out, named: "worker_joined").contains { $0["worker"] as? String == replacementName },
+                "\(HardeningTests.events(out, named: "worker_joined"))")
+        let done = try #require(replacement.stdout.split(separator: "\n").first { $0.hasPrefix("done: training finished at step \(steps)") },
+                                "\(replacement.stdout)")
+        let gradients = Int(done.split(separator: "; ").last?.split(separator: " ").first ?? "") ?? 0
+        #expect(gradients > 0, "\(done)")
+        let summary = try StopAndResumeTests.summary(out)
+        #expect(summary["steps"] as? Int == steps)
+        let lost = HardeningTests.events(out, named: "worker_lost").first { $0["worker"] as? String == killedName }
+        let joined = HardeningTests.events(out, named: "worker_joined").first { $0["worker"] as? String == replacementName }
+        print("lab drill: \(killedName) lost at step \(lost?["step"] ?? "?") (\(lost?["reason"] ?? "?")), "
+              + "\(replacementName) joined at step \(joined?["step"] ?? "?") and computed \(gradients) gradients; "
+              + "\(HardeningTests.events(out, named: "paused").count) pause(s), "
+              + "\(HardeningTests.events(out, named: "part_reissued").count) part(s) re-issued, "
+              + "\(HardeningTests.events(out, named: "step_abandoned").count) step(s) abandoned and run again; "
+              + "ring steps: \(summary["ring_steps"] ?? "none"), ring turned off \(HardeningTests.events(out, named: "ring_disabled").count) time(s)")
+
+        // Every epoch used every sample exactly once (coverage.jsonl: the accepted parts).
+        struct Entry: Decodable { let start: Int, step: Int, epoch: Int, from: Int, to: Int }
+        let entries = try String(contentsOf: out.appendingPathComponent("coverage.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONDecoder().decode(Entry.self, from: Data($0.utf8)) }
+        #expect(Set(entries.map(\.step)) == Set(0..<steps))
+        for epoch in 0..<epochs {
+            let positions = entries.filter { $0.epoch == epoch }.flatMap { Array($0.from..<$0.to) }.sorted()
+            #expect(positions == Array(0..<samples), "epoch \(epoch): \(positions.count) positions")
+        }
+    }
+
     @Test func downLeavesNothingAndUpRemovesWhatACrashedUpLeft() throws {
         let dir = SyntheticData.temporaryDirectory()
         defer { SyntheticData.cleanup(dir) }
