@@ -51,6 +51,9 @@ public final class CoordinatorRuntime {
     /// `.acceptShard`.
     var heldSums: [PartKey: GradientSums] = [:]
     var heldShard: (key: PartKey, payload: FloatPayload)?
+    /// A ring step's reduced gradient while the coordinator applies it (swapped out of the
+    /// accumulator, so that the next step can start first).
+    var ringGradient: [Float]
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
     var referee: VAEEngine?
     var accumulator: StepAccumulator
@@ -110,6 +113,7 @@ public final class CoordinatorRuntime {
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
+        ringGradient = [Float](repeating: 0, count: layout.count)
         welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
         transport = try makeTransport(layout.count)
         if options.insecure && options.security == nil {
@@ -579,18 +583,43 @@ public final class CoordinatorRuntime {
             }
         }
         ringSteps += 1
-        try applyUpdate(step: step, sampleCount: sampleCount, normChunks: chunks)
+        precondition(accumulator.isComplete, "applyRingUpdate before every part's sums were in")
+        let stepSums = accumulator.lossSums(sampleCount: sampleCount)
+        try progress.add(stepSums, step: step)
+        let stepStarted = timer.stepStarted
+        timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
+        // The reduced gradient leaves the accumulator (a buffer swap), which the next step reuses.
+        swap(&accumulator.sum, &ringGradient)
+        accumulator.end()
+        // The members updated their own chunks already: the next step's WORK need not wait for
+        // this copy's update, unless what comes next reads the updated state (a new group's
+        // STATE, an epoch's evaluation, the end of the run).
+        let next = machine.stepApplied(now: .now)
+        // (A star step's PARAMS are this copy: those must wait.)
+        let sendFirst = next.allSatisfy { if case .sendWork(let part) = $0 { part.group > 0 } else { false } }
+        if sendFirst { try perform(next) }
+        state.applyUpdate(summedGradient: &ringGradient, sampleCount: sampleCount, normChunks: chunks)
+        timer.endUpdate(now: .now)
+        try recordStep(stepSums, stepStarted: stepStarted)
+        if !sendFirst { try perform(next) }
     }
 
     /// Takes the optimizer step from the summed parts, records the step, checkpoints if due.
-    private func applyUpdate(step: Int, sampleCount: Int, normChunks: [Range<Int>]? = nil) throws {
+    private func applyUpdate(step: Int, sampleCount: Int) throws {
         precondition(accumulator.isComplete, "applyUpdate before every part was summed")
         let stepSums = accumulator.lossSums(sampleCount: sampleCount)
         try progress.add(stepSums, step: step)
+        let stepStarted = timer.stepStarted
         timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
-        state.applyUpdate(summedGradient: &accumulator.sum, sampleCount: sampleCount, normChunks: normChunks)
+        state.applyUpdate(summedGradient: &accumulator.sum, sampleCount: sampleCount)
         timer.endUpdate(now: .now)
         accumulator.end()
+        try recordStep(stepSums, stepStarted: stepStarted)
+        try perform(machine.stepApplied(now: .now))
+    }
+
+    /// After a step's update: the checkpoint if one is due, the step's metrics and progress.
+    private func recordStep(_ stepSums: LossSums, stepStarted: ContinuousClock.Instant) throws {
         let now = ContinuousClock.now
         // The last step of an epoch is checkpointed by completeEpoch, once the epoch is counted.
         if state.step % plan.stepsPerEpoch != 0, progress.checkpointDue(afterStep: state.step, endsEpoch: false, now: now) {
@@ -598,7 +627,7 @@ public final class CoordinatorRuntime {
         }
         let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
         let rate = progress.epochRate(now: now)
-        recordStepMetrics(stepSums, samplesPerSecond: rate, now: now)
+        recordStepMetrics(stepSums, samplesPerSecond: rate, duration: now - stepStarted)
         if let output, output.metricsEvery > 0, state.step % output.metricsEvery == 0 {
             let breakdown = timer.windowBreakdown(seconds: progress.window.seconds)
             try output.append(progress.closeWindow(state: state, epoch: epochOfLastStep,
@@ -607,10 +636,9 @@ public final class CoordinatorRuntime {
         onStep(StepProgress(epoch: epochOfLastStep, epochs: configuration.epochs,
                             stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
                             secondsLeft: Double((plan.stepsPerEpoch - inEpoch) * configuration.batchSize) / max(rate, 1e-9)))
-        try perform(machine.stepApplied(now: .now))
     }
 
-    private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double, now: ContinuousClock.Instant) {
+    private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double, duration: Duration) {
         let metrics = record.metrics
         metrics.step.record(state.step)
         metrics.epoch.record(epochOfLastStep)
@@ -619,7 +647,7 @@ public final class CoordinatorRuntime {
         metrics.distortion.record(sums.meanDistortion)
         metrics.samples.increment(by: sums.samples)
         metrics.samplesPerSecond.record(samplesPerSecond)
-        metrics.stepDuration.recordNanoseconds((now - timer.stepStarted).nanoseconds)
+        metrics.stepDuration.recordNanoseconds(duration.nanoseconds)
     }
 
     /// Reports the epoch in progress (evaluated on the test set unless not `evaluate`) and
