@@ -234,13 +234,14 @@ kill1 = act("SIGKILL w1")
 lost1 = first(lambda w, x: x.startswith("worker_lost") and "w1" in x, kill1)
 rec1 = first(lambda w, x: x.startswith("step_recovered"), kill1)
 stop2 = act("SIGSTOP w2")
-reissue2 = first(lambda w, x: x.startswith("part_reissued"), stop2)
+# The star re-issues the stalled part; the ring abandons the step and a new group computes it.
+reissue2 = first(lambda w, x: x.startswith("part_reissued") or x.startswith("step_abandoned"), stop2)
 rec2 = first(lambda w, x: x.startswith("step_recovered"), reissue2)
 killc = act("SIGKILL coordinator")
 restart = act("restarted coordinator with --resume")
 joined = [t for t, w, x in timeline if t > restart and x.startswith("worker_joined")]
 print(f"worker SIGKILL: declared dead after {lost1 - kill1:.2f} s, its step completed {rec1 - kill1:.2f} s after the kill")
-print(f"worker SIGSTOP: part re-issued after {reissue2 - stop2:.2f} s, the step completed {rec2 - stop2:.2f} s after the stop")
+print(f"worker SIGSTOP: part re-issued (star) or step started again (ring) after {reissue2 - stop2:.2f} s, the step completed {rec2 - stop2:.2f} s after the stop")
 print(f"coordinator SIGKILL: restarted {restart - killc:.2f} s later; workers rejoined {joined[0] - restart:.2f} and {joined[1] - restart:.2f} s after the restart")
 # Coverage: per step, the entries of the latest coordinator that ran it.
 cov = [json.loads(l) for l in open(f"{out}/drill/coverage.jsonl")]

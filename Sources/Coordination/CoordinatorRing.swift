@@ -106,7 +106,7 @@ extension CoordinatorStateMachine {
         let samples = parts.reduce(0) { $0 + $1.positions.count }
         let update = CoordinatorDirective.applyRingUpdate(step: step, sampleCount: samples, generation: group.generation,
                                                           ringSize: group.members.count)
-        return parts.contains { $0.sends > 1 } ? [.stepRecovered(step: step), update] : [update]
+        return parts.contains { $0.sends > 1 } || restartedStep == step ? [.stepRecovered(step: step), update] : [update]
     }
 
     /// LINKED: `peer`'s link to its successor in group `generation` is up (`ok`), or failed.
@@ -232,6 +232,7 @@ extension CoordinatorStateMachine {
     /// state is no longer trusted, so the next ring step sends it afresh.
     mutating func abandonStep(reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         let abandoned = step
+        restartedStep = step
         stepInFlight = false
         parts = []
         ringStep = nil

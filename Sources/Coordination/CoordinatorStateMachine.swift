@@ -285,6 +285,8 @@ public struct CoordinatorStateMachine: Sendable {
     /// A membership for which ring steps failed (a link that does not come up): its steps run in
     /// the star until the membership changes.
     var ringDisabledFor: [PeerID]?
+    /// A step that was abandoned and started again (its completion is a recovery).
+    var restartedStep: Int?
     /// Ring steps in a row that timed out with every link up (`slowRingStepsAllowed`).
     var slowRingSteps = 0
     /// A step that must run in the star (its ring result failed the checks: the star finds out
@@ -546,6 +548,7 @@ public struct CoordinatorStateMachine: Sendable {
         stepInFlight = false
         if ringStep != nil { slowRingSteps = 0 }
         ringStep = nil
+        restartedStep = nil
         if starStep == step { starStep = nil }
         step += 1
         var directives: [CoordinatorDirective] = []
@@ -595,7 +598,7 @@ public struct CoordinatorStateMachine: Sendable {
     /// Every part is in: the update, announced as a recovery if parts had to be sent again.
     func stepComplete() -> [CoordinatorDirective] {
         let update = CoordinatorDirective.applyUpdate(step: step, sampleCount: parts.reduce(0) { $0 + $1.positions.count })
-        return parts.contains { $0.sends > 1 } ? [.stepRecovered(step: step), update] : [update]
+        return parts.contains { $0.sends > 1 } || restartedStep == step ? [.stepRecovered(step: step), update] : [update]
     }
 
     /// A gradient failed the checks: have someone else compute the part before blaming anyone.

@@ -114,6 +114,8 @@ import WireProtocol
             Issue.record("a SHARD of the abandoned group was taken")
         }
         #expect(reduce(&m, now: at(3)) == [.acceptShard(a, step: 0, chunk: 0), .checkReducedGradient(step: 0, sampleCount: 6)])
+        #expect(m.onReducedGradientChecked(step: 0, problem: nil, now: at(3))
+            == [.stepRecovered(step: 0), .applyRingUpdate(step: 0, sampleCount: 6, generation: 2, ringSize: 1)])
     }
 
     @Test func aStragglerGetsAStrikeAndTheStepRunsAgainWithANewGroup() {
