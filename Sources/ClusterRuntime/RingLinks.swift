@@ -38,6 +38,8 @@ final class RingLinks {
     private(set) var successor: (endpoint: String, key: CurveKey?)?
     /// Bytes sent to the successor and received from the predecessor (headers and floats).
     private(set) var bytesSent = 0
+    /// Chunks dropped because the successor had no live connection to queue them on.
+    private(set) var chunksDropped = 0
     private(set) var bytesReceived = 0
 
     /// Binds `tcp://host:*` (host: a numeric address); chunks of at most `maxFloats` floats.
@@ -109,7 +111,16 @@ final class RingLinks {
     /// Queues a chunk for the successor (never blocks).
     func send(_ header: RingChunkHeader, floats: SharedFloats) throws {
         guard let outbound else { throw ClusterError("internal: a ring chunk sent before the successor was connected") }
-        try outbound.send(RingChunk.frames(header, floats: floats))
+        // Never wait: a PUSH socket with no live connection blocks a send, and a successor that
+        // is gone (its run stopped, it died) must not keep this worker from hearing its
+        // coordinator. A chunk that cannot be queued is dropped; the coordinator re-forms the
+        // group when the step does not complete. Once a message's first frame is queued, libzmq
+        // takes the rest.
+        guard try outbound.send(RingChunk.encode(header), flags: [.more, .dontWait]) else {
+            chunksDropped += 1
+            return
+        }
+        try outbound.unsafeSendNoCopy(floats.bytes, owner: floats, flags: .dontWait)
         bytesSent += RingChunkHeader.byteCount + 4 * floats.values.count
     }
 

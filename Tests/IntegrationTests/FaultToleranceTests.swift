@@ -111,7 +111,10 @@ import VAEData
         // The event log tells what happened.
         let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
         #expect(events.contains("\"worker_lost\""))
-        #expect(events.contains("\"part_reissued\""))
+        // The ring (the default) abandons a step whose member died or stalled and computes it
+        // again with a new group; the star re-issues the part. Either way the step recovers.
+        #expect(events.contains("\"step_abandoned\"") || events.contains("\"part_reissued\""))
+        #expect(events.contains("\"step_recovered\""))
         #expect(events.contains("\"resumed\""))
         #expect(events.contains("\"worker\":\"w4\""))
     }
