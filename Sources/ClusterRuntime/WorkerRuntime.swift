@@ -297,8 +297,9 @@ public final class WorkerRuntime {
                     logger.warning("refused a ring chunk", metadata: ["reason": "more than \(limit) chunks before the group's STATE"])
                 }
             case .holdUntilGroup:
+                // Before WELCOME the run's size is unknown: a few chunks, whatever their size.
                 let held = chunksBeforeGroup.reduce(0) { $0 + Int($1.header.count) }
-                if held + Int(chunk.header.count) <= 4 * parameterCount {
+                if parameterCount == 0 ? chunksBeforeGroup.count < 16 : held + Int(chunk.header.count) <= 4 * parameterCount {
                     chunksBeforeGroup.append(chunk)
                 } else {
                     logger.warning("refused a ring chunk", metadata: ["reason": "more than \(4 * parameterCount) floats of chunks before this worker's GROUP"])
@@ -507,7 +508,9 @@ public final class WorkerRuntime {
         BLAS.setThreads(1)
         parameterCount = count
         leaveGroup()
-        chunksBeforeGroup = []  // a new run numbers its groups afresh
+        // A new run numbers its groups afresh: chunks held from a run before it go (those that
+        // came before this run's first WELCOME stay).
+        if trainingState != nil { chunksBeforeGroup = [] }
         trainingState = TrainingState(configuration: c.training, layout: layout)
         try ringLinks?.setMaxFloats(count)
         parameters = [Float](repeating: 0, count: count)

@@ -491,8 +491,9 @@ extension WorkerStateMachine {
     /// this worker has heard of (its predecessor read its GROUP first: the coordinator sends every
     /// member its GROUP at once, and nothing orders their arrival); dropped otherwise.
     public func route(ringChunkOf generation: UInt32) -> WorkerRingChunkRoute {
-        guard state == .joined else { return .drop("a ring chunk of group \(generation) before this worker joined the run") }
-        guard let ring, generation <= ring.generation else { return .holdUntilGroup }
+        // Before WELCOME too: the coordinator sends the last worker to join its WELCOME and every
+        // member its GROUP at once, so a predecessor's first chunk can come first.
+        guard state == .joined, let ring, generation <= ring.generation else { return .holdUntilGroup }
         if ring.step != nil { return .deliver }
         guard ring.generation == generation else {
             return .drop("a ring chunk of group \(generation), this worker is in group \(ring.generation)")

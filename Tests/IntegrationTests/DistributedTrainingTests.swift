@@ -52,9 +52,17 @@ import VAECommandLine
         #expect(([coordinator] + workers).allSatisfy { !$0.isRunning })
         // Each worker says where it joins and, at the end, why it stopped and what it did; the
         // parts of a step are split evenly, so every worker computed a gradient of every step.
+        // (A ring step abandoned and computed again, on a loaded machine, counts twice.)
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        let again = events.components(separatedBy: "\"step_abandoned\"").count - 1
         for (i, w) in workers.enumerated() {
-            #expect(w.stdout == "worker w\(i) joining \(endpoint)\ndone: training finished at step \(13 * 16); \(13 * 16) gradients computed\n")
+            let lines = w.stdout.split(separator: "\n")
+            #expect(lines.first == "worker w\(i) joining \(endpoint)" && lines.count == 2, "\(w.stdout)")
+            let computed = lines.last.flatMap { $0.split(separator: "; ").last?.split(separator: " ").first }.flatMap { Int($0) } ?? 0
+            #expect(lines.last?.hasPrefix("done: training finished at step \(13 * 16); ") == true && (13 * 16...13 * 16 + again).contains(computed),
+                    "\(w.stdout) (steps abandoned: \(again))")
         }
+        #expect(!events.contains("\"ring_disabled\""), "\(events)")
 
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
         #expect(summary["steps"] as? Int == 13 * 16)
