@@ -64,7 +64,7 @@ import VAECommandLine
         }
         #expect(!events.contains("\"ring_disabled\""), "\(events)")
 
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        let summary = try StopAndResumeTests.summary(out)
         #expect(summary["steps"] as? Int == 13 * 16)
         #expect(summary["samples_per_s"] is Double)
         let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
@@ -163,7 +163,7 @@ import VAECommandLine
         let workers = try Self.workers(n, endpoint: endpoint, in: dir)
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        let summary = try StopAndResumeTests.summary(out)
         // The ring took every step (the star none).
         #expect(summary["ring_steps"] as? Int == (plane == "ring" ? 150 : 0), "\(summary)")
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
@@ -194,7 +194,7 @@ import VAECommandLine
         let workers = try Self.workers(3, endpoint: endpoint, in: dir)
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        let summary = try StopAndResumeTests.summary(out)
         #expect(summary["ring_steps"] as? Int == 4, "\(summary)")
         let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
         #expect(!events.contains("step_abandoned"), "\(events)")
@@ -225,7 +225,7 @@ import VAECommandLine
         #expect(rowBytes[0] == 32 * 16)
         #expect(rowBytes[1] < rowBytes[0] / 2, "row bytes per step \(rowBytes)")
         #expect(bytes[1] < bytes[0], "bytes per step \(bytes)")
-        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        let summary = try StopAndResumeTests.summary(out)
         #expect(summary["row_bytes_per_step"] as? Double == (rowBytes[0] + rowBytes[1]) / 2)
 
         let configuration = try TrainingOptions.parse(arguments).configuration()
