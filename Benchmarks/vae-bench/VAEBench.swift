@@ -7,8 +7,8 @@ import VAECore
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae-bench",
-        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport, minibatch filling and worker threads.",
-        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self, WorkerThreads.self])
+        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport, minibatch filling, worker threads and the backward pass's overlap window.",
+        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self, WorkerThreads.self, OverlapWindow.self])
 }
 
 struct ModelOptions: ParsableArguments {

@@ -71,6 +71,14 @@ public final class VAEEngine {
     /// near 22% (`vae-bench step --density D --sparse-fraction 0|1`); binarised MNIST has 13%.
     public var sparseInputFraction = 0.2
 
+    /// Called during a gradient pass each time a dense layer's parameter gradient is complete, in
+    /// the order the backward pass completes them: the decoder's output layer first, the first
+    /// encoder layer last. A layer's gradient does not change after its call (within the pass).
+    /// It tells a caller which parameters could already travel while the backward pass goes on
+    /// (communication overlapped with computation; `vae-bench overlap-window` measures it).
+    /// Nil (the default) costs one check per layer.
+    public var layerGradientCompleted: ((DenseLayer) -> Void)?
+
     /// - Parameters:
     ///   - capacity: samples per internal pass (the minibatch size is a good choice).
     ///   - rowCapacity: decoder rows per pass; at least `capacity * drawsPerSample`.
@@ -402,6 +410,7 @@ public final class VAEEngine {
             let target = decoderLayers.isEmpty ? latentGradient : spare
             Dense.backward(layout.decoderOutput, parameters: p, input: lastInput, rows: rows,
                            outputGradient: upstream, gradient: g, inputGradient: target)
+            layerGradientCompleted?(layout.decoderOutput)
             upstream = target
             spare = scratchB
         }
@@ -413,6 +422,7 @@ public final class VAEEngine {
             let target = l == 0 ? latentGradient : spare
             Dense.backward(layer, parameters: p, input: input, rows: rows,
                            outputGradient: upstream, gradient: g, inputGradient: target)
+            layerGradientCompleted?(layer)
             spare = upstream
             upstream = target
         }
@@ -437,6 +447,7 @@ public final class VAEEngine {
         Dense.backward(layout.encoderHeads, parameters: p, input: headsInput, rows: n,
                        outputGradient: upstream, gradient: g,
                        inputGradient: encoderLayers.isEmpty ? nil : spare)
+        layerGradientCompleted?(layout.encoderHeads)
         if !encoderLayers.isEmpty {
             upstream = spare
             spare = scratchB
@@ -447,12 +458,14 @@ public final class VAEEngine {
                                      count: n * layer.outputs)
             if l == 0 && sparseActive {
                 Dense.sparseBackward(layer, input: sparseInputs, rows: n, outputGradient: upstream, gradient: g)
+                layerGradientCompleted?(layer)
                 break
             }
             let input = l == 0 ? x : UnsafePointer(encoderActivations[l - 1])
             Dense.backward(layer, parameters: p, input: input, rows: n,
                            outputGradient: upstream, gradient: g,
                            inputGradient: l == 0 ? nil : spare)
+            layerGradientCompleted?(layer)
             swap(&upstream, &spare)
         }
         return sums
