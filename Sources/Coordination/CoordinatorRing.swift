@@ -59,7 +59,7 @@ extension CoordinatorStateMachine {
     /// DONE: `peer` computed part `part` of ring step `step` of group `generation`.
     public mutating func onDone(_ peer: PeerID, step doneStep: Int, generation: UInt32, part: Int, sampleCount: Int,
                                 now: ContinuousClock.Instant) -> [CoordinatorDirective] {
-        guard let index = ringMessageIndex(from: peer, step: doneStep, generation: generation, what: "DONE", now: now) else {
+        guard let index = ringMessageIndex(from: peer, step: doneStep, generation: generation) else {
             return staleRingMessage(from: peer, step: doneStep, generation: generation, what: "DONE", now: now)
         }
         _ = onMessage(from: peer, now: now)  // a sign of life
@@ -78,7 +78,7 @@ extension CoordinatorStateMachine {
     /// SHARD: `peer` reduced chunk `chunk` of ring step `step` of group `generation`.
     public mutating func onShard(_ peer: PeerID, step shardStep: Int, generation: UInt32, chunk: Int,
                                  now: ContinuousClock.Instant) -> [CoordinatorDirective] {
-        guard let rank = ringMessageIndex(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now),
+        guard let rank = ringMessageIndex(from: peer, step: shardStep, generation: generation),
               let group else {
             return staleRingMessage(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now)
         }
@@ -121,7 +121,13 @@ extension CoordinatorStateMachine {
             return []
         }
         let successor = current.members[(rank + 1) % current.members.count]
-        let reason = "worker \(name(of: peer) ?? "?") cannot reach the ring endpoint \(ringEndpoint(of: successor) ?? "?") of worker \(name(of: successor) ?? "?") (\(detail)); check the address it advertises (vae-worker join --advertise) and that the port is open between the hosts"
+        // A link that fails once the ring runs usually means the successor died (it is dropped
+        // when its heartbeats stop, and the ring comes back with the new membership); one that
+        // never came up means an address or a port that cannot be reached.
+        let cause = current.linked.contains(peer)
+            ? "the link was up before: if worker \(name(of: successor) ?? "?") stopped, it is dropped when its heartbeats stop and ring steps resume with the new membership; if it still runs, check the network between the hosts"
+            : "check the address it advertises (vae-worker join --advertise) and that the port is open between the hosts"
+        let reason = "worker \(name(of: peer) ?? "?") cannot reach the ring endpoint \(ringEndpoint(of: successor) ?? "?") of worker \(name(of: successor) ?? "?") (\(detail)); \(cause)"
         return disableRing(reason: reason, now: now)
     }
 
@@ -152,8 +158,7 @@ extension CoordinatorStateMachine {
 
     /// The index (rank, which is also the part) of a ring message's sender, if the message
     /// belongs to the ring step in flight.
-    private func ringMessageIndex(from peer: PeerID, step messageStep: Int, generation: UInt32, what: String,
-                                  now: ContinuousClock.Instant) -> Int? {
+    private func ringMessageIndex(from peer: PeerID, step messageStep: Int, generation: UInt32) -> Int? {
         guard !banned.contains(peer), stepInFlight, let ring = ringStep, !ring.checking, ring.generation == generation,
               messageStep == step, let group, let rank = group.rank(of: peer) else { return nil }
         return rank

@@ -186,6 +186,15 @@ import WireProtocol
         #expect(sends(d).map(\.group) == [0, 0])
     }
 
+    @Test func aLinkThatFailsAfterItWasUpIsReportedAsAPossiblyDeadSuccessorNotAnAddressProblem() {
+        var (m, _) = started()
+        _ = m.onLinked(a, generation: 1, ok: true, detail: "", now: at(1))
+        let d = m.onLinked(a, generation: 1, ok: false, detail: "the successor stopped answering", now: at(2))
+        guard case .ringDisabled(let reason) = d.first else { Issue.record("no ringDisabled"); return }
+        #expect(reason.contains("the link was up before") && reason.contains("heartbeats"))
+        #expect(!reason.contains("--advertise"))
+    }
+
     @Test func aReducedGradientThatFailsTheChecksRunsTheStepAgainInTheStar() {
         var (m, _) = started()
         _ = reduce(&m, now: at(1))
