@@ -205,7 +205,7 @@ public final class WorkerRuntime {
     private func loop() throws -> WorkerEnding {
         // The ring's address: given, or loopback for a coordinator on this host; otherwise the
         // one this host reaches the coordinator from, known once connected (HELLO waits).
-        let host = options.advertise ?? (BindPolicy.isLocal(options.coordinator) ? "127.0.0.1" : nil)
+        let host = try options.advertise.map(advertisedAddress) ?? (BindPolicy.isLocal(options.coordinator) ? "127.0.0.1" : nil)
         if let host { try bindRing(host: host) }
         if let ending = try perform(machine.start(awaitingAddress: host == nil)) { return ending }
         while true {
@@ -234,6 +234,18 @@ public final class WorkerRuntime {
         }
     }
 
+    /// `--advertise`'s address, numeric (`HostAddress`). A loopback address with a coordinator on
+    /// another host is refused at once: the other workers could never reach it (a host name that
+    /// /etc/hosts maps to 127.0.1.1, as Debian does for the machine's own name, is the usual way in).
+    private func advertisedAddress(_ given: String) throws -> String {
+        let address = try HostAddress.numeric(given)
+        if HostAddress.isLoopback(address), !BindPolicy.isLocal(options.coordinator) {
+            throw ClusterError("--advertise \(given) is the loopback address \(address), which the other workers on other hosts cannot reach (the coordinator is \(options.coordinator)); give an address of this host on the network they share, such as the one in `ip -brief address`")
+        }
+        if address != given { logger.info("--advertise resolved", metadata: ["name": "\(given)", "address": "\(address)"]) }
+        return address
+    }
+
     /// Binds the ring's inbound link on `host` (the bind policy applies: without CURVE, only
     /// loopback unless `--insecure`).
     private func bindRing(host: String) throws {
@@ -243,7 +255,7 @@ public final class WorkerRuntime {
             links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: Self.maxRingSocketFloats)
         } catch let error as ZMQError {
             let source = options.advertise != nil ? "--advertise \(host)" : "the address this host reaches the coordinator from"
-            throw ClusterError("could not bind the ring endpoint on \(host), \(source) (\(error)): is it a numeric address of this host? Pass --advertise with one that the other workers reach")
+            throw ClusterError("could not bind the ring endpoint on \(host), \(source) (\(error)): is it an address of this host? Pass --advertise with one that the other workers reach")
         }
         ringLinks = links
         logger.info("ring endpoint bound", metadata: ["endpoint": "\(links.endpoint)"])

@@ -36,7 +36,7 @@ struct Join: AsyncParsableCommand {
     var parentPID: Int32?
     @Option(name: .customLong("row-cache-mb"), help: ArgumentHelp("Megabytes (MiB) of sample rows to keep between steps, so that each row travels from the coordinator at most once; the first rows received are kept until it is full. 0: keep none.", valueName: "MiB"))
     var rowCacheMB = Int(WorkerOptions.defaultRowCacheBytes >> 20)
-    @Option(help: ArgumentHelp("This host's numeric address that the worker's ring neighbours (other workers) reach it at; the worker binds its ring endpoint there, on a free port, and tells the coordinator in HELLO. Default: the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or loopback).", valueName: "host"))
+    @Option(help: ArgumentHelp("This host's address (numeric, or a name resolved at start) that the worker's ring neighbours (other workers) reach it at; the worker binds its ring endpoint there, on a free port, and tells the coordinator in HELLO. Default: the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or loopback).", valueName: "host"))
     var advertise: String?
     @Flag(help: "Bind the ring endpoint on a network address without CURVE keys: anyone who reaches it could send this worker gradient and parameter chunks. Only on a network you trust.")
     var insecure = false
@@ -55,7 +55,7 @@ struct Join: AsyncParsableCommand {
         }
         if let advertise {
             guard !advertise.isEmpty, !advertise.contains("/"), !["0.0.0.0", "::", "*"].contains(advertise) else {
-                throw ValidationError("--advertise must be one numeric address of this host that other workers reach, such as 10.0.0.7, not '\(advertise)'")
+                throw ValidationError("--advertise must be one address of this host that other workers reach (numeric, such as 10.0.0.7, or a host name that resolves to it), not '\(advertise)'")
             }
         }
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {

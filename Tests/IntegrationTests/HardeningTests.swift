@@ -177,7 +177,8 @@ import ZeroMQ
         #expect(liar.refusal.contains("refused for good"), "liar was told: \(liar.refusal)")
         let banned = Self.events(out, named: "peer_banned")
         #expect(banned.map { $0["peer"] as? String } == ["liar"])
-        #expect((banned.first?["reason"] as? String ?? "").contains("NaN"))
+        let reason = banned.first?["reason"] as? String ?? ""
+        #expect(reason.contains("NaN"), "peer_banned's reason: \(reason)")
         #expect(!Self.events(out, named: "gradient_suspect").isEmpty)
         // Back under the same name, on a new connection: refused at HELLO.
         let again = LiarWorker(endpoint: endpoint, name: "liar")

@@ -163,6 +163,18 @@ import VAECommandLine
         #expect(elsewhere.wait(timeout: .seconds(30)) != 0)
         #expect(elsewhere.stderr.contains("could not bind the ring endpoint on 192.0.2.1"), "\(elsewhere.stderr)")
     }
+
+    /// A name that resolves to loopback (as the machine's own name does on Debian) while the
+    /// coordinator is elsewhere: refused at start, before any ring step could fail on it.
+    @Test func aWorkerAdvertisingALoopbackNameToARemoteCoordinatorFailsAtOnce() throws {
+        let dir = SyntheticData.temporaryDirectory()
+        defer { SyntheticData.cleanup(dir) }
+        let worker = try ChildProcess("vae-worker", ["join", "--coordinator", "tcp://192.0.2.1:9", "--advertise", "localhost",
+                                                     "--insecure", "--coordinator-timeout", "5"], directory: dir, name: "ring-loopback")
+        #expect(worker.wait(timeout: .seconds(30)) != 0)
+        #expect(worker.stderr.contains("--advertise localhost is the loopback address") && worker.stderr.contains("cannot reach"),
+                "\(worker.stderr)")
+    }
 }
 
 /// Peers that send garbage or poison.
