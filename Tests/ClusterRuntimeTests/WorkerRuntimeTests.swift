@@ -5,6 +5,7 @@ import Logging
 import TestSupport
 import Testing
 import VAECore
+import VAEData
 import VAETraining
 import WireProtocol
 import ZeroMQ
@@ -285,6 +286,23 @@ import ZeroMQ
         }
         #expect(cache.holdings == mirror.holdings(of: peer))
         #expect(cache.holdings.count == 10)
+    }
+
+    /// Float rows: kept from a ROWS as sent and filled, from the cache, for a WORK that names them
+    /// by id only, bit for bit (`scale` leaves float data as it is).
+    @Test func spareFloatRowsAreFilledFromTheCacheAsTheyWereSent() throws {
+        let cache = RowCache(capacityBytes: 1 << 10)
+        cache.reset(rowBytes: 8)
+        let values: [Float] = [1.5, -2, 0.25, .greatestFiniteMagnitude]
+        try cache.receive(Rows(step: 0, part: 1, sampleIDs: [7, 3], dimension: 2, sampleType: .float32,
+                               rows: values.withUnsafeBytes { Array($0) }))
+        let work = Work(step: 1, seed: 7, sampleIDs: [3, 7], dimension: 2, sampleType: .float32, carriesRow: [false, false], samples: [])
+        try cache.receive(work)
+        var output = [Float](repeating: 0, count: 4)
+        try output.withUnsafeMutableBufferPointer { x in
+            try cache.fill(work, with: BatchFiller(preprocessing: .scale, dimension: 2, statistics: nil), into: x)
+        }
+        #expect(output.map(\.bitPattern) == [values[2], values[3], values[0], values[1]].map(\.bitPattern))
     }
 
     @Test func spareRowsOfAnotherRowSizeEndTheWorkerWithAClearError() throws {
