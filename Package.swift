@@ -153,8 +153,8 @@ let package = Package(
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol", "Collectives"]),
         .testTarget(
             name: "ClusterRuntimeTests",
-            dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "VAETraining", "VAECore", "TestSupport",
-                           .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "VAETraining", "VAEData", "VAECore",
+                           "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",

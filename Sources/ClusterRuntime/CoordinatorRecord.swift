@@ -11,7 +11,7 @@ final class CoordinatorRecord {
     private(set) var rejectedMessages = 0
     /// Bytes of work sent and gradients received over the run.
     private(set) var bytesMoved = 0
-    /// Bytes of sample rows sent in WORK over the run (part of `bytesMoved`).
+    /// Bytes of sample rows sent in WORK and ROWS over the run (part of `bytesMoved`).
     private(set) var rowBytesSent = 0
     /// `bytesMoved`, `rowBytesSent` and the steps taken when the last epoch ended.
     private var epochMark = (bytes: 0, rowBytes: 0, steps: 0)

@@ -278,7 +278,7 @@ public final class CoordinatorRuntime {
             try perform(machine.onLeave(peer, now: now))
         case .heartbeat:
             try perform(machine.onMessage(from: peer, now: now))
-        case .welcome, .params, .work, .stop, .reject, .group, .state, .norms:
+        case .welcome, .params, .work, .rows, .stop, .reject, .group, .state, .norms:
             record.countRejected()
             try perform(machine.onInvalidMessage(from: peer, reason: "a \(message.type) message, which only a coordinator sends", now: now))
         }
@@ -422,8 +422,9 @@ public final class CoordinatorRuntime {
         }
     }
 
-    /// Sends `part.peer` the step's parameters and its samples, with the rows it does not hold
-    /// (`CoordinatorStateMachine.rowsToSend`); false if it cannot be reached.
+    /// Sends `part.peer` the step's parameters and its samples, with the rows it does not hold,
+    /// then the spare rows the machine says go with them (ROWS: the step's other samples' rows,
+    /// for its cache; `CoordinatorStateMachine.rowShipment`); false if it cannot be reached.
     private func sendWork(_ part: StepPart) throws -> Bool {
         let now = ContinuousClock.now
         if !accumulator.inFlight {
@@ -440,7 +441,8 @@ public final class CoordinatorRuntime {
             }
         }
         let ids = sampleIDs(of: part)
-        let carries = machine.rowsToSend(to: part.peer, sampleIDs: ids)
+        let shipment = machine.rowShipment(to: part.peer, sampleIDs: ids, stepSamples: arrangement?.ids ?? ids)
+        let carries = shipment.carried
         let d = data.train.dimension
         let (rows, isFloat32) = data.train.rowBytes(at: zip(ids, carries).compactMap { $1 ? $0 : nil })
         let type: SampleType = isFloat32 ? .float32 : .uint8
@@ -458,7 +460,19 @@ public final class CoordinatorRuntime {
                   seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d), sampleType: type, carriesRow: carries,
                   samples: rows)), to: part.peer)
         else { return false }
-        record.countBytes(paramsBytes + workBytes, rows: rows.count)
+        var spareBytes = 0, spareRowBytes = 0
+        if !shipment.spare.isEmpty {
+            // Right after the WORK, on the same connection: the worker's cache takes them in the
+            // order the machine recorded them.
+            let (spare, _) = data.train.rowBytes(at: shipment.spare)
+            guard let sent = try transport.send(Message.rows(Rows(
+                      step: step, part: UInt32(part.part), sampleIDs: shipment.spare, dimension: UInt32(d), sampleType: type,
+                      rows: spare)), to: part.peer)
+            else { return false }
+            spareBytes = sent
+            spareRowBytes = spare.count
+        }
+        record.countBytes(paramsBytes + workBytes + spareBytes, rows: rows.count + spareRowBytes)
         return true
     }
 

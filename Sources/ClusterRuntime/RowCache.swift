@@ -8,7 +8,8 @@ import WireProtocol
 /// after another in one buffer, at the row's slot.
 ///
 /// Every WORK the worker decodes goes through `receive` (whether or not it is computed), in the
-/// order it arrived; `reset` at every WELCOME. `fill` then preprocesses a WORK's rows, from the
+/// order it arrived, and so does every ROWS (the spare rows the coordinator sends a worker whose
+/// cache can hold every training row); `reset` at every WELCOME. `fill` then preprocesses a WORK's rows, from the
 /// message or the cache, into the engine's input without allocating once the buffers have grown.
 final class RowCache {
     /// The most bytes of rows kept, as told to the coordinator in HELLO.
@@ -49,17 +50,35 @@ final class RowCache {
         }
         var carried = 0
         for (r, id) in work.sampleIDs.enumerated() where work.carriesRow[r] {
-            if holdings.admit(id) != nil {
-                // Grown by doubling, but never past the capacity: a cache of most of its bytes
-                // must not reserve twice as many.
-                if storage.count + rowBytes > storage.capacity {
-                    storage.reserveCapacity(min(max(storage.count + rowBytes, 2 * storage.capacity), holdings.capacity * rowBytes))
-                }
-                work.samples.withUnsafeBytes { raw in
-                    storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(carried * rowBytes)..<((carried + 1) * rowBytes)]))
-                }
-            }
+            take(id, row: carried, of: work.samples)
             carried += 1
+        }
+    }
+
+    /// Takes the spare rows of a ROWS (the step's other samples, for the cache only) that the
+    /// policy keeps, in their order: as the coordinator's mirror recorded them right after the
+    /// WORK they follow. Throws, keeping nothing, if the rows are not of this run's row size.
+    func receive(_ spare: Rows) throws(ClusterError) {
+        guard rowBytes > 0 else { return }
+        guard spare.rowBytes == rowBytes else {
+            throw ClusterError("ROWS of step \(spare.step) has rows of \(spare.rowBytes) bytes (\(spare.dimension) values of \(spare.sampleType)), this run's rows have \(rowBytes); run the same vae-cluster version everywhere")
+        }
+        for (r, id) in spare.sampleIDs.enumerated() {
+            take(id, row: r, of: spare.rows)
+        }
+    }
+
+    /// Keeps row `row` of `rows` (rows of `rowBytes` bytes one after another) as sample `id`'s, if
+    /// the policy takes it.
+    private func take(_ id: UInt32, row: Int, of rows: [UInt8]) {
+        guard holdings.admit(id) != nil else { return }
+        // Grown by doubling, but never past the capacity: a cache of most of its bytes must not
+        // reserve twice as many.
+        if storage.count + rowBytes > storage.capacity {
+            storage.reserveCapacity(min(max(storage.count + rowBytes, 2 * storage.capacity), holdings.capacity * rowBytes))
+        }
+        rows.withUnsafeBytes { raw in
+            storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(row * rowBytes)..<((row + 1) * rowBytes)]))
         }
     }
 

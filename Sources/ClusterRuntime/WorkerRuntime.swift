@@ -31,7 +31,9 @@ public struct WorkerOptions: Sendable {
     /// that was killed); nil: no such check.
     public var parentProcess: Int32?
     /// The most bytes of sample rows kept between steps, so that each row travels at most once
-    /// (0: keep none, every WORK carries all its rows).
+    /// (0: keep none, every WORK carries all its rows). When it can hold every training row, the
+    /// coordinator also sends the step's other rows (ROWS), so that after one epoch every WORK
+    /// carries ids only.
     public var rowCacheBytes: UInt64 = WorkerOptions.defaultRowCacheBytes
     /// The numeric address of this host that ring neighbours reach it at (`--advertise`); nil:
     /// the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or
@@ -399,6 +401,11 @@ public final class WorkerRuntime {
             heldWork[Int(work.step)] = work
             defer { heldWork[Int(work.step)] = nil }
             return try perform(machine.onWork(step: Int(work.step), group: work.group, now: .now))
+        case .rows(let rows):
+            // The step's other samples' rows, for the cache only (the coordinator recorded them
+            // right after the WORK they follow, which came first on this connection).
+            try rowCache.receive(rows)
+            return nil
         case .group(let group):
             return try perform(machine.onGroup(group, now: .now))
         case .state(let state):

@@ -300,7 +300,7 @@ public struct CoordinatorStateMachine: Sendable {
         self.timers = timers
         self.startStep = startStep
         self.step = startStep
-        self.rowCaches = RowCacheMirror(rowBytes: schedule.rowBytes)
+        self.rowCaches = RowCacheMirror(rowBytes: schedule.rowBytes, trainingRows: schedule.sampleCount)
     }
 
     /// A run without fault tolerance: wait for `schedule.workers`, generous timeouts.
@@ -579,6 +579,15 @@ public struct CoordinatorStateMachine: Sendable {
     /// `RowCacheMirror.rowsToSend`). Call it once for each WORK sent, in sending order.
     public mutating func rowsToSend(to peer: PeerID, sampleIDs: [UInt32]) -> [Bool] {
         rowCaches.rowsToSend(to: peer, sampleIDs: sampleIDs)
+    }
+
+    /// The rows that go to `peer` with a WORK of `sampleIDs` in the current step, whose samples
+    /// in their layout (`arrangeStep`) are `stepSamples`: those the WORK carries, and the spare
+    /// rows that follow it in ROWS when `peer`'s cache can hold every training row (see
+    /// `RowCacheMirror.shipment`). Call it once for each WORK sent, in sending order, instead of
+    /// `rowsToSend`.
+    public mutating func rowShipment(to peer: PeerID, sampleIDs: [UInt32], stepSamples: [UInt32]) -> RowShipment {
+        rowCaches.shipment(to: peer, sampleIDs: sampleIDs, stepSamples: stepSamples)
     }
 
     // MARK: Internals

@@ -50,19 +50,50 @@ public struct RowHoldings: Sendable, Equatable {
     }
 }
 
+/// The rows that travel with one WORK: which of its samples carry their row in the WORK, and
+/// which rows of the step's other samples follow it in ROWS, for the worker's cache only.
+public struct RowShipment: Sendable, Equatable {
+    /// One flag per sample of the WORK: whether its row travels in the WORK.
+    public var carried: [Bool]
+    /// Rows of the step's other samples the worker does not hold (spare rows), in the order its
+    /// cache takes them; empty unless its cache can hold every training row.
+    public var spare: [UInt32]
+
+    public init(carried: [Bool], spare: [UInt32] = []) {
+        self.carried = carried
+        self.spare = spare
+    }
+}
+
 /// The coordinator's copy of every worker's row cache: which rows each holds (mirrored with the
-/// policy of `RowHoldings`), which rows a WORK to a worker must carry; and how to lay out a
-/// step's samples across its parts so that a worker keeps getting the samples it holds.
+/// policy of `RowHoldings`), which rows a WORK to a worker must carry and which spare rows follow
+/// it; and how to lay out a step's samples across its parts so that a worker keeps getting the
+/// samples it holds.
 ///
 /// A worker is known from its WELCOME on (`join`, which also starts it afresh: the worker empties
 /// its cache on every WELCOME it receives) until it is out of the run (`forget`); a worker that
 /// comes back is a new process, or empties its cache at its new WELCOME.
+///
+/// **Spare rows.** A worker whose cache can hold every training row (`trainingRows`) is also sent,
+/// with each WORK, the rows of the step's other samples it does not hold yet, for its cache
+/// only. The layout of a step (`arrange`) keeps its part sizes whatever the caches hold, so a few
+/// samples a step go to a worker that is not their home; a worker that holds every row needs none
+/// of them shipped. After one epoch of a stable membership every such worker holds every row, and
+/// from then on every WORK carries ids only. A cache that cannot hold the whole training set gets
+/// no spare rows: they would take the room its own part's rows need, and it keeps no more once full.
 public struct RowCacheMirror: Sendable {
     /// The bytes of one sample row (0: rows are not cached).
     public let rowBytes: Int
+    /// The training set's rows: a cache of at least this many rows is sent spare rows.
+    public let trainingRows: Int
     private var workers: [PeerID: RowHoldings] = [:]
 
-    public init(rowBytes: Int) { self.rowBytes = rowBytes }
+    /// Mirrors of caches of rows of `rowBytes` bytes, in a run of `trainingRows` training rows (0:
+    /// unknown, and no spare rows are sent).
+    public init(rowBytes: Int, trainingRows: Int = 0) {
+        self.rowBytes = rowBytes
+        self.trainingRows = trainingRows
+    }
 
     /// `peer` was welcomed with a cache of `capacityBytes` bytes: it holds no row.
     public mutating func join(_ peer: PeerID, capacityBytes: UInt64) {
@@ -75,6 +106,12 @@ public struct RowCacheMirror: Sendable {
     /// What `peer`'s cache holds (nil: not a known worker).
     public func holdings(of peer: PeerID) -> RowHoldings? { workers[peer] }
 
+    /// Whether `peer`'s cache can hold every training row, and so is sent spare rows.
+    public func takesSpareRows(_ peer: PeerID) -> Bool {
+        guard rowBytes > 0, trainingRows > 0, let holdings = workers[peer] else { return false }
+        return holdings.capacity >= trainingRows
+    }
+
     /// The rows a WORK of `sampleIDs` to `peer` must carry: true for each sample whose row `peer`
     /// does not hold before the WORK. Records them as `peer`'s cache will take them when the WORK arrives, so call
     /// it once per WORK sent, in the order they are sent. An unknown peer gets every row.
@@ -86,6 +123,21 @@ public struct RowCacheMirror: Sendable {
         for (id, carries) in zip(sampleIDs, carried) where carries { holdings.admit(id) }
         workers[peer] = holdings
         return carried
+    }
+
+    /// The rows that go to `peer` with a WORK of `sampleIDs` in a step of `stepSamples` (every
+    /// sample of the step, in the step's layout): the WORK carries the rows of its samples that
+    /// `peer` does not hold (`rowsToSend`), and, if `peer` takes spare rows, ROWS follows with
+    /// the rows of the step's other samples it does not hold, each once, in `stepSamples`'
+    /// order. Records all of them as the worker's cache takes them (the WORK's rows first, then
+    /// the spare rows in order), so call it once per WORK sent, in the order they are sent.
+    public mutating func shipment(to peer: PeerID, sampleIDs: [UInt32], stepSamples: [UInt32]) -> RowShipment {
+        let carried = rowsToSend(to: peer, sampleIDs: sampleIDs)
+        guard takesSpareRows(peer), var holdings = workers[peer] else { return RowShipment(carried: carried) }
+        // Those it holds (the WORK's own samples among them) stay; a row named twice goes once.
+        let spare = stepSamples.filter { holdings.admit($0) != nil }
+        workers[peer] = holdings
+        return RowShipment(carried: carried, spare: spare)
     }
 
     /// A step's samples laid out across its parts, so that a worker gets the same samples epoch

@@ -33,8 +33,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
     /// Distributed runs: the coordinator's bytes on the wire per step of the epoch (work sent,
-    /// gradients received), and of those the bytes of sample rows (WORK carries only the rows a
-    /// worker does not hold).
+    /// gradients received), and of those the bytes of sample rows (in WORK, only the rows a
+    /// worker does not hold; in ROWS, the step's other rows for a cache that can hold them all).
     public var bytesPerStep: Double?
     public var rowBytesPerStep: Double?
 }
@@ -114,7 +114,7 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
     public var bytesPerStep: Double?
-    /// Distributed runs: of `bytesPerStep`, the bytes of sample rows sent in WORK.
+    /// Distributed runs: of `bytesPerStep`, the bytes of sample rows sent in WORK and ROWS.
     public var rowBytesPerStep: Double?
     /// Distributed runs: the data plane asked for (`ring` or `star`), and how many of the run's
     /// steps the workers' ring reduced (the others went through the coordinator: a ring that could

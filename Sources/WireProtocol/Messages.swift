@@ -3,8 +3,9 @@ import Checksums
 /// The protocol's version: a peer with another version is refused at HELLO. Version 2 added the
 /// worker's row-cache capacity to HELLO and, to WORK, which of its samples carry their row.
 /// Version 3 added the ring: HELLO's ring endpoint, WORK's group, and GROUP, STATE, DONE, SHARD,
-/// NORMS and LINKED.
-public let protocolVersion: UInt16 = 3
+/// NORMS and LINKED. Version 4 added ROWS: rows of a step's other samples, for a worker's row
+/// cache only.
+public let protocolVersion: UInt16 = 4
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -14,7 +15,7 @@ let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
 
 public enum MessageType: UInt16, Sendable, CaseIterable {
     case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject, leave
-    case group, state, done, shard, norms, linked
+    case group, state, done, shard, norms, linked, rows
 }
 
 /// Worker -> coordinator: who I am, and how many bytes of sample rows I keep between steps.
@@ -99,6 +100,34 @@ public struct Work {
 
     /// The number of rows the message carries.
     public var carriedCount: Int { carriesRow.reduce(0) { $0 + ($1 ? 1 : 0) } }
+
+    /// The bytes of one row.
+    public var rowBytes: Int { Int(dimension) * sampleType.size }
+}
+
+/// Coordinator -> worker, right after a WORK: rows of the step's other samples (those of other
+/// parts) that the worker does not hold, for its row cache only, not to compute. Sent only to a
+/// worker whose cache can hold every training row, so that after one epoch it holds them all and
+/// every WORK carries ids only, however the step's samples are laid out across its parts.
+public struct Rows: Sendable, Equatable {
+    public var step: UInt64
+    /// The part of the WORK it follows (for the log).
+    public var part: UInt32
+    /// The samples whose rows these are, each once, in the order the cache takes them.
+    public var sampleIDs: [UInt32]
+    public var dimension: UInt32
+    public var sampleType: SampleType
+    /// `[sampleIDs.count, dimension]` values of `sampleType`, row-major, in `sampleIDs`' order.
+    public var rows: [UInt8]
+
+    public init(step: UInt64, part: UInt32, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, rows: [UInt8]) {
+        self.step = step
+        self.part = part
+        self.sampleIDs = sampleIDs
+        self.dimension = dimension
+        self.sampleType = sampleType
+        self.rows = rows
+    }
 
     /// The bytes of one row.
     public var rowBytes: Int { Int(dimension) * sampleType.size }
@@ -209,6 +238,7 @@ public enum Message {
     /// Worker -> coordinator: whether the link to the ring successor of group `group` is up
     /// (`detail` says why not).
     case linked(group: UInt32, ok: Bool, detail: String)
+    case rows(Rows)
 
     public var type: MessageType {
         switch self {
@@ -227,6 +257,7 @@ public enum Message {
         case .shard: .shard
         case .norms: .norms
         case .linked: .linked
+        case .rows: .rows
         }
     }
 }
@@ -304,6 +335,19 @@ extension Message {
             w.writer.u32(UInt32(m.carriedCount))
             w.writer.u32(checksum)
         }, payload: [.bytes(ids), .bytes(bitmap), .bytes(m.samples)])
+    }
+
+    /// ROWS: the rows of `m.sampleIDs`, with a CRC-32 over ids and rows.
+    public static func rows(_ m: Rows) -> [OutgoingFrame] {
+        let ids = m.sampleIDs.withUnsafeBytes { Array($0) }  // little-endian hosts only (checked in tests)
+        let checksum = crc32(of: ids, continuing: crc32(of: m.rows))
+        return encode(.rows, step: m.step, { w in
+            w.writer.u32(m.part)
+            w.writer.u32(UInt32(m.sampleIDs.count))
+            w.writer.u32(m.dimension)
+            w.writer.u8(m.sampleType.rawValue)
+            w.writer.u32(checksum)
+        }, payload: [.bytes(ids), .bytes(m.rows)])
     }
 
     /// One bit per sample, least significant bit first: bit `r % 8` of byte `r / 8` is set when
@@ -649,6 +693,41 @@ extension Message {
             try r.expectEnd()
             guard ok <= 1 else { throw WireError(.malformed, "LINKED's outcome is \(ok), not 0 or 1") }
             return .linked(group: group, ok: ok == 1, detail: detail)
+        case .rows:
+            try expectFrames(3)
+            let part = try r.u32("the part")
+            let n = Int(try r.u32("the row count"))
+            let d = Int(try r.u32("the dimension"))
+            let rawSampleType = try r.u8("the sample type")
+            let checksum = try r.u32("the checksum")
+            try r.expectEnd()
+            guard let sampleType = SampleType(rawValue: rawSampleType) else {
+                throw WireError(.malformed, "unknown sample type \(rawSampleType)")
+            }
+            guard n > 0 else { throw WireError(.malformed, "ROWS carries no row") }
+            guard n <= limits.maxSamples else { throw WireError(.tooLarge, "ROWS carries \(n) rows (limit \(limits.maxSamples))") }
+            guard d > 0, d <= limits.maxDimension else { throw WireError(.tooLarge, "ROWS has dimension \(d) (limit \(limits.maxDimension))") }
+            let (dataBytes, overflow) = (n * d).multipliedReportingOverflow(by: sampleType.size)
+            guard !overflow, dataBytes <= limits.maxWorkBytes else {
+                throw WireError(.tooLarge, "ROWS data of \(n) x \(d) values is too large (limit \(limits.maxWorkBytes) bytes)")
+            }
+            guard frames[1].byteCount == 4 * n else {
+                throw WireError(.malformed, "ROWS's sample-id frame has \(frames[1].byteCount) bytes, expected \(4 * n)")
+            }
+            guard frames[2].byteCount == dataBytes else {
+                throw WireError(.malformed, "ROWS's data frame has \(frames[2].byteCount) bytes, expected \(dataBytes) for \(n) x \(d)")
+            }
+            let ids = frames[1].withUnsafeBytes { Array($0) }
+            let rows = frames[2].withUnsafeBytes { Array($0) }
+            guard crc32(of: ids, continuing: crc32(of: rows)) == checksum else {
+                throw WireError(.checksumMismatch, "ROWS's rows do not match their CRC-32: corrupted in transit")
+            }
+            let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
+            var seen = Set<UInt32>(minimumCapacity: n)
+            for id in sampleIDs where !seen.insert(id).inserted {
+                throw WireError(.malformed, "ROWS carries the row of sample \(id) twice")
+            }
+            return .rows(Rows(step: step, part: part, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType, rows: rows))
         }
     }
 

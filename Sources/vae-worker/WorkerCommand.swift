@@ -34,7 +34,7 @@ struct Join: AsyncParsableCommand {
     var rejoinAfter = 5.0
     @Option(name: .customLong("parent-pid"), help: ArgumentHelp("Leave when this process is no longer the parent (set by --local-workers, so that workers do not outlive a killed coordinator).", visibility: .hidden))
     var parentPID: Int32?
-    @Option(name: .customLong("row-cache-mb"), help: ArgumentHelp("Megabytes (MiB) of sample rows to keep between steps, so that each row travels from the coordinator at most once; the first rows received are kept until it is full. 0: keep none.", valueName: "MiB"))
+    @Option(name: .customLong("row-cache-mb"), help: ArgumentHelp("Megabytes (MiB) of sample rows to keep between steps, so that each row travels from the coordinator at most once; the first rows received are kept until it is full. When it can hold the whole training set, the coordinator also sends it the rest of each step's rows in the first epoch, and ids only after. 0: keep none.", valueName: "MiB"))
     var rowCacheMB = Int(WorkerOptions.defaultRowCacheBytes >> 20)
     @Option(help: ArgumentHelp("This host's address (numeric, or a name resolved at start) that the worker's ring neighbours (other workers) reach it at; the worker binds its ring endpoint there, on a free port, and tells the coordinator in HELLO. Default: the address it reaches the coordinator from (127.0.0.1 for a coordinator on ipc:// or loopback).", valueName: "host"))
     var advertise: String?

@@ -183,22 +183,52 @@ import WireProtocol
         works.flatMap { w in zip(w.sampleIDs, w.carriesRow).compactMap { $1 ? $0 : nil } }
     }
 
-    /// What a worker's cache would see in `works`: every row named without its row was carried to
-    /// it before, no row is carried to it twice, and each carried row is the dataset's.
-    func expectRowsTravelAtMostOnce(_ works: [Work], _ runtime: CoordinatorRuntime) {
+    /// What a worker's cache would see in what was sent to `peer` (WORK and ROWS, in order): every
+    /// row named without its row was carried to it before, no row is carried to it twice, each
+    /// carried row is the dataset's, and a ROWS comes right after a WORK of its step.
+    func expectRowsTravelAtMostOnce(to peer: PeerID, _ transport: FakeTransport, _ runtime: CoordinatorRuntime) {
         var held: Set<UInt32> = []
-        for w in works {
-            var r = 0
-            for (id, carries) in zip(w.sampleIDs, w.carriesRow) {
-                if carries {
-                    #expect(held.insert(id).inserted, "row \(id) sent twice to the same worker")
-                    #expect(Array(w.samples[(r * w.rowBytes)..<((r + 1) * w.rowBytes)]) == runtime.data.train.rowBytes(at: [id]).bytes)
-                    r += 1
-                } else {
-                    #expect(held.contains(id), "row \(id) named but never sent")
+        var previous: Message?
+        for (to, message) in transport.sent where to == peer {
+            defer { previous = message }
+            switch message {
+            case .work(let w):
+                var r = 0
+                for (id, carries) in zip(w.sampleIDs, w.carriesRow) {
+                    if carries {
+                        #expect(held.insert(id).inserted, "row \(id) sent twice to the same worker")
+                        #expect(Array(w.samples[(r * w.rowBytes)..<((r + 1) * w.rowBytes)]) == runtime.data.train.rowBytes(at: [id]).bytes)
+                        r += 1
+                    } else {
+                        #expect(held.contains(id), "row \(id) named but never sent")
+                    }
                 }
+            case .rows(let spare):
+                guard case .work(let w)? = previous, w.step == spare.step else {
+                    Issue.record("ROWS of step \(spare.step) does not follow a WORK of its step")
+                    continue
+                }
+                for (r, id) in spare.sampleIDs.enumerated() {
+                    #expect(held.insert(id).inserted, "spare row \(id) sent to a worker that holds it")
+                    #expect(Array(spare.rows[(r * spare.rowBytes)..<((r + 1) * spare.rowBytes)]) == runtime.data.train.rowBytes(at: [id]).bytes)
+                }
+            default:
+                break
             }
         }
+    }
+
+    /// The rows sent to `peer` (in WORK and in ROWS) per epoch of `stepsPerEpoch` steps.
+    func rowsPerEpoch(to peer: PeerID, _ transport: FakeTransport, stepsPerEpoch: Int, epochs: Int) -> [Int] {
+        var perEpoch = [Int](repeating: 0, count: epochs)
+        for (to, message) in transport.sent where to == peer {
+            switch message {
+            case .work(let w): perEpoch[Int(w.step) / stepsPerEpoch] += w.carriedCount
+            case .rows(let spare): perEpoch[Int(spare.step) / stepsPerEpoch] += spare.sampleIDs.count
+            default: break
+            }
+        }
+        return perEpoch
     }
 
     func epochLines(_ output: RunOutput) throws -> [[String: Any]] {
@@ -217,7 +247,9 @@ import WireProtocol
             // 8 steps of 8 samples an epoch: every row once in the first, none in the second.
             #expect(works.prefix(8).allSatisfy { $0.carriedCount == 8 && $0.samples.count == 8 * $0.rowBytes })
             #expect(works.suffix(8).allSatisfy { $0.carriedCount == 0 && $0.samples.isEmpty })
-            expectRowsTravelAtMostOnce(works, runtime)
+            // One part a step: no other part's rows to send.
+            #expect(!transport.types(to: a).contains(.rows))
+            expectRowsTravelAtMostOnce(to: a, transport, runtime)
             let epochs = try epochLines(output)
             let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
             let bytes = epochs.compactMap { $0["bytes_per_step"] as? Double }
@@ -227,16 +259,47 @@ import WireProtocol
         }
     }
 
-    @Test func twoWorkersAreEachSentARowAtMostOnceAndFewerRowsEveryEpoch() throws {
+    /// Caches that hold the training set (64 rows of 16 bytes) are sent, after each WORK, ROWS with
+    /// the other part's rows they lack: each worker gets every row of the first epoch once, and
+    /// from the second epoch on every WORK carries ids only and no ROWS follows, although the
+    /// layout still sends some samples to a worker that is not their home.
+    @Test func twoWorkersWhoseCachesHoldTheTrainingSetGetEveryRowInTheFirstEpochAndIdsOnlyAfter() throws {
         try withRuntime(workers: 2, steps: 24, epochs: 3) { runtime, transport, output in
-            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 1 << 20))),
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 64 * 16))),
                                FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: 1 << 20)))]
+            _ = try runtime.run(output: output) { _ in }
+            for peer in [a, b] {
+                expectRowsTravelAtMostOnce(to: peer, transport, runtime)
+                #expect(rowsPerEpoch(to: peer, transport, stepsPerEpoch: 8, epochs: 3) == [64, 0, 0])
+                // Each ROWS holds the rows of the step's other part the worker lacks, in its order.
+                #expect(transport.types(to: peer).filter { $0 == .rows }.count == 8)
+            }
+            let works = work(to: a, transport) + work(to: b, transport)
+            for (to, message) in transport.sent {
+                guard case .rows(let spare) = message else { continue }
+                let other = works.first { $0.step == spare.step && $0.part != spare.part }
+                #expect(spare.sampleIDs == other?.sampleIDs, "ROWS to \(to) of step \(spare.step)")
+            }
+            // The coordinator counts the spare rows and their messages: 2 x 8 rows a step, then none.
+            let epochs = try epochLines(output)
+            #expect(epochs.compactMap { $0["row_bytes_per_step"] as? Double } == [Double(2 * 8 * runtime.data.train.rowByteCount), 0, 0])
+            let bytes = epochs.compactMap { $0["bytes_per_step"] as? Double }
+            #expect(bytes.count == 3 && bytes[1] < bytes[0] - Double(2 * 8 * runtime.data.train.rowByteCount))
+        }
+    }
+
+    /// Caches too small for the training set (63 rows of its 64) get no spare rows: each is sent
+    /// the rows of its own samples only, every row at most once, fewer every epoch.
+    @Test func twoWorkersWhoseCachesCannotHoldTheTrainingSetAreEachSentARowAtMostOnceAndFewerRowsEveryEpoch() throws {
+        try withRuntime(workers: 2, steps: 24, epochs: 3) { runtime, transport, output in
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 63 * 16))),
+                               FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: 63 * 16)))]
             _ = try runtime.run(output: output) { _ in }
             var perEpoch = [0, 0, 0]
             for peer in [a, b] {
-                let works = work(to: peer, transport)
-                expectRowsTravelAtMostOnce(works, runtime)
-                for w in works { perEpoch[Int(w.step) / 8] += w.carriedCount }
+                #expect(!transport.types(to: peer).contains(.rows))
+                expectRowsTravelAtMostOnce(to: peer, transport, runtime)
+                for (e, rows) in rowsPerEpoch(to: peer, transport, stepsPerEpoch: 8, epochs: 3).enumerated() { perEpoch[e] += rows }
             }
             // The first epoch ships every row once; then only those of samples that could not go
             // to a worker that holds them (their home part was full), fewer every epoch.
@@ -249,24 +312,32 @@ import WireProtocol
         }
     }
 
-    @Test func aPartReissuedToAnotherWorkerCarriesTheRowsThatWorkerLacks() throws {
+    /// A part re-issued in epoch 2 to a worker that took spare rows in epoch 1 carries ids only;
+    /// to one whose cache cannot hold the training set it carries the rows that worker lacks.
+    @Test(arguments: [UInt64(1 << 20), UInt64(63 * 16)])
+    func aPartReissuedToAnotherWorkerCarriesTheRowsThatWorkerLacks(_ cacheBytes: UInt64) throws {
         try withRuntime(workers: 2, steps: 9, epochs: 2) { runtime, transport, output in
-            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: 1 << 20))),
-                               FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: 1 << 20)))]
+            transport.queue = [FakeTransport.message(a, Message.hello(Hello(name: "w1", threads: 1, rowCacheBytes: cacheBytes))),
+                               FakeTransport.message(b, Message.hello(Hello(name: "w2", threads: 1, rowCacheBytes: cacheBytes)))]
             let honest = transport.reply
             transport.reply = { [unowned transport] peer, message in
-                // b hangs up once it has sent its gradient of step 7, the last of epoch 1.
-                if peer == self.b, case .work(let w) = message, w.step == 7 { transport.unreachable.insert(self.b) }
+                // b hangs up after epoch 1: the parameters of step 8 reach it, its WORK does not.
+                if peer == self.b, case .params(let step, _) = message, step == 8 { transport.unreachable.insert(self.b) }
                 return honest(peer, message)
             }
             let summary = try runtime.run(output: output) { _ in }
             #expect(summary.steps == 9)
             let works = work(to: a, transport)
-            expectRowsTravelAtMostOnce(works, runtime)
-            // a computed b's part of step 8, whose rows only b held: they were carried to a.
+            expectRowsTravelAtMostOnce(to: a, transport, runtime)
+            // a computed b's part of step 8, whose rows only b held unless a took them as spare rows.
             let step8 = works.filter { $0.step == 8 }
             #expect(step8.count == 2)
-            #expect(step8[1].carriedCount > 0)
+            if cacheBytes == 1 << 20 {
+                #expect(step8.allSatisfy { $0.carriedCount == 0 })
+                #expect(rowsPerEpoch(to: a, transport, stepsPerEpoch: 8, epochs: 2)[1] == 0)
+            } else {
+                #expect(step8[1].carriedCount > 0)
+            }
             #expect(try events(output).contains("part_reissued"))
         }
     }

@@ -5,6 +5,7 @@ import Logging
 import TestSupport
 import Testing
 import VAECore
+import VAEData
 import VAETraining
 import WireProtocol
 import ZeroMQ
@@ -108,6 +109,12 @@ import ZeroMQ
                     Message.work(Work(step: step, seed: 7, sampleIDs: ids, dimension: UInt32(data.train.dimension),
                                       sampleType: .uint8, carriesRow: flags, samples: rows))]
         }
+    }
+
+    /// ROWS of `step` for `ids`: the spare rows that follow a WORK, for the cache only.
+    func spare(_ run: Run, step: UInt64, _ ids: [UInt32]) -> [OutgoingFrame] {
+        Message.rows(Rows(step: step, part: 0, sampleIDs: ids, dimension: UInt32(run.data.train.dimension), sampleType: .uint8,
+                          rows: run.data.train.rowBytes(at: ids).bytes))
     }
 
     /// WORK of ring group `group` at `step` for `ids` (every row carried), in a step of
@@ -242,6 +249,82 @@ import ZeroMQ
         #expect(cached.count == 2 && shipped.count == 2)
         #expect(cached == shipped, "the gradient from cached rows differs from the one from shipped rows")
         #expect(cached[1].contains { $0 != 0 })
+    }
+
+    @Test func aWorkerKeepsSpareRowsAndComputesFromThemWhenALaterWorkNamesThemWithoutTheirRows() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        // Step 0: its part's rows in WORK, two other samples' rows in ROWS (not computed).
+        let first = run.step(0, [3, 1]) + [spare(run, step: 0, [4, 9])]
+        let cached = try gradients([run.welcome] + first + run.step(1, [4, 9, 3], carries: [false, false, false]))
+        let shipped = try gradients([run.welcome] + run.step(0, [3, 1]) + run.step(1, [4, 9, 3]))
+        #expect(cached.count == 2 && shipped.count == 2)
+        #expect(cached == shipped, "the gradient from spare rows differs from the one from shipped rows")
+    }
+
+    /// The worker's cache and the coordinator's mirror, fed the same WORK and ROWS in the same
+    /// order (the WORK's carried rows, then its spare rows), hold the same rows in the same slots.
+    @Test func theCacheHoldsWhatTheCoordinatorsMirrorRecordedSlotForSlot() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let peer = PeerID([1])
+        let rowBytes = run.data.train.rowByteCount
+        var mirror = RowCacheMirror(rowBytes: rowBytes, trainingRows: run.data.train.count)
+        mirror.join(peer, capacityBytes: 1 << 20)
+        let cache = RowCache(capacityBytes: 1 << 20)
+        cache.reset(rowBytes: rowBytes)
+        for (step, layout) in [[5, 0, 7, 2], [1, 5, 12, 9], [3, 15, 2, 8]].enumerated() {
+            let ids = layout.map(UInt32.init)
+            let own = Array(ids.prefix(2))
+            let shipment = mirror.shipment(to: peer, sampleIDs: own, stepSamples: ids)
+            let carried = own.indices.compactMap { shipment.carried[$0] ? own[$0] : nil }
+            try cache.receive(Work(step: UInt64(step), seed: 7, sampleIDs: own, dimension: UInt32(run.data.train.dimension), sampleType: .uint8,
+                                   carriesRow: shipment.carried, samples: run.data.train.rowBytes(at: carried).bytes))
+            #expect(!shipment.spare.isEmpty)
+            try cache.receive(Rows(step: UInt64(step), part: 0, sampleIDs: shipment.spare, dimension: UInt32(run.data.train.dimension),
+                                   sampleType: .uint8, rows: run.data.train.rowBytes(at: shipment.spare).bytes))
+        }
+        #expect(cache.holdings == mirror.holdings(of: peer))
+        #expect(cache.holdings.count == 10)
+    }
+
+    /// Float rows: kept from a ROWS as sent and filled, from the cache, for a WORK that names them
+    /// by id only, bit for bit (`scale` leaves float data as it is).
+    @Test func spareFloatRowsAreFilledFromTheCacheAsTheyWereSent() throws {
+        let cache = RowCache(capacityBytes: 1 << 10)
+        cache.reset(rowBytes: 8)
+        let values: [Float] = [1.5, -2, 0.25, .greatestFiniteMagnitude]
+        try cache.receive(Rows(step: 0, part: 1, sampleIDs: [7, 3], dimension: 2, sampleType: .float32,
+                               rows: values.withUnsafeBytes { Array($0) }))
+        let work = Work(step: 1, seed: 7, sampleIDs: [3, 7], dimension: 2, sampleType: .float32, carriesRow: [false, false], samples: [])
+        try cache.receive(work)
+        var output = [Float](repeating: 0, count: 4)
+        try output.withUnsafeMutableBufferPointer { x in
+            try cache.fill(work, with: BatchFiller(preprocessing: .scale, dimension: 2, statistics: nil), into: x)
+        }
+        #expect(output.map(\.bitPattern) == [values[2], values[3], values[0], values[1]].map(\.bitPattern))
+    }
+
+    @Test func spareRowsOfAnotherRowSizeEndTheWorkerWithAClearError() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        let wrong: [OutgoingFrame] = Message.rows(Rows(step: 0, part: 0, sampleIDs: [4], dimension: 3, sampleType: .uint8, rows: [1, 2, 3]))
+        expectFailure([run.welcome] + run.step(0, [3]) + [wrong], saying: "ROWS of step 0 has rows of 3 bytes")
+    }
+
+    /// A ROWS the worker drops (here: corrupted in transit) leaves its cache short of what the
+    /// coordinator recorded: the first WORK that names one of its rows ends the worker loudly,
+    /// as a dropped WORK does.
+    @Test func aWorkerThatDroppedSpareRowsFailsLoudlyWhenAWorkNamesOne() throws {
+        let run = try Run()
+        defer { SyntheticData.cleanup(run.directory) }
+        var corrupted = spare(run, step: 0, [4, 9])
+        if case .bytes(var rows) = corrupted[2] {
+            rows[0] ^= 1
+            corrupted[2] = .bytes(rows)
+        }
+        expectFailure([run.welcome] + run.step(0, [3]) + [corrupted] + run.step(1, [3, 9], carries: [false, false]),
+                      saying: "names sample 9 without its row, and this worker does not hold it")
     }
 
     @Test func aWorkerTellsTheCoordinatorItsCacheCapacityInHello() throws {

@@ -98,6 +98,108 @@ import WireProtocol
         #expect(Set(first.prefix(3)) == [0, 2, 4] && Set(second.prefix(3)) == [0, 2, 4])
     }
 
+    // MARK: Spare rows: the step's other samples, to a cache that can hold every training row
+
+    @Test func aCacheThatCanHoldEveryTrainingRowIsSentTheStepsOtherRowsAfterTheWorksOwn() {
+        var mirror = RowCacheMirror(rowBytes: 10, trainingRows: 8)
+        mirror.join(a, capacityBytes: 80)  // 8 rows: the whole training set
+        #expect(mirror.takesSpareRows(a))
+        #expect(mirror.shipment(to: a, sampleIDs: [0, 2], stepSamples: [0, 2, 1, 3])
+            == RowShipment(carried: [true, true], spare: [1, 3]))
+        // Next step: 1 is held (a spare row of the last step), 4 travels in the WORK, the
+        // others in ROWS, in the step's order.
+        #expect(mirror.shipment(to: a, sampleIDs: [4, 1], stepSamples: [4, 1, 6, 5])
+            == RowShipment(carried: [true, false], spare: [6, 5]))
+        // Slots in the order the worker takes them: each WORK's rows, then its spare rows.
+        #expect([0, 2, 1, 3, 4, 6, 5, 7].map { mirror.holdings(of: a)?.slot(of: $0) } == [0, 1, 2, 3, 4, 5, 6, nil])
+    }
+
+    @Test func aCacheTooSmallForTheTrainingSetIsSentOnlyTheRowsOfItsOwnSamples() {
+        var mirror = RowCacheMirror(rowBytes: 10, trainingRows: 8)
+        mirror.join(a, capacityBytes: 79)  // 7 rows
+        #expect(!mirror.takesSpareRows(a))
+        #expect(mirror.shipment(to: a, sampleIDs: [0, 2], stepSamples: [0, 2, 1, 3]) == RowShipment(carried: [true, true]))
+        #expect(mirror.holdings(of: a)?.count == 2)
+        // Without the training set's size (or without rows to cache) nobody is sent spare rows.
+        var unknown = RowCacheMirror(rowBytes: 10)
+        unknown.join(a, capacityBytes: 1 << 30)
+        #expect(unknown.shipment(to: a, sampleIDs: [0], stepSamples: [0, 1]) == RowShipment(carried: [true]))
+        var noRows = RowCacheMirror(rowBytes: 0, trainingRows: 8)
+        noRows.join(a, capacityBytes: 1 << 30)
+        #expect(noRows.shipment(to: a, sampleIDs: [0], stepSamples: [0, 1]) == RowShipment(carried: [true]))
+        // An unknown worker gets its WORK's rows and nothing more.
+        #expect(mirror.shipment(to: b, sampleIDs: [5], stepSamples: [5, 6]) == RowShipment(carried: [true]))
+    }
+
+    @Test func aSpareRowGoesOnceAndNeverOneTheWorkerHolds() {
+        var mirror = RowCacheMirror(rowBytes: 1, trainingRows: 10)
+        mirror.join(a, capacityBytes: 10)
+        _ = mirror.shipment(to: a, sampleIDs: [5], stepSamples: [5])
+        // 5 is held, 3 is named twice, 7 is the WORK's own.
+        #expect(mirror.shipment(to: a, sampleIDs: [7], stepSamples: [3, 5, 7, 3, 9]) == RowShipment(carried: [true], spare: [3, 9]))
+        // The same step's other part, re-issued to it: everything is held already.
+        #expect(mirror.shipment(to: a, sampleIDs: [3, 9], stepSamples: [3, 5, 7, 3, 9]) == RowShipment(carried: [false, false]))
+    }
+
+    @Test func aStepOfOnePartHasNoSpareRows() {
+        var mirror = RowCacheMirror(rowBytes: 1, trainingRows: 10)
+        mirror.join(a, capacityBytes: 10)
+        #expect(mirror.shipment(to: a, sampleIDs: [4, 1, 8], stepSamples: [4, 1, 8]) == RowShipment(carried: [true, true, true]))
+        #expect(mirror.shipment(to: a, sampleIDs: [1, 2], stepSamples: [1, 2]) == RowShipment(carried: [false, true]))
+    }
+
+    /// A worker's cache takes each WORK's carried rows, then its spare rows, in order: after any
+    /// sequence it holds what the mirror recorded, slot for slot, and never misses a named row.
+    @Test func theMirrorHoldsExactlyWhatACacheTakingWorkAndSpareRowsHolds() {
+        var mirror = RowCacheMirror(rowBytes: 1, trainingRows: 120)
+        mirror.join(a, capacityBytes: 120)
+        var worker = RowHoldings(capacity: 120)
+        var state: UInt32 = 777
+        func next() -> UInt32 {
+            state = state &* 1_103_515_245 &+ 12345
+            return (state >> 16) % 120
+        }
+        for _ in 0..<30 {
+            let step = (0..<8).map { _ in next() }
+            let shipment = mirror.shipment(to: a, sampleIDs: Array(step.prefix(3)), stepSamples: step)
+            for (id, carries) in zip(step.prefix(3), shipment.carried) {
+                if carries { worker.admit(id) } else { #expect(worker.holds(id), "named \(id) without its row, not held") }
+            }
+            for id in shipment.spare { #expect(worker.admit(id) != nil, "spare row \(id) sent but not taken") }
+        }
+        #expect(mirror.holdings(of: a) == worker)
+    }
+
+    /// The promise of spare rows: two workers whose caches hold the training set, a step's
+    /// samples laid out by home (with overflow in the first epoch's steps): after one epoch,
+    /// every WORK of the next carries ids only and nothing follows it. Without spare rows the
+    /// overflow's rows travel again.
+    @Test(arguments: [true, false])
+    func afterOneEpochEveryWorkCarriesIdsOnlyWhenTheCachesHoldTheTrainingSet(_ whole: Bool) {
+        let epochs: [[[UInt32]]] = [
+            [[0, 2, 4, 6], [1, 3, 5, 7], [8, 9, 10, 11]],  // homes: 0, 0, 0, 0 and 1, 1, 1, 1: overflow
+            [[6, 1, 11, 0], [3, 10, 8, 5], [2, 7, 4, 9]],
+        ]
+        var mirror = RowCacheMirror(rowBytes: 1, trainingRows: whole ? 12 : 0)
+        for peer in [a, b] { mirror.join(peer, capacityBytes: 12) }
+        var rowsInEpoch = [0, 0]
+        for (e, batches) in epochs.enumerated() {
+            for batch in batches {
+                let arranged = RowCacheMirror.arrange(batch, partSizes: [2, 2])
+                for (k, peer) in [a, b].enumerated() {
+                    let shipment = mirror.shipment(to: peer, sampleIDs: Array(arranged[(2 * k)..<(2 * k + 2)]), stepSamples: arranged)
+                    rowsInEpoch[e] += shipment.carried.filter { $0 }.count + shipment.spare.count
+                }
+            }
+        }
+        if whole {
+            #expect(rowsInEpoch == [24, 0])  // every row to each of the 2 workers once, then none
+            #expect(mirror.holdings(of: a)?.count == 12 && mirror.holdings(of: b)?.count == 12)
+        } else {
+            #expect(rowsInEpoch[0] == 12 && rowsInEpoch[1] > 0, "rows per epoch \(rowsInEpoch)")
+        }
+    }
+
     // MARK: The machine keeps the mirror
 
     func machine() -> CoordinatorStateMachine {
@@ -159,5 +261,44 @@ import WireProtocol
         // The same layout for the rest of the step: b's samples, whose rows a lacks.
         #expect(m.arrangeStep([4, 5, 6, 7]) == arranged)
         #expect(m.rowsToSend(to: a, sampleIDs: reissued[0].positions.map { arranged[$0] }) == [true, true])
+    }
+
+    @Test func theMachineSendsSpareRowsToWorkersWhoseCacheHoldsTheTrainingSetOnly() {
+        var m = machine()  // 8 training rows of 10 bytes
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 80), now: t0)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 79), now: t0)
+        let arranged = m.arrangeStep([4, 5, 6, 7])
+        #expect(m.rowShipment(to: a, sampleIDs: [4, 6], stepSamples: arranged) == RowShipment(carried: [true, true], spare: [5, 7]))
+        #expect(m.rowShipment(to: b, sampleIDs: [5, 7], stepSamples: arranged) == RowShipment(carried: [true, true]))
+    }
+
+    @Test func aWorkerThatJoinsMidRunIsSentSpareRowsUntilItHoldsEveryRow() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.rowShipment(to: a, sampleIDs: [0, 2], stepSamples: [0, 2, 1, 3])
+        _ = m.rowShipment(to: b, sampleIDs: [1, 3], stepSamples: [0, 2, 1, 3])
+        _ = m.onLeave(b, now: t0)
+        let c = PeerID([3])
+        _ = m.onHello(c, Hello(name: "c", threads: 1, rowCacheBytes: 1000), now: t0)
+        #expect(m.rowShipment(to: c, sampleIDs: [5, 7], stepSamples: [4, 6, 5, 7]) == RowShipment(carried: [true, true], spare: [4, 6]))
+        #expect(m.rowShipment(to: c, sampleIDs: [1, 3], stepSamples: [0, 2, 1, 3]) == RowShipment(carried: [true, true], spare: [0, 2]))
+        #expect(m.rowCaches.holdings(of: c)?.count == 8)
+        #expect(m.rowShipment(to: c, sampleIDs: [2, 6], stepSamples: [2, 6, 1, 5]) == RowShipment(carried: [false, false]))
+    }
+
+    @Test func aPartReissuedToAWorkerThatTookTheStepsSpareRowsCarriesNoRow() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        let start = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        let parts = start.compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
+        let arranged = m.arrangeStep([4, 5, 6, 7])
+        let ids = parts.map { part in part.positions.map { arranged[$0] } }
+        #expect(m.rowShipment(to: a, sampleIDs: ids[0], stepSamples: arranged) == RowShipment(carried: [true, true], spare: ids[1]))
+        _ = m.rowShipment(to: b, sampleIDs: ids[1], stepSamples: arranged)
+        let reissued = m.onLeave(b, now: t0).compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
+        #expect(reissued.map(\.peer) == [a])
+        #expect(m.rowShipment(to: a, sampleIDs: reissued[0].positions.map { arranged[$0] }, stepSamples: arranged)
+            == RowShipment(carried: [false, false]))
     }
 }

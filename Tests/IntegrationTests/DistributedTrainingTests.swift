@@ -28,9 +28,9 @@ import VAECommandLine
         return (process, String(line[line.index(line.startIndex, offsetBy: 15)..<end.lowerBound]))
     }
 
-    static func workers(_ n: Int, endpoint: String, in dir: URL) throws -> [ChildProcess] {
+    static func workers(_ n: Int, endpoint: String, in dir: URL, extra: [String] = []) throws -> [ChildProcess] {
         try (0..<n).map {
-            try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--name", "w\($0)", "--coordinator-timeout", "60"],
+            try ChildProcess("vae-worker", ["join", "--coordinator", endpoint, "--name", "w\($0)", "--coordinator-timeout", "60"] + extra,
                              directory: dir, name: "worker-\($0)")
         }
     }
@@ -202,10 +202,31 @@ import VAECommandLine
         #expect((summary["parameter_count"] as? Int ?? 0) * 4 / 3 > 4 + 31 + (64 << 10), "\(summary)")
     }
 
-    /// Rows travel at most once: over two epochs, the coordinator's bytes per step drop after the
-    /// first (its workers hold the rows of the samples they are given again), and training ends
-    /// where single-process training does.
-    @Test func twoWorkersAreSentFewerRowsAfterTheFirstEpochAndEndAtTheSingleProcessParameters() throws {
+    /// The epoch lines of a run's metrics.jsonl.
+    static func epochLines(_ out: URL) throws -> [[String: Any]] {
+        try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            .filter { $0["record"] as? String == "epoch" }
+    }
+
+    /// Expects the checkpoint in `out` to be within 1e-4 of the largest parameter of a
+    /// single-process run with `arguments`.
+    static func expectSingleProcessParameters(_ arguments: [String], _ out: URL) throws {
+        let configuration = try TrainingOptions.parse(arguments).configuration()
+        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
+                                  logger: .init(label: "test"))
+        _ = try trainer.run(output: nil) { _ in }
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
+        let scale = trainer.parameters.map(abs).max()!
+        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    }
+
+    /// Rows travel at most once, and after the first epoch not at all: two workers whose row
+    /// caches (the default 1024 MiB) hold the training set are each sent, in the first epoch, the
+    /// rows of the whole step (their part's in WORK, the other part's in ROWS); in the second,
+    /// the coordinator sends ids only, and training ends where single-process training does.
+    @Test func twoWorkersAreSentNoRowAfterTheFirstEpochAndEndAtTheSingleProcessParameters() throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
         let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--epochs", "2"]
@@ -215,27 +236,43 @@ import VAECommandLine
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
 
-        let epochs = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let epochs = try Self.epochLines(out)
         let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
         let bytes = epochs.compactMap { $0["bytes_per_step"] as? Double }
         try #require(rowBytes.count == 2 && bytes.count == 2, "metrics: \(epochs)")
-        // Epoch 1 ships each of the step's 32 rows (16 bytes each) once; epoch 2 only those whose
-        // worker's part was full.
-        #expect(rowBytes[0] == 32 * 16)
-        #expect(rowBytes[1] < rowBytes[0] / 2, "row bytes per step \(rowBytes)")
+        // Epoch 1 ships each of the step's 32 rows (16 bytes each) to both workers; epoch 2 none.
+        #expect(rowBytes[0] == 2 * 32 * 16)
+        #expect(rowBytes[1] == 0, "row bytes per step \(rowBytes)")
         #expect(bytes[1] < bytes[0], "bytes per step \(bytes)")
         let summary = try StopAndResumeTests.summary(out)
         #expect(summary["row_bytes_per_step"] as? Double == (rowBytes[0] + rowBytes[1]) / 2)
+        try Self.expectSingleProcessParameters(arguments, out)
+    }
 
-        let configuration = try TrainingOptions.parse(arguments).configuration()
-        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
-                                  logger: .init(label: "test"))
-        _ = try trainer.run(output: nil) { _ in }
-        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
-        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
-        let scale = trainer.parameters.map(abs).max()!
-        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    /// Workers whose row caches cannot hold the training set (`--row-cache-mb 1`: 1,024 rows of
+    /// 1,024 bytes, of 1,536) get no other part's rows: the first epoch ships each row of a step
+    /// once, later epochs still ship some (samples whose home part was full), and training ends
+    /// where single-process training does.
+    @Test func workersWhoseCachesCannotHoldTheTrainingSetAreSentOnlyTheirPartsRowsAndTrainAsBefore() throws {
+        let dir = SyntheticData.temporaryDirectory()
+        defer { SyntheticData.cleanup(dir) }
+        let train = dir.appendingPathComponent("train.npy"), test = dir.appendingPathComponent("test.npy")
+        SyntheticData.writePrototypes(to: train, count: 1536, dimension: 1024, seed: 1)
+        SyntheticData.writePrototypes(to: test, count: 64, dimension: 1024, seed: 2)
+        let arguments = Self.modelArguments(train: train.path, test: test.path) + ["--lr", "0.01", "--epochs", "2"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir, extra: ["--row-cache-mb", "1"])
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+
+        let epochs = try Self.epochLines(out)
+        let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
+        try #require(rowBytes.count == 2, "metrics: \(epochs)")
+        #expect(rowBytes[0] == 32 * 1024)
+        #expect(rowBytes[1] > 0 && rowBytes[1] < rowBytes[0] / 2, "row bytes per step \(rowBytes)")
+        #expect(epochs.allSatisfy { ($0["test_neg_elbo"] as? Double)?.isFinite == true }, "metrics: \(epochs)")
+        try Self.expectSingleProcessParameters(arguments, out)
     }
 
     /// A worker started with `--threads 2` splits each part over two compute threads and sends

@@ -5,7 +5,7 @@ import TestSupport
 /// The ring data plane's promise, measured on real links: with the MNIST-sized model (784-400-20,
 /// 2,611,296 bytes of parameters) and N workers each on a lab host of its own, no host's link
 /// carries more than 1.1 x 2 x the parameter bytes per step in either direction (plus the sample
-/// rows), whatever N is; the star's coordinator carried N x that. Bytes are read from each host's
+/// rows the coordinator sent, `row_bytes_per_step`), whatever N is; the star's coordinator carried N x that. Bytes are read from each host's
 /// interface counters (everything on the wire: TCP/IP headers, heartbeats, the one-time GROUP and
 /// STATE included) and set beside the coordinator's own count (`bytes_per_step`).
 @Suite(.serialized, .enabled(if: Lab.isAvailable, "needs root, network namespaces and tbf: \(Lab.unavailableReason ?? "")"))
@@ -46,6 +46,13 @@ struct RingTrafficLabTests {
         #expect(summary["ring_steps"] as? Int == Self.steps, "every step went around the ring: \(summary)")
         let rowBytes = try #require(summary["row_bytes_per_step"] as? Double)
         let reported = try #require(summary["bytes_per_step"] as? Double)
+        // The rows' allowance is the coordinator's row bytes per step over the run, every worker's
+        // rows together. Each worker's cache (1024 MiB) holds the 1,024 training rows, so in epoch 1
+        // each worker is sent the rows of the whole step (its part's in WORK, the others' in ROWS),
+        // N times the step's rows from the coordinator's link: all of them counted in that figure.
+        // One worker's link receives 1/N of them, and the coordinator's link sends all of them, so
+        // the allowance covers both (from epoch 2 on no row travels: for N = 4 and 8 the 24 steps
+        // run past epoch 1, of 16 and 8 steps, and lower the average).
         let bound = 1.1 * 2 * Self.parameterBytes + rowBytes
         let perStep = zip(before, after).map { b, a in
             (sent: Double(a.sent - b.sent) / Double(Self.steps), received: Double(a.received - b.received) / Double(Self.steps))

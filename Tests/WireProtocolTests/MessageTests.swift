@@ -217,6 +217,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
                                    first: SharedFloats([1, 2]), second: nil)),
             [Message.shardHeader(step: 1, group: 1, chunk: 0, count: 2), [UInt8](repeating: 0, count: 8)],
             received(Message.norms(step: 1, group: 1, squaredNorms: [1, 2])),
+            received(Message.rows(Rows(step: 1, part: 1, sampleIDs: [4, 9, 2], dimension: 2, sampleType: .uint8, rows: [1, 2, 3, 4, 5, 6]))),
         ]
         var accepted = 0
         var rejected: [WireError.Code: Int] = [:]
@@ -294,6 +295,11 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             #expect(step <= maxStep && norms.count <= limits.maxGroupSize)
         case .linked(_, _, let detail):
             #expect(detail.utf8.count <= limits.maxStringBytes)
+        case .rows(let rows):
+            #expect(rows.step <= maxStep && !rows.sampleIDs.isEmpty && rows.sampleIDs.count <= limits.maxSamples)
+            #expect(rows.dimension > 0 && Int(rows.dimension) <= limits.maxDimension)
+            #expect(rows.rows.count == rows.sampleIDs.count * rows.rowBytes)
+            #expect(Set(rows.sampleIDs).count == rows.sampleIDs.count)
         }
     }
 
@@ -422,5 +428,90 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         // Ring WORK for a step of no samples.
         expectError(.malformed, received(Message.work(Work(step: 1, group: 2, stepSamples: 0, seed: 1, sampleIDs: [1], dimension: 1,
                                                            sampleType: .uint8, samples: [1]))))
+    }
+
+    // MARK: Version 4: ROWS, the spare rows for a worker's cache
+
+    @Test func rowsRoundTripWithTheirIdsAndRowsInOrder() throws {
+        let bytes = Rows(step: 11, part: 1, sampleIDs: [40_000, 3, 7], dimension: 2, sampleType: .uint8, rows: [1, 2, 3, 4, 5, 6])
+        guard case .rows(let r) = try Message.decode(received(Message.rows(bytes)), limits: limits) else {
+            Issue.record("not rows")
+            return
+        }
+        #expect(r == bytes && r.rowBytes == 2)
+        let floats = Rows(step: 12, part: 0, sampleIDs: [9], dimension: 3, sampleType: .float32,
+                          rows: [Float(1.5), -2, .infinity].withUnsafeBytes { Array($0) })
+        guard case .rows(let f) = try Message.decode(received(Message.rows(floats)), limits: limits) else {
+            Issue.record("not rows")
+            return
+        }
+        #expect(f == floats && f.rowBytes == 12)
+        #expect(protocolVersion == 4 && MessageType.rows.rawValue == 16)
+    }
+
+    /// A ROWS of `ids` (rows of `dimension` bytes), its frames as received, and its header's
+    /// checksum recomputed after `edit` changes them (so that only the edited property is wrong).
+    /// The header: part at offset 16, count 20, dimension 24, sample type 28, CRC-32 29.
+    func rows(_ ids: [UInt32] = [1, 2, 3], dimension: Int = 2, _ edit: (inout [UInt8], inout [[UInt8]]) -> Void = { _, _ in }) -> [any FrameBytes] {
+        let frames = received(Message.rows(Rows(step: 1, part: 0, sampleIDs: ids, dimension: UInt32(dimension), sampleType: .uint8,
+                                                rows: [UInt8](repeating: 9, count: ids.count * dimension))))
+        var header = frames[0] as! [UInt8]
+        var payload = frames.dropFirst().map { $0 as! [UInt8] }
+        edit(&header, &payload)
+        if payload.count == 2 {
+            let checksum = crc32(of: payload[0], continuing: crc32(of: payload[1]))
+            withUnsafeBytes(of: checksum.littleEndian) { header.replaceSubrange(29..<33, with: $0) }
+        }
+        return [header] + payload
+    }
+
+    func expectError(_ code: WireError.Code, saying words: String, _ frames: [any FrameBytes], limits: Limits? = nil) {
+        #expect {
+            _ = try Message.decode(frames, limits: limits ?? self.limits)
+        } throws: { error in
+            guard let error = error as? WireError else { return false }
+            return error.code == code && "\(error)".contains(words)
+        }
+    }
+
+    @Test func malformedRowsAreRefusedWithAReason() {
+        #expect(throws: Never.self) { try Message.decode(rows(), limits: limits) }
+        expectError(.wrongFrameCount, Array(rows().prefix(2)))
+        expectError(.malformed, saying: "no row", rows([]))
+        expectError(.malformed, saying: "unknown sample type", rows { header, _ in header[28] = 7 })
+        expectError(.malformed, saying: "sample-id frame", rows { _, payload in payload[0].removeLast() })
+        expectError(.malformed, saying: "data frame", rows { _, payload in payload[1].append(9) })
+        // The count says 4, with an id frame of 4 ids but the rows of 3.
+        expectError(.malformed, saying: "data frame", rows { header, payload in
+            header[20] = 4
+            payload[0] += [5, 0, 0, 0]
+        })
+        expectError(.malformed, saying: "sample 2 twice", rows([2, 5, 2]))
+        var trailing = rows()
+        trailing[0] = (trailing[0] as! [UInt8]) + [0]
+        expectError(.malformed, trailing)
+    }
+
+    @Test func oversizedRowsAreRefusedBeforeAnythingIsRead() {
+        // 2^31 rows claimed, with tiny frames.
+        expectError(.tooLarge, saying: "rows (limit", rows { header, _ in header.replaceSubrange(20..<24, with: [0, 0, 0, 0x80]) })
+        expectError(.tooLarge, saying: "dimension", rows { header, _ in header.replaceSubrange(24..<28, with: [0, 0, 0, 0x80]) })
+        expectError(.tooLarge, saying: "dimension", rows { header, _ in header.replaceSubrange(24..<28, with: [0, 0, 0, 0]) })
+        var small = limits
+        small.maxWorkBytes = 5
+        expectError(.tooLarge, saying: "too large", rows(), limits: small)
+        small = limits
+        small.maxSamples = 2
+        expectError(.tooLarge, saying: "3 rows (limit 2)", rows(), limits: small)
+    }
+
+    @Test func corruptedRowsAreDetected() {
+        for frame in [1, 2] {
+            var frames = rows()
+            var bytes = frames[frame] as! [UInt8]
+            bytes[1] ^= 4
+            frames[frame] = bytes
+            expectError(.checksumMismatch, saying: "CRC-32", frames)
+        }
     }
 }
