@@ -6,7 +6,8 @@
 #   eval-L      `vae eval` of that checkpoint on the first 1000 test images
 #   pictures    `vae sample` and `vae reconstruct` of each checkpoint (category means drawn as grey),
 #               copied into docs/images/
-# for each L in LEVELS (default "4"; "4 16" also runs 16 levels, a 12,544-wide one-hot input). Each command's standard output is stored as NAME.txt, its
+# for each L in LEVELS (default "4"; "4 16" also runs 16 levels, 12,544 one-hot columns). Each
+# command's standard output is stored as NAME.txt, its
 # command line as NAME.command.txt, and the run's summary.json and metrics.jsonl beside them.
 # Replaces $RUNS/categorical-L (RUNS=runs by default).
 #
