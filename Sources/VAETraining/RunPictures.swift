@@ -211,7 +211,7 @@ public enum RunPictures {
     public static func latents(_ model: ModelCheckpoint, dataset: Dataset, data: String? = nil, limit: Int = 5000,
                                seed: UInt64 = 123) throws -> PNGImage {
         let (encoded, _) = try inputs(model, dataset: dataset, count: limit, seed: seed)
-        let n = encoded.count / dataset.dimension
+        let n = encoded.count / model.architecture.inputDimension  // the one-hot width of a categorical model
         guard n > 0 else { throw PictureError("\(dataset.name) has no samples to encode") }
         let zDim = model.architecture.latent
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)

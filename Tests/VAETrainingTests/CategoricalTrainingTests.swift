@@ -154,6 +154,15 @@ import VAECommandLine
         let reconstructions = dir.appendingPathComponent("r.png").path
         #expect(try cli.run(["reconstruct", checkpoint, "--data", test, "--split", "train", "--n", "5",
                              "--out", reconstructions]).status == 0)
+        let interpolations = dir.appendingPathComponent("i.png").path
+        #expect(try cli.run(["interpolate", checkpoint, "--data", test, "--split", "train", "--pairs", "2", "--steps", "5",
+                             "--out", interpolations]).status == 0)
+        let i = try PNGImage.read(from: URL(fileURLWithPath: interpolations))
+        #expect(i.width == 7 * 4 + 8 * 2 && i.height == 2 * 4 + 3 * 2)
+        let latents = dir.appendingPathComponent("l.png").path
+        let plotted = try cli.run(["plot", "latents", checkpoint, "--data", test, "--split", "train", "--out", latents])
+        #expect(plotted.status == 0, "\(plotted.stderr)")
+        #expect(try PNGImage.read(from: URL(fileURLWithPath: latents), format: .rgb).width == 700)
         // Data with a different number of features is refused with both counts.
         let (codesDir, codes, _) = SyntheticData.codeDataset(trainCount: 8)
         defer { Fixtures.cleanup(codesDir) }
