@@ -43,6 +43,13 @@ import VAECommandLine
         #expect(file.metadata["categories"] == "[2,3,4,5,2,3,4,5]")
         #expect(file.metadata["quantize_levels"] == nil)
         #expect(file.metadata["preprocessing"] == "oneHot")
+
+        // `--resume` takes the checkpoint's configuration, whose K per feature are given: the
+        // run goes on from its step.
+        let resumedData = try TrainingData.load(loaded.configuration)
+        let resumed = try Trainer(configuration: loaded.configuration.fitted(to: resumedData), data: resumedData,
+                                  logger: Fixtures.logger, resume: loaded)
+        #expect(resumed.step == 4 * 16 && resumed.parameters == loaded.parameters)
     }
 
     @Test func quantisedGreyLevelsTrainAndTheCheckpointKeepsTheLevels() throws {
