@@ -93,6 +93,24 @@ import VAEData
         #expect(throws: DataError.self) { try CategoricalCoding.inferCategories(of: continuous, maximumCategories: 100) }
     }
 
+    /// Integer codes as the readers give them: IDX int32 and CSV (with a header) become floats
+    /// holding integers, from which K is inferred and one-hot rows are filled.
+    @Test func idxAndCSVCodesAreInferredAndEncoded() throws {
+        let codes: [Int32] = [2, 0, 3, 0, 1, 0, 1, 1, 2]
+        let idx = try IDXReader.samples(
+            from: idxBytes(type: 0x0C, dims: [3, 3], data: codes.flatMap { withUnsafeBytes(of: $0.bigEndian, Array.init) }),
+            name: "codes.idx")
+        let csv = try CSVReader.samples(from: Array("a,b,c\n2,0,3\n0,1,0\n1,1,2\n".utf8), name: "codes.csv")
+        for dataset in [idx, csv] {
+            let categories = try CategoricalCoding.inferCategories(of: dataset, maximumCategories: 100)
+            #expect(categories == [3, 2, 4], "\(dataset.name)")
+            let filler = try BatchFiller(preprocessing: .oneHot, training: dataset, coding: CategoricalCoding(categories: categories))
+            #expect(filled(filler, dataset, indices: [2, 0]) == filled(
+                try BatchFiller(preprocessing: .oneHot, training: Self.codes, coding: CategoricalCoding(categories: categories)),
+                Self.codes, indices: [2, 0]))
+        }
+    }
+
     @Test func expectedValueWeighsEachCategoryByItsProbability() {
         let coding = CategoricalCoding(categories: [3, 2])
         // Feature 0: p = (0.2, 0.3, 0.5), mean (0.3 + 1.0) / 2; feature 1: p = (0.6, 0.4), mean 0.4.
