@@ -126,6 +126,19 @@ import Testing
         }
     }
 
+    /// A one-hot row has one nonzero per feature: above 5 categories per feature the first layer
+    /// runs on the sparse path (at most 20% nonzero), at 4 it stays dense.
+    @Test(arguments: [(4, false), (6, true), (16, true)])
+    func oneHotInputsOfManyCategoriesTakeTheSparseFirstLayer(categories k: Int, sparse: Bool) {
+        let categories = [Int](repeating: k, count: 10)
+        let a = Architecture(inputDimension: 10 * k, hidden: [6], latent: 2, likelihood: .categorical(categories: categories))
+        let layout = ParameterLayout(a)
+        let x = Fixtures.inputs(4, a.inputDimension, likelihood: a.likelihood)
+        let passes = Fixtures.gradient(layout: layout, objective: Objective(), parameters: layout.initialParameters(seed: 1),
+                                       inputs: x, ids: Fixtures.ids(4)).firstLayer
+        #expect(passes == (sparse ? VAEEngine.FirstLayerPasses(sparse: 1) : VAEEngine.FirstLayerPasses(dense: 1)))
+    }
+
     @Test func layoutHasKLogitsPerFeature() {
         let a = Architecture(inputDimension: 9, hidden: [5], latent: 2, likelihood: .categorical(categories: [4, 3, 2]))
         let layout = ParameterLayout(a)
