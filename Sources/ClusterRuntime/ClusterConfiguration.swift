@@ -3,8 +3,9 @@ import VAEData
 import VAETraining
 
 /// What a worker needs to compute gradients, sent as JSON inside WELCOME: the training
-/// configuration (model, objective, seed), the input dimension, the sample type of shipped rows,
-/// and the standardisation statistics when used.
+/// configuration (model, objective, seed; a categorical model's K per feature and quantisation
+/// levels), the input dimension (values per shipped row), the sample type of shipped rows, and
+/// the standardisation statistics when used.
 struct ClusterConfiguration: Codable, Sendable {
     var training: TrainingConfiguration
     var inputDimension: Int
@@ -30,7 +31,12 @@ struct ClusterConfiguration: Codable, Sendable {
 
     var filler: BatchFiller {
         let statistics = mean.flatMap { m in std.map { FeatureStatistics(mean: m, std: $0) } }
-        return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics)
+        // A categorical model's K per feature travel in the likelihood, its quantisation in the data.
+        let coding = training.likelihood.categories.map {
+            CategoricalCoding(categories: $0, quantizeLevels: training.data.quantizeLevels)
+        }
+        return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics,
+                           coding: coding)
     }
 
     func encoded() throws -> [UInt8] { Array(try JSONEncoder().encode(self)) }

@@ -513,7 +513,7 @@ public final class CoordinatorRuntime {
         referee = engine
         let ids = sampleIDs(of: part)
         let indices = ids.map { Int32($0) }
-        let d = data.train.dimension
+        let d = data.filler.outputDimension
         var inputs = [Float](repeating: 0, count: ids.count * d)
         var gradient = [Float](repeating: 0, count: state.layout.count)
         indices.withUnsafeBufferPointer { i in

@@ -519,6 +519,9 @@ public final class WorkerRuntime {
         } catch {
             throw ClusterError("the coordinator's configuration is invalid: \(error)")
         }
+        if let categories = c.training.likelihood.categories, categories.count != c.inputDimension {
+            throw ClusterError("the coordinator's categorical model has K for \(categories.count) features, but its rows have \(c.inputDimension) values; run the same vae-cluster version everywhere")
+        }
         let layout = ParameterLayout(architecture)
         guard layout.count == count else {
             throw ClusterError("the coordinator's model has \(count) parameters, this build computes \(layout.count) for the same architecture; run the same vae-cluster version everywhere")
@@ -557,11 +560,11 @@ public final class WorkerRuntime {
     /// sums.
     private func computeGradient(_ work: Work, parameters p: UnsafeBufferPointer<Float>, into g: UnsafeMutableBufferPointer<Float>) throws -> LossSums {
         guard let engine, let filler, let configuration else { throw ClusterError("WORK before WELCOME") }
-        let d = configuration.inputDimension
         let n = work.sampleIDs.count
-        guard Int(work.dimension) == d else {
-            throw ClusterError("WORK has samples of \(work.dimension) values, the model takes \(d)")
+        guard Int(work.dimension) == configuration.inputDimension else {
+            throw ClusterError("WORK has samples of \(work.dimension) values, the model takes \(configuration.inputDimension)")
         }
+        let d = filler.outputDimension  // the one-hot width for a categorical model
         if inputs.count < n * d { inputs = [Float](repeating: 0, count: n * d) }
         try inputs.withUnsafeMutableBufferPointer { x in
             try rowCache.fill(work, with: filler, into: UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)]))

@@ -15,7 +15,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var testData: String?
     @Option(name: .customLong("test-fraction"), help: "Hold out this fraction of the training data as the test set.")
     public var testFraction: Double?
-    @Option(help: "Preprocessing: dynamic-binarise, static-binarise, scale or standardise (default: dynamic-binarise for bernoulli, standardise for gaussian).")
+    @Option(help: "Preprocessing: dynamic-binarise, static-binarise, scale or standardise (default: dynamic-binarise for bernoulli, standardise for gaussian; categorical data is always one-hot encoded).")
     public var preprocess: String?
     @Option(name: .customLong("csv-label-column"), help: "CSV column (index or header name) holding labels, excluded from the features.")
     public var csvLabelColumn: String?
@@ -29,8 +29,12 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var latent = 20
     @Option(help: "Hidden activation: relu, tanh or softplus.")
     public var activation = "relu"
-    @Option(help: "Observation model: bernoulli, gaussian (fixed variance) or gaussian-learned.")
+    @Option(help: "Observation model: bernoulli, gaussian (fixed variance), gaussian-learned or categorical (integer codes or quantised grey levels, one-hot encoded).")
     public var likelihood = "bernoulli"
+    @Option(help: ArgumentHelp("Categories per feature of --likelihood categorical: one K for every feature, or one per feature, comma-separated (default: inferred from the training data, the largest code of each feature + 1).", valueName: "K"))
+    public var categories: String?
+    @Option(name: .customLong("quantize-levels"), help: ArgumentHelp("With --likelihood categorical: quantise grey levels (bytes 0-255, or floats in [0, 1]) to this many categories, 2...256 (byte v becomes floor(v L / 256)).", valueName: "L"))
+    public var quantizeLevels: Int?
     @Option(name: .customLong("gaussian-variance"), help: "Observation variance of --likelihood gaussian.")
     public var gaussianVariance: Float = 1
 
@@ -131,7 +135,24 @@ public struct TrainingOptions: ParsableArguments, Sendable {
         case "bernoulli": likelihood = .bernoulli
         case "gaussian": likelihood = .gaussianFixed(variance: gaussianVariance)
         case "gaussian-learned": likelihood = .gaussianLearned
-        default: throw fail("--likelihood must be bernoulli, gaussian or gaussian-learned, not '\(self.likelihood)'")
+        case "categorical":
+            var ks: [Int] = []
+            if let categories {
+                for part in categories.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let k = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                        throw fail("--categories takes one K for all features or one per feature, comma-separated, such as 4 or 2,3,5; not '\(categories)'")
+                    }
+                    ks.append(k)
+                }
+            }
+            likelihood = .categorical(categories: ks)
+        default: throw fail("--likelihood must be bernoulli, gaussian, gaussian-learned or categorical, not '\(self.likelihood)'")
+        }
+        if likelihood.categories == nil && categories != nil {
+            throw fail("--categories applies to --likelihood categorical only")
+        }
+        if categories != nil && quantizeLevels != nil {
+            throw fail("--quantize-levels L gives every feature L categories: give either --categories or --quantize-levels, not both")
         }
         var preprocessing: Preprocessing?
         if let preprocess {
@@ -164,7 +185,8 @@ public struct TrainingOptions: ParsableArguments, Sendable {
         }
         let configuration = TrainingConfiguration(
             data: DataConfiguration(path: data, testPath: testData, testFraction: testFraction,
-                                    preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn),
+                                    preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn,
+                                    quantizeLevels: quantizeLevels),
             hidden: sizes, latent: latent, activation: activation, likelihood: likelihood,
             objective: Objective(beta: beta, warmupSteps: warmupSteps, freeBits: freeBits,
                                  mcSamples: mcSamples, iwaeSamples: iwaeK, autoencoder: autoencoder),

@@ -11,6 +11,13 @@ public enum Likelihood: Sendable, Codable, Equatable {
     case gaussianFixed(variance: Float)
     /// Gaussian with a learned log-variance per dimension (parameter `decoder.logvar`).
     case gaussianLearned
+    /// Categorical: feature f takes one of `categories[f]` values. The model's inputs are the
+    /// features one-hot, `[n, sum_f K_f]` (feature f's K_f columns after those of the features
+    /// before it), and the decoder outputs K_f logits per feature, normalised by a log-softmax.
+    case categorical(categories: [Int])
+
+    /// The most categories one feature may have.
+    public static let maximumCategories = 65_536
 
     /// Its short name, as on the command line and in checkpoints.
     public var name: String {
@@ -18,13 +25,21 @@ public enum Likelihood: Sendable, Codable, Equatable {
         case .bernoulli: "bernoulli"
         case .gaussianFixed: "gaussian"
         case .gaussianLearned: "gaussian-learned"
+        case .categorical: "categorical"
         }
+    }
+
+    /// K per feature for a categorical likelihood, nil for the others.
+    public var categories: [Int]? {
+        if case .categorical(let categories) = self { categories } else { nil }
     }
 }
 
 /// The shape of a VAE: encoder D -> hidden... -> (mu, log sigma^2) in R^Z, decoder
 /// Z -> reversed hidden... -> D.
 public struct Architecture: Sendable, Codable, Equatable {
+    /// The width of the model's input and output rows: the values per sample, or for a
+    /// categorical likelihood the one-hot width sum_f K_f.
     public var inputDimension: Int
     /// Encoder hidden sizes, first to last; the decoder uses them in reverse.
     public var hidden: [Int]
@@ -43,8 +58,19 @@ public struct Architecture: Sendable, Codable, Equatable {
         self.likelihood = likelihood
     }
 
+    /// The values per sample of the data: `inputDimension`, or for a categorical likelihood the
+    /// number of features (each one-hot encoded into its K columns).
+    public var features: Int { likelihood.categories?.count ?? inputDimension }
+
     /// Checks that every size is positive and small enough to index with 32-bit BLAS ints.
     public func validate() throws(ConfigurationError) {
+        if let categories = likelihood.categories {
+            try Self.validate(categories: categories)
+            let width = categories.reduce(0, +)
+            guard width == inputDimension else {
+                throw ConfigurationError("a categorical model's input dimension must be its one-hot width \(width) (the sum of K per feature), not \(inputDimension)")
+            }
+        }
         guard inputDimension > 0 else { throw ConfigurationError("the input dimension must be positive, not \(inputDimension)") }
         guard latent > 0 else { throw ConfigurationError("--latent must be positive, not \(latent)") }
         for h in hidden where h <= 0 {
@@ -55,6 +81,25 @@ public struct Architecture: Sendable, Codable, Equatable {
         }
         if case .gaussianFixed(let v) = likelihood, !(v > 0 && v.isFinite) {
             throw ConfigurationError("the Gaussian observation variance must be positive and finite, not \(v)")
+        }
+    }
+
+    /// The most one-hot columns a categorical model may have (the largest layer size).
+    public static let maximumOneHotWidth = 1 << 20
+
+    /// Checks K per feature of a categorical likelihood: at least one feature, each K in
+    /// 2...`Likelihood.maximumCategories`, and a one-hot width of at most `maximumOneHotWidth`.
+    public static func validate(categories: [Int]) throws(ConfigurationError) {
+        guard !categories.isEmpty else { throw ConfigurationError("a categorical likelihood needs at least one feature") }
+        if let (f, k) = categories.enumerated().first(where: { $0.element < 2 }) {
+            throw ConfigurationError("feature \(f) has \(k) categories; a categorical feature needs at least 2 (give --categories K with K >= 2)")
+        }
+        if let (f, k) = categories.enumerated().first(where: { $0.element > Likelihood.maximumCategories }) {
+            throw ConfigurationError("feature \(f) has \(k) categories, more than the supported \(Likelihood.maximumCategories); are these codes or continuous values? Continuous data wants --likelihood gaussian")
+        }
+        let width = categories.reduce(0, +)
+        guard width <= maximumOneHotWidth else {
+            throw ConfigurationError("the one-hot encoding of \(categories.count) features with \(width) categories in all is wider than the supported \(maximumOneHotWidth) inputs; use fewer categories (--categories, --quantize-levels) or fewer features")
         }
     }
 }

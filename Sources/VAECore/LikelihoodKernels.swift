@@ -102,4 +102,109 @@ enum LikelihoodKernels {
             negLogLikelihood[r] = 0.5 * acc + constant
         }
     }
+
+    /// The floats of scratch `categorical` needs: the row's shifted exponentials `[D]` and two
+    /// `[F]` vectors (each feature's target mass and sum of exponentials).
+    static func categoricalScratchCount(dimension d: Int, features: Int) -> Int { d + 2 * (features + 8) }
+
+    /// Categorical on logits. Feature f owns columns `offsets[f]..<offsets[f + 1]` of a row
+    /// (K_f of them; `offsets[features] == d`), and x holds its one-hot code (any x_f >= 0 works):
+    ///
+    ///     -log p(x|l) = sum_f [ t_f logsumexp(l_f) - sum_k x_fk l_fk ],  t_f = sum_k x_fk,
+    ///     d/dl_fk     = t_f softmax(l_f)_k - x_fk   (written to `gradient` when given),
+    ///
+    /// with logsumexp(l_f) = m_f + log sum_k e^(l_fk - m_f), m_f = max_k l_fk, so that the loss is
+    /// computed as sum_f [ t_f log sum_k e^(l_fk - m_f) - sum_k x_fk (l_fk - m_f) ]. The exponentials
+    /// of a whole row and the logs of its F sums run in SIMD8 (`VectorMath`); the per-feature
+    /// maxima and sums are scalar. `scratch` holds `categoricalScratchCount` floats; the
+    /// exponentials go into `gradient`'s row when there is one. Allocates nothing.
+    static func categorical(
+        logits: UnsafePointer<Float>, data: UnsafePointer<Float>, rows: Int, draws: Int,
+        dimension d: Int, offsets: UnsafePointer<Int32>, features: Int,
+        scratch: UnsafeMutablePointer<Float>, negLogLikelihood: UnsafeMutablePointer<Float>,
+        gradient: UnsafeMutablePointer<Float>?
+    ) {
+        let mass = scratch + d
+        let sums = mass + features + 8
+        for r in 0..<rows {
+            let l = logits + r * d
+            let x = data + (r / draws) * d
+            let e = gradient.map { $0 + r * d } ?? scratch
+            // Shift each feature's logits by its maximum, and take the target's mass and dot.
+            var dot: Float = 0
+            for f in 0..<features {
+                let start = Int(offsets[f])
+                let end = Int(offsets[f + 1])
+                var m = l[start]
+                for k in (start + 1)..<end where l[k] > m { m = l[k] }
+                var t: Float = 0
+                for k in start..<end {
+                    e[k] = l[k] - m
+                    t += x[k]
+                    dot += x[k] * e[k]
+                }
+                mass[f] = t
+            }
+            forEachVector(e, count: d) { VectorMath.exp($0) }
+            for f in 0..<features {
+                var s: Float = 0
+                for k in Int(offsets[f])..<Int(offsets[f + 1]) { s += e[k] }
+                sums[f] = s
+            }
+            if let gradient {
+                let g = gradient + r * d
+                for f in 0..<features {
+                    let scale = mass[f] / sums[f]
+                    for k in Int(offsets[f])..<Int(offsets[f + 1]) { g[k] = e[k] * scale - x[k] }
+                }
+            }
+            // log of the sums, 8 at a time (every sum is at least 1, so padding with 1 is safe).
+            var acc = V(repeating: 0)
+            var f = 0
+            let rawSums = UnsafeRawPointer(sums)
+            let rawMass = UnsafeRawPointer(mass)
+            while f + 8 <= features {
+                let s = rawSums.loadUnaligned(fromByteOffset: 4 * f, as: V.self)
+                let t = rawMass.loadUnaligned(fromByteOffset: 4 * f, as: V.self)
+                acc += t * VectorMath.log(s)
+                f += 8
+            }
+            if f < features {
+                var s = V(repeating: 1)
+                var t = V(repeating: 0)
+                for j in 0..<(features - f) {
+                    s[j] = sums[f + j]
+                    t[j] = mass[f + j]
+                }
+                acc += t * VectorMath.log(s)
+            }
+            negLogLikelihood[r] = acc.sum() - dot
+        }
+    }
+
+    /// softmax(l_f) of every feature of `rows` rows of logits `[rows, D]`, in place: the
+    /// categorical model's probabilities, which are also the mean of its one-hot output.
+    static func categoricalProbabilities(
+        _ logits: UnsafeMutablePointer<Float>, rows: Int, dimension d: Int,
+        offsets: UnsafePointer<Int32>, features: Int
+    ) {
+        for r in 0..<rows {
+            let l = logits + r * d
+            for f in 0..<features {
+                let start = Int(offsets[f])
+                let end = Int(offsets[f + 1])
+                var m = l[start]
+                for k in (start + 1)..<end where l[k] > m { m = l[k] }
+                for k in start..<end { l[k] -= m }
+            }
+            forEachVector(l, count: d) { VectorMath.exp($0) }
+            for f in 0..<features {
+                let range = Int(offsets[f])..<Int(offsets[f + 1])
+                var s: Float = 0
+                for k in range { s += l[k] }
+                let inverse = 1 / s
+                for k in range { l[k] *= inverse }
+            }
+        }
+    }
 }

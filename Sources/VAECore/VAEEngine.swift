@@ -42,6 +42,10 @@ public final class VAEEngine {
     let klFloored: UnsafeMutablePointer<Float>  // [capacity]
     let logWeights: UnsafeMutablePointer<Double>  // [rows], IWAE only
     let precision: UnsafeMutablePointer<Float>  // [D], Gaussian only
+    /// Categorical only: feature f's one-hot columns are `categoryOffsets[f]..<categoryOffsets[f + 1]`,
+    /// and the kernel's scratch.
+    let categoryOffsets: [Int32]
+    let categoricalScratch: UnsafeMutablePointer<Float>
     /// The inputs of the current pass in sparse form, for an input-major first layer.
     let sparseInputs: SparseRows
     /// Whether the current pass's first layer runs on `sparseInputs`.
@@ -100,6 +104,9 @@ public final class VAEEngine {
         sizes += a.hidden.reversed().map { rows * $0 }
         sizes += [rows * d, rows * d, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows]
         sizes += [capacity * zDim, capacity, capacity, d]
+        let categories = a.likelihood.categories ?? []
+        let scratchCount = categories.isEmpty ? 0 : LikelihoodKernels.categoricalScratchCount(dimension: d, features: categories.count)
+        sizes.append(scratchCount)
         let arena = ScratchArena(sizes: sizes)
         self.arena = arena
         encoderActivations = a.hidden.map { arena.take(capacity * $0) }
@@ -120,6 +127,10 @@ public final class VAEEngine {
         kl = arena.take(capacity)
         klFloored = arena.take(capacity)
         precision = arena.take(d)
+        categoricalScratch = arena.take(scratchCount)
+        var offsets: [Int32] = [0]
+        for k in categories { offsets.append(offsets[offsets.count - 1] + Int32(k)) }
+        categoryOffsets = categories.isEmpty ? [] : offsets
         logWeights = .allocate(capacity: rows)
         logWeights.initialize(repeating: 0, count: rows)
         sparseInputs = SparseRows(capacity: capacity, dimension: d)
@@ -134,7 +145,8 @@ public final class VAEEngine {
     /// `gradient`, and returns the loss sums. The caller divides by the global sample count.
     ///
     /// - Parameters:
-    ///   - inputs: `[n, D]`, already preprocessed (binarised or standardised).
+    ///   - inputs: `[n, D]`, already preprocessed (binarised, standardised, or one-hot for a
+    ///     categorical likelihood, whose D is the one-hot width).
     ///   - sampleIDs: `[n]`, the global index of each sample in its dataset (keys its noise).
     ///   - step: the optimizer step, which keys the noise and sets the warm-up beta.
     public func accumulateGradient(
@@ -183,7 +195,8 @@ public final class VAEEngine {
     }
 
     /// The mean of p(x|z) for latent vectors `latents` `[rows, Z]` into `output` `[rows, D]`:
-    /// Bernoulli probabilities (sigmoid of the logits) or Gaussian means.
+    /// Bernoulli probabilities (sigmoid of the logits), Gaussian means, or categorical
+    /// probabilities (softmax of each feature's logits: the mean of the one-hot output).
     public func decodeMeans(
         parameters: UnsafeBufferPointer<Float>, latents: UnsafeBufferPointer<Float>,
         into output: UnsafeMutableBufferPointer<Float>
@@ -198,8 +211,16 @@ public final class VAEEngine {
             decode(parameters: parameters.baseAddress!, latents: latents.baseAddress! + start * zDim, rows: m)
             let out = output.baseAddress! + start * d
             out.update(from: self.output, count: m * d)
-            if layout.architecture.likelihood == .bernoulli {
+            switch layout.architecture.likelihood {
+            case .bernoulli:
                 forEachVector(out, count: m * d) { VectorMath.sigmoid($0) }
+            case .categorical(let categories):
+                categoryOffsets.withUnsafeBufferPointer { offsets in
+                    LikelihoodKernels.categoricalProbabilities(
+                        out, rows: m, dimension: d, offsets: offsets.baseAddress!, features: categories.count)
+                }
+            case .gaussianFixed, .gaussianLearned:
+                break
             }
             start += m
         }
@@ -306,6 +327,13 @@ public final class VAEEngine {
                 means: output, data: data, rows: rows, draws: draws, dimension: d,
                 precision: precision, logVarianceSum: sum,
                 negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
+        case .categorical(let categories):
+            categoryOffsets.withUnsafeBufferPointer { offsets in
+                LikelihoodKernels.categorical(
+                    logits: output, data: data, rows: rows, draws: draws, dimension: d,
+                    offsets: offsets.baseAddress!, features: categories.count, scratch: categoricalScratch,
+                    negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
+            }
         }
     }
 

@@ -12,6 +12,9 @@ public enum Preprocessing: String, Sendable, Equatable, CaseIterable {
     case staticBinarisation
     /// `(x - mean) / std` per feature (after `scale`), with mean and std of the training set.
     case standardise
+    /// Each value is a category code (an integer, or a grey level quantised), one-hot encoded
+    /// into its feature's K columns (`CategoricalCoding`): the inputs of a categorical model.
+    case oneHot
 
     var binarises: Bool { self == .dynamicBinarisation || self == .staticBinarisation }
 }
@@ -98,31 +101,48 @@ public struct BatchFiller: Sendable {
     public let dimension: Int
     /// The training set's statistics, for `standardise`.
     public let statistics: FeatureStatistics?
+    /// The categories and quantisation, for `oneHot`.
+    public let coding: CategoricalCoding?
+    /// The number of values per sample this filler writes: `dimension`, or the one-hot width.
+    public var outputDimension: Int { coding?.width ?? dimension }
     /// `statistics.mean` and `1 / statistics.std` (1 below the epsilon), for `standardise`.
     let mean: [Float]
     let inverseStd: [Float]
 
     /// A filler for `preprocessing` set up from the training set: checks that binarised data is
-    /// in [0, 1] and computes the standardisation statistics.
-    public init(preprocessing: Preprocessing, training: Dataset) throws(DataError) {
+    /// in [0, 1] (and that categorical data holds valid codes), and computes the
+    /// standardisation statistics.
+    ///
+    /// - Precondition: `coding` is given exactly when `preprocessing` is `oneHot`.
+    public init(preprocessing: Preprocessing, training: Dataset, coding: CategoricalCoding? = nil) throws(DataError) {
         let statistics = preprocessing == .standardise ? FeatureStatistics(of: training) : nil
+        if let coding, coding.features != training.dimension {
+            throw DataError(
+                .mismatch, file: training.name, expected: "samples of \(coding.features) categorical features (K given per feature)",
+                found: "\(training.dimension) values per sample")
+        }
         self.init(
-            preprocessing: preprocessing, dimension: training.dimension, statistics: statistics)
+            preprocessing: preprocessing, dimension: training.dimension, statistics: statistics, coding: coding)
         try check(training)
     }
 
-    /// A filler with given statistics, e.g. restored from a checkpoint.
+    /// A filler with given statistics or coding, e.g. restored from a checkpoint.
     ///
     /// - Precondition: `statistics` is given, with `dimension` features, exactly when
-    ///   `preprocessing` is `standardise`.
-    public init(preprocessing: Preprocessing, dimension: Int, statistics: FeatureStatistics?) {
+    ///   `preprocessing` is `standardise`; `coding`, with `dimension` features, exactly when it
+    ///   is `oneHot`.
+    public init(preprocessing: Preprocessing, dimension: Int, statistics: FeatureStatistics?,
+                coding: CategoricalCoding? = nil) {
         precondition(
             (preprocessing == .standardise) == (statistics != nil),
             "standardise needs statistics, and only standardise uses them")
         precondition(statistics == nil || statistics!.mean.count == dimension)
+        precondition((preprocessing == .oneHot) == (coding != nil), "oneHot needs a coding, and only oneHot uses one")
+        precondition(coding == nil || coding!.features == dimension)
         self.preprocessing = preprocessing
         self.dimension = dimension
         self.statistics = statistics
+        self.coding = coding
         self.mean = statistics?.mean ?? []
         self.inverseStd = statistics?.inverseStd ?? []
     }
@@ -135,6 +155,7 @@ public struct BatchFiller: Sendable {
                 .mismatch, file: dataset.name,
                 expected: "samples of \(dimension) values", found: "\(dataset.dimension)")
         }
+        if let coding { try coding.check(dataset) }
         guard preprocessing.binarises, case .float32(let values) = dataset.storage else { return }
         if let i = values.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
             let (sample, value) = i.quotientAndRemainder(dividingBy: max(dimension, 1))
@@ -145,7 +166,7 @@ public struct BatchFiller: Sendable {
     }
 
     /// Writes the preprocessed samples `dataset[indices[r]]` into row `r` of `output`,
-    /// `[indices.count, dimension]` row-major. `seed` and `step` drive binarisation; the
+    /// `[indices.count, outputDimension]` row-major. `seed` and `step` drive binarisation; the
     /// dataset index of a sample is its `sample` in the random key.
     ///
     /// - Precondition: `dataset` passed `check`, every index is in `0..<dataset.count`, and
@@ -155,18 +176,19 @@ public struct BatchFiller: Sendable {
         into output: UnsafeMutableBufferPointer<Float>
     ) {
         let d = dimension
+        let width = outputDimension
         precondition(dataset.dimension == d, "dataset has \(dataset.dimension) values per sample")
-        precondition(output.count == indices.count * d, "output must hold indices.count rows")
+        precondition(output.count == indices.count * width, "output must hold indices.count rows")
         guard d > 0, let out = output.baseAddress else { return }
         dataset.withRows(at: indices) { rows in
             switch rows {
             case .uint8(let rows):
                 for (r, row) in rows.enumerated() {
-                    fillRow(from: row.baseAddress!, into: out + r * d, sample: UInt32(indices[r]), seed: seed, step: step)
+                    fillRow(from: row.baseAddress!, into: out + r * width, sample: UInt32(indices[r]), seed: seed, step: step)
                 }
             case .float32(let rows):
                 for (r, row) in rows.enumerated() {
-                    fillRow(from: row.baseAddress!, into: out + r * d, sample: UInt32(indices[r]), seed: seed, step: step)
+                    fillRow(from: row.baseAddress!, into: out + r * width, sample: UInt32(indices[r]), seed: seed, step: step)
                 }
             }
         }
@@ -201,28 +223,32 @@ public struct BatchFiller: Sendable {
         _ fillRow: (UnsafePointer<T>, UnsafeMutablePointer<Float>, UInt32) -> Void
     ) {
         let d = dimension
-        precondition(rows.count == sampleIDs.count * d && output.count == rows.count, "rows must be [sampleIDs.count, dimension]")
+        let width = outputDimension
+        precondition(rows.count == sampleIDs.count * d && output.count == sampleIDs.count * width,
+                     "rows must be [sampleIDs.count, dimension] and output [sampleIDs.count, outputDimension]")
         guard d > 0, let x = rows.baseAddress, let out = output.baseAddress else { return }
         for (r, id) in sampleIDs.enumerated() {
-            fillRow(x + r * d, out + r * d, id)
+            fillRow(x + r * d, out + r * width, id)
         }
     }
 
-    /// One row of byte data: `y = x / 255`, then binarised or standardised.
+    /// One row of byte data: `y = x / 255`, then binarised or standardised; or its codes one-hot.
     @inline(__always)
     private func fillRow(
         from x: UnsafePointer<UInt8>, into y: UnsafeMutablePointer<Float>, sample: UInt32,
         seed: UInt64, step: UInt32
     ) {
+        if let coding { return coding.oneHot(bytes: x, into: y) }
         fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { Float($0) / 255 }
     }
 
-    /// One row of float data: `y = x`, then binarised or standardised.
+    /// One row of float data: `y = x`, then binarised or standardised; or its codes one-hot.
     @inline(__always)
     private func fillRow(
         from x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, sample: UInt32,
         seed: UInt64, step: UInt32
     ) {
+        if let coding { return coding.oneHot(floats: x, into: y) }
         fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { $0 }
     }
 
@@ -250,6 +276,8 @@ public struct BatchFiller: Sendable {
                     for j in 0..<d { y[j] = (value(x[j]) - m[j]) * s[j] }
                 }
             }
+        case .oneHot:
+            preconditionFailure("oneHot rows are filled by the coding")
         }
     }
 }

@@ -3,7 +3,9 @@
 /// Layout: the magic `\x93NUMPY`, a major and a minor version byte, the header length
 /// (UInt16 little-endian in 1.0, UInt32 in 2.0 and 3.0), then a Python dictionary literal
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (N, 28, 28), }`, then the data. Arrays
-/// of dtype `|u1` stay bytes; `<f4` and `<f8` become Float. Only C (row-major) order is read.
+/// of dtype `|u1` stay bytes; `<f4` and `<f8` become Float, and so do the integer dtypes `|i1`,
+/// `<i2`, `<i4`, `<i8`, `<u2`, `<u4`, `<u8` (integer codes of categorical data), whose values
+/// must lie within +-2^24, where every integer is a Float exactly. Only C (row-major) order is read.
 /// The first dimension counts the samples. Headers longer than 64 KiB or nested more than 32
 /// levels deep are errors.
 public enum NPYReader {
@@ -32,15 +34,23 @@ public enum NPYReader {
 
     enum DType: String {
         case uint8 = "|u1", float32 = "<f4", float64 = "<f8"
+        case int8 = "|i1", int16 = "<i2", int32 = "<i4", int64 = "<i8"
+        case uint16 = "<u2", uint32 = "<u4", uint64 = "<u8"
 
         var size: Int {
             switch self {
-            case .uint8: return 1
-            case .float32: return 4
-            case .float64: return 8
+            case .uint8, .int8: return 1
+            case .int16, .uint16: return 2
+            case .float32, .int32, .uint32: return 4
+            case .float64, .int64, .uint64: return 8
             }
         }
+
     }
+
+    /// The largest integer magnitude read from an integer dtype: every integer up to 2^24 is
+    /// exactly a Float.
+    static let largestExactInteger = 1 << 24
 
     static func samples(_ bytes: [UInt8], origin: ByteOrigin) throws(DataError) -> Dataset {
         guard !bytes.isEmpty else {
@@ -104,10 +114,12 @@ public enum NPYReader {
                 found: "another value")
         }
         // One-byte types have no byte order: NumPy writes '|u1', other writers '<u1' or 'u1'.
-        let normalised = ["u1", "<u1", ">u1", "=u1"].contains(descr) ? "|u1" : descr
+        let normalised = ["u1", "<u1", ">u1", "=u1"].contains(descr) ? "|u1"
+            : ["i1", "<i1", ">i1", "=i1"].contains(descr) ? "|i1" : descr
         guard let dtype = DType(rawValue: normalised) else {
             throw origin.error(
-                .unsupportedType, at: descrAt, expected: "dtype '|u1', '<f4' or '<f8'",
+                .unsupportedType, at: descrAt,
+                expected: "dtype '|u1', '<f4', '<f8' or a little-endian integer ('|i1', '<i2', '<i4', '<i8', '<u2', '<u4', '<u8')",
                 found: "'\(descr)'")
         }
         // fortran_order
@@ -167,10 +179,55 @@ public enum NPYReader {
         case .float32, .float64:
             storage = .float32(
                 try littleEndianFloats(bytes, from: dataOffset, dtype: dtype, origin: origin))
+        case .int8, .int16, .int32, .int64, .uint16, .uint32, .uint64:
+            storage = .float32(
+                try littleEndianIntegers(bytes, from: dataOffset, dtype: dtype, origin: origin))
         }
         return Dataset(
             name: origin.name, count: count, sampleShape: Array(dims.dropFirst()),
             storage: storage)
+    }
+
+    /// The little-endian integer elements from `offset` to the end, as Float; a value beyond
+    /// +-`largestExactInteger` is an error at its offset.
+    static func littleEndianIntegers(
+        _ bytes: [UInt8], from offset: Int, dtype: DType, origin: ByteOrigin
+    ) throws(DataError) -> [Float] {
+        let size = dtype.size
+        let n = (bytes.count - offset) / size
+        let limit = largestExactInteger
+        var bad: (at: Int, value: String)?
+        let values = bytes.withUnsafeBytes { raw in
+            [Float](unsafeUninitializedCapacity: n) { output, initialized in
+                for i in 0..<n {
+                    let at = offset + i * size
+                    let value: Int
+                    switch dtype {
+                    case .int8: value = Int(Int8(bitPattern: raw[at]))
+                    case .int16: value = Int(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int16.self)))
+                    case .int32: value = Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int32.self)))
+                    case .int64: value = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int64.self)))
+                    case .uint16: value = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+                    case .uint32: value = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+                    default:  // .uint64: beyond Int's range is beyond the limit too
+                        let u = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+                        value = u > UInt64(limit) ? limit + 1 : Int(u)
+                    }
+                    if value > limit || value < -limit {
+                        bad = (at, String(value))
+                        break
+                    }
+                    output[i] = Float(value)
+                    initialized = i + 1
+                }
+            }
+        }
+        if let bad {
+            throw origin.error(
+                .outOfRange, at: bad.at, expected: "an integer within +-\(limit) (exactly a Float)",
+                found: bad.value)
+        }
+        return values
     }
 
     /// The little-endian `<f4` or `<f8` elements from `offset` to the end, as Float; NaN,

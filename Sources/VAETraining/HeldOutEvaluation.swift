@@ -52,7 +52,7 @@ public enum HeldOutEvaluation {
         shouldStop: () -> Bool = { false }, _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<UInt32>) -> Void
     ) {
         let n = min(limit ?? dataset.count, dataset.count)
-        let d = dataset.dimension
+        let d = filler.outputDimension
         var x = [Float](repeating: 0, count: batch * d)
         var indices = [Int32](repeating: 0, count: batch)
         var ids = [UInt32](repeating: 0, count: batch)

@@ -36,8 +36,15 @@ public struct ModelCheckpoint: Sendable {
 
     /// The preprocessing the model was trained with.
     public var filler: BatchFiller {
-        BatchFiller(preprocessing: configuration.preprocessing, dimension: architecture.inputDimension,
-                    statistics: statistics)
+        BatchFiller(preprocessing: configuration.preprocessing, dimension: architecture.features,
+                    statistics: statistics, coding: coding)
+    }
+
+    /// A categorical model's K per feature and quantisation levels, nil for the others.
+    public var coding: CategoricalCoding? {
+        architecture.likelihood.categories.map {
+            CategoricalCoding(categories: $0, quantizeLevels: configuration.data.quantizeLevels)
+        }
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
@@ -46,7 +53,7 @@ public struct ModelCheckpoint: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func json(_ value: some Encodable) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
-        var writer = SafeTensorsWriter(metadata: [
+        var metadata = [
             "format": Self.format,
             "architecture": try json(architecture),
             "training": try json(configuration),
@@ -60,7 +67,12 @@ public struct ModelCheckpoint: Sendable {
             "preprocessing": configuration.preprocessing.rawValue,
             "likelihood": architecture.likelihood.name,
             "parameter_count": String(layout.count),
-        ])
+        ]
+        if let coding {
+            metadata["categories"] = try json(coding.categories)
+            if let levels = coding.quantizeLevels { metadata["quantize_levels"] = String(levels) }
+        }
+        var writer = SafeTensorsWriter(metadata: metadata)
         try parameters.withUnsafeBufferPointer { p in
             for tensor in layout.tensors {
                 try writer.add(name: tensor.name, shape: tensor.shape, floats: layout.values(of: tensor, in: p))
@@ -150,8 +162,12 @@ public struct ModelCheckpoint: Sendable {
         if configuration.preprocessing == .standardise && statistics == nil {
             throw fail("the model was trained on standardised data, but the tensors data.mean and data.std are missing")
         }
-        guard configuration.hidden == architecture.hidden, configuration.latent == architecture.latent else {
+        guard configuration.hidden == architecture.hidden, configuration.latent == architecture.latent,
+              configuration.likelihood == architecture.likelihood else {
             throw fail("the training configuration and the architecture in the metadata disagree")
+        }
+        if architecture.likelihood.categories != nil && configuration.preprocessing != .oneHot {
+            throw fail("a categorical model takes one-hot inputs, but the training configuration says preprocessing \(configuration.preprocessing.rawValue)")
         }
         return ModelCheckpoint(
             architecture: architecture, parameters: parameters, optimizer: optimizer, configuration: configuration,

@@ -104,6 +104,8 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     public var nll: Double?
     public var nllK: Int?
     public var nllSamples: Int?
+    /// Categorical runs: `nll` in bits per dimension, nll / (features ln 2).
+    public var nllBitsPerDim: Double?
     public var activeUnits: Int?
     public var mutualInformation: Double?
     public var parameterCount: Int

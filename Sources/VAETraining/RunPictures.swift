@@ -118,21 +118,25 @@ public enum RunPictures {
     }
 
     /// The first `count` samples of `dataset` as the encoder takes them (the model's
-    /// preprocessing, `[n, D]`) and as they look (scaled to [0, 1]). Throws if the dataset does
+    /// preprocessing, `[n, D]`, one-hot for a categorical model) and as they look (scaled to
+    /// [0, 1], `[n, features]`). Throws if the dataset does
     /// not fit the model.
     public static func inputs(_ model: ModelCheckpoint, dataset: Dataset, count: Int, seed: UInt64) throws -> (encoded: [Float], display: [Float]) {
-        guard dataset.dimension == model.architecture.inputDimension else {
-            throw PictureError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.inputDimension): give the data the model was trained on")
+        guard dataset.dimension == model.architecture.features else {
+            throw PictureError("\(dataset.name) has \(dataset.dimension) values per sample, the model takes \(model.architecture.features): give the data the model was trained on")
         }
         let n = min(count, dataset.count)
         let d = dataset.dimension
         let indices = (0..<Int32(n)).map { $0 }
         let filler = model.filler
         try filler.check(dataset)
-        var encoded = [Float](repeating: 0, count: n * d)
+        var encoded = [Float](repeating: 0, count: n * filler.outputDimension)
         indices.withUnsafeBufferPointer { ids in
             encoded.withUnsafeMutableBufferPointer { filler.fill(dataset: dataset, indices: ids, seed: seed, step: 0, into: $0) }
         }
+        // A categorical model's inputs are shown as it sees them: each code as its grey k / (K - 1)
+        // (quantised grey levels, for images).
+        if let coding = filler.coding { return (encoded, coding.expectedValues(encoded)) }
         var display = [Float](repeating: 0, count: n * d)
         indices.withUnsafeBufferPointer { ids in
             display.withUnsafeMutableBufferPointer {
@@ -157,7 +161,7 @@ public enum RunPictures {
                                        shape: (Int, Int)) throws -> PNGImage {
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
         let (encoded, display) = try inputs(model, dataset: dataset, count: n, seed: seed)
-        let d = model.architecture.inputDimension
+        let d = model.architecture.features
         let count = display.count / d
         guard count > 0 else { throw PictureError("\(dataset.name) has no samples to reconstruct") }
         let means = decode(model, engine, encodeMeans(model, engine, encoded))
@@ -207,7 +211,7 @@ public enum RunPictures {
     public static func latents(_ model: ModelCheckpoint, dataset: Dataset, data: String? = nil, limit: Int = 5000,
                                seed: UInt64 = 123) throws -> PNGImage {
         let (encoded, _) = try inputs(model, dataset: dataset, count: limit, seed: seed)
-        let n = encoded.count / dataset.dimension
+        let n = encoded.count / model.architecture.inputDimension  // the one-hot width of a categorical model
         guard n > 0 else { throw PictureError("\(dataset.name) has no samples to encode") }
         let zDim = model.architecture.latent
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
@@ -248,10 +252,12 @@ public enum RunPictures {
         return means
     }
 
-    /// Grayscale tiles of decoder means `[n, D]`, shown in the data's [0, 1] scale.
+    /// Grayscale tiles of decoder means `[n, D]`, shown in the data's [0, 1] scale. A categorical
+    /// model's means (each feature's category probabilities) are drawn as their expected grey
+    /// level, sum_k p_k k / (K - 1).
     public static func tiles(_ values: [Float], model: ModelCheckpoint, shape: (Int, Int)) -> [PNGImage] {
         let d = shape.0 * shape.1
-        var display = values
+        var display = model.coding.map { $0.expectedValues(values) } ?? values
         if model.architecture.likelihood != .bernoulli, let statistics = model.statistics {
             for i in display.indices { display[i] = display[i] * statistics.std[i % d] + statistics.mean[i % d] }
         }
@@ -283,7 +289,7 @@ public enum RunPictures {
     /// Small images (MNIST digits) are drawn at twice their size, with a caption. The pictures of
     /// the model (`tensorBoardImages`) also go to `output`'s TensorBoard file.
     public static func writeEndOfRun(_ model: ModelCheckpoint, output: RunOutput, test: Dataset? = nil) -> [Written] {
-        let shape = defaultShape(model.architecture.inputDimension)
+        let shape = defaultShape(model.architecture.features)
         let zoom = max(shape.0, shape.1) <= 32 ? 2 : 1
         let vae = !model.configuration.objective.autoencoder
         let step = model.step
@@ -291,7 +297,7 @@ public enum RunPictures {
         if vae {
             jobs.append(("samples.png", {
                 try samples(model, shape: shape).scaled(by: zoom)
-                    .captioned("64 samples from the prior N(0, I) (decoder means), step \(step)")
+                    .captioned("64 samples from the prior N(0, I) (\(model.coding == nil ? "decoder means" : "expected category of each value, as grey"), step \(step)")
             }))
             if model.architecture.latent == 2 {
                 jobs.append(("manifold.png", { try manifold(model, shape: shape, title: "Decoder means over a 16 \u{00D7} 16 grid of z, step \(step)") }))

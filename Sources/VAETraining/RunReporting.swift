@@ -30,8 +30,15 @@ public enum RunReporting {
         }
         if let nll = summary.nll, let k = summary.nllK, let n = summary.nllSamples {
             line += String(format: "; test NLL %.3f (IWAE k=%d, %d samples)", nll, k, n)
+            if let bits = summary.nllBitsPerDim { line += String(format: ", %.4f bits/dim", bits) }
         }
         return line
+    }
+
+    /// A negative log-likelihood of `features` discrete values in bits per dimension:
+    /// nats / (features ln 2).
+    public static func bitsPerDimension(nats: Double, features: Int) -> Double {
+        nats / (Double(max(features, 1)) * 0.693_147_180_559_945_3)
     }
 
     /// The line a run stopped by a signal prints instead of `finalLine`: the signal, the step,
@@ -111,6 +118,9 @@ public enum RunReporting {
                 summary.nll = report.nll
                 summary.nllK = c.nllSamples
                 summary.nllSamples = report.samples
+                if data.filler.coding != nil, let nll = report.nll {
+                    summary.nllBitsPerDim = bitsPerDimension(nats: nll, features: test.dimension)
+                }
                 summary.activeUnits = report.activeUnits
                 summary.mutualInformation = report.mutualInformation
             }

@@ -19,9 +19,34 @@ public struct TrainingData: Sendable {
         let (train, test) = try DatasetSource.load(
             train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
             options: LoadOptions(csv: csv))
-        let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train)
+        var coding: CategoricalCoding?
+        if let categories = configuration.likelihood.categories {
+            coding = try categoricalCoding(given: categories, quantizeLevels: c.quantizeLevels, training: train)
+        }
+        let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train, coding: coding)
         if let test { try filler.check(test) }
         return TrainingData(train: train, test: test, filler: filler)
+    }
+
+    /// K per feature of a categorical model on `training`: L for every feature when grey levels
+    /// are quantised to L, else `given` (one K for all features, or one per feature), else the
+    /// largest code of each feature plus one (`CategoricalCoding.inferCategories`).
+    static func categoricalCoding(given: [Int], quantizeLevels: Int?, training: Dataset) throws -> CategoricalCoding {
+        let d = training.dimension
+        let categories: [Int]
+        if let levels = quantizeLevels {
+            categories = [Int](repeating: levels, count: d)
+        } else if given.isEmpty {
+            categories = try CategoricalCoding.inferCategories(of: training, maximumCategories: Likelihood.maximumCategories)
+        } else if given.count == 1 {
+            categories = [Int](repeating: given[0], count: d)
+        } else if given.count == d {
+            categories = given
+        } else {
+            throw ConfigurationError("--categories gives \(given.count) values, but \(training.name) has \(d) features per sample: give one K for all features or one per feature")
+        }
+        try Architecture.validate(categories: categories)
+        return CategoricalCoding(categories: categories, quantizeLevels: quantizeLevels)
     }
 }
 
@@ -77,7 +102,7 @@ public final class Trainer {
         let c = configuration
         BLAS.setThreads(c.threads)
         let plan = MinibatchPlan(sampleCount: data.train.count, batchSize: c.batchSize, seed: c.seed)
-        let d = data.train.dimension
+        let d = data.filler.outputDimension  // the one-hot width for a categorical model
         let engine = VAEEngine(layout: layout, objective: c.objective, capacity: c.batchSize)
         var gradient = [Float](repeating: 0, count: layout.count)
         var inputs = [Float](repeating: 0, count: c.batchSize * d)

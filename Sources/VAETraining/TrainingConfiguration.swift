@@ -74,21 +74,64 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         return minutes > 0 ? .seconds(minutes * 60) : nil
     }
 
-    /// The architecture for data with `inputDimension` values per sample.
+    /// The architecture for data with `inputDimension` values per sample. A categorical
+    /// likelihood's categories must have been fitted to the data (`fitted(to:)`, one K per
+    /// feature): its input dimension is then their one-hot width.
     public func architecture(inputDimension: Int) -> Architecture {
-        Architecture(inputDimension: inputDimension, hidden: hidden, latent: latent,
-                     activation: activation, likelihood: likelihood)
+        var width = inputDimension
+        if let categories = likelihood.categories, categories.count == inputDimension {
+            width = categories.reduce(0, +)
+        }
+        return Architecture(inputDimension: width, hidden: hidden, latent: latent,
+                            activation: activation, likelihood: likelihood)
     }
 
-    /// The preprocessing: the configured one, or dynamic binarisation for a Bernoulli decoder
-    /// and standardisation for a Gaussian one.
+    /// The configuration with a categorical likelihood's K per feature as `data` resolved them
+    /// (given for all features, given per feature, inferred, or the quantisation levels).
+    public func fitted(to data: TrainingData) -> TrainingConfiguration {
+        guard likelihood.categories != nil, let coding = data.filler.coding else { return self }
+        var fitted = self
+        fitted.likelihood = .categorical(categories: coding.categories)
+        return fitted
+    }
+
+    /// The preprocessing: the configured one, or dynamic binarisation for a Bernoulli decoder,
+    /// one-hot codes for a categorical one and standardisation for a Gaussian one.
     public var preprocessing: Preprocessing {
-        data.preprocessing ?? (likelihood == .bernoulli ? .dynamicBinarisation : .standardise)
+        if let preprocessing = data.preprocessing { return preprocessing }
+        switch likelihood {
+        case .bernoulli: return .dynamicBinarisation
+        case .categorical: return .oneHot
+        case .gaussianFixed, .gaussianLearned: return .standardise
+        }
     }
 
     /// Checks every value that does not depend on the data.
     public func validate() throws(ConfigurationError) {
-        try architecture(inputDimension: 1).validate()
+        if let categories = likelihood.categories {
+            // K per feature is checked here; the one-hot width needs the data (`fitted(to:)`).
+            try Architecture(inputDimension: 1, hidden: hidden, latent: latent, activation: activation).validate()
+            if !categories.isEmpty { try Architecture.validate(categories: categories) }
+            if preprocessing != .oneHot {
+                throw ConfigurationError("--likelihood categorical one-hot encodes integer codes or quantised grey levels; drop --preprocess")
+            }
+            if let levels = data.quantizeLevels {
+                guard CategoricalCoding.levelRange.contains(levels) else {
+                    throw ConfigurationError("--quantize-levels must be in \(CategoricalCoding.levelRange.lowerBound)...\(CategoricalCoding.levelRange.upperBound), not \(levels)")
+                }
+                if categories.contains(where: { $0 != levels }) {
+                    throw ConfigurationError("--quantize-levels \(levels) gives every feature \(levels) categories: drop --categories")
+                }
+            }
+        } else {
+            try architecture(inputDimension: 1).validate()
+            if preprocessing == .oneHot {
+                throw ConfigurationError("one-hot inputs are the inputs of --likelihood categorical only")
+            }
+            if data.quantizeLevels != nil {
+                throw ConfigurationError("--quantize-levels turns grey levels into categories: it needs --likelihood categorical")
+            }
+        }
         try objective.validate()
         guard batchSize > 0 && batchSize <= 1 << 20 else { throw ConfigurationError("--batch must be in 1...1048576, not \(batchSize)") }
         guard epochs > 0 else { throw ConfigurationError("--epochs must be positive, not \(epochs)") }
@@ -135,15 +178,20 @@ public struct DataConfiguration: Sendable, Codable, Equatable {
     public var preprocessing: Preprocessing?
     public var csvHeader: Bool?
     public var csvLabelColumn: String?
+    /// For a categorical likelihood: grey levels (bytes 0-255, or floats in [0, 1]) are
+    /// quantised to this many categories (`CategoricalCoding`); nil: the values are codes.
+    public var quantizeLevels: Int?
 
     public init(path: String, testPath: String? = nil, testFraction: Double? = nil,
-                preprocessing: Preprocessing? = nil, csvHeader: Bool? = nil, csvLabelColumn: String? = nil) {
+                preprocessing: Preprocessing? = nil, csvHeader: Bool? = nil, csvLabelColumn: String? = nil,
+                quantizeLevels: Int? = nil) {
         self.path = path
         self.testPath = testPath
         self.testFraction = testFraction
         self.preprocessing = preprocessing
         self.csvHeader = csvHeader
         self.csvLabelColumn = csvLabelColumn
+        self.quantizeLevels = quantizeLevels
     }
 }
 

@@ -137,6 +137,10 @@ struct Start: AsyncParsableCommand {
             display.message("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
         }
         let data = try TrainingData.load(configuration)
+        configuration = configuration.fitted(to: data)
+        if let coding = data.filler.coding {
+            display.message("categorical: \(coding.summary)\(coding.quantizeLevels == nil && training.categories == nil && checkpoint == nil ? " (inferred from the training data: largest code + 1)" : "")")
+        }
         let count = workers ?? max(localWorkers, 1)
         let policy = FaultPolicy(
             minWorkers: minWorkers, maxWorkers: maxWorkers, heartbeatTimeout: .seconds(heartbeatTimeout),

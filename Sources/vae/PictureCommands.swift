@@ -27,12 +27,12 @@ struct PictureOptions: ParsableArguments {
 
     func load() throws -> (ModelCheckpoint, VAEEngine, (height: Int, width: Int)) {
         let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-        let d = model.architecture.inputDimension
+        let d = model.architecture.features
         var size: (Int, Int)
         if let shape {
             let parts = shape.lowercased().split(separator: "x").compactMap { Int($0) }
             guard parts.count == 2, parts[0] > 0, parts[1] > 0, parts[0] * parts[1] == d else {
-                throw ValidationError("--shape must be HxW with H * W = \(d), the model's input dimension, not '\(shape)'")
+                throw ValidationError("--shape must be HxW with H * W = \(d), the model's values per sample, not '\(shape)'")
             }
             size = (parts[0], parts[1])
         } else {
@@ -119,7 +119,7 @@ struct Interpolate: AsyncParsableCommand {
         guard (1...256).contains(pairs), (2...64).contains(steps) else { throw ValidationError("--pairs must be in 1...256 and --steps in 2...64") }
         let (model, engine, size) = try picture.load()
         let zDim = model.architecture.latent
-        let d = model.architecture.inputDimension
+        let d = model.architecture.features
         let (encoded, display) = try RunPictures.inputs(model, dataset: source.dataset(), count: 2 * pairs, seed: picture.seed)
         let count = display.count / d
         guard count >= 2 else { throw ValidationError("interpolation needs at least two samples") }
@@ -215,7 +215,7 @@ struct PlotCommand: AsyncParsableCommand {
             guard (2...64).contains(grid) else { throw ValidationError("--grid must be in 2...64") }
             guard extent > 0 && extent <= 100 else { throw ValidationError("--extent must be in (0, 100], not \(extent)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
-            let image = try RunPictures.manifold(model, grid: grid, extent: extent, shape: RunPictures.defaultShape(model.architecture.inputDimension))
+            let image = try RunPictures.manifold(model, grid: grid, extent: extent, shape: RunPictures.defaultShape(model.architecture.features))
             try writePicture(image, to: out)
         }
     }

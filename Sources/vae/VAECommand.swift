@@ -43,6 +43,10 @@ struct Train: AsyncParsableCommand {
             display.message("resuming \(resume) at step \(loaded.step) (epoch \(loaded.epoch))")
         }
         let data = try TrainingData.load(configuration)
+        configuration = configuration.fitted(to: data)
+        if let coding = data.filler.coding {
+            display.message("categorical: \(coding.summary)\(coding.quantizeLevels == nil && training.categories == nil && checkpoint == nil ? " (inferred from the training data: largest code + 1)" : "")")
+        }
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
@@ -108,8 +112,8 @@ struct Eval: AsyncParsableCommand {
             throw ValidationError("\(checkpoint) is a plain autoencoder: it has no ELBO or likelihood to evaluate; see its summary.json for the reconstruction error, or use vae reconstruct")
         }
         let dataset = try source.dataset()
-        guard dataset.dimension == model.architecture.inputDimension else {
-            throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.inputDimension)")
+        guard dataset.dimension == model.architecture.features else {
+            throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.features)")
         }
         let filler = model.filler
         try filler.check(dataset)
@@ -129,6 +133,9 @@ struct Eval: AsyncParsableCommand {
                 "images_per_s": Double(report.samples) / seconds,
             ]
             object["nll"] = report.nll ?? NSNull()
+            if model.coding != nil {
+                object["nll_bits_per_dim"] = report.nll.map { RunReporting.bitsPerDimension(nats: $0, features: dataset.dimension) } ?? NSNull()
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             emit(String(decoding: data, as: UTF8.self))
         } else {
@@ -136,7 +143,13 @@ struct Eval: AsyncParsableCommand {
             emit(String(format: "-ELBO        %10.3f nats", report.negELBO))
             emit(String(format: "  distortion %10.3f", report.distortion))
             emit(String(format: "  rate (KL)  %10.3f", report.rate))
-            if let nll = report.nll { emit(String(format: "NLL (IWAE)   %10.3f nats, k = %d", nll, k)) }
+            if let nll = report.nll {
+                emit(String(format: "NLL (IWAE)   %10.3f nats, k = %d", nll, k))
+                if model.coding != nil {
+                    emit(String(format: "             %10.4f bits per dimension (%d features)",
+                                RunReporting.bitsPerDimension(nats: nll, features: dataset.dimension), dataset.dimension))
+                }
+            }
             emit("active units \(report.activeUnits) of \(model.architecture.latent)")
             emit(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
             emit("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))

@@ -121,6 +121,8 @@ import VAECommandLine
         ["--beta", "0.5", "--free-bits", "0.05", "--mc-samples", "2", "--optimizer", "sgd", "--momentum", "0.9",
          "--lr", "0.02", "--lr-schedule", "step", "--lr-decay-every", "20", "--max-steps", "60", "--epochs", "20"],
         ["--likelihood", "gaussian-learned", "--activation", "tanh", "--lr", "0.005", "--max-steps", "60", "--epochs", "20"],
+        ["--likelihood", "categorical", "--quantize-levels", "4", "--lr", "0.01", "--max-steps", "60", "--epochs", "20"],
+        ["--likelihood", "categorical", "--quantize-levels", "16", "--iwae-k", "3", "--lr", "0.01", "--max-steps", "60", "--epochs", "20"],
     ]
 
     /// Distributed training with every kind of option ends where single-process training does.
@@ -138,9 +140,41 @@ import VAECommandLine
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         #expect(checkpoint.step == steps)
 
-        let configuration = try TrainingOptions.parse(arguments).configuration()
-        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
-                                  logger: .init(label: "test"))
+        let options = try TrainingOptions.parse(arguments).configuration()
+        let data = try TrainingData.load(options)
+        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
+        _ = try trainer.run(output: nil) { _ in }
+        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
+        let scale = trainer.parameters.map(abs).max()!
+        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+    }
+
+    /// A categorical model of integer codes (.npy int64, K inferred per feature) trained by
+    /// `vae-coordinator start --local-workers 2`: the workers get K per feature in WELCOME and
+    /// one-hot encode the codes the WORK messages carry; the run ends where one process does.
+    @Test func categoricalCodesTrainWithTwoLocalWorkersAsInOneProcess() throws {
+        let (dir, train, test) = SyntheticData.codeDataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test)
+            + ["--likelihood", "categorical", "--lr", "0.01", "--max-steps", "80", "--epochs", "20"]
+        let out = dir.appendingPathComponent("run")
+        let coordinator = try ChildProcess(
+            "vae-coordinator", ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2"] + arguments + ["--out", out.path],
+            directory: dir, name: "coordinator")
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        #expect(coordinator.stdout.contains("categorical: K from 2 to 5 over 8 features, one-hot width 28 (inferred from the training data: largest code + 1)"),
+                "\(coordinator.stdout)")
+        #expect(coordinator.stdout.contains("done: 80 steps"))
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        #expect(checkpoint.coding?.categories == SyntheticData.codeCategories)
+        let summary = try StopAndResumeTests.summary(out)
+        let uniform = SyntheticData.codeCategories.reduce(0.0) { $0 + log(Double($1)) }
+        let negELBO = try #require(summary["test_neg_elbo"] as? Double)
+        #expect(negELBO < uniform - 2, "test -ELBO \(negELBO) against the uniform model's \(uniform)")
+
+        let options = try TrainingOptions.parse(arguments).configuration()
+        let data = try TrainingData.load(options)
+        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
         _ = try trainer.run(output: nil) { _ in }
         let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
         let scale = trainer.parameters.map(abs).max()!
@@ -169,9 +203,9 @@ import VAECommandLine
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         #expect(checkpoint.step == 150)
 
-        let configuration = try TrainingOptions.parse(arguments).configuration()
-        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
-                                  logger: .init(label: "test"))
+        let options = try TrainingOptions.parse(arguments).configuration()
+        let data = try TrainingData.load(options)
+        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
         _ = try trainer.run(output: nil) { _ in }
         let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
         let scale = trainer.parameters.map(abs).max()!

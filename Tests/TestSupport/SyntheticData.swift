@@ -43,4 +43,41 @@ public enum SyntheticData {
         writePrototypes(to: test, count: 128, dimension: 16, seed: 2)
         return (dir, train.path, test.path)
     }
+
+    /// K per feature of `writeCodes`.
+    public static let codeCategories = [2, 3, 4, 5, 2, 3, 4, 5]
+
+    /// Writes an int64 .npy file `[n, 8]` of category codes: sample i's feature j is
+    /// (i % 4 + j) % K_j (`codeCategories`), replaced by a random code with probability 0.05.
+    public static func writeCodes(to url: URL, count n: Int, seed: UInt64) {
+        let ks = codeCategories
+        var noise = [Float](repeating: 0, count: 2 * n * ks.count)
+        noise.withUnsafeMutableBufferPointer { RandomKey(seed: seed, step: 0, sample: 0, stream: .split).fillUniform($0) }
+        var values: [UInt8] = []
+        for i in 0..<n {
+            for (j, k) in ks.enumerated() {
+                var code = (i % 4 + j) % k
+                if noise[2 * (i * ks.count + j)] < 0.05 { code = min(Int(noise[2 * (i * ks.count + j) + 1] * Float(k)), k - 1) }
+                values += withUnsafeBytes(of: Int64(code).littleEndian) { Array($0) }
+            }
+        }
+        var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (\(n), \(ks.count)), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+        bytes += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8) + values
+        try! Data(bytes).write(to: url)
+    }
+
+    /// A directory with `train.npy` (`trainCount` samples) and `test.npy` (128) of integer codes
+    /// (`writeCodes`).
+    public static func codeDataset(trainCount: Int = 512) -> (directory: URL, train: String, test: String) {
+        let dir = temporaryDirectory()
+        let train = dir.appendingPathComponent("train.npy")
+        let test = dir.appendingPathComponent("test.npy")
+        writeCodes(to: train, count: trainCount, seed: 1)
+        writeCodes(to: test, count: 128, seed: 2)
+        return (dir, train.path, test.path)
+    }
 }

@@ -2,10 +2,25 @@
 
 /// Small deterministic models and data for the core's tests.
 enum Fixtures {
-    /// Inputs `[n, d]`: uniform in [0, 1] for Bernoulli models, standard normal otherwise.
+    /// Inputs `[n, d]`: uniform in [0, 1] for Bernoulli models, one-hot codes drawn uniformly
+    /// for categorical ones (d is the one-hot width), standard normal otherwise.
     static func inputs(_ n: Int, _ d: Int, likelihood: Likelihood, seed: UInt64 = 77) -> [Float] {
         var x = [Float](repeating: 0, count: n * d)
         let key = RandomKey(seed: seed, step: 0, sample: 0, stream: .split)
+        if let categories = likelihood.categories {
+            precondition(categories.reduce(0, +) == d, "d must be the one-hot width")
+            var u = [Float](repeating: 0, count: n * categories.count)
+            u.withUnsafeMutableBufferPointer { key.fillUniform($0) }
+            for i in 0..<n {
+                var offset = 0
+                for (f, k) in categories.enumerated() {
+                    let code = min(Int(u[i * categories.count + f] * Float(k)), k - 1)
+                    x[i * d + offset + code] = 1
+                    offset += k
+                }
+            }
+            return x
+        }
         x.withUnsafeMutableBufferPointer {
             if likelihood == .bernoulli { key.fillUniform($0) } else { key.fillNormal($0) }
         }

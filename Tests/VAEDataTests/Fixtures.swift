@@ -91,12 +91,12 @@ func floatValues(_ dataset: Dataset) -> [Float] {
     }
 }
 
-/// Runs `fill` for `indices` into a fresh `[indices.count, dimension]` array.
+/// Runs `fill` for `indices` into a fresh `[indices.count, outputDimension]` array.
 func filled(
     _ filler: BatchFiller, _ dataset: Dataset, indices: [Int32], seed: UInt64 = 1,
     step: UInt32 = 0
 ) -> [Float] {
-    var output = [Float](repeating: -1, count: indices.count * filler.dimension)
+    var output = [Float](repeating: -1, count: indices.count * filler.outputDimension)
     indices.withUnsafeBufferPointer { indices in
         output.withUnsafeMutableBufferPointer { output in
             filler.fill(dataset: dataset, indices: indices, seed: seed, step: step, into: output)

@@ -68,7 +68,32 @@ import VAEData
         #expect(error?.description.contains("found fortran_order True") == true)
     }
 
-    @Test(arguments: ["<i8", ">f4", "<f2", "|b1"])
+    /// Integer codes of categorical data, in each integer dtype (two's complement, little-endian).
+    @Test(arguments: ["|i1", "i1", "<i2", "<i4", "<i8", "<u2", "<u4", "<u8"])
+    func readsIntegerDTypesAsExactFloats(descr: String) throws {
+        let codes: [Int64] = descr.contains("u") ? [0, 3, 1, 2, 7, 5] : [0, 3, -1, 2, 7, -5]
+        let size = Int(descr.last!.wholeNumberValue!)
+        let data = codes.flatMap { code in withUnsafeBytes(of: code.littleEndian) { Array($0.prefix(size)) } }
+        let dataset = try NPYReader.samples(
+            from: npyBytes(version: 1, header: npyHeader(descr: descr, shape: [3, 2]), data: data), name: "codes.npy")
+        #expect(dataset.sampleShape == [2])
+        #expect(dataset.storage == .float32(codes.map { Float($0) }))
+    }
+
+    @Test(arguments: ["<i4", "<i8", "<u8"])
+    func integerBeyondTwoToThe24IsAnError(descr: String) {
+        let size = Int(descr.last!.wholeNumberValue!)
+        let codes: [Int64] = [1, 1 << 24, (1 << 24) + 1]
+        let data = codes.flatMap { code in withUnsafeBytes(of: code.littleEndian) { Array($0.prefix(size)) } }
+        let error = #expect(throws: DataError.self) {
+            try NPYReader.samples(
+                from: npyBytes(version: 1, header: npyHeader(descr: descr, shape: [3]), data: data), name: "big.npy")
+        }
+        #expect(error?.code == .outOfRange)
+        #expect(error?.description.contains("16777217") == true)
+    }
+
+    @Test(arguments: [">i4", ">f4", "<f2", "|b1"])
     func unsupportedDTypeIsAnError(descr: String) {
         let bytes = npyBytes(
             version: 1, header: npyHeader(descr: descr, shape: [1]), data: [0, 0, 0, 0, 0, 0, 0, 0])
