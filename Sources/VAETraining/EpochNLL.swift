@@ -103,8 +103,16 @@ extension RunOutput {
     }
 
     /// The epochs whose NLL line is in `metrics.jsonl` (none when there is no such file yet).
+    /// Lines that are not NLL lines are not decoded, and one that does not decode (torn by a
+    /// kill) is not counted: its epoch is estimated again rather than the run refusing to resume.
     public func recordedNLLEpochs() throws -> Set<Int> {
         guard FileManager.default.fileExists(atPath: metrics.path) else { return [] }
-        return Set(try MetricsLog.read(from: metrics).nlls.map(\.epoch))
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let marker = Data(#""record":"nll""#.utf8)
+        return Set(try Data(contentsOf: metrics).split(separator: UInt8(ascii: "\n")).compactMap { line in
+            guard line.firstRange(of: marker) != nil else { return nil }
+            return try? decoder.decode(NLLMetrics.self, from: Data(line)).epoch
+        })
     }
 }

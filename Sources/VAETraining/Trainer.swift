@@ -102,7 +102,8 @@ public final class Trainer {
             }
         }
         var interruption: Interruption?
-        var nllSchedule = EpochNLLSchedule(c, stepsPerEpoch: plan.stepsPerEpoch, recorded: try output?.recordedNLLEpochs() ?? [])
+        var nllSchedule = EpochNLLSchedule(c, stepsPerEpoch: plan.stepsPerEpoch,
+                                           recorded: c.nllEpochs?.isEmpty ?? true ? [] : try output?.recordedNLLEpochs() ?? [])
         var lastNLL: NLLMetrics?
         func estimateNLLIfDue() throws {
             guard interruption == nil, let nllEpoch = nllSchedule.due(step: step) else { return }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import VAECore
+@testable import VAECore
 import VAEData
 @testable import VAETraining
 
@@ -115,5 +115,27 @@ import VAEData
         _ = try resumed.run(output: output, onNLL: { resumedEstimates.append($0.epoch) }) { _ in }
         #expect(resumedEstimates == [3])
         #expect(try nllLines(output).map(\.epoch) == [2, 3])
+    }
+}
+
+extension EpochNLLTests {
+    /// A kill can tear a line of metrics.jsonl, and the resumed run appends after it: the NLL
+    /// lines around it still count, the torn one does not, and nothing stops the resumption.
+    @Test func recordedEpochsAreReadPastATornLine() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { Fixtures.cleanup(dir) }
+        let output = try RunOutput(directory: dir.path)
+        #expect(try output.recordedNLLEpochs() == [])
+        let report = EvaluationReport(samples: 10, negELBO: 100, rate: 20, distortion: 80, nll: 95, iwaeSamples: 4,
+                                      klPerDimension: [], activeUnits: 3, meanVariancePerDimension: [],
+                                      mutualInformation: 2, marginalKL: 18)
+        try output.append(NLLMetrics(epoch: 1, step: 16, report: report, learningRate: 1e-3, seconds: 1))
+        let torn = try RunOutput.encoder().encode(NLLMetrics(epoch: 4, step: 64, report: report, learningRate: 1e-3, seconds: 1))
+        let handle = try FileHandle(forWritingTo: output.metrics)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: torn.prefix(torn.count / 2) + [UInt8(ascii: "\n")])
+        try handle.close()
+        try output.append(NLLMetrics(epoch: 13, step: 208, report: report, learningRate: 1e-3, seconds: 1))
+        #expect(try output.recordedNLLEpochs() == [1, 13])
     }
 }
