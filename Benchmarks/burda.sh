@@ -90,7 +90,7 @@ case "$mode" in
     cp "$RUN/bin/commit" "$out/binary-commit.txt" 2>/dev/null || true
     grep -E '^epoch|NLL|^done|^interrupted|error' "$RUN/train.log" > "$out/train-log-excerpt.txt" 2>/dev/null || true
     python3 - "$RUN" "$out" "$EPOCHS" <<'PY'
-import json, os, sys, time
+import calendar, json, os, sys, time
 run, out, epochs_planned = sys.argv[1], sys.argv[2], int(sys.argv[3])
 paper = 86.76
 stage_ends = [1, 4, 13, 40, 121, 364, 1093, 3280]
@@ -113,15 +113,18 @@ rows = []
 for i, end in enumerate(stage_ends):
     lr = 1e-3 * 10 ** (-i / 7)
     n = nlls.get(end)
-    rows.append({"stage": i, "epochs": f"{end - 3 ** i + 1}-{end}", "end_epoch": end, "lr": lr,
+    first = end - 3 ** i + 1
+    rows.append({"stage": i, "epochs": f"{first}-{end}" if first < end else f"{end}", "end_epoch": end, "lr": lr,
                  "test_nll": n and n["nll"], "test_neg_elbo": n and n["test_neg_elbo"],
                  "active_units": n and n["active_units"], "nll_seconds": n and n["seconds"],
                  "k": n and n["k"], "test_samples": n and n["samples"]})
 last = epochs.get(done)
+started = calendar.timegm(time.strptime(open(os.path.join(run, "stamp")).read().strip(), "%Y%m%dT%H%M%SZ"))
+wall = time.time() - started
 result = {
     "paper": {"source": "Burda, Grosse, Salakhutdinov (2015), Table 1, VAE, 1 stochastic layer, k=1", "test_nll": paper},
     "epochs_done": done, "epochs_planned": epochs_planned, "steps_done": last and last["step"],
-    "train_seconds": round(train_seconds, 1), "nll_seconds": round(nll_seconds, 1),
+    "train_seconds": round(train_seconds, 1), "nll_seconds": round(nll_seconds, 1), "wall_seconds_since_start": round(wall),
     "mean_epoch_seconds": round(train_seconds / max(len(epochs), 1), 2),
     "last_epoch": last and {k: last[k] for k in ("epoch", "train_neg_elbo", "test_neg_elbo", "learning_rate", "epoch_seconds")},
     "stages": rows, "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -129,12 +132,13 @@ result = {
 json.dump(result, open(os.path.join(out, "results.json"), "w"), indent=2)
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("# Burda et al. one-layer VAE (k=1), stage by stage\n\n")
-    f.write(f"Epochs done: {done} of {epochs_planned} (training {train_seconds / 3600:.2f} h, "
-            f"stage NLL estimates {nll_seconds / 60:.1f} min; mean epoch {result['mean_epoch_seconds']} s).\n\n")
+    f.write(f"Epochs done: {done} of {epochs_planned}, {wall / 3600:.2f} h after the start "
+            f"(training {train_seconds / 60:.1f} min, stage NLL estimates {nll_seconds / 60:.1f} min; "
+            f"mean epoch {result['mean_epoch_seconds']} s; niced, on a shared machine).\n\n")
     f.write("| stage | epochs | lr | test NLL (k=5000, 10,000 images) | test -ELBO | active units | paper (after all stages) |\n")
     f.write("|---|---|---|---|---|---|---|\n")
     for r in rows:
-        nll = f"{r['test_nll']:.2f}" if r["test_nll"] is not None else "not reached"
+        nll = f"{r['test_nll']:.2f}" if r["test_nll"] is not None else "being estimated" if done >= r["end_epoch"] else "not reached"
         elbo = f"{r['test_neg_elbo']:.2f}" if r["test_neg_elbo"] is not None else ""
         au = str(r["active_units"]) if r["active_units"] is not None else ""
         f.write(f"| {r['stage']} | {r['epochs']} | {r['lr']:.3g} | {nll} | {elbo} | {au} | {paper if r['stage'] == 7 else ''} |\n")
