@@ -51,7 +51,12 @@ binary() {
   git rev-parse --short HEAD > "$RUN/bin/commit"
 }
 
+running() {  # whether RUN's recorded process is alive and is a vae
+  [ -f "$RUN/pid" ] && [ "$(ps -o comm= -p "$(cat "$RUN/pid")" 2>/dev/null)" = vae ]
+}
+
 run() {
+  if running; then echo "$RUN is already being trained by PID $(cat "$RUN/pid")" >&2; exit 1; fi
   binary
   [ -f "$RUN/stamp" ] || date -u +%Y%m%dT%H%M%SZ > "$RUN/stamp"
   local command
@@ -70,13 +75,14 @@ run() {
 case "$mode" in
   run) run ;;
   background)
+    if running; then echo "$RUN is already being trained by PID $(cat "$RUN/pid")" >&2; exit 1; fi
     binary
     VAE="$RUN/bin/vae" setsid nohup "$0" run > /dev/null 2>&1 < /dev/null &
     sleep 1
     echo "started: PID $(cat "$RUN/pid"), log $RUN/train.log"
     ;;
   status)
-    if [ -f "$RUN/pid" ] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then echo "running: PID $(cat "$RUN/pid")"; else echo "not running"; fi
+    if running; then echo "running: PID $(cat "$RUN/pid")"; else echo "not running"; fi
     grep '"record":"nll"' "$RUN/metrics.jsonl" 2>/dev/null || true
     tail -n 2 "$RUN/train.log" 2>/dev/null || true
     ;;
