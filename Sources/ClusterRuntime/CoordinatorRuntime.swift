@@ -86,7 +86,11 @@ public final class CoordinatorRuntime {
     /// parameters (a fake in tests).
     init(configuration: TrainingConfiguration, data: TrainingData, options: CoordinatorOptions, logger: Logger,
          resume: ModelCheckpoint? = nil, transport makeTransport: (Int) throws -> any CoordinatorTransport) throws {
+        let configuration = configuration.resolvingSchedule(trainingSamples: data.train.count)
         try configuration.validate()
+        guard configuration.nllEpochs?.isEmpty ?? true else {
+            throw ClusterError("--nll-epochs is not supported by vae-coordinator: an estimate takes minutes, during which the coordinator would answer no worker; use vae train for per-epoch NLL estimates, or `vae eval` on the checkpoints")
+        }
         let architecture = configuration.architecture(inputDimension: data.train.dimension)
         try architecture.validate()
         guard options.workers >= 1 else { throw ClusterError("--workers must be at least 1, not \(options.workers)") }
@@ -98,7 +102,7 @@ public final class CoordinatorRuntime {
         if let resume {
             state = try TrainingState(resuming: resume, configuration: configuration, data: data)
         } else {
-            state = TrainingState(configuration: configuration, layout: layout)
+            state = try TrainingState(configuration: configuration, layout: layout, data: data)
         }
         startStep = state.step
         progress = RunProgress(configuration, epochsReported: state.epoch, now: .now)

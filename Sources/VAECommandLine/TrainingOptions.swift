@@ -64,7 +64,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("adam-eps")) public var adamEps: Double = 1e-8
     @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value (0: off).")
     public var clipNorm: Float = 0
-    @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule: constant, step or exponential.")
+    @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule: constant, step, exponential or burda (Burda et al. 2015: 3^i epochs at lr x 10^(-i/7), i = 0...7; then the last rate).")
     public var lrSchedule = "constant"
     @Option(name: .customLong("lr-decay-every"), help: "Steps between decays of the step schedule.")
     public var lrDecayEvery = 1000
@@ -98,8 +98,12 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var evalSeed: UInt64 = 123
     @Option(name: .customLong("nll-k"), help: "At the end, estimate the test NLL with this many importance samples (0: skip).")
     public var nllK = 0
-    @Option(name: .customLong("nll-limit"), help: "Test samples for the final NLL estimate.")
+    @Option(name: .customLong("nll-limit"), help: "Test samples for the NLL estimates (0: the whole test set).")
     public var nllLimit = 1000
+    @Option(name: .customLong("nll-epochs"), help: ArgumentHelp("Also estimate the test NLL (--nll-k, --nll-limit) at the end of these epochs, comma-separated, into metrics.jsonl.", valueName: "epochs"))
+    public var nllEpochs: String?
+    @Option(name: .customLong("init-output-bias"), help: "The decoder's output bias at the start: default, or data-mean (the logit of the training set's per-pixel mean; bernoulli only).")
+    public var initOutputBias = OutputBiasInitialisation.standard.rawValue
 
     public func validate() throws {
         _ = try configuration()
@@ -175,7 +179,8 @@ public struct TrainingOptions: ParsableArguments, Sendable {
         case "constant": schedule = .constant
         case "step": schedule = .stepDecay(every: lrDecayEvery, gamma: lrGamma)
         case "exponential": schedule = .exponential(gamma: lrGamma)
-        default: throw fail("--lr-schedule must be constant, step or exponential, not '\(lrSchedule)'")
+        case "burda": schedule = .burda(stepsPerEpoch: 0)
+        default: throw fail("--lr-schedule must be constant, step, exponential or burda, not '\(lrSchedule)'")
         }
         if let testFraction, !(testFraction > 0 && testFraction < 1) {
             throw fail("--test-fraction must be between 0 and 1, not \(testFraction)")
@@ -183,7 +188,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
         if testFraction != nil && testData != nil {
             throw fail("give either --test-data or --test-fraction, not both")
         }
-        let configuration = TrainingConfiguration(
+        var configuration = TrainingConfiguration(
             data: DataConfiguration(path: data, testPath: testData, testFraction: testFraction,
                                     preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn,
                                     quantizeLevels: quantizeLevels),
@@ -193,6 +198,18 @@ public struct TrainingOptions: ParsableArguments, Sendable {
             optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
             batchSize: batch, epochs: epochs, maxSteps: maxSteps, seed: seed, threads: threads,
             checkpointEvery: checkpointEvery, checkpointMinutes: checkpointMinutes, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)
+        if let nllEpochs {
+            configuration.nllEpochs = try nllEpochs.split(separator: ",").map { part throws(ValidationError) in
+                guard let epoch = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                    throw fail("--nll-epochs takes comma-separated epoch numbers such as 1,4,13, not '\(nllEpochs)'")
+                }
+                return epoch
+            }
+        }
+        guard let outputBias = OutputBiasInitialisation(rawValue: initOutputBias) else {
+            throw fail("--init-output-bias must be default or data-mean, not '\(initOutputBias)'")
+        }
+        configuration.outputBias = outputBias == .standard ? nil : outputBias
         do {
             try configuration.validate()
         } catch {

@@ -200,12 +200,45 @@ public enum LearningRateSchedule: Sendable, Codable, Equatable {
     case stepDecay(every: Int, gamma: Double)
     /// lr * gamma^t, as ExponentialLR stepped per step.
     case exponential(gamma: Double)
+    /// Burda et al. (2015), section 5: stage i = 0...7 lasts 3^i epochs at lr * 10^(-i/7) (3,280
+    /// epochs in all); after stage 7 its rate stays. The epoch of step t is t / stepsPerEpoch, so
+    /// the rate depends on the steps of an epoch (ceil(training samples / batch)); 0 means not
+    /// yet known (`TrainingConfiguration.resolvingSchedule` sets it once the data is loaded).
+    case burda(stepsPerEpoch: Int)
 
+    /// The learning rate of step `step` (counting from 0) for base rate `base`.
     public func learningRate(base: Double, step: Int) -> Double {
         switch self {
-        case .constant: base
-        case .stepDecay(let every, let gamma): base * pow(gamma, Double(step / max(every, 1)))
-        case .exponential(let gamma): base * pow(gamma, Double(step))
+        case .constant:
+            return base
+        case .stepDecay(let every, let gamma):
+            return base * pow(gamma, Double(step / max(every, 1)))
+        case .exponential(let gamma):
+            return base * pow(gamma, Double(step))
+        case .burda(let stepsPerEpoch):
+            precondition(stepsPerEpoch > 0, "the burda schedule needs the steps per epoch (resolvingSchedule) before a rate is asked")
+            return base * pow(10, -Double(Self.burdaStage(ofEpoch: step / stepsPerEpoch)) / 7)
         }
+    }
+
+    /// The last stage of Burda et al.'s schedule (its rate holds after it).
+    public static let burdaLastStage = 7
+
+    /// The epoch (counting from 0) at which stage `stage` of Burda et al.'s schedule starts:
+    /// 3^0 + ... + 3^(stage - 1) = (3^stage - 1) / 2, so 0, 1, 4, 13, 40, 121, 364, 1093, and 3280
+    /// for the end of stage 7.
+    public static func burdaStageStart(_ stage: Int) -> Int {
+        precondition(stage >= 0, "a stage counts from 0")
+        var power = 1
+        for _ in 0..<stage { power *= 3 }
+        return (power - 1) / 2
+    }
+
+    /// The stage (0...7) of Burda et al.'s schedule that epoch `epoch` (counting from 0) is in;
+    /// epochs after the schedule's 3,280 stay in stage 7.
+    public static func burdaStage(ofEpoch epoch: Int) -> Int {
+        var stage = 0
+        while stage < burdaLastStage && epoch >= burdaStageStart(stage + 1) { stage += 1 }
+        return stage
     }
 }

@@ -7,10 +7,13 @@ public struct MetricsLog: Sendable, Equatable {
     public var epochs: [EpochMetrics]
     /// The `StepMetrics` lines (record "steps"), one per `--metrics-every` window.
     public var windows: [StepMetrics]
+    /// The `NLLMetrics` lines (record "nll") of `--nll-epochs`.
+    public var nlls: [NLLMetrics]
 
-    public init(epochs: [EpochMetrics] = [], windows: [StepMetrics] = []) {
+    public init(epochs: [EpochMetrics] = [], windows: [StepMetrics] = [], nlls: [NLLMetrics] = []) {
         self.epochs = epochs
         self.windows = windows
+        self.nlls = nlls
     }
 
     /// Reads `url`. A last line that does not decode is skipped (a running training may be
@@ -34,6 +37,7 @@ public struct MetricsLog: Sendable, Equatable {
                 switch try decoder.decode(Kind.self, from: data).record ?? "epoch" {
                 case "epoch": log.epochs.append(try decoder.decode(EpochMetrics.self, from: data))
                 case "steps": log.windows.append(try decoder.decode(StepMetrics.self, from: data))
+                case "nll": log.nlls.append(try decoder.decode(NLLMetrics.self, from: data))
                 default: continue  // a record of a later version: not plotted
                 }
             } catch {

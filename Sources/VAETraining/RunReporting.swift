@@ -92,11 +92,12 @@ public enum RunReporting {
     ///
     /// A run a signal stopped (`interruption`) skips the evaluation; so does one whose
     /// `stopRequested` returns a signal during it (the figures are then dropped and the summary
-    /// records the interruption with `trainingFinished`).
+    /// records the interruption with `trainingFinished`). `nll`: the `--nll-epochs` estimate of
+    /// these same parameters, taken instead of estimating again.
     public static func summary(
         state: TrainingState, data: TrainingData, samples: Int, trainSeconds: Double, epochs: Int,
         progress: ((Int, Int) -> Void)? = nil, interruption: Interruption? = nil,
-        stopRequested: () -> Int32? = { nil }
+        stopRequested: () -> Int32? = { nil }, nll: NLLMetrics? = nil
     ) -> TrainingSummary {
         let c = state.configuration
         let unevaluated = TrainingSummary(
@@ -111,10 +112,16 @@ public enum RunReporting {
             summary.testNegElbo = t.meanNegELBO
             summary.testRate = t.meanRate
             summary.testDistortion = t.meanDistortion
-            if c.nllSamples > 0 {
+            if c.nllSamples > 0, let nll {
+                summary.nll = nll.nll
+                summary.nllK = nll.k
+                summary.nllSamples = nll.samples
+                summary.activeUnits = nll.activeUnits
+                summary.mutualInformation = nll.mutualInformation
+            } else if c.nllSamples > 0 {
                 let report = HeldOutEvaluation.report(
                     layout: state.layout, parameters: state.parameters, dataset: test, filler: data.filler,
-                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllLimit, progress: progress, shouldStop: stop)
+                    seed: c.evaluationSeed, k: c.nllSamples, limit: c.nllSampleLimit, progress: progress, shouldStop: stop)
                 summary.nll = report.nll
                 summary.nllK = c.nllSamples
                 summary.nllSamples = report.samples

@@ -68,6 +68,7 @@ public final class Trainer {
     /// the same data with `configuration`, the checkpoint's own).
     public init(configuration: TrainingConfiguration, data: TrainingData, logger: Logger,
                 resume: ModelCheckpoint? = nil) throws {
+        let configuration = configuration.resolvingSchedule(trainingSamples: data.train.count)
         try configuration.validate()
         let architecture = configuration.architecture(inputDimension: data.train.dimension)
         try architecture.validate()
@@ -77,7 +78,7 @@ public final class Trainer {
         if let resume {
             self.state = try TrainingState(resuming: resume, configuration: configuration, data: data)
         } else {
-            self.state = TrainingState(configuration: configuration, layout: layout)
+            self.state = try TrainingState(configuration: configuration, layout: layout, data: data)
         }
         self.logger = logger
     }
@@ -95,9 +96,14 @@ public final class Trainer {
     /// `stopRequested` is asked before every step and during the final evaluation: once it returns
     /// a signal, the run checkpoints its last completed step, skips the end-of-run evaluation and
     /// returns a summary that records the interruption.
+    ///
+    /// At the end of each epoch of `--nll-epochs` (`EpochNLLSchedule`), once the epoch's
+    /// checkpoint is written, the test NLL goes into metrics.jsonl and to `onNLL`; a signal during
+    /// it stops the run, which makes it when resumed.
     public func run(output: RunOutput?, stopRequested: () -> Int32? = { nil },
                     onStep: (StepProgress) -> Void = { _ in },
                     onEvaluation: ((Int, Int) -> Void)? = nil,
+                    onNLL: (NLLMetrics) -> Void = { _ in },
                     onEpoch: (EpochMetrics) -> Void) throws -> TrainingSummary {
         let c = configuration
         BLAS.setThreads(c.threads)
@@ -121,11 +127,32 @@ public final class Trainer {
             }
         }
         var interruption: Interruption?
+        var nllSchedule = EpochNLLSchedule(c, stepsPerEpoch: plan.stepsPerEpoch,
+                                           recorded: c.nllEpochs?.isEmpty ?? true ? [] : try output?.recordedNLLEpochs() ?? [])
+        var lastNLL: NLLMetrics?
+        func estimateNLLIfDue() throws {
+            guard interruption == nil, let nllEpoch = nllSchedule.due(step: step) else { return }
+            try writeCheckpoint()
+            guard let nll = RunReporting.epochNLL(epoch: nllEpoch, state: state, data: data, progress: onEvaluation,
+                                                  stopRequested: stopRequested) else {
+                if let signal = stopRequested() {
+                    interruption = Interruption(signal: signal, step: step, trainingFinished: false)
+                }
+                return
+            }
+            try output?.append(nll)
+            nllSchedule.record(epoch: nllEpoch)
+            lastNLL = nll
+            logger.info("test NLL", metadata: ["epoch": "\(nllEpoch)", "nll": "\(nll.nll)", "k": "\(nll.k)", "samples": "\(nll.samples)"])
+            onNLL(nll)
+        }
         logger.info("training", metadata: [
             "parameters": "\(layout.count)", "train": "\(data.train.count)", "test": "\(data.test?.count ?? 0)",
             "steps_per_epoch": "\(plan.stepsPerEpoch)", "step": "\(step)",
         ])
 
+        // A run resumed from the checkpoint of an epoch whose estimate was cut short makes it first.
+        try estimateNLLIfDue()
         while epoch < c.epochs && step < maxSteps && interruption == nil {
             let order = plan.order(epoch: epoch)
             progress.beginEpoch(now: .now)
@@ -177,11 +204,13 @@ public final class Trainer {
                 onEpoch(metrics)
             }
             try writeCheckpoint()
+            try estimateNLLIfDue()
         }
         try writeCheckpoint()
         let summary = RunReporting.summary(
             state: state, data: data, samples: progress.samples, trainSeconds: progress.trainSeconds,
-            epochs: progress.epochsReported, progress: onEvaluation, interruption: interruption, stopRequested: stopRequested)
+            epochs: progress.epochsReported, progress: onEvaluation, interruption: interruption, stopRequested: stopRequested,
+            nll: lastNLL?.step == step ? lastNLL : nil)
         try output?.write(summary)
         return summary
     }

@@ -32,7 +32,13 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var evaluationSeed: UInt64
     /// IWAE k for the final test NLL (0: no NLL), and how many test samples it uses.
     public var nllSamples: Int
+    /// Test samples of the NLL estimates (0: the whole test set).
     public var nllLimit: Int
+    /// Also estimate the test NLL (`nllSamples`, `nllLimit`) at the end of these epochs (counting
+    /// from 1), into metrics.jsonl (`NLLMetrics`); nil or empty: only at the end of the run.
+    public var nllEpochs: [Int]? = nil
+    /// How the decoder's output bias starts; nil: as `ParameterLayout.initialParameters` makes it.
+    public var outputBias: OutputBiasInitialisation? = nil
 
     public init(
         data: DataConfiguration, hidden: [Int] = [400], latent: Int = 20, activation: Activation = .relu,
@@ -72,6 +78,20 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var checkpointInterval: Duration? {
         let minutes = checkpointMinutes ?? Self.defaultCheckpointMinutes
         return minutes > 0 ? .seconds(minutes * 60) : nil
+    }
+
+    /// The test samples of an NLL estimate: nil for the whole test set (`nllLimit` 0).
+    public var nllSampleLimit: Int? { nllLimit == 0 ? nil : nllLimit }
+
+    /// The configuration with a `.burda` schedule's steps per epoch filled in for a training set of
+    /// `trainingSamples` samples (ceil(samples / batch), as `MinibatchPlan`), unless already set
+    /// (a checkpoint's). The coordinator sends the result to its workers, and checkpoints keep it,
+    /// so every process of a run and every resumption use the same rates.
+    public func resolvingSchedule(trainingSamples: Int) -> TrainingConfiguration {
+        guard case .burda(0) = schedule else { return self }
+        var resolved = self
+        resolved.schedule = .burda(stepsPerEpoch: MinibatchPlan(sampleCount: trainingSamples, batchSize: batchSize, seed: seed).stepsPerEpoch)
+        return resolved
     }
 
     /// The architecture for data with `inputDimension` values per sample. A categorical
@@ -144,7 +164,16 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             throw ConfigurationError("--checkpoint-minutes must be in 0...1000000 (0: not by time), not \(checkpointMinutes)")
         }
         guard nllSamples >= 0 && nllSamples <= 1_000_000 else { throw ConfigurationError("--nll-k must be in 0...1000000, not \(nllSamples)") }
-        guard nllLimit > 0 else { throw ConfigurationError("--nll-limit must be positive, not \(nllLimit)") }
+        guard nllLimit >= 0 else { throw ConfigurationError("--nll-limit must be positive, or 0 for the whole test set, not \(nllLimit)") }
+        if let nllEpochs, !nllEpochs.isEmpty {
+            guard nllSamples > 0 else { throw ConfigurationError("--nll-epochs needs --nll-k > 0: the importance samples of each NLL estimate") }
+            guard nllEpochs.allSatisfy({ $0 > 0 }), zip(nllEpochs, nllEpochs.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw ConfigurationError("--nll-epochs takes increasing epoch numbers from 1, such as 1,4,13, not \(nllEpochs.map(String.init).joined(separator: ","))")
+            }
+        }
+        if outputBias == .dataMean && likelihood != .bernoulli {
+            throw ConfigurationError("--init-output-bias data-mean sets the decoder's output logits to the logit of the training set's mean, which only a Bernoulli decoder has; drop it for --likelihood \(likelihood.name)")
+        }
         if objective.autoencoder && nllSamples > 0 {
             throw ConfigurationError("an autoencoder defines no likelihood p(x) to estimate: drop --nll-k with --autoencoder")
         }
@@ -162,6 +191,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             guard every > 0, gamma > 0 else { throw ConfigurationError("--lr-schedule step needs --lr-decay-every > 0 and --lr-gamma > 0") }
         case .exponential(let gamma):
             guard gamma > 0 else { throw ConfigurationError("--lr-gamma must be positive, not \(gamma)") }
+        case .burda(let stepsPerEpoch):
+            guard stepsPerEpoch >= 0 else { throw ConfigurationError("the burda schedule's steps per epoch must be >= 0 (0: from the data), not \(stepsPerEpoch)") }
         }
         if preprocessing == .standardise && likelihood == .bernoulli {
             throw ConfigurationError("--preprocess standardise produces values outside [0, 1], which a Bernoulli decoder cannot model; use --likelihood gaussian or another preprocessing")
@@ -193,6 +224,15 @@ public struct DataConfiguration: Sendable, Codable, Equatable {
         self.csvLabelColumn = csvLabelColumn
         self.quantizeLevels = quantizeLevels
     }
+}
+
+/// How the decoder's output bias is initialised (`--init-output-bias`).
+public enum OutputBiasInitialisation: String, Sendable, Codable, Equatable, CaseIterable {
+    /// As `ParameterLayout.initialParameters` makes it.
+    case standard = "default"
+    /// Burda et al. (2015), after Kingma's code: the logit of the training set's per-pixel mean,
+    /// the mean clipped to [0.001, 0.999] (Bernoulli decoders only).
+    case dataMean = "data-mean"
 }
 
 extension Preprocessing: Codable {}

@@ -61,7 +61,8 @@ struct Train: AsyncParsableCommand {
         let summary = try trainer.run(output: output, stopRequested: { stopRequest.signal }, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
-        }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
+        }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)"),
+        onNLL: { display.message($0.progressLine) }) { display.epoch($0, line: RunReporting.progressLine($0, autoencoder: autoencoder)) }
         if let interrupted = summary.interrupted {
             let resume = shellCommand([CommandLine.arguments[0], "train", "--resume", outDirectory] + self.output.arguments + global.arguments)
             display.finish(summary, line: RunReporting.interruptedLine(interrupted, checkpoint: output.checkpoint.path, resume: resume))

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TestSupport
 import Testing
+import VAECore
 import VAETraining
 import WireProtocol
 @testable import ClusterRuntime
@@ -108,6 +109,43 @@ import WireProtocol
     func events(_ output: RunOutput) throws -> [String] {
         try String(contentsOf: output.events, encoding: .utf8).split(separator: "\n").compactMap { line in
             (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["event"] as? String
+        }
+    }
+
+    /// Burda et al.'s recipe: the coordinator starts from the parameters `vae train` starts from
+    /// (the data-mean output bias included) and sends its workers the schedule with the steps per
+    /// epoch filled in, so that their shard updates use the rates the coordinator uses.
+    @Test func aBurdaRunStartsFromTheTrainersParametersAndSendsWorkersTheResolvedSchedule() throws {
+        let (directory, train, test) = SyntheticData.dataset(trainCount: 64)
+        defer { SyntheticData.cleanup(directory) }
+        var configuration = TrainingConfiguration(
+            data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2,
+            learningRate: 1e-2, schedule: .burda(stepsPerEpoch: 0), batchSize: 20, epochs: 2, seed: 7)
+        configuration.outputBias = .dataMean
+        let data = try TrainingData.load(configuration)
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let runtime = try CoordinatorRuntime(
+            configuration: configuration, data: data, options: CoordinatorOptions(bind: "fake", workers: 1),
+            logger: logger, transport: { _ in FakeTransport() })
+        let trainer = try Trainer(configuration: configuration, data: data, logger: logger)
+        #expect(runtime.state.parameters == trainer.parameters)
+        let sent = try ClusterConfiguration.decode(runtime.welcomeConfiguration).training
+        #expect(sent.schedule == .burda(stepsPerEpoch: 4))
+        #expect(sent == trainer.configuration && sent.outputBias == .dataMean)
+    }
+
+    @Test func perEpochNLLEstimatesAreRefusedWithTheAlternative() throws {
+        let (directory, train, test) = SyntheticData.dataset(trainCount: 64)
+        defer { SyntheticData.cleanup(directory) }
+        var configuration = TrainingConfiguration(data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2, nllSamples: 5)
+        configuration.nllEpochs = [1]
+        let data = try TrainingData.load(configuration)
+        #expect {
+            _ = try CoordinatorRuntime(configuration: configuration, data: data, options: CoordinatorOptions(bind: "fake", workers: 1),
+                                       logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                       transport: { _ in FakeTransport() })
+        } throws: { error in
+            "\(error)".contains("use vae train")
         }
     }
 

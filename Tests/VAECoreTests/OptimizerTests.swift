@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VAECore
 
@@ -67,6 +68,40 @@ import Testing
         #expect(step.learningRate(base: 1, step: 250) == 0.25)
         let exponential = LearningRateSchedule.exponential(gamma: 0.99)
         #expect(abs(exponential.learningRate(base: 1, step: 10) - 0.904_382_075) < 1e-9)
+    }
+
+    /// Burda et al.'s stages start at epochs (3^i - 1) / 2 and end at 3,280.
+    @Test func burdaStagesStartAtHalfThePowersOfThreeLessOne() {
+        #expect((0...8).map(LearningRateSchedule.burdaStageStart) == [0, 1, 4, 13, 40, 121, 364, 1093, 3280])
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 0) == 0)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 3) == 1)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 4) == 2)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 1092) == 6)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 1093) == 7)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 3279) == 7)
+        #expect(LearningRateSchedule.burdaStage(ofEpoch: 10_000) == 7)
+    }
+
+    /// The rate of each stage on both sides of its first step: the last step of stage i - 1 keeps
+    /// 1e-3 x 10^(-(i-1)/7), the first of stage i has 1e-3 x 10^(-i/7); after stage 7 the rate stays.
+    @Test(arguments: 1...7) func burdaRateChangesExactlyAtTheFirstStepOfAStage(stage: Int) {
+        let stepsPerEpoch = 3000
+        let schedule = LearningRateSchedule.burda(stepsPerEpoch: stepsPerEpoch)
+        let first = LearningRateSchedule.burdaStageStart(stage) * stepsPerEpoch
+        let before = schedule.learningRate(base: 1e-3, step: first - 1)
+        let at = schedule.learningRate(base: 1e-3, step: first)
+        #expect(abs(before - 1e-3 * pow(10, -Double(stage - 1) / 7)) < 1e-15)
+        #expect(abs(at - 1e-3 * pow(10, -Double(stage) / 7)) < 1e-15)
+        #expect(abs(at / before - pow(10, -1.0 / 7)) < 1e-12)
+    }
+
+    @Test func burdaRateIsTheBaseInTheFirstEpochAndATenthOfItFromEpoch1093On() {
+        let schedule = LearningRateSchedule.burda(stepsPerEpoch: 7)
+        #expect(schedule.learningRate(base: 1e-3, step: 0) == 1e-3)
+        #expect(schedule.learningRate(base: 1e-3, step: 6) == 1e-3)
+        #expect(abs(schedule.learningRate(base: 1e-3, step: 1093 * 7) - 1e-4) < 1e-18)
+        #expect(schedule.learningRate(base: 1e-3, step: 3280 * 7) == schedule.learningRate(base: 1e-3, step: 1093 * 7))
+        #expect(schedule.learningRate(base: 1e-3, step: 10_000 * 7) == schedule.learningRate(base: 1e-3, step: 1093 * 7))
     }
 }
 
