@@ -16,8 +16,11 @@ public struct MetricsLog: Sendable, Equatable {
         self.nlls = nlls
     }
 
-    /// Reads `url`. A last line that does not decode is skipped (a running training may be
-    /// writing it); any other throws, naming its line.
+    /// Reads `url`. A line that is not JSON at all is skipped: a torn line, cut short by a process
+    /// killed while writing it, or the last line of a run still writing it. A JSON line that is not
+    /// a metrics record throws, naming its line. A run resumed from a checkpoint writes again the
+    /// lines of the steps after it; the log keeps the latest of each: a line at or before a step
+    /// already read replaces the lines from that step on (of its kind).
     public static func read(from url: URL) throws -> MetricsLog {
         let text: String
         do {
@@ -35,17 +38,26 @@ public struct MetricsLog: Sendable, Equatable {
             let data = Data(line.utf8)
             do {
                 switch try decoder.decode(Kind.self, from: data).record ?? "epoch" {
-                case "epoch": log.epochs.append(try decoder.decode(EpochMetrics.self, from: data))
-                case "steps": log.windows.append(try decoder.decode(StepMetrics.self, from: data))
-                case "nll": log.nlls.append(try decoder.decode(NLLMetrics.self, from: data))
+                case "epoch": Self.keepLatest(try decoder.decode(EpochMetrics.self, from: data), in: &log.epochs, step: \.step)
+                case "steps": Self.keepLatest(try decoder.decode(StepMetrics.self, from: data), in: &log.windows, step: \.step)
+                case "nll": Self.keepLatest(try decoder.decode(NLLMetrics.self, from: data), in: &log.nlls, step: \.epoch)
                 default: continue  // a record of a later version: not plotted
                 }
             } catch {
-                if position == lines.count - 1 { continue }
+                let torn = (try? JSONSerialization.jsonObject(with: data)) == nil
+                if torn || position == lines.count - 1 { continue }
                 throw PictureError("\(url.path) line \(index + 1) is not a metrics record of this version (\(error)); was it written by vae train or vae-coordinator?")
             }
         }
         return log
+    }
+
+    /// Appends `record`, first dropping the records at or after its step: those of a run that
+    /// was resumed from an earlier checkpoint and wrote its steps again.
+    private static func keepLatest<Record>(_ record: Record, in records: inout [Record], step: KeyPath<Record, Int>) {
+        let at = record[keyPath: step]
+        while let last = records.last, last[keyPath: step] >= at { records.removeLast() }
+        records.append(record)
     }
 
     /// Optimizer steps per epoch, from the last epoch line (nil before the first epoch ends).

@@ -260,15 +260,23 @@ public struct RunOutput: Sendable {
         try Data().write(to: metrics)
     }
 
-    /// Appends one line to a JSON-lines file, creating it if needed.
+    /// Appends one line to a JSON-lines file, creating it if needed. A file whose last line was
+    /// torn (a process killed while writing it) gets its newline first, so the new line starts a
+    /// line of its own and the torn one stays a line that readers skip (`MetricsLog.read`).
     func appendLine(_ line: Data, to url: URL) throws {
         if !FileManager.default.fileExists(atPath: url.path) {
             try Data().write(to: url)
         }
-        let handle = try FileHandle(forWritingTo: url)
+        let handle = try FileHandle(forUpdating: url)
         defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: line + [UInt8(ascii: "\n")])
+        let end = try handle.seekToEnd()
+        var bytes = line + [UInt8(ascii: "\n")]
+        if end > 0 {
+            try handle.seek(toOffset: end - 1)
+            if try handle.read(upToCount: 1) != Data([UInt8(ascii: "\n")]) { bytes.insert(UInt8(ascii: "\n"), at: 0) }
+            try handle.seekToEnd()
+        }
+        try handle.write(contentsOf: bytes)
     }
 
     /// Appends to `coverage.jsonl` that step `step` of epoch `epoch` used `positions` of the

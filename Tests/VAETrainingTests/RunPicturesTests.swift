@@ -80,6 +80,36 @@ import VAEData
         #expect { try MetricsLog.read(from: output.metrics) } throws: { "\($0)".contains("line 1 is not a metrics record") }
     }
 
+    @Test func aTornLineInTheMiddleIsSkippedAndTheNextAppendStartsALineOfItsOwn() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { Fixtures.cleanup(dir) }
+        let output = try Self.run(in: dir)
+        // A process killed while writing a line, then the run resumed and appending again.
+        let text = try String(contentsOf: output.metrics, encoding: .utf8)
+        try (text + "{\"record\":\"steps\",\"step\":3").write(to: output.metrics, atomically: true, encoding: .utf8)
+        try output.append(Self.epoch(3))
+        let lines = try String(contentsOf: output.metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.last?.hasPrefix("{") == true && lines.last?.contains("\"epoch\":3") == true)
+        let log = try MetricsLog.read(from: output.metrics)
+        #expect(log.epochs.map(\.epoch) == [1, 2, 3])
+        #expect(log.windows.count == 8)
+    }
+
+    @Test func linesWrittenAgainByAResumedRunReplaceTheEarlierOnesFromTheirStepOn() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { Fixtures.cleanup(dir) }
+        let output = try Self.run(in: dir)
+        // Resumed from the checkpoint at step 16 (the end of epoch 1): epoch 2's lines come again.
+        try output.append(Self.window(20, epoch: 2))
+        var again = Self.epoch(2)
+        again.testNegElbo = 42
+        try output.append(again)
+        let log = try MetricsLog.read(from: output.metrics)
+        #expect(log.windows.map(\.step) == [4, 8, 12, 16, 20])
+        #expect(log.epochs.map(\.epoch) == [1, 2])
+        #expect(log.epochs.last?.testNegElbo == 42)
+    }
+
     @Test func timingOfASingleProcessRunSaysItNeedsADistributedRun() throws {
         let dir = Fixtures.temporaryDirectory()
         defer { Fixtures.cleanup(dir) }
