@@ -11,7 +11,7 @@ enum LikelihoodKernels {
     /// softplus(l) = max(l, 0) + log(1 + e^-|l|), and each factor 1 + e^-|l| lies in (1, 2], so
     /// the logs of `productLength` consecutive factors of a lane are taken as the log of their
     /// product (at most 2^16): one `log` per 128 values instead of one per value. The product's
-    /// rounding adds at most about 1e-6 nats per row (measured in `LikelihoodKernelTests`).
+    /// rounding adds at most about 1e-6 nats per 784-value row (`LikelihoodKernelTests` bounds it).
     static func bernoulli(
         logits: UnsafePointer<Float>, data: UnsafePointer<Float>, rows: Int, draws: Int,
         dimension d: Int, negLogLikelihood: UnsafeMutablePointer<Float>,
