@@ -1,6 +1,7 @@
 import Foundation
 import VAEData
 import VAETraining
+import WireProtocol
 
 /// What a worker needs to compute gradients, sent as JSON inside WELCOME: the training
 /// configuration (model, objective, seed; a categorical model's K per feature and quantisation
@@ -40,6 +41,21 @@ struct ClusterConfiguration: Codable, Sendable {
     }
 
     func encoded() throws -> [UInt8] { Array(try JSONEncoder().encode(self)) }
+
+    /// The bytes WELCOME carries, if a worker accepts that many (`limit`, its
+    /// `Limits.maxConfigurationBytes`): what grows with the data's width (a categorical model's K
+    /// per feature, a standardised model's mean and standard deviation per feature) can make a
+    /// configuration every worker would refuse, and the coordinator says so before any joins.
+    func welcomeBytes(limit: Int = Limits(parameterCount: 0).maxConfigurationBytes) throws -> [UInt8] {
+        let bytes = try encoded()
+        try Self.checkWelcomeSize(bytes.count, features: inputDimension, limit: limit)
+        return bytes
+    }
+
+    static func checkWelcomeSize(_ count: Int, features: Int, limit: Int) throws(ClusterError) {
+        guard count > limit else { return }
+        throw ClusterError("the run's configuration takes \(count) bytes in a WELCOME, more than the \(limit) a worker accepts: it carries a categorical model's K and a standardised model's mean and standard deviation for each of the data's \(features) features; train this data set with vae train, or with fewer features")
+    }
 
     static func decode(_ bytes: [UInt8]) throws -> ClusterConfiguration {
         try JSONDecoder().decode(ClusterConfiguration.self, from: Data(bytes))

@@ -118,13 +118,7 @@ public final class CoordinatorRuntime {
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
         ringGradient = [Float](repeating: 0, count: layout.count)
-        welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).encoded()
-        // Workers refuse a WELCOME whose configuration is over their limit; say so now, not at
-        // every join (a categorical table of very many features carries K for each).
-        let limit = Limits(parameterCount: 0).maxConfigurationBytes
-        guard welcomeConfiguration.count <= limit else {
-            throw ClusterError("the run's configuration takes \(welcomeConfiguration.count) bytes in a WELCOME, more than the \(limit) a worker accepts; this happens with a categorical model of very many features (K for each travels in it): train it with vae train, or with fewer features")
-        }
+        welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).welcomeBytes()
         transport = try makeTransport(layout.count)
         if options.insecure && options.security == nil {
             logger.warning("--insecure: anyone who can reach \(transport.endpoint) can join this run, read the model and send it gradients")
