@@ -140,13 +140,7 @@ import VAECommandLine
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         #expect(checkpoint.step == steps)
 
-        let options = try TrainingOptions.parse(arguments).configuration()
-        let data = try TrainingData.load(options)
-        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
-        _ = try trainer.run(output: nil) { _ in }
-        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
-        let scale = trainer.parameters.map(abs).max()!
-        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+        try Self.expectSingleProcessParameters(arguments, out)
     }
 
     /// A categorical model of integer codes (.npy int64, K inferred per feature) trained by
@@ -172,13 +166,7 @@ import VAECommandLine
         let negELBO = try #require(summary["test_neg_elbo"] as? Double)
         #expect(negELBO < uniform - 2, "test -ELBO \(negELBO) against the uniform model's \(uniform)")
 
-        let options = try TrainingOptions.parse(arguments).configuration()
-        let data = try TrainingData.load(options)
-        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
-        _ = try trainer.run(output: nil) { _ in }
-        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
-        let scale = trainer.parameters.map(abs).max()!
-        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+        try Self.expectSingleProcessParameters(arguments, out)
     }
 
     /// The equivalence check: 150 Adam steps (eps 1e-4, batch 240) with N workers end
@@ -203,14 +191,8 @@ import VAECommandLine
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         #expect(checkpoint.step == 150)
 
-        let options = try TrainingOptions.parse(arguments).configuration()
-        let data = try TrainingData.load(options)
-        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
-        _ = try trainer.run(output: nil) { _ in }
-        let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
-        let scale = trainer.parameters.map(abs).max()!
-        print("equivalence: \(plane), \(n) workers, 150 Adam steps: largest difference / largest parameter = \(worst / scale)")
-        #expect(worst <= 1e-5 * scale, "largest parameter difference \(worst) (scale \(scale)) with \(n) workers, \(plane)")
+        let relative = try Self.expectSingleProcessParameters(arguments, out, tolerance: 1e-5, context: " with \(n) workers, \(plane)")
+        print("equivalence: \(plane), \(n) workers, 150 Adam steps: largest difference / largest parameter = \(relative)")
     }
 
     /// The first ring step goes through at once, with chunks larger than libzmq's message limit
@@ -243,17 +225,21 @@ import VAECommandLine
             .filter { $0["record"] as? String == "epoch" }
     }
 
-    /// Expects the checkpoint in `out` to be within 1e-4 of the largest parameter of a
-    /// single-process run with `arguments`.
-    static func expectSingleProcessParameters(_ arguments: [String], _ out: URL) throws {
-        let configuration = try TrainingOptions.parse(arguments).configuration()
-        let trainer = try Trainer(configuration: configuration, data: try TrainingData.load(configuration),
-                                  logger: .init(label: "test"))
+    /// Expects the checkpoint in `out` to be within `tolerance` of the largest parameter of a
+    /// single-process run with `arguments` (its configuration fitted to the data, as the
+    /// coordinator's is); returns the largest difference over the largest parameter.
+    @discardableResult
+    static func expectSingleProcessParameters(_ arguments: [String], _ out: URL, tolerance: Float = 1e-4,
+                                              context: String = "") throws -> Float {
+        let options = try TrainingOptions.parse(arguments).configuration()
+        let data = try TrainingData.load(options)
+        let trainer = try Trainer(configuration: options.fitted(to: data), data: data, logger: .init(label: "test"))
         _ = try trainer.run(output: nil) { _ in }
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         let worst = zip(trainer.parameters, checkpoint.parameters).map { abs($0 - $1) }.max()!
         let scale = trainer.parameters.map(abs).max()!
-        #expect(worst <= 1e-4 * scale, "largest parameter difference \(worst) (scale \(scale))")
+        #expect(worst <= tolerance * scale, "largest parameter difference \(worst) (scale \(scale))\(context)")
+        return worst / scale
     }
 
     /// Rows travel at most once, and after the first epoch not at all: two workers whose row

@@ -25,12 +25,18 @@ public enum SyntheticData {
                 values[i * d + j] = (on != flip) ? 230 : 10
             }
         }
-        var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(n), \(d)), }"
+        writeNPY(to: url, descr: "|u1", rows: n, columns: d, payload: values)
+    }
+
+    /// Writes a version-1.0 .npy file of `[rows, columns]` values of dtype `descr` (C order),
+    /// `payload` holding their bytes.
+    static func writeNPY(to url: URL, descr: String, rows: Int, columns: Int, payload: [UInt8]) {
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(rows), \(columns)), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"
         var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
         bytes += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
-        bytes += Array(header.utf8) + values
+        bytes += Array(header.utf8) + payload
         try! Data(bytes).write(to: url)
     }
 
@@ -61,13 +67,7 @@ public enum SyntheticData {
                 values += withUnsafeBytes(of: Int64(code).littleEndian) { Array($0) }
             }
         }
-        var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (\(n), \(ks.count)), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
-        bytes += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
-        bytes += Array(header.utf8) + values
-        try! Data(bytes).write(to: url)
+        writeNPY(to: url, descr: "<i8", rows: n, columns: ks.count, payload: values)
     }
 
     /// A directory with `train.npy` (`trainCount` samples) and `test.npy` (128) of integer codes
