@@ -46,16 +46,21 @@ public struct Architecture: Sendable, Codable, Equatable {
     public var latent: Int
     public var activation: Activation
     public var likelihood: Likelihood
+    /// The second stochastic layer of a two-layer model (`--latent Z1,Z2`), nil for the one-layer
+    /// VAE: q(z2|z1) and p(z1|z2) with its own hidden sizes (see `SecondLatentLayer`).
+    public var secondLayer: SecondLatentLayer?
 
     public init(
         inputDimension: Int, hidden: [Int], latent: Int,
-        activation: Activation = .relu, likelihood: Likelihood = .bernoulli
+        activation: Activation = .relu, likelihood: Likelihood = .bernoulli,
+        secondLayer: SecondLatentLayer? = nil
     ) {
         self.inputDimension = inputDimension
         self.hidden = hidden
         self.latent = latent
         self.activation = activation
         self.likelihood = likelihood
+        self.secondLayer = secondLayer
     }
 
     /// The values per sample of the data: `inputDimension`, or for a categorical likelihood the
@@ -82,6 +87,7 @@ public struct Architecture: Sendable, Codable, Equatable {
         if case .gaussianFixed(let v) = likelihood, !(v > 0 && v.isFinite) {
             throw ConfigurationError("the Gaussian observation variance must be positive and finite, not \(v)")
         }
+        if let secondLayer { try secondLayer.validate() }
     }
 
     /// The most one-hot columns a categorical model may have (the largest layer size).
@@ -100,6 +106,34 @@ public struct Architecture: Sendable, Codable, Equatable {
         let width = categories.reduce(0, +)
         guard width <= maximumOneHotWidth else {
             throw ConfigurationError("the one-hot encoding of \(categories.count) features with \(width) categories in all is wider than the supported \(maximumOneHotWidth) inputs; use fewer categories (--categories, --quantize-levels) or fewer features")
+        }
+    }
+}
+
+/// The second stochastic layer of a hierarchical VAE (Burda et al. 2015, section 5):
+/// p(z2) p(z1|z2) p(x|z1) with q(z1|x) q(z2|z1). The inference network of z2 is
+/// z1 -> `hidden`... -> (mu, log sigma^2) in R^`latent`, and the prior of z1 is
+/// z2 -> reversed `hidden`... -> (mu, log sigma^2) in R^Z1, each a diagonal Gaussian.
+/// Burda's MNIST model: `Architecture(hidden: [200, 200], latent: 100, activation: .tanh,
+/// secondLayer: SecondLatentLayer(hidden: [100, 100], latent: 50))`.
+public struct SecondLatentLayer: Sendable, Codable, Equatable {
+    /// Hidden sizes between z1 and z2, z1's side first; p(z1|z2) uses them in reverse.
+    public var hidden: [Int]
+    /// The dimension of z2.
+    public var latent: Int
+
+    public init(hidden: [Int], latent: Int) {
+        self.hidden = hidden
+        self.latent = latent
+    }
+
+    public func validate() throws(ConfigurationError) {
+        guard latent > 0 else { throw ConfigurationError("the second latent size must be positive, not \(latent) (e.g. --latent 100,50)") }
+        for h in hidden where h <= 0 {
+            throw ConfigurationError("--hidden2 layer sizes must be positive, not \(h) (e.g. --hidden2 100,100)")
+        }
+        for size in [latent] + hidden where size > 1 << 20 {
+            throw ConfigurationError("layer size \(size) is larger than the supported 1,048,576")
         }
     }
 }
