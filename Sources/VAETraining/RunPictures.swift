@@ -237,11 +237,12 @@ public enum RunPictures {
         let order = variances.indices.sorted { variances[$0] > variances[$1] }
         let (a, b) = (order[0], order.count > 1 ? order[1] : order[0])
         let labels = dataset.labels.map { Array($0.prefix(n)).map(Double.init) }
+        let name = model.architecture.secondLayer == nil ? "z" : "z1 dimension "
         let layer = model.architecture.secondLayer == nil ? "" : " of z1, the lower of two stochastic layers"
         let chosen = (zDim == 2 ? "" : " (of \(zDim); the two whose means vary most)") + layer
         let panel = Scatter.panel(
             x: (0..<n).map { Double(mu[$0 * zDim + a]) }, y: (0..<n).map { Double(mu[$0 * zDim + b]) }, labels: labels,
-            labelName: "label", xAxis: Axis("z\(a + 1) (posterior mean)"), yAxis: Axis("z\(b + 1) (posterior mean)"))
+            labelName: "label", xAxis: Axis("\(name)\(a + 1) (posterior mean)"), yAxis: Axis("\(name)\(b + 1) (posterior mean)"))
         let colour = labels == nil ? "" : "; colour: the sample's label"
         let source = data ?? URL(fileURLWithPath: dataset.name).lastPathComponent
         return try Figure(title: "Posterior means of \(n) samples", subtitle: "\(source); latent dimensions \(a + 1) and \(b + 1)\(chosen)\(colour)", panels: [panel],

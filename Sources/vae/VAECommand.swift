@@ -137,6 +137,7 @@ struct Eval: AsyncParsableCommand {
             object["nll"] = report.nll ?? NSNull()
             if let units2 = report.activeUnits2 {
                 object["active_units2"] = units2
+                object["mean_variance_per_dim"] = report.meanVariancePerDimension
                 object["mean_variance_per_dim2"] = report.meanVariancePerDimension2 ?? []
             }
             if model.coding != nil {
