@@ -122,6 +122,34 @@ import Testing
         }
     }
 
+    /// A worker's compute threads: two threads' gradient is one thread's up to float summation
+    /// order (each engine has its own two-layer scratch).
+    @Test func twoComputeThreadsGiveOneThreadsGradient() {
+        let layout = ParameterLayout(Self.twoLayer(10, hidden: [7], latent: 4, hidden2: [5], latent2: 3))
+        let params = layout.initialParameters(seed: 6)
+        let x = Fixtures.inputs(9, 10, likelihood: .bernoulli)
+        let ids = Fixtures.ids(9)
+        func gradient(threads: Int) -> ([Float], LossSums) {
+            let parallel = ParallelGradient(layout: layout, objective: Objective(iwaeSamples: 2), capacity: 9, threads: threads)
+            var g = [Float](repeating: 0, count: layout.count)
+            let sums = params.withUnsafeBufferPointer { p in
+                x.withUnsafeBufferPointer { xp in
+                    ids.withUnsafeBufferPointer { i in
+                        g.withUnsafeMutableBufferPointer {
+                            parallel.accumulateGradient(parameters: p, inputs: xp, sampleIDs: i, seed: 5, step: 2, gradient: $0)
+                        }
+                    }
+                }
+            }
+            return (g, sums)
+        }
+        let (one, s1) = gradient(threads: 1)
+        let (two, s2) = gradient(threads: 2)
+        #expect(abs(s1.objective - s2.objective) < 1e-4 * abs(s1.objective))
+        let worst = zip(one, two).map { abs($0 - $1) / (1e-4 + abs($0)) }.max()!
+        #expect(worst < 1e-3, "two threads differ from one by \(worst)")
+    }
+
     /// The ELBO's loss sums: the objective is distortion + rate at beta 1, and the rate is the
     /// sampled KL terms (positive on average at initialisation).
     @Test func elboObjectiveIsDistortionPlusSampledRate() {
