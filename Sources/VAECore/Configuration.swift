@@ -150,6 +150,10 @@ public struct SecondLatentLayer: Sendable, Codable, Equatable {
 /// `warmupSteps` is 0. Free bits are applied per sample and per latent dimension, so that the
 /// objective of a batch is the sum of its samples' objectives, which data parallelism needs.
 ///
+/// A two-layer model (`Architecture.secondLayer`) replaces the KL of both objectives by the
+/// sampled log-ratio of its latent chain (TwoLayerEngine.swift); it has no free bits and no
+/// autoencoder (`TrainingConfiguration.validate` refuses them).
+///
 /// `autoencoder` turns the model into a plain autoencoder with the same networks, for comparison:
 /// z = mu(x) deterministically, no KL term, the loss is the reconstruction term alone (the
 /// log-variance head is unused).

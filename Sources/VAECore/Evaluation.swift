@@ -14,7 +14,8 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     /// Importance-weighted estimate of -log p(x) with `iwaeSamples` draws (nil when not computed).
     public var nll: Double?
     public var iwaeSamples: Int
-    /// Mean closed-form KL per latent dimension.
+    /// Mean closed-form KL per latent dimension; for a two-layer model, z1's one-draw terms
+    /// log q(z1_j|x) - log p(z1_j|z2) (TwoLayerEvaluation.swift).
     public var klPerDimension: [Double]
     /// Dimensions u with Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015).
     public var activeUnits: Int

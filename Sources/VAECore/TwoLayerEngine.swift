@@ -166,6 +166,8 @@ extension VAEEngine {
         ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64, step: Int,
         gradient: UnsafeMutablePointer<Float>?
     ) -> LossSums {
+        precondition(objective.freeBits == 0 && !objective.autoencoder,
+                     "a two-layer model has no free bits and no autoencoder (TrainingConfiguration.validate refuses them)")
         let t = twoLayer!
         let a = layout.architecture
         let z1Dim = a.latent
