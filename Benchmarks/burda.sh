@@ -12,6 +12,14 @@
 #              (--nll-epochs 1,4,13,40,121,364,1093,3280 --nll-k 5000 --nll-limit 0)
 #   paper      VAE, one stochastic layer, k = 1: 86.76 nats
 #
+# With --model two-layer, their two-stochastic-layer VAE (k = 1) instead:
+#   model      x(784) -> 200-200 tanh -> z1 (100) -> 100-100 tanh -> z2 (50); generative
+#              z2 -> 100-100 tanh -> z1 (100) -> 200-200 tanh -> x (--latent 100,50 --hidden 200,200
+#              --hidden2 100,100); KL terms sampled, as theirs; active units per layer
+#   paper      VAE, two stochastic layers, k = 1: 85.33 nats
+# in its own run directory (default /work/burda-run-two-layer) and results
+# (Benchmarks/results/burda-two-layer-<stamp>/).
+#
 # The run is one `vae train` (single process: a step of batch 20 is too small for workers to pay
 # for their messages; Benchmarks/results/burda-*/README.md has the measurement) in a run directory
 # that persists across sessions (RUN, default /work/burda-run): checkpoints there every epoch and
@@ -19,7 +27,7 @@
 # keeps the run's options and makes any stage estimate a stop cut short). It runs under
 # `nice -n 19`: only idle CPU.
 #
-# Usage:
+# Usage (each mode also takes --model one-layer|two-layer first; default one-layer):
 #   Benchmarks/burda.sh run          train (or resume) in the foreground; log in RUN/train.log
 #   Benchmarks/burda.sh background   the same, detached (setsid nohup); its PID in RUN/pid
 #   Benchmarks/burda.sh report       write Benchmarks/results/burda-<stamp>/ from RUN: the stage
@@ -31,12 +39,24 @@
 # default .build/release/vae, built here, copied into RUN/bin so later builds do not change it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${RUN:-/work/burda-run}
+MODEL=${MODEL:-one-layer}
+if [ "${1:-}" = --model ]; then
+  MODEL=${2:?--model takes one-layer or two-layer}
+  shift 2
+fi
+case "$MODEL" in
+  one-layer) architecture=(--hidden 200,200 --latent 50); default_run=/work/burda-run; results=burda; paper=86.76 ;;
+  two-layer) architecture=(--hidden 200,200 --latent 100,50 --hidden2 100,100); default_run=/work/burda-run-two-layer
+             results=burda-two-layer; paper=85.33 ;;
+  *) echo "--model must be one-layer or two-layer, not '$MODEL'" >&2; exit 2 ;;
+esac
+export MODEL
+RUN=${RUN:-$default_run}
 EPOCHS=${EPOCHS:-3280}
 mode=${1:-run}
 mkdir -p "$RUN"
 
-recipe=(--data Data/mnist --hidden 200,200 --latent 50 --activation tanh --likelihood bernoulli
+recipe=(--data Data/mnist "${architecture[@]}" --activation tanh --likelihood bernoulli
         --preprocess dynamic-binarise --batch 20 --optimizer adam --adam-beta1 0.9 --adam-beta2 0.999
         --adam-eps 1e-4 --lr 1e-3 --lr-schedule burda --epochs "$EPOCHS" --init-output-bias data-mean
         --nll-k 5000 --nll-limit 0 --nll-epochs 1,4,13,40,121,364,1093,3280 --seed 1 --threads 1)
@@ -88,17 +108,17 @@ case "$mode" in
     ;;
   report)
     [ -f "$RUN/stamp" ] || { echo "no run in $RUN: start it with Benchmarks/burda.sh background" >&2; exit 1; }
-    out=Benchmarks/results/burda-$(cat "$RUN/stamp")
+    out=Benchmarks/results/$results-$(cat "$RUN/stamp")
     mkdir -p "$out"
     Benchmarks/machine-info.sh > "$out/machine.json"
     cp "$RUN/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null || true
     cp "$RUN/command.txt" "$RUN/starts.txt" "$out/" 2>/dev/null || true
     cp "$RUN/bin/commit" "$out/binary-commit.txt" 2>/dev/null || true
     grep -E '^epoch|NLL|^done|^interrupted|error' "$RUN/train.log" > "$out/train-log-excerpt.txt" 2>/dev/null || true
-    python3 - "$RUN" "$out" "$EPOCHS" <<'PY'
+    python3 - "$RUN" "$out" "$EPOCHS" "$MODEL" "$paper" <<'PY'
 import calendar, json, os, sys, time
-run, out, epochs_planned = sys.argv[1], sys.argv[2], int(sys.argv[3])
-paper = 86.76
+run, out, epochs_planned, model, paper = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+layers = "2 stochastic layers" if model == "two-layer" else "1 stochastic layer"
 stage_ends = [1, 4, 13, 40, 121, 364, 1093, 3280]
 lines = []
 if os.path.exists(os.path.join(run, "metrics.jsonl")):
@@ -122,13 +142,13 @@ for i, end in enumerate(stage_ends):
     first = end - 3 ** i + 1
     rows.append({"stage": i, "epochs": f"{first}-{end}" if first < end else f"{end}", "end_epoch": end, "lr": lr,
                  "test_nll": n and n["nll"], "test_neg_elbo": n and n["test_neg_elbo"],
-                 "active_units": n and n["active_units"], "nll_seconds": n and n["seconds"],
+                 "active_units": n and n["active_units"], "active_units2": n and n.get("active_units2"), "nll_seconds": n and n["seconds"],
                  "k": n and n["k"], "test_samples": n and n["samples"]})
 last = epochs.get(done)
 started = calendar.timegm(time.strptime(open(os.path.join(run, "stamp")).read().strip(), "%Y%m%dT%H%M%SZ"))
 wall = time.time() - started
 result = {
-    "paper": {"source": "Burda, Grosse, Salakhutdinov (2015), Table 1, VAE, 1 stochastic layer, k=1", "test_nll": paper},
+    "paper": {"source": f"Burda, Grosse, Salakhutdinov (2015), Table 1, VAE, {layers}, k=1", "test_nll": paper},
     "epochs_done": done, "epochs_planned": epochs_planned, "steps_done": last and last["step"],
     "train_seconds": round(train_seconds, 1), "nll_seconds": round(nll_seconds, 1), "wall_seconds_since_start": round(wall),
     "mean_epoch_seconds": round(train_seconds / max(len(epochs), 1), 2),
@@ -137,7 +157,7 @@ result = {
 }
 json.dump(result, open(os.path.join(out, "results.json"), "w"), indent=2)
 with open(os.path.join(out, "results.md"), "w") as f:
-    f.write("# Burda et al. one-layer VAE (k=1), stage by stage\n\n")
+    f.write(f"# Burda et al. {model} VAE (k=1), stage by stage\n\n")
     f.write(f"Epochs done: {done} of {epochs_planned}, {wall / 3600:.2f} h after the start "
             f"(training {train_seconds / 60:.1f} min, stage NLL estimates {nll_seconds / 60:.1f} min; "
             f"mean epoch {result['mean_epoch_seconds']} s; niced, on a shared machine).\n\n")
@@ -147,10 +167,12 @@ with open(os.path.join(out, "results.md"), "w") as f:
         nll = f"{r['test_nll']:.2f}" if r["test_nll"] is not None else "being estimated" if done >= r["end_epoch"] else "not reached"
         elbo = f"{r['test_neg_elbo']:.2f}" if r["test_neg_elbo"] is not None else ""
         au = str(r["active_units"]) if r["active_units"] is not None else ""
+        if r["active_units2"] is not None:
+            au += f" (z1), {r['active_units2']} (z2)"
         f.write(f"| {r['stage']} | {r['epochs']} | {r['lr']:.3g} | {nll} | {elbo} | {au} | {paper if r['stage'] == 7 else ''} |\n")
 print(open(os.path.join(out, "results.md")).read())
 PY
     echo "wrote $out" >&2
     ;;
-  *) echo "usage: $0 run|background|report|status" >&2; exit 2 ;;
+  *) echo "usage: $0 [--model one-layer|two-layer] run|background|report|status" >&2; exit 2 ;;
 esac

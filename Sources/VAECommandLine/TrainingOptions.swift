@@ -25,8 +25,10 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     // Model
     @Option(help: ArgumentHelp("Encoder hidden layer sizes, comma-separated (the decoder mirrors them).", valueName: "sizes"))
     public var hidden = "400"
-    @Option(help: "Latent dimension.")
-    public var latent = 20
+    @Option(help: ArgumentHelp("Latent dimension Z, or Z1,Z2 for a two-layer model p(z2) p(z1|z2) p(x|z1) (Burda et al. 2015; needs --hidden2).", valueName: "size"))
+    public var latent = "20"
+    @Option(help: ArgumentHelp("Two-layer models: the hidden sizes between z1 and z2, comma-separated, z1's side first (q(z2|z1) uses them in order, p(z1|z2) in reverse), e.g. --latent 100,50 --hidden 200,200 --hidden2 100,100.", valueName: "sizes"))
+    public var hidden2: String?
     @Option(help: "Hidden activation: relu, tanh or softplus.")
     public var activation = "relu"
     @Option(help: "Observation model: bernoulli, gaussian (fixed variance), gaussian-learned or categorical (integer codes or quantised grey levels, one-hot encoded).")
@@ -131,6 +133,32 @@ public struct TrainingOptions: ParsableArguments, Sendable {
             }
             sizes.append(size)
         }
+        var latentSizes: [Int] = []
+        for part in latent.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let size = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                throw fail("--latent takes one size such as 20, or two such as 100,50 for a two-layer model; not '\(latent)'")
+            }
+            latentSizes.append(size)
+        }
+        guard (1...2).contains(latentSizes.count) else {
+            throw fail("--latent takes one size (one stochastic layer) or two (z1,z2), not \(latentSizes.count) ('\(latent)'); deeper hierarchies are not supported")
+        }
+        var secondLayer: SecondLatentLayer?
+        if latentSizes.count == 2 {
+            guard let hidden2 else {
+                throw fail("--latent \(latent) is a two-layer model: give the hidden sizes between z1 and z2 with --hidden2, e.g. --hidden2 100,100 (Burda et al.)")
+            }
+            var sizes2: [Int] = []
+            for part in hidden2.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let size = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                    throw fail("--hidden2 takes comma-separated layer sizes such as 100 or 100,100, not '\(hidden2)'")
+                }
+                sizes2.append(size)
+            }
+            secondLayer = SecondLatentLayer(hidden: sizes2, latent: latentSizes[1])
+        } else if hidden2 != nil {
+            throw fail("--hidden2 sizes the networks between z1 and z2 of a two-layer model: give two latent sizes (e.g. --latent 100,50), or drop --hidden2")
+        }
         guard let activation = Activation(rawValue: activation) else {
             throw fail("--activation must be relu, tanh or softplus, not '\(activation)'")
         }
@@ -192,7 +220,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
             data: DataConfiguration(path: data, testPath: testData, testFraction: testFraction,
                                     preprocessing: preprocessing, csvHeader: csvHeader, csvLabelColumn: csvLabelColumn,
                                     quantizeLevels: quantizeLevels),
-            hidden: sizes, latent: latent, activation: activation, likelihood: likelihood,
+            hidden: sizes, latent: latentSizes[0], activation: activation, likelihood: likelihood,
             objective: Objective(beta: beta, warmupSteps: warmupSteps, freeBits: freeBits,
                                  mcSamples: mcSamples, iwaeSamples: iwaeK, autoencoder: autoencoder),
             optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
@@ -210,6 +238,7 @@ public struct TrainingOptions: ParsableArguments, Sendable {
             throw fail("--init-output-bias must be default or data-mean, not '\(initOutputBias)'")
         }
         configuration.outputBias = outputBias == .standard ? nil : outputBias
+        configuration.secondLayer = secondLayer
         do {
             try configuration.validate()
         } catch {

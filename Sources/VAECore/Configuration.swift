@@ -46,16 +46,21 @@ public struct Architecture: Sendable, Codable, Equatable {
     public var latent: Int
     public var activation: Activation
     public var likelihood: Likelihood
+    /// The second stochastic layer of a two-layer model (`--latent Z1,Z2`), nil for the one-layer
+    /// VAE: q(z2|z1) and p(z1|z2) with its own hidden sizes (see `SecondLatentLayer`).
+    public var secondLayer: SecondLatentLayer?
 
     public init(
         inputDimension: Int, hidden: [Int], latent: Int,
-        activation: Activation = .relu, likelihood: Likelihood = .bernoulli
+        activation: Activation = .relu, likelihood: Likelihood = .bernoulli,
+        secondLayer: SecondLatentLayer? = nil
     ) {
         self.inputDimension = inputDimension
         self.hidden = hidden
         self.latent = latent
         self.activation = activation
         self.likelihood = likelihood
+        self.secondLayer = secondLayer
     }
 
     /// The values per sample of the data: `inputDimension`, or for a categorical likelihood the
@@ -82,6 +87,7 @@ public struct Architecture: Sendable, Codable, Equatable {
         if case .gaussianFixed(let v) = likelihood, !(v > 0 && v.isFinite) {
             throw ConfigurationError("the Gaussian observation variance must be positive and finite, not \(v)")
         }
+        if let secondLayer { try secondLayer.validate() }
     }
 
     /// The most one-hot columns a categorical model may have (the largest layer size).
@@ -104,6 +110,34 @@ public struct Architecture: Sendable, Codable, Equatable {
     }
 }
 
+/// The second stochastic layer of a hierarchical VAE (Burda et al. 2015, section 5):
+/// p(z2) p(z1|z2) p(x|z1) with q(z1|x) q(z2|z1). The inference network of z2 is
+/// z1 -> `hidden`... -> (mu, log sigma^2) in R^`latent`, and the prior of z1 is
+/// z2 -> reversed `hidden`... -> (mu, log sigma^2) in R^Z1, each a diagonal Gaussian.
+/// Burda's MNIST model: `Architecture(hidden: [200, 200], latent: 100, activation: .tanh,
+/// secondLayer: SecondLatentLayer(hidden: [100, 100], latent: 50))`.
+public struct SecondLatentLayer: Sendable, Codable, Equatable {
+    /// Hidden sizes between z1 and z2, z1's side first; p(z1|z2) uses them in reverse.
+    public var hidden: [Int]
+    /// The dimension of z2.
+    public var latent: Int
+
+    public init(hidden: [Int], latent: Int) {
+        self.hidden = hidden
+        self.latent = latent
+    }
+
+    public func validate() throws(ConfigurationError) {
+        guard latent > 0 else { throw ConfigurationError("the second latent size must be positive, not \(latent) (e.g. --latent 100,50)") }
+        for h in hidden where h <= 0 {
+            throw ConfigurationError("--hidden2 layer sizes must be positive, not \(h) (e.g. --hidden2 100,100)")
+        }
+        for size in [latent] + hidden where size > 1 << 20 {
+            throw ConfigurationError("layer size \(size) is larger than the supported 1,048,576")
+        }
+    }
+}
+
 /// What the training step minimises, per sample.
 ///
 /// - ELBO (`iwaeSamples == 1`): -log p(x|z) averaged over `mcSamples` reparameterised draws,
@@ -115,6 +149,10 @@ public struct Architecture: Sendable, Codable, Equatable {
 /// beta_t = beta * min(1, t / warmupSteps) at optimizer step t (t counts from 0), or beta when
 /// `warmupSteps` is 0. Free bits are applied per sample and per latent dimension, so that the
 /// objective of a batch is the sum of its samples' objectives, which data parallelism needs.
+///
+/// A two-layer model (`Architecture.secondLayer`) replaces the KL of both objectives by the
+/// sampled log-ratio of its latent chain (TwoLayerEngine.swift); it has no free bits and no
+/// autoencoder (`TrainingConfiguration.validate` refuses them).
 ///
 /// `autoencoder` turns the model into a plain autoencoder with the same networks, for comparison:
 /// z = mu(x) deterministically, no KL term, the loss is the reconstruction term alone (the

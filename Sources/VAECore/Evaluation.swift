@@ -14,7 +14,8 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     /// Importance-weighted estimate of -log p(x) with `iwaeSamples` draws (nil when not computed).
     public var nll: Double?
     public var iwaeSamples: Int
-    /// Mean closed-form KL per latent dimension.
+    /// Mean closed-form KL per latent dimension; for a two-layer model, z1's one-draw terms
+    /// log q(z1_j|x) - log p(z1_j|z2) (TwoLayerEvaluation.swift).
     public var klPerDimension: [Double]
     /// Dimensions u with Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015).
     public var activeUnits: Int
@@ -25,6 +26,10 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     public var mutualInformation: Double
     /// KL(q(z) || p(z)) = rate - I(x; z) (Hoffman & Johnson's "ELBO surgery").
     public var marginalKL: Double
+    /// Two-layer models: active units of z2, Cov_x(mu2(mu1(x))) > 0.01 (E_q[z2|x] approximated
+    /// by the mean path through z1 = mu1(x)), and those variances; nil for one-layer models.
+    public var activeUnits2: Int? = nil
+    public var meanVariancePerDimension2: [Double]? = nil
 }
 
 /// -log of the normal density constant per dimension.
@@ -51,6 +56,9 @@ public final class Evaluator {
     var posteriorMeans: [Float] = []
     var posteriorLogVariances: [Float] = []
     var draws: [Float] = []
+    /// Two-layer models: sums of mu2(mu1(x)) and of its squares per z2 dimension.
+    var upperMeanSum: [Double] = []
+    var upperMeanSquareSum: [Double] = []
 
     let arena: ScratchArena
     let posterior: UnsafeMutablePointer<Float>  // [batch, 2Z]: mu, logvar
@@ -116,6 +124,9 @@ public final class Evaluator {
         parameters p: UnsafePointer<Float>, inputs x: UnsafePointer<Float>,
         ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64
     ) {
+        if layout.architecture.secondLayer != nil {
+            return addTwoLayerPass(parameters: p, inputs: x, ids: ids, count: n, seed: seed)
+        }
         let zDim = layout.architecture.latent
         let d = layout.architecture.inputDimension
         // -ELBO with one draw (beta 1, no free bits): what `VAEEngine.loss` computes at step 0.
@@ -191,6 +202,12 @@ public final class Evaluator {
         let mi = mutualInformation(
             means: posteriorMeans, logVariances: posteriorLogVariances, draws: draws, latent: zDim)
         let rate = sums.meanRate
+        var upperVariances: [Double]?
+        if !upperMeanSum.isEmpty {
+            upperVariances = zip(upperMeanSum, upperMeanSquareSum).map { sum, square in
+                max(0, square / n - (sum / n) * (sum / n))
+            }
+        }
         return EvaluationReport(
             samples: sums.samples,
             negELBO: sums.meanNegELBO, rate: rate, distortion: sums.meanDistortion,
@@ -198,7 +215,9 @@ public final class Evaluator {
             klPerDimension: klPerDim.map { $0 / n },
             activeUnits: variances.filter { $0 > 0.01 }.count,
             meanVariancePerDimension: variances,
-            mutualInformation: mi, marginalKL: rate - mi)
+            mutualInformation: mi, marginalKL: rate - mi,
+            activeUnits2: upperVariances.map { $0.filter { $0 > 0.01 }.count },
+            meanVariancePerDimension2: upperVariances)
     }
 }
 

@@ -6,7 +6,9 @@ public struct LossSums: Sendable, Codable, Equatable {
     public var objective: Double
     /// Reconstruction term, -log p(x|z), averaged over the draws of each sample.
     public var distortion: Double
-    /// KL(q(z|x) || N(0, I)) in closed form (unweighted by beta, no free bits).
+    /// KL(q(z|x) || N(0, I)) in closed form (unweighted by beta, no free bits). For a two-layer
+    /// model, the mean over draws of log q(z1|x) + log q(z2|z1) - log p(z1|z2) - log p(z2)
+    /// (sampled: TwoLayerEngine.swift).
     public var rate: Double
 
     public init(samples: Int = 0, objective: Double = 0, distortion: Double = 0, rate: Double = 0) {

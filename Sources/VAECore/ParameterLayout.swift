@@ -36,6 +36,12 @@ public struct DenseLayer: Sendable, Equatable {
 /// (`encoder.mu.weight`, `encoder.logvar.weight`, then `encoder.mu.bias`, `encoder.logvar.bias`,
 /// so that both heads are one `[2Z, H]` matrix product), decoder hidden layers, `decoder.out`,
 /// and `decoder.logvar` `[D]` for a learned Gaussian variance.
+///
+/// A two-layer model (`Architecture.secondLayer`) keeps all of these, in the same order and at
+/// the same offsets (the encoder is q(z1|x), the decoder p(x|z1)), and appends q(z2|z1):
+/// `encoder2.hidden.i`, then `encoder2.mu`/`encoder2.logvar` (weights, then biases, one
+/// `[2 Z2, H]` product), and p(z1|z2): `decoder2.hidden.i` (the second layer's hidden sizes
+/// reversed), then `decoder2.mu`/`decoder2.logvar` (one `[2 Z1, H]` product).
 public struct ParameterLayout: Sendable, Equatable {
     public let architecture: Architecture
     public let tensors: [TensorSpec]
@@ -49,6 +55,12 @@ public struct ParameterLayout: Sendable, Equatable {
     public let decoderOutput: DenseLayer
     /// Offset of `decoder.logvar` `[D]`, for `.gaussianLearned` only.
     public let decoderLogVariance: Int?
+    /// Two-layer models: q(z2|z1)'s hidden layers and fused heads (outputs `2 Z2`: mu, logvar),
+    /// and p(z1|z2)'s hidden layers and fused heads (outputs `2 Z1`); empty and nil otherwise.
+    public let encoder2Layers: [DenseLayer]
+    public let encoder2Heads: DenseLayer?
+    public let decoder2Layers: [DenseLayer]
+    public let decoder2Heads: DenseLayer?
 
     public init(_ architecture: Architecture) {
         self.architecture = architecture
@@ -93,6 +105,36 @@ public struct ParameterLayout: Sendable, Equatable {
             decoderLogVariance = add("decoder.logvar", [d])
         } else {
             decoderLogVariance = nil
+        }
+        if let second = architecture.secondLayer {
+            func heads(_ prefix: String, inputs: Int, latent: Int) -> DenseLayer {
+                let w = add("\(prefix).mu.weight", [latent, inputs])
+                _ = add("\(prefix).logvar.weight", [latent, inputs])
+                let b = add("\(prefix).mu.bias", [latent])
+                _ = add("\(prefix).logvar.bias", [latent])
+                return DenseLayer(inputs: inputs, outputs: 2 * latent, weight: w, bias: b)
+            }
+            var upper: [DenseLayer] = []
+            width = z
+            for (i, h) in second.hidden.enumerated() {
+                upper.append(dense("encoder2.hidden.\(i)", width, h))
+                width = h
+            }
+            encoder2Layers = upper
+            encoder2Heads = heads("encoder2", inputs: width, latent: second.latent)
+            var prior: [DenseLayer] = []
+            width = second.latent
+            for (i, h) in second.hidden.reversed().enumerated() {
+                prior.append(dense("decoder2.hidden.\(i)", width, h))
+                width = h
+            }
+            decoder2Layers = prior
+            decoder2Heads = heads("decoder2", inputs: width, latent: z)
+        } else {
+            encoder2Layers = []
+            encoder2Heads = nil
+            decoder2Layers = []
+            decoder2Heads = nil
         }
         self.tensors = tensors
         self.count = offset

@@ -43,6 +43,11 @@ public enum RandomStream: UInt32, Sendable {
     case split = 5
     /// The k importance samples of the IWAE likelihood estimate.
     case importanceSampling = 6
+    /// The noise of the second stochastic layer's draws, z2 = mu(z1) + sigma(z1) eps2, of a
+    /// two-layer model in training and in its -ELBO (`latentNoise` keeps z1's).
+    case latentNoise2 = 7
+    /// The z2 noise of the k importance samples of a two-layer model's NLL estimate.
+    case importanceSampling2 = 8
 }
 
 /// The address of one sequence of random numbers: a pure function of (seed, step, sample index,

@@ -50,6 +50,8 @@ public final class VAEEngine {
     let sparseInputs: SparseRows
     /// Whether the current pass's first layer runs on `sparseInputs`.
     var sparseActive = false
+    /// A two-layer model's further scratch (TwoLayerEngine.swift), nil for the one-layer model.
+    let twoLayer: TwoLayerBuffers?
 
     /// How many encoder passes ran their first layer on each form of the inputs.
     public struct FirstLayerPasses: Sendable, Equatable {
@@ -134,6 +136,7 @@ public final class VAEEngine {
         logWeights = .allocate(capacity: rows)
         logWeights.initialize(repeating: 0, count: rows)
         sparseInputs = SparseRows(capacity: capacity, dimension: d)
+        twoLayer = a.secondLayer == nil ? nil : TwoLayerBuffers(architecture: a, rows: rows)
     }
 
     deinit {
@@ -360,6 +363,9 @@ public final class VAEEngine {
         ids: UnsafePointer<UInt32>, count n: Int, seed: UInt64, step: Int,
         gradient: UnsafeMutablePointer<Float>?
     ) -> LossSums {
+        if twoLayer != nil {
+            return twoLayerPass(parameters: p, inputs: x, ids: ids, count: n, seed: seed, step: step, gradient: gradient)
+        }
         let a = layout.architecture
         let zDim = a.latent
         let s = draws

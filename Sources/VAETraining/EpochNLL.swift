@@ -15,6 +15,8 @@ public struct NLLMetrics: Sendable, Codable, Equatable {
     public var samples: Int
     public var testNegElbo: Double
     public var activeUnits: Int
+    /// Two-layer models: active units of z2 (`activeUnits` is z1's); nil for one layer.
+    public var activeUnits2: Int? = nil
     public var mutualInformation: Double
     /// The learning rate of the epoch's last step.
     public var learningRate: Double
@@ -29,6 +31,7 @@ public struct NLLMetrics: Sendable, Codable, Equatable {
         self.samples = report.samples
         self.testNegElbo = report.negELBO
         self.activeUnits = report.activeUnits
+        self.activeUnits2 = report.activeUnits2
         self.mutualInformation = report.mutualInformation
         self.learningRate = learningRate
         self.seconds = seconds

@@ -68,6 +68,10 @@ public struct ModelCheckpoint: Sendable {
             "likelihood": architecture.likelihood.name,
             "parameter_count": String(layout.count),
         ]
+        if let second = architecture.secondLayer {
+            metadata["latent2"] = String(second.latent)
+            metadata["hidden2"] = second.hidden.map(String.init).joined(separator: ",")
+        }
         if let coding {
             metadata["categories"] = try json(coding.categories)
             if let levels = coding.quantizeLevels { metadata["quantize_levels"] = String(levels) }
@@ -163,7 +167,8 @@ public struct ModelCheckpoint: Sendable {
             throw fail("the model was trained on standardised data, but the tensors data.mean and data.std are missing")
         }
         guard configuration.hidden == architecture.hidden, configuration.latent == architecture.latent,
-              configuration.likelihood == architecture.likelihood else {
+              configuration.likelihood == architecture.likelihood,
+              configuration.secondLayer == architecture.secondLayer else {
             throw fail("the training configuration and the architecture in the metadata disagree")
         }
         if architecture.likelihood.categories != nil && configuration.preprocessing != .oneHot {

@@ -29,6 +29,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var activeUnits: Int?
     public var mutualInformation: Double?
     public var latentSamples: Int?
+    /// Two-layer models: active units of z2 (`EvaluationReport.activeUnits2`); `activeUnits` is z1's.
+    public var activeUnits2: Int?
     /// Distributed runs: live workers at the end of the epoch, and where the epoch's steps' time went.
     public var workers: Int?
     public var stepTime: StepTimeBreakdown?
@@ -107,6 +109,8 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     /// Categorical runs: `nll` in bits per dimension, nll / (features ln 2).
     public var nllBitsPerDim: Double?
     public var activeUnits: Int?
+    /// Two-layer models: active units of z2; `activeUnits` is z1's.
+    public var activeUnits2: Int?
     public var mutualInformation: Double?
     public var parameterCount: Int
     public var threads: Int

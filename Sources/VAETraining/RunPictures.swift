@@ -108,11 +108,13 @@ public enum RunPictures {
 
     // MARK: From a model
 
-    /// Decoder means of `n` draws from the prior, in a grid of `columns` (default: square).
+    /// Decoder means of `n` draws from the prior, in a grid of `columns` (default: square). A
+    /// two-layer model's draws are ancestral: z2 ~ N(0, I), z1 the mean of p(z1|z2).
     public static func samples(_ model: ModelCheckpoint, n: Int = 64, seed: UInt64 = 1, shape: (Int, Int), columns: Int? = nil) -> PNGImage {
         let engine = VAEEngine(layout: model.layout, objective: Objective(), capacity: 256)
-        var z = [Float](repeating: 0, count: n * model.architecture.latent)
+        var z = [Float](repeating: 0, count: n * (model.architecture.secondLayer?.latent ?? model.architecture.latent))
         z.withUnsafeMutableBufferPointer { RandomKey(seed: seed, step: 0, sample: 0, stream: .latentNoise).fillNormal($0) }
+        if model.architecture.secondLayer != nil { z = priorMeans(model, engine, z) }
         return PNGImage.grid(tiles(decode(model, engine, z), model: model, shape: shape),
                              columns: columns ?? Int(Double(n).squareRoot().rounded(.up)))
     }
@@ -179,10 +181,15 @@ public enum RunPictures {
     }
 
     /// The decoder over a `grid` x `grid` lattice of z in [-extent, extent]^2 (latent dimension 2
-    /// only), in a chart whose axes give z1 and z2 at each image's centre.
+    /// only), in a chart whose axes give z1 and z2 at each image's centre. A two-layer model's
+    /// lattice is of its top layer z2 (which must be 2-D), decoded through the mean of p(z1|z2):
+    /// z2's prior is N(0, I), z1's is not.
     public static func manifold(_ model: ModelCheckpoint, grid: Int = 16, extent: Double = 2.5, shape: (Int, Int),
                                 title: String? = nil) throws -> PNGImage {
-        guard model.architecture.latent == 2 else {
+        if let second = model.architecture.secondLayer, second.latent != 2 {
+            throw PictureError("the latent manifold of a two-layer model is drawn over its top layer z2, which must be 2-D; this model's is \(second.latent)-D (train with --latent Z1,2)")
+        }
+        guard model.architecture.secondLayer != nil || model.architecture.latent == 2 else {
             throw PictureError("the latent manifold needs a 2-D latent space; this model's is \(model.architecture.latent)-D (train with --latent 2)")
         }
         precondition(grid >= 2 && extent > 0, "the manifold needs at least 2 points per side and a positive extent")
@@ -194,10 +201,15 @@ public enum RunPictures {
                 z += [Float(-extent + spacing * Double(column)), Float(extent - spacing * Double(row))]
             }
         }
+        let twoLayer = model.architecture.secondLayer != nil
+        if twoLayer { z = priorMeans(model, engine, z) }
         let image = PNGImage.grid(tiles(decode(model, engine, z), model: model, shape: shape), columns: grid, padding: 0)
         // Each tile is centred on its z: the image reaches half a spacing beyond the lattice.
         let reach = extent + spacing / 2
-        let panel = Panel(xAxis: Axis("z1 (first latent dimension)"), yAxis: Axis("z2 (second latent dimension)"),
+        let axes = twoLayer
+            ? ("top layer z2, dimension 1 (z1 = mean of p(z1|z2))", "top layer z2, dimension 2")
+            : ("z1 (first latent dimension)", "z2 (second latent dimension)")
+        let panel = Panel(xAxis: Axis(axes.0), yAxis: Axis(axes.1),
                           image: PlacedImage(image, x: -reach...reach, y: -reach...reach, smooth: true), aspectRatio: 1)
         let side = max(560, min(3 * image.width / 2, 800))
         return try Figure(title: title ?? "Decoder means over a \(grid) \u{00D7} \(grid) grid of latent points",
@@ -225,10 +237,12 @@ public enum RunPictures {
         let order = variances.indices.sorted { variances[$0] > variances[$1] }
         let (a, b) = (order[0], order.count > 1 ? order[1] : order[0])
         let labels = dataset.labels.map { Array($0.prefix(n)).map(Double.init) }
-        let chosen = zDim == 2 ? "" : " (of \(zDim); the two whose means vary most)"
+        let name = model.architecture.secondLayer == nil ? "z" : "z1 dimension "
+        let layer = model.architecture.secondLayer == nil ? "" : " of z1, the lower of two stochastic layers"
+        let chosen = (zDim == 2 ? "" : " (of \(zDim); the two whose means vary most)") + layer
         let panel = Scatter.panel(
             x: (0..<n).map { Double(mu[$0 * zDim + a]) }, y: (0..<n).map { Double(mu[$0 * zDim + b]) }, labels: labels,
-            labelName: "label", xAxis: Axis("z\(a + 1) (posterior mean)"), yAxis: Axis("z\(b + 1) (posterior mean)"))
+            labelName: "label", xAxis: Axis("\(name)\(a + 1) (posterior mean)"), yAxis: Axis("\(name)\(b + 1) (posterior mean)"))
         let colour = labels == nil ? "" : "; colour: the sample's label"
         let source = data ?? URL(fileURLWithPath: dataset.name).lastPathComponent
         return try Figure(title: "Posterior means of \(n) samples", subtitle: "\(source); latent dimensions \(a + 1) and \(b + 1)\(chosen)\(colour)", panels: [panel],
@@ -241,6 +255,16 @@ public enum RunPictures {
     public static func defaultShape(_ dimension: Int) -> (Int, Int) {
         let side = Int(Double(dimension).squareRoot().rounded())
         return side * side == dimension ? (side, side) : (1, dimension)
+    }
+
+    /// A two-layer model's p(z1|z2) means `[n, Z1]` of top-layer vectors `z2` `[n, Z2]`.
+    public static func priorMeans(_ model: ModelCheckpoint, _ engine: VAEEngine, _ z2: [Float]) -> [Float] {
+        let second = model.architecture.secondLayer!
+        var z1 = [Float](repeating: 0, count: z2.count / second.latent * model.architecture.latent)
+        model.parameters.withUnsafeBufferPointer { p in z2.withUnsafeBufferPointer { zp in z1.withUnsafeMutableBufferPointer {
+            engine.priorMeans(parameters: p, latents: zp, into: $0)
+        } } }
+        return z1
     }
 
     /// Decoder means `[n, D]` of latent vectors `z` `[n, Z]`.
@@ -297,9 +321,9 @@ public enum RunPictures {
         if vae {
             jobs.append(("samples.png", {
                 try samples(model, shape: shape).scaled(by: zoom)
-                    .captioned("64 samples from the prior N(0, I) (\(model.coding == nil ? "decoder means" : "expected category of each value, as grey"), step \(step)")
+                    .captioned("64 samples from the prior \(model.architecture.secondLayer == nil ? "N(0, I)" : "z2 ~ N(0, I), z1 = mean of p(z1|z2)") (\(model.coding == nil ? "decoder means" : "expected category of each value, as grey"), step \(step)")
             }))
-            if model.architecture.latent == 2 {
+            if (model.architecture.secondLayer?.latent ?? model.architecture.latent) == 2 {
                 jobs.append(("manifold.png", { try manifold(model, shape: shape, title: "Decoder means over a 16 \u{00D7} 16 grid of z, step \(step)") }))
             }
         }

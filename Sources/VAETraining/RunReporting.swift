@@ -73,6 +73,7 @@ public enum RunReporting {
                 seed: c.evaluationSeed, k: 0, limit: latentStatisticsSamples)
             metrics.klPerDim = report.klPerDimension
             metrics.activeUnits = report.activeUnits
+            metrics.activeUnits2 = report.activeUnits2
             metrics.mutualInformation = report.mutualInformation
             metrics.latentSamples = report.samples
         }
@@ -117,6 +118,7 @@ public enum RunReporting {
                 summary.nllK = nll.k
                 summary.nllSamples = nll.samples
                 summary.activeUnits = nll.activeUnits
+                summary.activeUnits2 = nll.activeUnits2
                 summary.mutualInformation = nll.mutualInformation
             } else if c.nllSamples > 0 {
                 let report = HeldOutEvaluation.report(
@@ -129,6 +131,7 @@ public enum RunReporting {
                     summary.nllBitsPerDim = bitsPerDimension(nats: nll, features: test.dimension)
                 }
                 summary.activeUnits = report.activeUnits
+                summary.activeUnits2 = report.activeUnits2
                 summary.mutualInformation = report.mutualInformation
             }
         }

@@ -14,7 +14,8 @@ import TensorBoard
 /// - `neg_elbo/train`, `rate/train`, `distortion/train`, `objective/train`: training means, from
 ///   the `--metrics-every` lines when there are any, else from the epoch lines;
 /// - `neg_elbo/test`, `rate/test`, `distortion/test`: the held-out figures, per epoch;
-/// - `latent/active_units`, `latent/mutual_information`: per epoch (VAEs with a test set);
+/// - `latent/active_units`, `latent/mutual_information`: per epoch (VAEs with a test set), and
+///   `latent/active_units2` (z2's) for a two-layer model;
 /// - `nll/test_iwae`: the final IWAE estimate (`--nll-k`), at the last step;
 /// - `optimizer/learning_rate`, `optimizer/beta`, `speed/samples_per_s`: with the training means;
 /// - `progress/epoch`: the epoch that ends at that step, so steps can be read as epochs;
@@ -93,6 +94,7 @@ public final class TensorBoardLog: Sendable {
         if let v = m.testRate { values.append(("rate/test", v)) }
         if let v = m.testDistortion { values.append(("distortion/test", v)) }
         if let v = m.activeUnits { values.append(("latent/active_units", Double(v))) }
+        if let v = m.activeUnits2 { values.append(("latent/active_units2", Double(v))) }
         if let v = m.mutualInformation { values.append(("latent/mutual_information", v)) }
         if let v = m.bytesPerStep { values.append(("cluster/bytes_per_step", v)) }
         if let v = m.rowBytesPerStep { values.append(("cluster/row_bytes_per_step", v)) }

@@ -39,6 +39,8 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var nllEpochs: [Int]? = nil
     /// How the decoder's output bias starts; nil: as `ParameterLayout.initialParameters` makes it.
     public var outputBias: OutputBiasInitialisation? = nil
+    /// A two-layer model's second stochastic layer (`--latent Z1,Z2 --hidden2 ...`); nil: one layer.
+    public var secondLayer: SecondLatentLayer? = nil
 
     public init(
         data: DataConfiguration, hidden: [Int] = [400], latent: Int = 20, activation: Activation = .relu,
@@ -103,7 +105,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             width = categories.reduce(0, +)
         }
         return Architecture(inputDimension: width, hidden: hidden, latent: latent,
-                            activation: activation, likelihood: likelihood)
+                            activation: activation, likelihood: likelihood, secondLayer: secondLayer)
     }
 
     /// The configuration with a categorical likelihood's K per feature as `data` resolved them
@@ -153,6 +155,15 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             }
         }
         try objective.validate()
+        if secondLayer != nil {
+            try secondLayer?.validate()
+            if objective.autoencoder {
+                throw ConfigurationError("--autoencoder has no stochastic layers to stack: give one latent size (--latent 20) with --autoencoder, or drop --autoencoder")
+            }
+            if objective.freeBits > 0 {
+                throw ConfigurationError("--free-bits floors a closed-form KL per dimension, which a two-layer model does not have (its KL terms are sampled through p(z1|z2)): drop --free-bits, or give one latent size")
+            }
+        }
         guard batchSize > 0 && batchSize <= 1 << 20 else { throw ConfigurationError("--batch must be in 1...1048576, not \(batchSize)") }
         guard epochs > 0 else { throw ConfigurationError("--epochs must be positive, not \(epochs)") }
         if let maxSteps, maxSteps <= 0 { throw ConfigurationError("--max-steps must be positive, not \(maxSteps)") }

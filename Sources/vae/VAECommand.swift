@@ -51,7 +51,8 @@ struct Train: AsyncParsableCommand {
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
         output.tensorBoard = try training.tensorBoardLog(outDirectory: outDirectory, resumeStep: checkpoint?.step) { logger.warning("\($0)") }
-        display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent) "
+        let upper = configuration.secondLayer.map { " / " + ($0.hidden + [$0.latent]).map(String.init).joined(separator: "-") } ?? ""
+        display.message("training \(trainer.layout.architecture.inputDimension)-\(configuration.hidden.map(String.init).joined(separator: "-"))-\(configuration.latent)\(upper) "
               + "\(configuration.activation.rawValue) \(configuration.likelihood.name) VAE (\(trainer.layout.count) parameters) "
               + "on \(data.train.count) samples, batch \(configuration.batchSize), \(configuration.threads) thread(s)")
         let stopRequest = StopRequest()
@@ -134,6 +135,11 @@ struct Eval: AsyncParsableCommand {
                 "images_per_s": Double(report.samples) / seconds,
             ]
             object["nll"] = report.nll ?? NSNull()
+            if let units2 = report.activeUnits2 {
+                object["active_units2"] = units2
+                object["mean_variance_per_dim"] = report.meanVariancePerDimension
+                object["mean_variance_per_dim2"] = report.meanVariancePerDimension2 ?? []
+            }
             if model.coding != nil {
                 object["nll_bits_per_dim"] = report.nll.map { RunReporting.bitsPerDimension(nats: $0, features: dataset.dimension) } ?? NSNull()
             }
@@ -151,7 +157,11 @@ struct Eval: AsyncParsableCommand {
                                 RunReporting.bitsPerDimension(nats: nll, features: dataset.dimension), dataset.dimension))
                 }
             }
-            emit("active units \(report.activeUnits) of \(model.architecture.latent)")
+            if let second = model.architecture.secondLayer, let units2 = report.activeUnits2 {
+                emit("active units \(report.activeUnits) of \(model.architecture.latent) (z1), \(units2) of \(second.latent) (z2, through the mean path mu2(mu1(x)))")
+            } else {
+                emit("active units \(report.activeUnits) of \(model.architecture.latent)")
+            }
             emit(String(format: "I(x;z)       %10.3f nats; KL(q(z)||p(z)) %.3f", report.mutualInformation, report.marginalKL))
             emit("KL per dimension: " + report.klPerDimension.map { String(format: "%.2f", $0) }.joined(separator: " "))
         }
