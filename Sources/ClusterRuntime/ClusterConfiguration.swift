@@ -36,8 +36,9 @@ struct ClusterConfiguration: Codable, Sendable {
         let coding = training.likelihood.categories.map {
             CategoricalCoding(categories: $0, quantizeLevels: training.data.quantizeLevels)
         }
+        // A mixed-type table's columns (types, K, labels, Gaussian statistics) travel in the likelihood.
         return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics,
-                           coding: coding)
+                           coding: coding, table: training.likelihood.tableColumns.map(TableCoding.init))
     }
 
     func encoded() throws -> [UInt8] { Array(try JSONEncoder().encode(self)) }

@@ -35,7 +35,8 @@ public struct DenseLayer: Sendable, Equatable {
 /// Order: encoder hidden layers (each weight then bias), the two encoder heads as one block
 /// (`encoder.mu.weight`, `encoder.logvar.weight`, then `encoder.mu.bias`, `encoder.logvar.bias`,
 /// so that both heads are one `[2Z, H]` matrix product), decoder hidden layers, `decoder.out`,
-/// and `decoder.logvar` `[D]` for a learned Gaussian variance.
+/// and `decoder.logvar` `[D]` for a learned Gaussian variance (`[G]`, one per Gaussian column, for
+/// a mixed-type table, whose `decoder.out` has the encoded width rather than D outputs).
 public struct ParameterLayout: Sendable, Equatable {
     public let architecture: Architecture
     public let tensors: [TensorSpec]
@@ -47,7 +48,8 @@ public struct ParameterLayout: Sendable, Equatable {
     /// Decoder hidden layers, in order.
     public let decoderLayers: [DenseLayer]
     public let decoderOutput: DenseLayer
-    /// Offset of `decoder.logvar` `[D]`, for `.gaussianLearned` only.
+    /// Offset of `decoder.logvar`: `[D]` for `.gaussianLearned`, `[G]` for a mixed-type table
+    /// with G > 0 Gaussian columns.
     public let decoderLogVariance: Int?
 
     public init(_ architecture: Architecture) {
@@ -88,9 +90,11 @@ public struct ParameterLayout: Sendable, Equatable {
             width = h
         }
         decoderLayers = decoder
-        decoderOutput = dense("decoder.out", width, d)
+        decoderOutput = dense("decoder.out", width, architecture.outputDimension)
         if architecture.likelihood == .gaussianLearned {
             decoderLogVariance = add("decoder.logvar", [d])
+        } else if let columns = architecture.likelihood.tableColumns, columns.contains(where: { $0.kind == .gaussian }) {
+            decoderLogVariance = add("decoder.logvar", [columns.filter { $0.kind == .gaussian }.count])
         } else {
             decoderLogVariance = nil
         }

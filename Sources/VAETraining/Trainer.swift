@@ -12,6 +12,9 @@ public struct TrainingData: Sendable {
     /// Loads the configured data and checks that it suits the configuration.
     public static func load(_ configuration: TrainingConfiguration) throws -> TrainingData {
         let c = configuration.data
+        if let columns = configuration.likelihood.tableColumns {
+            return try loadTable(configuration, columns: columns)
+        }
         var csv = CSVOptions(hasHeader: c.csvHeader)
         if let label = c.csvLabelColumn {
             csv.labelColumn = Int(label).map { .index($0) } ?? .name(label)
@@ -24,6 +27,33 @@ public struct TrainingData: Sendable {
             coding = try categoricalCoding(given: categories, quantizeLevels: c.quantizeLevels, training: train)
         }
         let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train, coding: coding)
+        if let test { try filler.check(test) }
+        return TrainingData(train: train, test: test, filler: filler)
+    }
+
+    /// A mixed-type table (`--likelihood mixed`): the CSV read by its header, its columns typed
+    /// (`TableSchema.infer` with `--column-types`) unless `columns` already holds them (a resumed
+    /// run's), its rows encoded, `--test-fraction` or `--test-data` held out, and each Gaussian
+    /// column standardised with the mean and standard deviation of the training rows' observed
+    /// cells (a resumed run keeps its checkpoint's).
+    static func loadTable(_ configuration: TrainingConfiguration, columns given: [TableColumn]) throws -> TrainingData {
+        let c = configuration.data
+        let table = try Table.read(c.path)
+        var columns = given
+        if columns.isEmpty {
+            columns = try TableSchema.infer(table, overrides: c.columnTypes.map(TableSchema.parseOverrides) ?? [])
+        }
+        let all = try TableSchema.encode(table, columns: columns)
+        var train = all
+        var test: Dataset?
+        if let fraction = c.testFraction {
+            (train, test) = try DatasetSource.split(all, testFraction: fraction, seed: configuration.seed)
+        } else if let testPath = c.testPath {
+            test = try TableSchema.encode(try Table.read(testPath), columns: columns)
+        }
+        if given.isEmpty { columns = try TableSchema.standardised(columns, training: train) }
+        try TableColumn.validate(columns)
+        let filler = try BatchFiller(preprocessing: .table, training: train, table: TableCoding(columns: columns))
         if let test { try filler.check(test) }
         return TrainingData(train: train, test: test, filler: filler)
     }
