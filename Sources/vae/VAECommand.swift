@@ -47,6 +47,9 @@ struct Train: AsyncParsableCommand {
         if let coding = data.filler.coding {
             display.message("categorical: \(coding.summary)\(coding.quantizeLevels == nil && training.categories == nil && checkpoint == nil ? " (inferred from the training data: largest code + 1)" : "")")
         }
+        if let table = data.filler.table {
+            display.message(RunReporting.tableLines(table.columns, data: data, overridden: configuration.data.columnTypes))
+        }
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
