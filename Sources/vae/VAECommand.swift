@@ -115,7 +115,7 @@ struct Eval: AsyncParsableCommand {
         guard !model.configuration.objective.autoencoder else {
             throw ValidationError("\(checkpoint) is a plain autoencoder: it has no ELBO or likelihood to evaluate; see its summary.json for the reconstruction error, or use vae reconstruct")
         }
-        let dataset = try source.dataset()
+        let dataset = try source.dataset(for: model)
         guard dataset.dimension == model.architecture.features else {
             throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.features)")
         }
