@@ -8,7 +8,9 @@
 #      (Benchmarks/randhie_holdout.py mask): masked.csv, heldout.csv;
 #   3. `vae train --likelihood mixed` on masked.csv (the held-out cells are missing to it too;
 #      --test-fraction 0.1 of the rows for the held-out -ELBO);
-#   4. `vae reconstruct` of masked.csv: every empty cell filled (filled.csv);
+#   4. `vae eval` of the model on the first 2000 rows of masked.csv (every row: a single file has
+#      no splits), with its figures per observed cell and by column type;
+#      `vae reconstruct` of masked.csv: every empty cell filled (filled.csv);
 #   5. the fills of the held-out cells scored beside mean/mode imputation computed from the same
 #      masked table (randhie_holdout.py score): RMSE for Gaussian columns (in their units and
 #      standardised), error rate for Bernoulli and categorical columns; imputation.json.
@@ -59,6 +61,7 @@ run train .build/release/vae train --data "$out/masked.csv" --likelihood mixed "
   --no-tensorboard --out "$work/run"
 cp "$work/run/summary.json" "$out/train.summary.json"
 cp "$work/run/metrics.jsonl" "$out/train.metrics.jsonl"
+run eval .build/release/vae eval "$work/run/checkpoint.safetensors" --data "$out/masked.csv" --k 100 --limit 2000 --seed 123 --quiet
 run reconstruct .build/release/vae reconstruct "$work/run/checkpoint.safetensors" --data "$out/masked.csv" \
   --out "$work/filled.csv"
 run score python3 Benchmarks/randhie_holdout.py score "$out" "$work/run/checkpoint.safetensors" "$work/filled.csv"

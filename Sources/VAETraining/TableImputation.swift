@@ -86,6 +86,59 @@ public enum TableImputation {
         return Table(name: "samples", header: columns.map(\.name), rows: rows)
     }
 
+    /// How well a model explains the observed cells of one column type.
+    public struct TypeFit: Sendable, Equatable {
+        /// Observed cells of the type.
+        public var cells = 0
+        /// Their summed -log p(x|z) at z = the posterior mean, nats.
+        public var nats = 0.0
+        /// Nats per observed cell.
+        public var perCell: Double { cells > 0 ? nats / Double(cells) : 0 }
+    }
+
+    /// The observed cells of the first `limit` rows of an encoded table, and by column type the
+    /// reconstruction -log p(x|z) at z = mu(x) (the posterior mean) of those cells: a Gaussian
+    /// cell's density on the standardised scale (with the column's learned variance), a Bernoulli
+    /// cell's -log p or -log(1 - p), a categorical cell's -log p of its label.
+    public static func fitByType(_ model: ModelCheckpoint, dataset: Dataset, limit: Int? = nil) throws -> (observed: Int, byType: [TableColumn.Kind: TypeFit]) {
+        let columns = try columns(of: model)
+        let rows = min(limit ?? dataset.count, dataset.count)
+        let subset = dataset.subset(Array(0..<rows))
+        let decoded = try decodedMeans(model, dataset: subset)
+        guard case .float32(let values) = subset.storage else { return (0, [:]) }
+        let w = model.architecture.outputDimension
+        let coding = TableCoding(columns: columns)
+        let logvar = model.layout.tensor(named: "decoder.logvar").map { Array(model.parameters[$0.range]) } ?? []
+        var byType: [TableColumn.Kind: TypeFit] = [:]
+        var observed = 0
+        let halfLogTwoPi = 0.5 * log(2 * Double.pi)
+        for r in 0..<rows {
+            var g = 0
+            for (j, column) in columns.enumerated() {
+                let gaussianIndex = g
+                if column.kind == .gaussian { g += 1 }
+                let v = values[r * columns.count + j]
+                guard !v.isNaN else { continue }
+                observed += 1
+                let mean = decoded[r * w + coding.offsets[j] + (column.kind == .categorical ? Int(v) : 0)]
+                let nats: Double
+                switch column.kind {
+                case .gaussian:
+                    let lv = Double(logvar[gaussianIndex])
+                    let diff = Double(mean) - Double((v - column.mean) / column.std)
+                    nats = 0.5 * diff * diff * exp(-lv) + 0.5 * lv + halfLogTwoPi
+                case .bernoulli:
+                    nats = -log(max(Double(v == 1 ? mean : 1 - mean), 1e-30))
+                case .categorical:
+                    nats = -log(max(Double(mean), 1e-30))
+                }
+                byType[column.kind, default: TypeFit()].cells += 1
+                byType[column.kind, default: TypeFit()].nats += nats
+            }
+        }
+        return (observed, byType)
+    }
+
     /// The decoder means `[n, W]` at the posterior means of the rows of an encoded table.
     static func decodedMeans(_ model: ModelCheckpoint, dataset: Dataset) throws -> [Float] {
         let filler = model.filler

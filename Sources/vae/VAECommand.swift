@@ -127,6 +127,9 @@ struct Eval: AsyncParsableCommand {
             layout: model.layout, parameters: model.parameters, dataset: dataset, filler: filler,
             seed: seed, k: k, limit: limit, chunk: chunk, progress: display.taskProgress("evaluating, k=\(k)"))
         display.endTask()
+        // A table's figures per observed cell, and its reconstruction by column type.
+        let table = model.architecture.likelihood.tableColumns == nil
+            ? nil : try TableImputation.fitByType(model, dataset: dataset, limit: limit)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         if json {
             var object: [String: Any] = [
@@ -137,6 +140,15 @@ struct Eval: AsyncParsableCommand {
                 "images_per_s": Double(report.samples) / seconds,
             ]
             object["nll"] = report.nll ?? NSNull()
+            if let table {
+                let perSample = Double(report.samples) / Double(max(table.observed, 1))
+                object["observed_cells"] = table.observed
+                object["neg_elbo_per_cell"] = report.negELBO * perSample
+                object["nll_per_cell"] = report.nll.map { $0 * perSample } ?? NSNull()
+                object["reconstruction_nll_per_cell"] = Dictionary(uniqueKeysWithValues: table.byType.map {
+                    ($0.key.rawValue, ["cells": $0.value.cells, "nats": $0.value.perCell] as [String: Any])
+                })
+            }
             if model.coding != nil {
                 object["nll_bits_per_dim"] = report.nll.map { RunReporting.bitsPerDimension(nats: $0, features: dataset.dimension) } ?? NSNull()
             }
@@ -152,6 +164,18 @@ struct Eval: AsyncParsableCommand {
                 if model.coding != nil {
                     emit(String(format: "             %10.4f bits per dimension (%d features)",
                                 RunReporting.bitsPerDimension(nats: nll, features: dataset.dimension), dataset.dimension))
+                }
+            }
+            if let table {
+                let perSample = Double(report.samples) / Double(max(table.observed, 1))
+                emit("observed cells \(table.observed) of \(report.samples * model.architecture.features); per observed cell: "
+                     + String(format: "-ELBO %.4f nats", report.negELBO * perSample)
+                     + (report.nll.map { String(format: ", NLL %.4f nats", $0 * perSample) } ?? ""))
+                emit("reconstruction -log p(x|z = posterior mean) per observed cell, by column type:")
+                for kind in TableColumn.Kind.allCases {
+                    guard let fit = table.byType[kind] else { continue }
+                    emit("  " + kind.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
+                         + String(format: "%8d cells  %9.4f nats", fit.cells, fit.perCell))
                 }
             }
             emit("active units \(report.activeUnits) of \(model.architecture.latent)")
