@@ -27,6 +27,7 @@ struct PictureOptions: ParsableArguments {
 
     func load() throws -> (ModelCheckpoint, VAEEngine, (height: Int, width: Int)) {
         let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+        try refuseTable(model)
         let d = model.architecture.features
         var size: (Int, Int)
         if let shape {
@@ -48,6 +49,12 @@ struct PictureOptions: ParsableArguments {
         if let caption { image = try image.captioned(caption) }
         try writePicture(image, to: out)
     }
+}
+
+/// Pictures are of images: a mixed-type table's model gets an error that says what it has instead.
+func refuseTable(_ model: ModelCheckpoint) throws {
+    guard model.architecture.likelihood.tableColumns != nil else { return }
+    throw ValidationError("this checkpoint is a mixed-type table's model (--likelihood mixed), whose rows are not images: vae reconstruct CHECKPOINT --data TABLE.csv --out FILLED.csv fills a table's gaps, vae sample CHECKPOINT --out ROWS.csv draws rows, and vae eval evaluates it")
 }
 
 /// Writes a picture and says so.
@@ -226,6 +233,7 @@ struct PlotCommand: AsyncParsableCommand {
         func run() async throws {
             guard limit > 0 else { throw ValidationError("--limit must be positive, not \(limit)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            try refuseTable(model)
             try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.name, limit: limit), to: out)
         }
     }
@@ -242,6 +250,7 @@ struct PlotCommand: AsyncParsableCommand {
             guard (2...64).contains(grid) else { throw ValidationError("--grid must be in 2...64") }
             guard extent > 0 && extent <= 100 else { throw ValidationError("--extent must be in (0, 100], not \(extent)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            try refuseTable(model)
             let image = try RunPictures.manifold(model, grid: grid, extent: extent, shape: RunPictures.defaultShape(model.architecture.features))
             try writePicture(image, to: out)
         }

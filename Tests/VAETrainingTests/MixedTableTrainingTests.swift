@@ -144,6 +144,10 @@ import VAEData
         #expect(samples.header == ["age", "income", "colour", "smoker", "grade"] && samples.rows.count == 20)
         #expect(samples.rows.allSatisfy { Double($0[0]!) != nil && ["red", "green", "blue"].contains($0[2]!) })
 
+        // Pictures refuse a table's model and name the commands that take it.
+        let picture = try cli.run(["interpolate", checkpoint, "--data", path, "--out", dir.appendingPathComponent("i.png").path])
+        #expect(picture.status != 0 && picture.stderr.contains("mixed-type table's model") && picture.stderr.contains("vae reconstruct"))
+
         // A label the model never saw, and a column type that cannot be: errors that say so.
         let unseen = try Self.write("age,income,colour,smoker,grade\n40,50,purple,1,2\n", in: dir, name: "unseen.csv")
         let refused = try cli.run(["reconstruct", checkpoint, "--data", unseen, "--out", filledPath])
