@@ -147,6 +147,9 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             if data.quantizeLevels != nil {
                 throw ConfigurationError("--quantize-levels turns grey levels into categories: it needs --likelihood categorical")
             }
+            if data.csvLabelColumn != nil || data.csvHeader == false {
+                throw ConfigurationError("--likelihood mixed reads a CSV by its header and models every column: drop --csv-label-column and --no-csv-header (remove a column from the file to leave it out)")
+            }
         } else if let categories = likelihood.categories {
             // K per feature is checked here; the one-hot width needs the data (`fitted(to:)`).
             try Architecture(inputDimension: 1, hidden: hidden, latent: latent, activation: activation).validate()
