@@ -334,7 +334,7 @@ public enum TableSchema {
             let model: String
             switch c.kind {
             case .gaussian: model = "mean \(format(c.mean)), std \(format(c.std))"
-            case .bernoulli: model = "p(\(c.labels[1]))"
+            case .bernoulli: model = "two values: \(c.labels[0]), \(c.labels[1])"
             case .categorical:
                 let shown = c.labels.prefix(4).joined(separator: ", ")
                 model = "K \(c.labels.count): \(shown)\(c.labels.count > 4 ? ", ..." : "")"

@@ -19,9 +19,15 @@ public struct TrainingData: Sendable {
         if let label = c.csvLabelColumn {
             csv.labelColumn = Int(label).map { .index($0) } ?? .name(label)
         }
-        let (train, test) = try DatasetSource.load(
-            train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
-            options: LoadOptions(csv: csv))
+        let loaded: (train: Dataset, test: Dataset?)
+        do throws(DataError) {
+            loaded = try DatasetSource.load(
+                train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
+                options: LoadOptions(csv: csv))
+        } catch {
+            throw withTableHint(error)
+        }
+        let (train, test) = loaded
         var coding: CategoricalCoding?
         if let categories = configuration.likelihood.categories {
             coding = try categoricalCoding(given: categories, quantizeLevels: c.quantizeLevels, training: train)
@@ -29,6 +35,15 @@ public struct TrainingData: Sendable {
         let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train, coding: coding)
         if let test { try filler.check(test) }
         return TrainingData(train: train, test: test, filler: filler)
+    }
+
+    /// `error` with, when a CSV field was text or empty, the hint that such a table trains with
+    /// `--likelihood mixed` (never chosen silently).
+    static func withTableHint(_ error: DataError) -> DataError {
+        guard error.code == .notANumber || error.code == .emptyField else { return error }
+        var hinted = error
+        hinted.expected += " (a CSV table with a header, text columns or missing cells trains with --likelihood mixed)"
+        return hinted
     }
 
     /// A mixed-type table (`--likelihood mixed`): the CSV read by its header, its columns typed
