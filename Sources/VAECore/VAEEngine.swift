@@ -354,8 +354,11 @@ public final class VAEEngine {
             }
         case .mixed(let columns):
             let logvar = layout.decoderLogVariance.map { p + $0 }
-            let gaussians = columns.filter { $0.kind == .gaussian }.count
-            for g in 0..<gaussians { precision[g] = expf(-logvar![g]) }
+            var g = 0
+            for kind in tableKinds where kind == MixedKindCode.gaussian {  // no allocation per step
+                precision[g] = expf(-logvar![g])
+                g += 1
+            }
             tableKinds.withUnsafeBufferPointer { kinds in
                 tableOffsets.withUnsafeBufferPointer { offsets in
                     LikelihoodKernels.mixed(
