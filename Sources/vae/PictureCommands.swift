@@ -57,6 +57,13 @@ func refuseTable(_ model: ModelCheckpoint) throws {
     throw ValidationError("this checkpoint is a mixed-type table's model (--likelihood mixed), whose rows are not images: vae reconstruct CHECKPOINT --data TABLE.csv --out FILLED.csv fills a table's gaps, vae sample CHECKPOINT --out ROWS.csv draws rows, and vae eval evaluates it")
 }
 
+/// A table's model writes CSV: `--out` must name a .csv file, not a picture.
+func requireCSV(_ path: String) throws {
+    guard path.lowercased().hasSuffix(".csv") else {
+        throw ValidationError("this checkpoint is a mixed-type table's model, which writes rows as CSV: give --out a .csv file, not '\(path)'")
+    }
+}
+
 /// Writes a picture and says so.
 func writePicture(_ image: PNGImage, to path: String) throws {
     try image.write(to: URL(fileURLWithPath: path))
@@ -105,6 +112,7 @@ struct Sample: AsyncParsableCommand {
         let table = try ModelCheckpoint.read(from: URL(fileURLWithPath: picture.checkpoint))
         if table.architecture.likelihood.tableColumns != nil {
             let model = table
+            try requireCSV(picture.out)
             guard (1...1_000_000).contains(n) else { throw ValidationError("--n must be in 1...1000000 rows, not \(n)") }
             let rows = try TableImputation.sample(model, n: n, seed: picture.seed)
             try rows.writeCSV(to: picture.out)
@@ -129,6 +137,7 @@ struct Reconstruct: AsyncParsableCommand {
         let table = try ModelCheckpoint.read(from: URL(fileURLWithPath: picture.checkpoint))
         if table.architecture.likelihood.tableColumns != nil {
             let model = table
+            try requireCSV(picture.out)
             let gaps = try Table.read(source.data)
             let (filled, cells) = try TableImputation.impute(model, table: gaps)
             try filled.writeCSV(to: picture.out)

@@ -148,6 +148,9 @@ import VAEData
         let picture = try cli.run(["interpolate", checkpoint, "--data", path, "--out", dir.appendingPathComponent("i.png").path])
         #expect(picture.status != 0 && picture.stderr.contains("mixed-type table's model") && picture.stderr.contains("vae reconstruct"))
 
+        let png = try cli.run(["sample", checkpoint, "--out", dir.appendingPathComponent("rows.png").path])
+        #expect(png.status != 0 && png.stderr.contains("give --out a .csv file"))
+
         // A label the model never saw, and a column type that cannot be: errors that say so.
         let unseen = try Self.write("age,income,colour,smoker,grade\n40,50,purple,1,2\n", in: dir, name: "unseen.csv")
         let refused = try cli.run(["reconstruct", checkpoint, "--data", unseen, "--out", filledPath])
