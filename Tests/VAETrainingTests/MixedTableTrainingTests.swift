@@ -111,6 +111,15 @@ import VAEData
         for r in 0..<full.rows.count where r % 5 != 0 { #expect(filled.rows[r] == masked.rows[r]) }
     }
 
+    @Test func tablesWrittenAsCSVReadBackTheSameWithQuotedLabelsAndGaps() throws {
+        let table = Table(name: "t", header: ["name, full", "say \"hi\"", "n"],
+                          rows: [["Smith, J", "a \"b\"", "1"], [nil, "plain", nil]])
+        let text = table.csv()
+        #expect(text == "\"name, full\",\"say \"\"hi\"\"\",n\n\"Smith, J\",\"a \"\"b\"\"\",1\n,plain,\n")
+        let back = try Table.parse(Array(text.utf8), name: "t")
+        #expect(back == table)
+    }
+
     @Test func vaeCommandsTrainReconstructAndSampleATable() throws {
         let dir = Fixtures.temporaryDirectory()
         defer { Fixtures.cleanup(dir) }
