@@ -5,7 +5,7 @@ import WireProtocol
 
 /// What a worker needs to compute gradients, sent as JSON inside WELCOME: the training
 /// configuration (model, objective, seed; a categorical model's K per feature and quantisation
-/// levels), the input dimension (values per shipped row), the sample type of shipped rows, and
+/// levels; a mixed-type table's columns: names, types, labels and Gaussian statistics), the input dimension (values per shipped row), the sample type of shipped rows, and
 /// the standardisation statistics when used.
 struct ClusterConfiguration: Codable, Sendable {
     var training: TrainingConfiguration
@@ -36,8 +36,9 @@ struct ClusterConfiguration: Codable, Sendable {
         let coding = training.likelihood.categories.map {
             CategoricalCoding(categories: $0, quantizeLevels: training.data.quantizeLevels)
         }
+        // A mixed-type table's columns (types, K, labels, Gaussian statistics) travel in the likelihood.
         return BatchFiller(preprocessing: training.preprocessing, dimension: inputDimension, statistics: statistics,
-                           coding: coding)
+                           coding: coding, table: training.likelihood.tableColumns.map(TableCoding.init))
     }
 
     func encoded() throws -> [UInt8] { Array(try JSONEncoder().encode(self)) }
@@ -54,7 +55,7 @@ struct ClusterConfiguration: Codable, Sendable {
 
     static func checkWelcomeSize(_ count: Int, features: Int, limit: Int) throws(ClusterError) {
         guard count > limit else { return }
-        throw ClusterError("the run's configuration takes \(count) bytes in a WELCOME, more than the \(limit) a worker accepts: it carries a categorical model's K and a standardised model's mean and standard deviation for each of the data's \(features) features; train this data set with vae train, or with fewer features")
+        throw ClusterError("the run's configuration takes \(count) bytes in a WELCOME, more than the \(limit) a worker accepts: it carries a categorical model's K, a standardised model's mean and standard deviation, or a mixed-type table's column names and category labels, for each of the data's \(features) features; train this data set with vae train, or with fewer features (or, for a table, columns of fewer labels)")
     }
 
     static func decode(_ bytes: [UInt8]) throws -> ClusterConfiguration {

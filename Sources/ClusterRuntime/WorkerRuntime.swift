@@ -522,6 +522,9 @@ public final class WorkerRuntime {
         if let categories = c.training.likelihood.categories, categories.count != c.inputDimension {
             throw ClusterError("the coordinator's categorical model has K for \(categories.count) features, but its rows have \(c.inputDimension) values; run the same vae-cluster version everywhere")
         }
+        if let columns = c.training.likelihood.tableColumns, columns.count != c.inputDimension {
+            throw ClusterError("the coordinator's mixed-type model has \(columns.count) columns, but its rows have \(c.inputDimension) values; run the same vae-cluster version everywhere")
+        }
         let layout = ParameterLayout(architecture)
         guard layout.count == count else {
             throw ClusterError("the coordinator's model has \(count) parameters, this build computes \(layout.count) for the same architecture; run the same vae-cluster version everywhere")

@@ -31,12 +31,14 @@ public struct TrainingOptions: ParsableArguments, Sendable {
     public var hidden2: String?
     @Option(help: "Hidden activation: relu, tanh or softplus.")
     public var activation = "relu"
-    @Option(help: "Observation model: bernoulli, gaussian (fixed variance), gaussian-learned or categorical (integer codes or quantised grey levels, one-hot encoded).")
+    @Option(help: "Observation model: bernoulli, gaussian (fixed variance), gaussian-learned, categorical (integer codes or quantised grey levels, one-hot encoded) or mixed (a CSV table with a header: one likelihood per column, missing cells allowed).")
     public var likelihood = "bernoulli"
     @Option(help: ArgumentHelp("Categories per feature of --likelihood categorical: one K for every feature, or one per feature, comma-separated (default: inferred from the training data, the largest code of each feature + 1).", valueName: "K"))
     public var categories: String?
     @Option(name: .customLong("quantize-levels"), help: ArgumentHelp("With --likelihood categorical: quantise grey levels (bytes 0-255, or floats in [0, 1]) to this many categories, 2...256 (byte v becomes floor(v L / 256)).", valueName: "L"))
     public var quantizeLevels: Int?
+    @Option(name: .customLong("column-types"), help: ArgumentHelp("With --likelihood mixed: the type of some columns, overriding the automatic choice, as name=type pairs, comma-separated; type gaussian, bernoulli or categorical (e.g. age=gaussian,zip=categorical).", valueName: "name=type,..."))
+    public var columnTypes: String?
     @Option(name: .customLong("gaussian-variance"), help: "Observation variance of --likelihood gaussian.")
     public var gaussianVariance: Float = 1
 
@@ -178,7 +180,8 @@ public struct TrainingOptions: ParsableArguments, Sendable {
                 }
             }
             likelihood = .categorical(categories: ks)
-        default: throw fail("--likelihood must be bernoulli, gaussian, gaussian-learned or categorical, not '\(self.likelihood)'")
+        case "mixed": likelihood = .mixed(columns: [])
+        default: throw fail("--likelihood must be bernoulli, gaussian, gaussian-learned, categorical or mixed, not '\(self.likelihood)'")
         }
         if likelihood.categories == nil && categories != nil {
             throw fail("--categories applies to --likelihood categorical only")
@@ -226,6 +229,14 @@ public struct TrainingOptions: ParsableArguments, Sendable {
             optimizer: optimizerKind, learningRate: lr, schedule: schedule, clipNorm: clipNorm,
             batchSize: batch, epochs: epochs, maxSteps: maxSteps, seed: seed, threads: threads,
             checkpointEvery: checkpointEvery, checkpointMinutes: checkpointMinutes, evaluationSeed: evalSeed, nllSamples: nllK, nllLimit: nllLimit)
+        if let columnTypes {
+            do {
+                _ = try TableSchema.parseOverrides(columnTypes)
+            } catch {
+                throw fail(error.description)
+            }
+            configuration.data.columnTypes = columnTypes
+        }
         if let nllEpochs {
             configuration.nllEpochs = try nllEpochs.split(separator: ",").map { part throws(ValidationError) in
                 guard let epoch = Int(part.trimmingCharacters(in: .whitespaces)) else {

@@ -15,6 +15,11 @@ public enum Likelihood: Sendable, Codable, Equatable {
     /// features one-hot, `[n, sum_f K_f]` (feature f's K_f columns after those of the features
     /// before it), and the decoder outputs K_f logits per feature, normalised by a log-softmax.
     case categorical(categories: [Int])
+    /// One likelihood per column of a table (`TableColumn`): Gaussian (standardised, learned
+    /// log-variance per column, parameter `decoder.logvar` `[G]` over the G Gaussian columns),
+    /// Bernoulli or categorical. The inputs are the encoded row and a mask per column; missing
+    /// cells add nothing to the likelihood.
+    case mixed(columns: [TableColumn])
 
     /// The most categories one feature may have.
     public static let maximumCategories = 65_536
@@ -26,12 +31,18 @@ public enum Likelihood: Sendable, Codable, Equatable {
         case .gaussianFixed: "gaussian"
         case .gaussianLearned: "gaussian-learned"
         case .categorical: "categorical"
+        case .mixed: "mixed"
         }
     }
 
     /// K per feature for a categorical likelihood, nil for the others.
     public var categories: [Int]? {
         if case .categorical(let categories) = self { categories } else { nil }
+    }
+
+    /// The columns of a mixed-type table, nil for the other likelihoods.
+    public var tableColumns: [TableColumn]? {
+        if case .mixed(let columns) = self { columns } else { nil }
     }
 }
 
@@ -65,7 +76,13 @@ public struct Architecture: Sendable, Codable, Equatable {
 
     /// The values per sample of the data: `inputDimension`, or for a categorical likelihood the
     /// number of features (each one-hot encoded into its K columns).
-    public var features: Int { likelihood.categories?.count ?? inputDimension }
+    public var features: Int { likelihood.categories?.count ?? likelihood.tableColumns?.count ?? inputDimension }
+
+    /// The width of the decoder's output rows: `inputDimension`, or for a mixed-type table the
+    /// encoded width (its inputs add a mask value per column).
+    public var outputDimension: Int {
+        likelihood.tableColumns.map(TableColumn.encodedWidth) ?? inputDimension
+    }
 
     /// Checks that every size is positive and small enough to index with 32-bit BLAS ints.
     public func validate() throws(ConfigurationError) {
@@ -74,6 +91,13 @@ public struct Architecture: Sendable, Codable, Equatable {
             let width = categories.reduce(0, +)
             guard width == inputDimension else {
                 throw ConfigurationError("a categorical model's input dimension must be its one-hot width \(width) (the sum of K per feature), not \(inputDimension)")
+            }
+        }
+        if let columns = likelihood.tableColumns {
+            try TableColumn.validate(columns)
+            let width = TableColumn.encodedWidth(columns) + columns.count
+            guard width == inputDimension else {
+                throw ConfigurationError("a mixed-type model's input dimension must be its encoded width plus one mask value per column, \(width), not \(inputDimension)")
             }
         }
         guard inputDimension > 0 else { throw ConfigurationError("the input dimension must be positive, not \(inputDimension)") }

@@ -35,7 +35,8 @@ public struct DenseLayer: Sendable, Equatable {
 /// Order: encoder hidden layers (each weight then bias), the two encoder heads as one block
 /// (`encoder.mu.weight`, `encoder.logvar.weight`, then `encoder.mu.bias`, `encoder.logvar.bias`,
 /// so that both heads are one `[2Z, H]` matrix product), decoder hidden layers, `decoder.out`,
-/// and `decoder.logvar` `[D]` for a learned Gaussian variance.
+/// and `decoder.logvar` `[D]` for a learned Gaussian variance (`[G]`, one per Gaussian column, for
+/// a mixed-type table, whose `decoder.out` has the encoded width rather than D outputs).
 ///
 /// A two-layer model (`Architecture.secondLayer`) keeps all of these, in the same order and at
 /// the same offsets (the encoder is q(z1|x), the decoder p(x|z1)), and appends q(z2|z1):
@@ -53,7 +54,8 @@ public struct ParameterLayout: Sendable, Equatable {
     /// Decoder hidden layers, in order.
     public let decoderLayers: [DenseLayer]
     public let decoderOutput: DenseLayer
-    /// Offset of `decoder.logvar` `[D]`, for `.gaussianLearned` only.
+    /// Offset of `decoder.logvar`: `[D]` for `.gaussianLearned`, `[G]` for a mixed-type table
+    /// with G > 0 Gaussian columns.
     public let decoderLogVariance: Int?
     /// Two-layer models: q(z2|z1)'s hidden layers and fused heads (outputs `2 Z2`: mu, logvar),
     /// and p(z1|z2)'s hidden layers and fused heads (outputs `2 Z1`); empty and nil otherwise.
@@ -100,9 +102,11 @@ public struct ParameterLayout: Sendable, Equatable {
             width = h
         }
         decoderLayers = decoder
-        decoderOutput = dense("decoder.out", width, d)
+        decoderOutput = dense("decoder.out", width, architecture.outputDimension)
         if architecture.likelihood == .gaussianLearned {
             decoderLogVariance = add("decoder.logvar", [d])
+        } else if let columns = architecture.likelihood.tableColumns, columns.contains(where: { $0.kind == .gaussian }) {
+            decoderLogVariance = add("decoder.logvar", [columns.filter { $0.kind == .gaussian }.count])
         } else {
             decoderLogVariance = nil
         }

@@ -210,24 +210,7 @@ extension VAEEngine {
         for r in 0..<rows { t.coefficient[r] = beta * rowWeight[r] }
 
         // p(x|z1): each draw's output gradient weighted, then the decoder down to dL/dz1.
-        let d = a.inputDimension
-        for r in 0..<rows {
-            let w = rowWeight[r]
-            forEachVector(outputGradient + r * d, count: d) { $0 * w }
-        }
-        if let lvOffset = layout.decoderLogVariance {
-            // d/d logvar_d of -log p: 0.5 (1 - (x - m)^2 e^-logvar), weighted per row.
-            let glv = g + lvOffset
-            for r in 0..<rows {
-                let w = rowWeight[r]
-                let xr = x + (r / s) * d
-                let m = output + r * d
-                for i in 0..<d {
-                    let diff = m[i] - xr[i]
-                    glv[i] += w * 0.5 * (1 - diff * diff * precision[i])
-                }
-            }
-        }
+        weightObservationGradient(data: x, rows: rows, draws: s, gradient: g)
         networkBackward(layout.decoderLayers, heads: layout.decoderOutput, parameters: p, input: z, rows: rows,
                         activations: decoderActivations, outputGradient: outputGradient, gradient: g,
                         inputGradient: latentGradient, scratchA: t.scratchA, scratchB: t.scratchB)

@@ -46,6 +46,10 @@ public final class VAEEngine {
     /// and the kernel's scratch.
     let categoryOffsets: [Int32]
     let categoricalScratch: UnsafeMutablePointer<Float>
+    /// Mixed-type tables only: each column's kind (`MixedKindCode`) and the start of its outputs
+    /// (`[C + 1]`, the encoded width at the end).
+    let tableKinds: [Int32]
+    let tableOffsets: [Int32]
     /// The inputs of the current pass in sparse form, for an input-major first layer.
     let sparseInputs: SparseRows
     /// Whether the current pass's first layer runs on `sparseInputs`.
@@ -100,11 +104,12 @@ public final class VAEEngine {
         let a = layout.architecture
         let zDim = a.latent
         let d = a.inputDimension
+        let od = a.outputDimension  // D, or a table's encoded width
         let widest = max(a.hidden.max() ?? 0, zDim, d)
         var sizes: [Int] = a.hidden.map { capacity * $0 }
         sizes += [capacity * 2 * zDim, capacity * zDim, rows * zDim, rows * zDim]
         sizes += a.hidden.reversed().map { rows * $0 }
-        sizes += [rows * d, rows * d, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows]
+        sizes += [rows * od, rows * od, rows * widest, rows * widest, rows * zDim, capacity * 2 * zDim, rows, rows]
         sizes += [capacity * zDim, capacity, capacity, d]
         let categories = a.likelihood.categories ?? []
         let scratchCount = categories.isEmpty ? 0 : LikelihoodKernels.categoricalScratchCount(dimension: d, features: categories.count)
@@ -117,8 +122,8 @@ public final class VAEEngine {
         eps = arena.take(rows * zDim)
         z = arena.take(rows * zDim)
         decoderActivations = a.hidden.reversed().map { arena.take(rows * $0) }
-        output = arena.take(rows * d)
-        outputGradient = arena.take(rows * d)
+        output = arena.take(rows * od)
+        outputGradient = arena.take(rows * od)
         scratchA = arena.take(rows * widest)
         scratchB = arena.take(rows * widest)
         latentGradient = arena.take(rows * zDim)
@@ -133,6 +138,11 @@ public final class VAEEngine {
         var offsets: [Int32] = [0]
         for k in categories { offsets.append(offsets[offsets.count - 1] + Int32(k)) }
         categoryOffsets = categories.isEmpty ? [] : offsets
+        let columns = a.likelihood.tableColumns ?? []
+        tableKinds = columns.map { MixedKindCode.code($0.kind) }
+        var columnOffsets: [Int32] = [0]
+        for c in columns { columnOffsets.append(columnOffsets[columnOffsets.count - 1] + Int32(c.width)) }
+        tableOffsets = columns.isEmpty ? [] : columnOffsets
         logWeights = .allocate(capacity: rows)
         logWeights.initialize(repeating: 0, count: rows)
         sparseInputs = SparseRows(capacity: capacity, dimension: d)
@@ -199,13 +209,14 @@ public final class VAEEngine {
 
     /// The mean of p(x|z) for latent vectors `latents` `[rows, Z]` into `output` `[rows, D]`:
     /// Bernoulli probabilities (sigmoid of the logits), Gaussian means, or categorical
-    /// probabilities (softmax of each feature's logits: the mean of the one-hot output).
+    /// probabilities (softmax of each feature's logits: the mean of the one-hot output); for a
+    /// mixed-type table `[rows, W]`, each column's mean (`LikelihoodKernels.mixedMeans`).
     public func decodeMeans(
         parameters: UnsafeBufferPointer<Float>, latents: UnsafeBufferPointer<Float>,
         into output: UnsafeMutableBufferPointer<Float>
     ) {
         let zDim = layout.architecture.latent
-        let d = layout.architecture.inputDimension
+        let d = layout.architecture.outputDimension
         let rows = latents.count / zDim
         precondition(latents.count == rows * zDim && output.count == rows * d, "latents [rows, Z] and output [rows, D]")
         var start = 0
@@ -221,6 +232,13 @@ public final class VAEEngine {
                 categoryOffsets.withUnsafeBufferPointer { offsets in
                     LikelihoodKernels.categoricalProbabilities(
                         out, rows: m, dimension: d, offsets: offsets.baseAddress!, features: categories.count)
+                }
+            case .mixed(let columns):
+                tableKinds.withUnsafeBufferPointer { kinds in
+                    tableOffsets.withUnsafeBufferPointer { offsets in
+                        LikelihoodKernels.mixedMeans(out, rows: m, outputDimension: d, kinds: kinds.baseAddress!,
+                                                     offsets: offsets.baseAddress!, columns: columns.count)
+                    }
                 }
             case .gaussianFixed, .gaussianLearned:
                 break
@@ -337,6 +355,62 @@ public final class VAEEngine {
                     offsets: offsets.baseAddress!, features: categories.count, scratch: categoricalScratch,
                     negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
             }
+        case .mixed(let columns):
+            let logvar = layout.decoderLogVariance.map { p + $0 }
+            var g = 0
+            for kind in tableKinds where kind == MixedKindCode.gaussian {  // no allocation per step
+                precision[g] = expf(-logvar![g])
+                g += 1
+            }
+            tableKinds.withUnsafeBufferPointer { kinds in
+                tableOffsets.withUnsafeBufferPointer { offsets in
+                    LikelihoodKernels.mixed(
+                        outputs: output, data: data, rows: rows, draws: draws, outputDimension: a.outputDimension,
+                        inputDimension: d, kinds: kinds.baseAddress!, offsets: offsets.baseAddress!,
+                        columns: columns.count, precision: precision, logVariance: logvar,
+                        negLogLikelihood: negLogLikelihood, gradient: withGradient ? outputGradient : nil)
+                }
+            }
+        }
+    }
+
+    /// The observation term's part of the backward pass, shared by the one- and two-layer passes:
+    /// each draw's output gradient weighted by its `rowWeight` (only needed when there are several
+    /// draws), and the gradient of `decoder.logvar` (a learned Gaussian, or a mixed-type table's
+    /// Gaussian columns) added to `g`.
+    func weightObservationGradient(
+        data x: UnsafePointer<Float>, rows: Int, draws s: Int, gradient g: UnsafeMutablePointer<Float>
+    ) {
+        let a = layout.architecture
+        let d = a.inputDimension
+        let od = a.outputDimension
+        if s > 1 {
+            for r in 0..<rows {
+                let w = rowWeight[r]
+                forEachVector(outputGradient + r * od, count: od) { $0 * w }
+            }
+        }
+        if let lvOffset = layout.decoderLogVariance, let columns = a.likelihood.tableColumns {
+            tableKinds.withUnsafeBufferPointer { kinds in
+                tableOffsets.withUnsafeBufferPointer { offsets in
+                    LikelihoodKernels.mixedLogVarianceGradient(
+                        outputs: output, data: x, rows: rows, draws: s, outputDimension: od, inputDimension: d,
+                        kinds: kinds.baseAddress!, offsets: offsets.baseAddress!, columns: columns.count,
+                        precision: precision, rowWeights: rowWeight, gradient: g + lvOffset)
+                }
+            }
+        } else if let lvOffset = layout.decoderLogVariance {
+            // d/d logvar_d of -log p: 0.5 (1 - (x - m)^2 e^-logvar), weighted per row.
+            let glv = g + lvOffset
+            for r in 0..<rows {
+                let w = rowWeight[r]
+                let xr = x + (r / s) * d
+                let m = output + r * d
+                for i in 0..<d {
+                    let diff = m[i] - xr[i]
+                    glv[i] += w * 0.5 * (1 - diff * diff * precision[i])
+                }
+            }
         }
     }
 
@@ -413,27 +487,7 @@ public final class VAEEngine {
         }
         guard let g = gradient else { return sums }
 
-        // Weight each draw's output gradient (only needed when there are several draws).
-        let d = a.inputDimension
-        if s > 1 {
-            for r in 0..<rows {
-                let w = rowWeight[r]
-                forEachVector(outputGradient + r * d, count: d) { $0 * w }
-            }
-        }
-        if let lvOffset = layout.decoderLogVariance {
-            // d/d logvar_d of -log p: 0.5 (1 - (x - m)^2 e^-logvar), weighted per row.
-            let glv = g + lvOffset
-            for r in 0..<rows {
-                let w = rowWeight[r]
-                let xr = x + (r / s) * d
-                let m = output + r * d
-                for i in 0..<d {
-                    let diff = m[i] - xr[i]
-                    glv[i] += w * 0.5 * (1 - diff * diff * precision[i])
-                }
-            }
-        }
+        weightObservationGradient(data: x, rows: rows, draws: s, gradient: g)
 
         // Decoder backward: output layer, then hidden layers down to dz.
         let decoderLayers = layout.decoderLayers

@@ -15,6 +15,9 @@ public enum Preprocessing: String, Sendable, Equatable, CaseIterable {
     /// Each value is a category code (an integer, or a grey level quantised), one-hot encoded
     /// into its feature's K columns (`CategoricalCoding`): the inputs of a categorical model.
     case oneHot
+    /// A mixed-type table's row (one Float per column, NaN missing) becomes its encoded row and
+    /// a mask per column (`TableCoding`): the inputs of a mixed model.
+    case table
 
     var binarises: Bool { self == .dynamicBinarisation || self == .staticBinarisation }
 }
@@ -103,8 +106,11 @@ public struct BatchFiller: Sendable {
     public let statistics: FeatureStatistics?
     /// The categories and quantisation, for `oneHot`.
     public let coding: CategoricalCoding?
-    /// The number of values per sample this filler writes: `dimension`, or the one-hot width.
-    public var outputDimension: Int { coding?.width ?? dimension }
+    /// A mixed-type table's columns, for `table`.
+    public let table: TableCoding?
+    /// The number of values per sample this filler writes: `dimension`, the one-hot width, or a
+    /// table's encoded width plus its masks.
+    public var outputDimension: Int { coding?.width ?? table?.width ?? dimension }
     /// `statistics.mean` and `1 / statistics.std` (1 below the epsilon), for `standardise`.
     let mean: [Float]
     let inverseStd: [Float]
@@ -114,7 +120,8 @@ public struct BatchFiller: Sendable {
     /// standardisation statistics.
     ///
     /// - Precondition: `coding` is given exactly when `preprocessing` is `oneHot`.
-    public init(preprocessing: Preprocessing, training: Dataset, coding: CategoricalCoding? = nil) throws(DataError) {
+    public init(preprocessing: Preprocessing, training: Dataset, coding: CategoricalCoding? = nil,
+                table: TableCoding? = nil) throws(DataError) {
         let statistics = preprocessing == .standardise ? FeatureStatistics(of: training) : nil
         if let coding, coding.features != training.dimension {
             throw DataError(
@@ -122,7 +129,8 @@ public struct BatchFiller: Sendable {
                 found: "\(training.dimension) values per sample")
         }
         self.init(
-            preprocessing: preprocessing, dimension: training.dimension, statistics: statistics, coding: coding)
+            preprocessing: preprocessing, dimension: training.dimension, statistics: statistics, coding: coding,
+            table: table)
         try check(training)
     }
 
@@ -132,13 +140,16 @@ public struct BatchFiller: Sendable {
     ///   `preprocessing` is `standardise`; `coding`, with `dimension` features, exactly when it
     ///   is `oneHot`.
     public init(preprocessing: Preprocessing, dimension: Int, statistics: FeatureStatistics?,
-                coding: CategoricalCoding? = nil) {
+                coding: CategoricalCoding? = nil, table: TableCoding? = nil) {
         precondition(
             (preprocessing == .standardise) == (statistics != nil),
             "standardise needs statistics, and only standardise uses them")
         precondition(statistics == nil || statistics!.mean.count == dimension)
         precondition((preprocessing == .oneHot) == (coding != nil), "oneHot needs a coding, and only oneHot uses one")
         precondition(coding == nil || coding!.features == dimension)
+        precondition((preprocessing == .table) == (table != nil), "table needs a table coding, and only table uses one")
+        precondition(table == nil || table!.columns.count == dimension)
+        self.table = table
         self.preprocessing = preprocessing
         self.dimension = dimension
         self.statistics = statistics
@@ -156,6 +167,7 @@ public struct BatchFiller: Sendable {
                 expected: "samples of \(dimension) values", found: "\(dataset.dimension)")
         }
         if let coding { try coding.check(dataset) }
+        if let table { try table.check(dataset) }
         guard preprocessing.binarises, case .float32(let values) = dataset.storage else { return }
         if let i = values.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
             let (sample, value) = i.quotientAndRemainder(dividingBy: max(dimension, 1))
@@ -239,6 +251,7 @@ public struct BatchFiller: Sendable {
         seed: UInt64, step: UInt32
     ) {
         if let coding { return coding.oneHot(bytes: x, into: y) }
+        if let table { return table.encode(x, into: y) { Float($0) } }
         fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { Float($0) / 255 }
     }
 
@@ -249,6 +262,7 @@ public struct BatchFiller: Sendable {
         seed: UInt64, step: UInt32
     ) {
         if let coding { return coding.oneHot(floats: x, into: y) }
+        if let table { return table.encode(x, into: y) { $0 } }
         fillRow(from: x, into: y, sample: sample, seed: seed, step: step) { $0 }
     }
 
@@ -276,8 +290,8 @@ public struct BatchFiller: Sendable {
                     for j in 0..<d { y[j] = (value(x[j]) - m[j]) * s[j] }
                 }
             }
-        case .oneHot:
-            preconditionFailure("oneHot rows are filled by the coding")
+        case .oneHot, .table:
+            preconditionFailure("oneHot and table rows are filled by their coding")
         }
     }
 }

@@ -37,7 +37,8 @@ public struct ModelCheckpoint: Sendable {
     /// The preprocessing the model was trained with.
     public var filler: BatchFiller {
         BatchFiller(preprocessing: configuration.preprocessing, dimension: architecture.features,
-                    statistics: statistics, coding: coding)
+                    statistics: statistics, coding: coding,
+                    table: architecture.likelihood.tableColumns.map(TableCoding.init))
     }
 
     /// A categorical model's K per feature and quantisation levels, nil for the others.
@@ -75,6 +76,10 @@ public struct ModelCheckpoint: Sendable {
         if let coding {
             metadata["categories"] = try json(coding.categories)
             if let levels = coding.quantizeLevels { metadata["quantize_levels"] = String(levels) }
+        }
+        if let columns = architecture.likelihood.tableColumns {
+            // Also in "architecture"; here on its own for a reader of the header.
+            metadata["columns"] = try json(columns)
         }
         var writer = SafeTensorsWriter(metadata: metadata)
         try parameters.withUnsafeBufferPointer { p in
@@ -158,7 +163,7 @@ public struct ModelCheckpoint: Sendable {
         }
         var statistics: FeatureStatistics?
         if file.entry("data.mean") != nil {
-            let d = architecture.inputDimension
+            let d = architecture.features
             statistics = FeatureStatistics(mean: try tensor("data.mean", count: d, shape: [d]),
                                            std: try tensor("data.std", count: d, shape: [d]))
         }
@@ -173,6 +178,9 @@ public struct ModelCheckpoint: Sendable {
         }
         if architecture.likelihood.categories != nil && configuration.preprocessing != .oneHot {
             throw fail("a categorical model takes one-hot inputs, but the training configuration says preprocessing \(configuration.preprocessing.rawValue)")
+        }
+        if architecture.likelihood.tableColumns != nil && configuration.preprocessing != .table {
+            throw fail("a mixed-type model takes encoded table rows, but the training configuration says preprocessing \(configuration.preprocessing.rawValue)")
         }
         return ModelCheckpoint(
             architecture: architecture, parameters: parameters, optimizer: optimizer, configuration: configuration,

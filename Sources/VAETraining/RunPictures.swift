@@ -269,7 +269,7 @@ public enum RunPictures {
 
     /// Decoder means `[n, D]` of latent vectors `z` `[n, Z]`.
     public static func decode(_ model: ModelCheckpoint, _ engine: VAEEngine, _ z: [Float]) -> [Float] {
-        var means = [Float](repeating: 0, count: z.count / model.architecture.latent * model.architecture.inputDimension)
+        var means = [Float](repeating: 0, count: z.count / model.architecture.latent * model.architecture.outputDimension)
         model.parameters.withUnsafeBufferPointer { p in z.withUnsafeBufferPointer { zp in means.withUnsafeMutableBufferPointer {
             engine.decodeMeans(parameters: p, latents: zp, into: $0)
         } } }
@@ -316,9 +316,11 @@ public enum RunPictures {
         let shape = defaultShape(model.architecture.features)
         let zoom = max(shape.0, shape.1) <= 32 ? 2 : 1
         let vae = !model.configuration.objective.autoencoder
+        // A table's rows are no pictures: `vae sample` and `vae reconstruct` write them as CSV.
+        let pictures = model.architecture.likelihood.tableColumns == nil
         let step = model.step
         var jobs: [(String, () throws -> PNGImage)] = [("curves.png", { try curves(metrics: output.metrics) })]
-        if vae {
+        if vae && pictures {
             jobs.append(("samples.png", {
                 try samples(model, shape: shape).scaled(by: zoom)
                     .captioned("64 samples from the prior \(model.architecture.secondLayer == nil ? "N(0, I)" : "z2 ~ N(0, I), z1 = mean of p(z1|z2)") (\(model.coding == nil ? "decoder means" : "expected category of each value, as grey"), step \(step)")
@@ -327,7 +329,7 @@ public enum RunPictures {
                 jobs.append(("manifold.png", { try manifold(model, shape: shape, title: "Decoder means over a 16 \u{00D7} 16 grid of z, step \(step)") }))
             }
         }
-        if let test {
+        if let test, pictures {
             jobs.append(("reconstructions.png", {
                 try reconstructions(model, dataset: test, shape: shape).scaled(by: zoom)
                     .captioned("Test images (rows 1, 3) and their reconstructions (rows 2, 4), step \(step)")

@@ -12,18 +12,63 @@ public struct TrainingData: Sendable {
     /// Loads the configured data and checks that it suits the configuration.
     public static func load(_ configuration: TrainingConfiguration) throws -> TrainingData {
         let c = configuration.data
+        if let columns = configuration.likelihood.tableColumns {
+            return try loadTable(configuration, columns: columns)
+        }
         var csv = CSVOptions(hasHeader: c.csvHeader)
         if let label = c.csvLabelColumn {
             csv.labelColumn = Int(label).map { .index($0) } ?? .name(label)
         }
-        let (train, test) = try DatasetSource.load(
-            train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
-            options: LoadOptions(csv: csv))
+        let loaded: (train: Dataset, test: Dataset?)
+        do throws(DataError) {
+            loaded = try DatasetSource.load(
+                train: c.path, test: c.testPath, testFraction: c.testFraction, seed: configuration.seed,
+                options: LoadOptions(csv: csv))
+        } catch {
+            throw withTableHint(error)
+        }
+        let (train, test) = loaded
         var coding: CategoricalCoding?
         if let categories = configuration.likelihood.categories {
             coding = try categoricalCoding(given: categories, quantizeLevels: c.quantizeLevels, training: train)
         }
         let filler = try BatchFiller(preprocessing: configuration.preprocessing, training: train, coding: coding)
+        if let test { try filler.check(test) }
+        return TrainingData(train: train, test: test, filler: filler)
+    }
+
+    /// `error` with, when a CSV field was text or empty, the hint that such a table trains with
+    /// `--likelihood mixed` (never chosen silently).
+    static func withTableHint(_ error: DataError) -> DataError {
+        guard error.code == .notANumber || error.code == .emptyField else { return error }
+        var hinted = error
+        hinted.expected += " (a CSV table with a header, text columns or missing cells trains with --likelihood mixed)"
+        return hinted
+    }
+
+    /// A mixed-type table (`--likelihood mixed`): the CSV read by its header, its columns typed
+    /// (`TableSchema.infer` with `--column-types`) unless `columns` already holds them (a resumed
+    /// run's), its rows encoded, `--test-fraction` or `--test-data` held out, and each Gaussian
+    /// column standardised with the mean and standard deviation of the training rows' observed
+    /// cells (a resumed run keeps its checkpoint's).
+    static func loadTable(_ configuration: TrainingConfiguration, columns given: [TableColumn]) throws -> TrainingData {
+        let c = configuration.data
+        let table = try Table.read(c.path)
+        var columns = given
+        if columns.isEmpty {
+            columns = try TableSchema.infer(table, overrides: c.columnTypes.map(TableSchema.parseOverrides) ?? [])
+        }
+        let all = try TableSchema.encode(table, columns: columns)
+        var train = all
+        var test: Dataset?
+        if let fraction = c.testFraction {
+            (train, test) = try DatasetSource.split(all, testFraction: fraction, seed: configuration.seed)
+        } else if let testPath = c.testPath {
+            test = try TableSchema.encode(try Table.read(testPath), columns: columns)
+        }
+        if given.isEmpty { columns = try TableSchema.standardised(columns, training: train) }
+        try TableColumn.validate(columns)
+        let filler = try BatchFiller(preprocessing: .table, training: train, table: TableCoding(columns: columns))
         if let test { try filler.check(test) }
         return TrainingData(train: train, test: test, filler: filler)
     }

@@ -104,6 +104,9 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         if let categories = likelihood.categories, categories.count == inputDimension {
             width = categories.reduce(0, +)
         }
+        if let columns = likelihood.tableColumns, columns.count == inputDimension {
+            width = TableColumn.encodedWidth(columns) + columns.count  // the encoded row, then the masks
+        }
         return Architecture(inputDimension: width, hidden: hidden, latent: latent,
                             activation: activation, likelihood: likelihood, secondLayer: secondLayer)
     }
@@ -111,6 +114,11 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     /// The configuration with a categorical likelihood's K per feature as `data` resolved them
     /// (given for all features, given per feature, inferred, or the quantisation levels).
     public func fitted(to data: TrainingData) -> TrainingConfiguration {
+        if likelihood.tableColumns != nil, let table = data.filler.table {
+            var fitted = self
+            fitted.likelihood = .mixed(columns: table.columns)
+            return fitted
+        }
         guard likelihood.categories != nil, let coding = data.filler.coding else { return self }
         var fitted = self
         fitted.likelihood = .categorical(categories: coding.categories)
@@ -124,13 +132,27 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
         switch likelihood {
         case .bernoulli: return .dynamicBinarisation
         case .categorical: return .oneHot
+        case .mixed: return .table
         case .gaussianFixed, .gaussianLearned: return .standardise
         }
     }
 
     /// Checks every value that does not depend on the data.
     public func validate() throws(ConfigurationError) {
-        if let categories = likelihood.categories {
+        if let columns = likelihood.tableColumns {
+            // The columns are checked here once fitted to the data (`fitted(to:)`).
+            try Architecture(inputDimension: 1, hidden: hidden, latent: latent, activation: activation).validate()
+            if !columns.isEmpty { try TableColumn.validate(columns) }
+            if preprocessing != .table {
+                throw ConfigurationError("--likelihood mixed encodes each column of the table by its type; drop --preprocess")
+            }
+            if data.quantizeLevels != nil {
+                throw ConfigurationError("--quantize-levels turns grey levels into categories: it needs --likelihood categorical")
+            }
+            if data.csvLabelColumn != nil || data.csvHeader == false {
+                throw ConfigurationError("--likelihood mixed reads a CSV by its header and models every column: drop --csv-label-column and --no-csv-header (remove a column from the file to leave it out)")
+            }
+        } else if let categories = likelihood.categories {
             // K per feature is checked here; the one-hot width needs the data (`fitted(to:)`).
             try Architecture(inputDimension: 1, hidden: hidden, latent: latent, activation: activation).validate()
             if !categories.isEmpty { try Architecture.validate(categories: categories) }
@@ -150,9 +172,15 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
             if preprocessing == .oneHot {
                 throw ConfigurationError("one-hot inputs are the inputs of --likelihood categorical only")
             }
+            if preprocessing == .table {
+                throw ConfigurationError("a table's encoded rows are the inputs of --likelihood mixed only")
+            }
             if data.quantizeLevels != nil {
                 throw ConfigurationError("--quantize-levels turns grey levels into categories: it needs --likelihood categorical")
             }
+        }
+        if data.columnTypes != nil && likelihood.tableColumns == nil {
+            throw ConfigurationError("--column-types types the columns of a table: it needs --likelihood mixed")
         }
         try objective.validate()
         if secondLayer != nil {
@@ -223,6 +251,9 @@ public struct DataConfiguration: Sendable, Codable, Equatable {
     /// For a categorical likelihood: grey levels (bytes 0-255, or floats in [0, 1]) are
     /// quantised to this many categories (`CategoricalCoding`); nil: the values are codes.
     public var quantizeLevels: Int?
+    /// For a mixed-type table: `--column-types` as given (`name=type,...`), overriding the
+    /// automatic typing of those columns; nil: every column typed automatically.
+    public var columnTypes: String? = nil
 
     public init(path: String, testPath: String? = nil, testFraction: Double? = nil,
                 preprocessing: Preprocessing? = nil, csvHeader: Bool? = nil, csvLabelColumn: String? = nil,

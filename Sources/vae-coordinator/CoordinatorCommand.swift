@@ -141,6 +141,9 @@ struct Start: AsyncParsableCommand {
         if let coding = data.filler.coding {
             display.message("categorical: \(coding.summary)\(coding.quantizeLevels == nil && training.categories == nil && checkpoint == nil ? " (inferred from the training data: largest code + 1)" : "")")
         }
+        if let table = data.filler.table {
+            display.message(RunReporting.tableLines(table.columns, data: data, overridden: configuration.data.columnTypes))
+        }
         let count = workers ?? max(localWorkers, 1)
         let policy = FaultPolicy(
             minWorkers: minWorkers, maxWorkers: maxWorkers, heartbeatTimeout: .seconds(heartbeatTimeout),

@@ -27,6 +27,7 @@ struct PictureOptions: ParsableArguments {
 
     func load() throws -> (ModelCheckpoint, VAEEngine, (height: Int, width: Int)) {
         let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+        try refuseTable(model)
         let d = model.architecture.features
         var size: (Int, Int)
         if let shape {
@@ -47,6 +48,19 @@ struct PictureOptions: ParsableArguments {
         var image = image.scaled(by: scale)
         if let caption { image = try image.captioned(caption) }
         try writePicture(image, to: out)
+    }
+}
+
+/// Pictures are of images: a mixed-type table's model gets an error that says what it has instead.
+func refuseTable(_ model: ModelCheckpoint) throws {
+    guard model.architecture.likelihood.tableColumns != nil else { return }
+    throw ValidationError("this checkpoint is a mixed-type table's model (--likelihood mixed), whose rows are not images: vae reconstruct CHECKPOINT --data TABLE.csv --out FILLED.csv fills a table's gaps, vae sample CHECKPOINT --out ROWS.csv draws rows, and vae eval evaluates it")
+}
+
+/// A table's model writes CSV: `--out` must name a .csv file, not a picture.
+func requireCSV(_ path: String) throws {
+    guard path.lowercased().hasSuffix(".csv") else {
+        throw ValidationError("this checkpoint is a mixed-type table's model, which writes rows as CSV: give --out a .csv file, not '\(path)'")
     }
 }
 
@@ -78,15 +92,33 @@ struct DataOptions: ParsableArguments {
     func dataset() throws -> Dataset {
         try DatasetSource.load(data, split: split == "train" ? .train : .test)
     }
+
+    /// The data as `model` reads it: for a mixed-type model, the CSV table (the whole file)
+    /// encoded with the model's columns (`TableSchema.encode`); else `dataset()`.
+    func dataset(for model: ModelCheckpoint) throws -> Dataset {
+        guard let columns = model.architecture.likelihood.tableColumns else { return try dataset() }
+        return try TableSchema.encode(try Table.read(data), columns: columns)
+    }
 }
 
 struct Sample: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Decode samples z ~ N(0, I) from the prior into a PNG grid.")
+    static let configuration = CommandConfiguration(
+        abstract: "Decode samples z ~ N(0, I) from the prior into a PNG grid; for a mixed-type table's model, draw N rows into a CSV (--out) with the table's header and labels.")
     @OptionGroup var picture: PictureOptions
-    @Option(help: "How many samples.") var n = 64
+    @Option(help: "How many samples (rows of a table: up to 1000000).") var n = 64
     @Option(help: "Grid columns.") var columns = 8
 
     func run() async throws {
+        let table = try ModelCheckpoint.read(from: URL(fileURLWithPath: picture.checkpoint))
+        if table.architecture.likelihood.tableColumns != nil {
+            let model = table
+            try requireCSV(picture.out)
+            guard (1...1_000_000).contains(n) else { throw ValidationError("--n must be in 1...1000000 rows, not \(n)") }
+            let rows = try TableImputation.sample(model, n: n, seed: picture.seed)
+            try rows.writeCSV(to: picture.out)
+            emit("wrote \(picture.out) (\(n) rows drawn from the model, \(rows.header.count) columns: \(rows.header.joined(separator: ", ")))")
+            return
+        }
         guard (1...4096).contains(n), columns > 0 else { throw ValidationError("--n must be in 1...4096 and --columns positive") }
         let (model, _, size) = try picture.load()
         try picture.write(RunPictures.samples(model, n: n, seed: picture.seed, shape: size, columns: columns))
@@ -95,12 +127,23 @@ struct Sample: AsyncParsableCommand {
 
 struct Reconstruct: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inputs and their reconstructions (decoder mean at the posterior mean) in a PNG: each row of up to 8 inputs above their reconstructions.")
+        abstract: "Inputs and their reconstructions (decoder mean at the posterior mean) in a PNG: each row of up to 8 inputs above their reconstructions. For a mixed-type table's model: the --data CSV with its missing cells filled (imputation), into a CSV (--out).",
+        discussion: "A table's missing cells (empty, NA, N/A, NaN or ?) are filled with the decoder's mean at the row's posterior mean: a Gaussian column's mean in the original units, a categorical column's most probable label, a Bernoulli column's 1 when p >= 0.5. Observed cells are kept as they are; the header and labels are the table's. Every row is written (--n does not apply).")
     @OptionGroup var picture: PictureOptions
     @OptionGroup var source: DataOptions
     @Option(help: "How many inputs.") var n = 16
 
     func run() async throws {
+        let table = try ModelCheckpoint.read(from: URL(fileURLWithPath: picture.checkpoint))
+        if table.architecture.likelihood.tableColumns != nil {
+            let model = table
+            try requireCSV(picture.out)
+            let gaps = try Table.read(source.data)
+            let (filled, cells) = try TableImputation.impute(model, table: gaps)
+            try filled.writeCSV(to: picture.out)
+            emit("filled \(cells) missing cells of \(gaps.rows.count) rows x \(gaps.header.count) columns; wrote \(picture.out)")
+            return
+        }
         guard (1...1024).contains(n) else { throw ValidationError("--n must be in 1...1024") }
         let (model, _, size) = try picture.load()
         try picture.write(RunPictures.reconstructions(model, dataset: source.dataset(), n: n, seed: picture.seed, shape: size))
@@ -199,6 +242,7 @@ struct PlotCommand: AsyncParsableCommand {
         func run() async throws {
             guard limit > 0 else { throw ValidationError("--limit must be positive, not \(limit)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            try refuseTable(model)
             try writePicture(RunPictures.latents(model, dataset: source.dataset(), data: source.name, limit: limit), to: out)
         }
     }
@@ -215,6 +259,7 @@ struct PlotCommand: AsyncParsableCommand {
             guard (2...64).contains(grid) else { throw ValidationError("--grid must be in 2...64") }
             guard extent > 0 && extent <= 100 else { throw ValidationError("--extent must be in (0, 100], not \(extent)") }
             let model = try ModelCheckpoint.read(from: URL(fileURLWithPath: checkpoint))
+            try refuseTable(model)
             let image = try RunPictures.manifold(model, grid: grid, extent: extent, shape: RunPictures.defaultShape(model.architecture.features))
             try writePicture(image, to: out)
         }

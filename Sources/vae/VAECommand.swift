@@ -47,6 +47,9 @@ struct Train: AsyncParsableCommand {
         if let coding = data.filler.coding {
             display.message("categorical: \(coding.summary)\(coding.quantizeLevels == nil && training.categories == nil && checkpoint == nil ? " (inferred from the training data: largest code + 1)" : "")")
         }
+        if let table = data.filler.table {
+            display.message(RunReporting.tableLines(table.columns, data: data, overridden: configuration.data.columnTypes))
+        }
         let trainer = try Trainer(configuration: configuration, data: data, logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
@@ -113,7 +116,7 @@ struct Eval: AsyncParsableCommand {
         guard !model.configuration.objective.autoencoder else {
             throw ValidationError("\(checkpoint) is a plain autoencoder: it has no ELBO or likelihood to evaluate; see its summary.json for the reconstruction error, or use vae reconstruct")
         }
-        let dataset = try source.dataset()
+        let dataset = try source.dataset(for: model)
         guard dataset.dimension == model.architecture.features else {
             throw ValidationError("\(dataset.name) has \(dataset.dimension) values per sample, but the checkpoint's model takes \(model.architecture.features)")
         }
@@ -125,6 +128,9 @@ struct Eval: AsyncParsableCommand {
             layout: model.layout, parameters: model.parameters, dataset: dataset, filler: filler,
             seed: seed, k: k, limit: limit, chunk: chunk, progress: display.taskProgress("evaluating, k=\(k)"))
         display.endTask()
+        // A table's figures per observed cell, and its reconstruction by column type.
+        let table = model.architecture.likelihood.tableColumns == nil
+            ? nil : try TableImputation.fitByType(model, dataset: dataset, limit: limit)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         if json {
             var object: [String: Any] = [
@@ -139,6 +145,15 @@ struct Eval: AsyncParsableCommand {
                 object["active_units2"] = units2
                 object["mean_variance_per_dim"] = report.meanVariancePerDimension
                 object["mean_variance_per_dim2"] = report.meanVariancePerDimension2 ?? []
+            }
+            if let table {
+                let perSample = Double(report.samples) / Double(max(table.observed, 1))
+                object["observed_cells"] = table.observed
+                object["neg_elbo_per_cell"] = report.negELBO * perSample
+                object["nll_per_cell"] = report.nll.map { $0 * perSample } ?? NSNull()
+                object["reconstruction_nll_per_cell"] = Dictionary(uniqueKeysWithValues: table.byType.map {
+                    ($0.key.rawValue, ["cells": $0.value.cells, "nats": $0.value.perCell] as [String: Any])
+                })
             }
             if model.coding != nil {
                 object["nll_bits_per_dim"] = report.nll.map { RunReporting.bitsPerDimension(nats: $0, features: dataset.dimension) } ?? NSNull()
@@ -155,6 +170,18 @@ struct Eval: AsyncParsableCommand {
                 if model.coding != nil {
                     emit(String(format: "             %10.4f bits per dimension (%d features)",
                                 RunReporting.bitsPerDimension(nats: nll, features: dataset.dimension), dataset.dimension))
+                }
+            }
+            if let table {
+                let perSample = Double(report.samples) / Double(max(table.observed, 1))
+                emit("observed cells \(table.observed) of \(report.samples * model.architecture.features); per observed cell: "
+                     + String(format: "-ELBO %.4f nats", report.negELBO * perSample)
+                     + (report.nll.map { String(format: ", NLL %.4f nats", $0 * perSample) } ?? ""))
+                emit("reconstruction -log p(x|z = posterior mean) per observed cell, by column type:")
+                for kind in TableColumn.Kind.allCases {
+                    guard let fit = table.byType[kind] else { continue }
+                    emit("  " + kind.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
+                         + String(format: "%8d cells  %9.4f nats", fit.cells, fit.perCell))
                 }
             }
             if let second = model.architecture.secondLayer, let units2 = report.activeUnits2 {

@@ -169,6 +169,28 @@ import VAECommandLine
         try Self.expectSingleProcessParameters(arguments, out)
     }
 
+    /// A mixed-type table with gaps trained by `vae-coordinator start --local-workers 2`: the
+    /// workers get the columns (types, K, Gaussian statistics) in WELCOME, and expand the rows
+    /// WORK carries (one Float per column, NaN for a gap) into encoded rows and masks; the run
+    /// ends where one process does.
+    @Test func aMixedTypeTableTrainsWithTwoLocalWorkersAsInOneProcess() throws {
+        let (dir, table) = SyntheticData.mixedTable()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = ["--data", table, "--likelihood", "mixed", "--test-fraction", "0.1", "--hidden", "12", "--latent", "3",
+                         "--batch", "32", "--seed", "5", "--lr", "0.01", "--max-steps", "60", "--epochs", "20"]
+        let out = dir.appendingPathComponent("run")
+        let coordinator = try ChildProcess(
+            "vae-coordinator", ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2"] + arguments + ["--out", out.path],
+            directory: dir, name: "coordinator")
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        #expect(coordinator.stdout.contains("mixed-type table: 5 columns, 400 rows (360 training, 40 test)"), "\(coordinator.stdout)")
+        #expect(coordinator.stdout.contains("done: 60 steps"))
+        let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
+        #expect(checkpoint.architecture.likelihood.tableColumns?.map(\.kind) == [.gaussian, .gaussian, .categorical, .bernoulli, .categorical])
+
+        try Self.expectSingleProcessParameters(arguments, out)
+    }
+
     /// The equivalence check: 150 Adam steps (eps 1e-4, batch 240) with N workers end
     /// within 1e-5 (relative to the largest parameter) of one process, with the ring (the default:
     /// gradients summed around the ring, each member updating its own chunk) and with the star.

@@ -21,8 +21,40 @@ enum Fixtures {
             }
             return x
         }
+        if let columns = likelihood.tableColumns {
+            precondition(TableColumn.encodedWidth(columns) + columns.count == d, "d must be the encoded width plus the masks")
+            return tableInputs(n, columns: columns, seed: seed)
+        }
         x.withUnsafeMutableBufferPointer {
             if likelihood == .bernoulli { key.fillUniform($0) } else { key.fillNormal($0) }
+        }
+        return x
+    }
+
+    /// A mixed-type table's inputs `[n, W + C]`: each cell observed with probability 3/4 (mask
+    /// 1), then a standard normal (Gaussian), 0 or 1 (Bernoulli) or a one-hot code (categorical);
+    /// a missing cell's columns are 0.
+    static func tableInputs(_ n: Int, columns: [TableColumn], seed: UInt64 = 77) -> [Float] {
+        let w = TableColumn.encodedWidth(columns)
+        let d = w + columns.count
+        var u = [Float](repeating: 0, count: n * columns.count * 2)
+        u.withUnsafeMutableBufferPointer { RandomKey(seed: seed, step: 0, sample: 1, stream: .split).fillUniform($0) }
+        var z = [Float](repeating: 0, count: n * columns.count)
+        z.withUnsafeMutableBufferPointer { RandomKey(seed: seed, step: 0, sample: 2, stream: .split).fillNormal($0) }
+        var x = [Float](repeating: 0, count: n * d)
+        for i in 0..<n {
+            var offset = 0
+            for (c, column) in columns.enumerated() {
+                defer { offset += column.width }
+                let cell = i * columns.count + c
+                guard u[2 * cell] < 0.75 else { continue }
+                x[i * d + w + c] = 1
+                switch column.kind {
+                case .gaussian: x[i * d + offset] = z[cell]
+                case .bernoulli: x[i * d + offset] = u[2 * cell + 1] < 0.5 ? 1 : 0
+                case .categorical: x[i * d + offset + min(Int(u[2 * cell + 1] * Float(column.width)), column.width - 1)] = 1
+                }
+            }
         }
         return x
     }

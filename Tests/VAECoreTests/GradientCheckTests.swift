@@ -59,6 +59,18 @@ import Testing
              architecture: Architecture(inputDimension: 54, hidden: [6], latent: 2, activation: .softplus,
                                         likelihood: .categorical(categories: [6, 6, 6, 6, 6, 6, 6, 6, 6])),
              objective: Objective(mcSamples: 2)),
+        Case(name: "mixed table: Gaussian, Bernoulli, categorical K 3 and 4, a quarter of the cells missing",
+             architecture: Architecture(inputDimension: 15, hidden: [7], latent: 3, activation: .tanh,
+                                        likelihood: .mixed(columns: MixedLikelihoodTests.columns)),
+             objective: Objective()),
+        Case(name: "mixed table with IWAE k=3",
+             architecture: Architecture(inputDimension: 15, hidden: [6], latent: 2, activation: .softplus,
+                                        likelihood: .mixed(columns: MixedLikelihoodTests.columns)),
+             objective: Objective(iwaeSamples: 3)),
+        Case(name: "mixed table with two draws",
+             architecture: Architecture(inputDimension: 15, hidden: [6], latent: 2, activation: .tanh,
+                                        likelihood: .mixed(columns: MixedLikelihoodTests.columns)),
+             objective: Objective(mcSamples: 2)),
         Case(name: "sparse binary inputs",
              architecture: Architecture(inputDimension: 24, hidden: [7], latent: 3, activation: .tanh),
              objective: Objective(), sparseInputs: true),
@@ -82,7 +94,7 @@ import Testing
             params[muBias + 1] = -1
         }
         if let lv = layout.decoderLogVariance {
-            for i in 0..<c.architecture.inputDimension { params[lv + i] = 0.3 * Float(i % 3) - 0.3 }
+            for i in 0..<layout.tensor(named: "decoder.logvar")!.count { params[lv + i] = 0.3 * Float(i % 3) - 0.3 }
         }
         let n = 5
         let x = c.sparseInputs

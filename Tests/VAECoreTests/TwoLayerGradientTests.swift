@@ -45,6 +45,10 @@ import Testing
         Case(name: "gaussian learned variance with IWAE k=3",
              architecture: twoLayer(9, hidden: [6], latent: 3, hidden2: [4], latent2: 2, likelihood: .gaussianLearned),
              objective: Objective(iwaeSamples: 3)),
+        Case(name: "mixed table (Gaussian, Bernoulli, categorical; a quarter of the cells missing) with IWAE k=3",
+             architecture: twoLayer(15, hidden: [6], latent: 3, hidden2: [4], latent2: 2,
+                                    likelihood: .mixed(columns: MixedLikelihoodTests.columns)),
+             objective: Objective(iwaeSamples: 3)),
         Case(name: "sparse binary inputs (the first layer's sparse path)",
              architecture: twoLayer(24, hidden: [7], latent: 3, hidden2: [4], latent2: 2),
              objective: Objective(), sparseInputs: true),
@@ -58,8 +62,8 @@ import Testing
         let layout = ParameterLayout(c.architecture)
         let params = layout.initialParameters(seed: 11)
         var varied = params
-        if let lv = layout.decoderLogVariance {
-            for i in 0..<c.architecture.inputDimension { varied[lv + i] = 0.3 * Float(i % 3) - 0.3 }
+        if let logVariance = layout.tensor(named: "decoder.logvar") {
+            for (i, index) in logVariance.range.enumerated() { varied[index] = 0.3 * Float(i % 3) - 0.3 }
         }
         let n = 5
         let x = c.sparseInputs
