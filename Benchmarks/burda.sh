@@ -20,6 +20,11 @@
 # in its own run directory (default /work/burda-run-two-layer) and results
 # (Benchmarks/results/burda-two-layer-<stamp>/).
 #
+# Their IWAE rows train the same models on the IWAE bound with k draws (--iwae-k; a step costs
+# about k times the VAE's): --model iwae-5 (one layer, k = 5; paper 85.54), iwae-50 (one layer,
+# k = 50; 84.78) and two-layer-iwae-50 (82.90), each in /work/burda-run-<model> and
+# Benchmarks/results/burda-<model>-<stamp>/.
+#
 # The run is one `vae train` (single process: a step of batch 20 is too small for workers to pay
 # for their messages; Benchmarks/results/burda-*/README.md has the measurement) in a run directory
 # that persists across sessions (RUN, default /work/burda-run): checkpoints there every epoch and
@@ -27,7 +32,8 @@
 # keeps the run's options and makes any stage estimate a stop cut short). It runs under
 # `nice -n 19`: only idle CPU.
 #
-# Usage (each mode also takes --model one-layer|two-layer first; default one-layer):
+# Usage (each mode also takes --model MODEL first: one-layer (the default), two-layer, iwae-5,
+# iwae-50 or two-layer-iwae-50):
 #   Benchmarks/burda.sh run          train (or resume) in the foreground; log in RUN/train.log
 #   Benchmarks/burda.sh background   the same, detached (setsid nohup); its PID in RUN/pid
 #   Benchmarks/burda.sh report       write Benchmarks/results/burda-<stamp>/ from RUN: the stage
@@ -41,14 +47,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-one-layer}
 if [ "${1:-}" = --model ]; then
-  MODEL=${2:?--model takes one-layer or two-layer}
+  MODEL=${2:?--model takes one-layer, two-layer, iwae-5, iwae-50 or two-layer-iwae-50}
   shift 2
 fi
 case "$MODEL" in
   one-layer) architecture=(--hidden 200,200 --latent 50); default_run=/work/burda-run; results=burda; paper=86.76 ;;
   two-layer) architecture=(--hidden 200,200 --latent 100,50 --hidden2 100,100); default_run=/work/burda-run-two-layer
              results=burda-two-layer; paper=85.33 ;;
-  *) echo "--model must be one-layer or two-layer, not '$MODEL'" >&2; exit 2 ;;
+  iwae-5) architecture=(--hidden 200,200 --latent 50 --iwae-k 5); default_run=/work/burda-run-iwae-5
+          results=burda-iwae-5; paper=85.54 ;;
+  iwae-50) architecture=(--hidden 200,200 --latent 50 --iwae-k 50); default_run=/work/burda-run-iwae-50
+           results=burda-iwae-50; paper=84.78 ;;
+  two-layer-iwae-50) architecture=(--hidden 200,200 --latent 100,50 --hidden2 100,100 --iwae-k 50)
+                     default_run=/work/burda-run-two-layer-iwae-50; results=burda-two-layer-iwae-50; paper=82.90 ;;
+  *) echo "--model must be one-layer, two-layer, iwae-5, iwae-50 or two-layer-iwae-50, not '$MODEL'" >&2; exit 2 ;;
 esac
 export MODEL
 RUN=${RUN:-$default_run}
@@ -118,7 +130,8 @@ case "$mode" in
     python3 - "$RUN" "$out" "$EPOCHS" "$MODEL" "$paper" <<'PY'
 import calendar, json, os, sys, time
 run, out, epochs_planned, model, paper = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-layers = "2 stochastic layers" if model == "two-layer" else "1 stochastic layer"
+layers = "2 stochastic layers" if model.startswith("two-layer") else "1 stochastic layer"
+kind, k = ("IWAE", int(model.rsplit("-", 1)[1])) if "iwae" in model else ("VAE", 1)
 stage_ends = [1, 4, 13, 40, 121, 364, 1093, 3280]
 lines = []
 if os.path.exists(os.path.join(run, "metrics.jsonl")):
@@ -148,7 +161,7 @@ last = epochs.get(done)
 started = calendar.timegm(time.strptime(open(os.path.join(run, "stamp")).read().strip(), "%Y%m%dT%H%M%SZ"))
 wall = time.time() - started
 result = {
-    "paper": {"source": f"Burda, Grosse, Salakhutdinov (2015), Table 1, VAE, {layers}, k=1", "test_nll": paper},
+    "paper": {"source": f"Burda, Grosse, Salakhutdinov (2015), Table 1, {kind}, {layers}, k={k}", "test_nll": paper},
     "epochs_done": done, "epochs_planned": epochs_planned, "steps_done": last and last["step"],
     "train_seconds": round(train_seconds, 1), "nll_seconds": round(nll_seconds, 1), "wall_seconds_since_start": round(wall),
     "mean_epoch_seconds": round(train_seconds / max(len(epochs), 1), 2),
@@ -157,7 +170,7 @@ result = {
 }
 json.dump(result, open(os.path.join(out, "results.json"), "w"), indent=2)
 with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(f"# Burda et al. {model} VAE (k=1), stage by stage\n\n")
+    f.write(f"# Burda et al. {model} {kind} (k={k}), stage by stage\n\n")
     f.write(f"Epochs done: {done} of {epochs_planned}, {wall / 3600:.2f} h after the start "
             f"(training {train_seconds / 60:.1f} min, stage NLL estimates {nll_seconds / 60:.1f} min; "
             f"mean epoch {result['mean_epoch_seconds']} s; niced, on a shared machine).\n\n")
@@ -174,5 +187,5 @@ print(open(os.path.join(out, "results.md")).read())
 PY
     echo "wrote $out" >&2
     ;;
-  *) echo "usage: $0 [--model one-layer|two-layer] run|background|report|status" >&2; exit 2 ;;
+  *) echo "usage: $0 [--model one-layer|two-layer|iwae-5|iwae-50|two-layer-iwae-50] run|background|report|status" >&2; exit 2 ;;
 esac
