@@ -31,7 +31,10 @@ public struct Table: Sendable, Equatable {
     public static func parse(_ bytes: [UInt8], name: String, delimiter: Character = ",") throws(DataError) -> Table {
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        // "\r\n" is one Character in Swift, so a file with Windows line ends (Python's csv module,
+        // spreadsheets) has no "\n" Character to split on: split on both.
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+            .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
         while let last = lines.last, last.allSatisfy({ $0 == " " || $0 == "\t" }) { lines.removeLast() }
         guard let first = lines.first else {
             throw DataError(.empty, file: name, expected: "a header row naming the columns, then rows", found: "an empty file")

@@ -25,6 +25,16 @@ import VAECore
         #expect(t.rows[1][0] == nil && t.rows[2][1] == nil && t.rows[2][4] == nil && t.rows[3][2] == nil && t.rows[4][3] == nil)
     }
 
+    /// Python's csv module and spreadsheets end lines with "\r\n", which Swift reads as one
+    /// Character: such a file reads as the same table.
+    @Test func windowsLineEndsReadAsTheSameTable() throws {
+        let crlf = Self.text.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
+        let t = try Table.parse(Array(crlf.utf8), name: "people.csv")
+        let expected = try Self.table()
+        #expect(t.header == expected.header)
+        #expect(t.rows == expected.rows)
+    }
+
     @Test func columnsAreTypedByTheRule() throws {
         let columns = try TableSchema.infer(try Self.table())
         #expect(columns.map(\.kind) == [.gaussian, .categorical, .bernoulli, .categorical, .categorical])
