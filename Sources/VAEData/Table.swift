@@ -44,6 +44,14 @@ public struct Table: Sendable, Equatable {
             throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a name for every column in the header row",
                             found: "column \(empty + 1) without one")
         }
+        var firstColumn: [String: Int] = [:]
+        for (c, column) in header.enumerated() {
+            if let earlier = firstColumn[column] {
+                throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a different name for every column (cells are found by their column's name)",
+                                found: "'\(column)' as the name of columns \(earlier + 1) and \(c + 1); rename one")
+            }
+            firstColumn[column] = c
+        }
         if header.allSatisfy({ Double($0) != nil }) {
             throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a header row naming the columns (a mixed-type table is read by its column names)",
                             found: "a row of numbers")

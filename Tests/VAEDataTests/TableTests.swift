@@ -72,6 +72,12 @@ import VAECore
             #expect(error.code == .raggedRow && error.position == .line(3, column: 1))
         }
         #expect(throws: DataError.self) { try Table.parse(Array("1,2\n3,4\n".utf8), name: "no-header.csv") }
+        do {
+            _ = try Table.parse(Array("a,b,a\n1,x,2\n3,y,4\n".utf8), name: "twice.csv")
+            Issue.record("a header naming two columns 'a' was accepted")
+        } catch {
+            #expect(error.code == .badHeader && error.description.contains("'a' as the name of columns 1 and 3"), "\(error)")
+        }
         let allMissing = try Table.parse(Array("a,b\n1,NA\n2,\n".utf8), name: "gap.csv")
         #expect(throws: ConfigurationError.self) { try TableSchema.infer(allMissing) }
         let constant = try Table.parse(Array("a,b\n1,x\n2,x\n".utf8), name: "constant.csv")
