@@ -119,18 +119,6 @@ extension VAEEngine {
         }
     }
 
-    /// The noise of z2 for `s` draws of each of `n` samples into `eps2` `[n*s, Z2]`: sample i's
-    /// from `RandomKey(seed, step, ids[i], .latentNoise2)`.
-    static func drawUpperNoise(
-        _ eps2: UnsafeMutablePointer<Float>, ids: UnsafePointer<UInt32>, count n: Int, draws s: Int,
-        latent zDim: Int, seed: UInt64, step: Int
-    ) {
-        for i in 0..<n {
-            let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: .latentNoise2)
-            key.fillNormal(UnsafeMutableBufferPointer(start: eps2 + i * s * zDim, count: s * zDim))
-        }
-    }
-
     /// The chain's forward for `n` samples of `s` draws, given q(z1|x)'s `heads1` `[n, 2 Z1]`, the
     /// engine's `eps` `[n*s, Z1]` and the buffers' `eps2` `[n*s, Z2]`: z1 into `z` (sigma1 into
     /// `sigma`), q(z2|z1), z2, p(z1|z2), p(x|z1)'s -log p into `rowNLL` `[n*s]` (its gradient
@@ -179,7 +167,7 @@ extension VAEEngine {
 
         encode(parameters: p, inputs: x, count: n, heads: heads)
         Self.drawNoise(eps, ids: ids, count: n, draws: s, latent: z1Dim, seed: seed, step: step)
-        Self.drawUpperNoise(t.eps2, ids: ids, count: n, draws: s, latent: z2Dim, seed: seed, step: step)
+        Self.drawNoise(t.eps2, ids: ids, count: n, draws: s, latent: z2Dim, seed: seed, step: step, stream: .latentNoise2)
         chainForward(parameters: p, data: x, heads1: heads, samples: n, draws: s, withGradient: gradient != nil)
 
         var sums = LossSums(samples: n)
@@ -248,24 +236,9 @@ extension VAEEngine {
         parameters: UnsafeBufferPointer<Float>, latents: UnsafeBufferPointer<Float>,
         into output: UnsafeMutableBufferPointer<Float>
     ) {
-        guard let t = twoLayer, let second = layout.architecture.secondLayer else {
-            preconditionFailure("priorMeans needs a two-layer model (Architecture.secondLayer)")
-        }
-        let z1Dim = layout.architecture.latent
-        let z2Dim = second.latent
-        let rows = latents.count / z2Dim
-        precondition(latents.count == rows * z2Dim && output.count == rows * z1Dim, "latents [rows, Z2] and output [rows, Z1]")
-        var start = 0
-        while start < rows {
-            let m = min(rowCapacity, rows - start)
-            networkForward(layout.decoder2Layers, heads: layout.decoder2Heads!, parameters: parameters.baseAddress!,
-                           input: latents.baseAddress! + start * z2Dim, rows: m,
-                           activations: t.decoder2Activations, output: t.prior)
-            for r in 0..<m {
-                (output.baseAddress! + (start + r) * z1Dim).update(from: t.prior + r * 2 * z1Dim, count: z1Dim)
-            }
-            start += m
-        }
+        guard let t = twoLayer else { preconditionFailure("priorMeans needs a two-layer model (Architecture.secondLayer)") }
+        meanHeads(layout.decoder2Layers, heads: layout.decoder2Heads!, activations: t.decoder2Activations, headsBuffer: t.prior,
+                  parameters: parameters, input: latents, output: output)
     }
 
     /// The means of q(z2|z1) at z1 = the means of q(z1|x) `means1` `[rows, Z1]` into `output`
@@ -274,21 +247,30 @@ extension VAEEngine {
         parameters: UnsafeBufferPointer<Float>, means1: UnsafeBufferPointer<Float>,
         into output: UnsafeMutableBufferPointer<Float>
     ) {
-        guard let t = twoLayer, let second = layout.architecture.secondLayer else {
-            preconditionFailure("upperMeans needs a two-layer model (Architecture.secondLayer)")
-        }
-        let z1Dim = layout.architecture.latent
-        let z2Dim = second.latent
-        let rows = means1.count / z1Dim
-        precondition(means1.count == rows * z1Dim && output.count == rows * z2Dim, "means [rows, Z1] and output [rows, Z2]")
+        guard let t = twoLayer else { preconditionFailure("upperMeans needs a two-layer model (Architecture.secondLayer)") }
+        meanHeads(layout.encoder2Layers, heads: layout.encoder2Heads!, activations: t.encoder2Activations, headsBuffer: t.heads2,
+                  parameters: parameters, input: means1, output: output)
+    }
+
+    /// The mean half of a Gaussian conditional's fused heads (mu, then log sigma^2) for `input`
+    /// `[rows, heads.inputs]` into `output` `[rows, heads.outputs / 2]`, `rowCapacity` rows at a time.
+    private func meanHeads(
+        _ layers: [DenseLayer], heads: DenseLayer, activations: [UnsafeMutablePointer<Float>],
+        headsBuffer: UnsafeMutablePointer<Float>, parameters: UnsafeBufferPointer<Float>,
+        input: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let inWidth = layers.first?.inputs ?? heads.inputs
+        let outWidth = heads.outputs / 2
+        let rows = input.count / inWidth
+        precondition(input.count == rows * inWidth && output.count == rows * outWidth,
+                     "input [rows, \(inWidth)] and output [rows, \(outWidth)]")
         var start = 0
         while start < rows {
             let m = min(rowCapacity, rows - start)
-            networkForward(layout.encoder2Layers, heads: layout.encoder2Heads!, parameters: parameters.baseAddress!,
-                           input: means1.baseAddress! + start * z1Dim, rows: m,
-                           activations: t.encoder2Activations, output: t.heads2)
+            networkForward(layers, heads: heads, parameters: parameters.baseAddress!, input: input.baseAddress! + start * inWidth,
+                           rows: m, activations: activations, output: headsBuffer)
             for r in 0..<m {
-                (output.baseAddress! + (start + r) * z2Dim).update(from: t.heads2 + r * 2 * z2Dim, count: z2Dim)
+                (output.baseAddress! + (start + r) * outWidth).update(from: headsBuffer + r * 2 * outWidth, count: outWidth)
             }
             start += m
         }

@@ -28,7 +28,7 @@ extension Evaluator {
         let t = engine.twoLayer!
         engine.encode(parameters: p, inputs: x, count: n, heads: posterior)
         VAEEngine.drawNoise(engine.eps, ids: ids, count: n, draws: 1, latent: z1Dim, seed: seed, step: 0)
-        VAEEngine.drawUpperNoise(t.eps2, ids: ids, count: n, draws: 1, latent: z2Dim, seed: seed, step: 0)
+        VAEEngine.drawNoise(t.eps2, ids: ids, count: n, draws: 1, latent: z2Dim, seed: seed, step: 0, stream: .latentNoise2)
         engine.chainForward(parameters: p, data: x, heads1: posterior, samples: n, draws: 1, withGradient: false,
                             perDimension: klPerDimension)
         var passSums = LossSums(samples: n)

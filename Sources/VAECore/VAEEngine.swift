@@ -415,13 +415,14 @@ public final class VAEEngine {
     }
 
     /// The noise of `s` draws for each of `n` samples into `eps` `[n*s, Z]`: sample i's draws
-    /// come from `RandomKey(seed, step, ids[i], .latentNoise)`.
+    /// come from `RandomKey(seed, step, ids[i], stream)` (`.latentNoise` for z, or z1 of a
+    /// two-layer model; `.latentNoise2` for its z2).
     static func drawNoise(
         _ eps: UnsafeMutablePointer<Float>, ids: UnsafePointer<UInt32>, count n: Int, draws s: Int,
-        latent zDim: Int, seed: UInt64, step: Int
+        latent zDim: Int, seed: UInt64, step: Int, stream: RandomStream = .latentNoise
     ) {
         for i in 0..<n {
-            let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: .latentNoise)
+            let key = RandomKey(seed: seed, step: UInt32(truncatingIfNeeded: step), sample: ids[i], stream: stream)
             key.fillNormal(UnsafeMutableBufferPointer(start: eps + i * s * zDim, count: s * zDim))
         }
     }
