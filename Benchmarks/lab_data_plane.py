@@ -122,7 +122,8 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
         "--out", os.path.join(run, "out"),
     ]
     if plane_flag:
-        coordinator_args += ["--data-plane", plane]
+        # ring-sync: the ring without work ahead (the next WORK waits for every SHARD).
+        coordinator_args += ["--data-plane", "ring", "--no-work-ahead"] if plane == "ring-sync" else ["--data-plane", plane]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     hosts = list(range(n + 1))
     before = {i: link_counters(i) for i in hosts}
@@ -259,7 +260,7 @@ def report(a):
     failures = [json.loads(l) for l in open(path) if l.strip()] if os.path.exists(path) else []
     by = {(p["plane"], p["workers"]): p for p in points}
     ns = sorted({p["workers"] for p in points})
-    planes = [pl for pl in ("star", "ring") if any(p["plane"] == pl for p in points)]
+    planes = [pl for pl in ("star", "ring-sync", "ring") if any(p["plane"] == pl for p in points)]
     rate_source = points[0]["payload_rate_source"] if points else ""
     rate = points[0]["payload_rate_bytes_per_s"] if points else NOMINAL_RATE
     lines = [
@@ -282,11 +283,13 @@ def report(a):
         "| N | plane | ring steps | samples/s | speed-up (ring/star) | step (ms) | compute (ms) | coordinator link MB/step (sent / received) | max worker link MB/step (sent / received) | target MB/step, each way | pass | communication (ms) | ideal (ms) | communication / ideal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    speedups = {}
+    speedups, sync_speedups = {}, {}
     for n in ns:
-        star, ring = by.get(("star", n)), by.get(("ring", n))
+        star, ring, sync = by.get(("star", n)), by.get(("ring", n)), by.get(("ring-sync", n))
         if star and ring:
             speedups[n] = ring["samples_per_s"] / star["samples_per_s"]
+        if star and sync:
+            sync_speedups[n] = sync["samples_per_s"] / star["samples_per_s"]
         for plane in planes:
             p = by.get((plane, n))
             if not p:
@@ -297,7 +300,8 @@ def report(a):
             ring = "" if p.get("ring_steps") is None else f"{p['ring_steps']}/{p['steps']}"
             lines.append(
                 f"| {n} | {plane} | {ring} | {p['samples_per_s']:.0f} | "
-                f"{f'{speedups[n]:.2f}x' if plane == 'ring' and n in speedups else ''} | "
+                f"{f'{speedups[n]:.2f}x' if plane == 'ring' and n in speedups else ''}"
+                f"{f'{sync_speedups[n]:.2f}x' if plane == 'ring-sync' and n in sync_speedups else ''} | "
                 f"{fmt(t.get('total_ms'))} | {fmt(t.get('compute_ms'))} | {mb(c['sent'])} / {mb(c['received'])} | "
                 f"{mb(w['sent'])} / {mb(w['received'])} | {mb(p['target_link_bytes_per_step'])} | {'pass' if p['pass'] else 'FAIL'} | "
                 f"{fmt(p['communication_ms'])} | {p['ideal_communication_ms']:.1f} | "
@@ -345,6 +349,8 @@ def report(a):
              f"{passed}/{len(points)} within the link target"]
     if speedups:
         parts.append("ring over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in speedups.items()))
+    if sync_speedups:
+        parts.append("ring without work ahead (ring-sync) over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in sync_speedups.items()))
     else:
         parts.append("no ring runs, so no speed-up")
     parts.append("samples/s " + "; ".join(f"{p['plane']} N={p['workers']} {p['samples_per_s']:.0f}" for p in points))

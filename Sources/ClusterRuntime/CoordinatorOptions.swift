@@ -30,13 +30,17 @@ public struct CoordinatorOptions: Sendable {
     /// How gradients and parameters travel (`--data-plane`): around a ring of the workers (the
     /// default), or through the coordinator.
     public var dataPlane: DataPlane = .ring
+    /// In the ring, send the next step's WORK while the step in flight is reduced
+    /// (`RunSchedule.workAhead`; `--no-work-ahead` turns it off, for measurement).
+    public var workAhead = true
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
-                dataPlane: DataPlane = .ring) {
+                dataPlane: DataPlane = .ring, workAhead: Bool = true) {
         self.dataPlane = dataPlane
+        self.workAhead = workAhead
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout

@@ -51,6 +51,14 @@ public final class CoordinatorRuntime {
     /// `.acceptShard`.
     var heldSums: [PartKey: GradientSums] = [:]
     var heldShard: (key: PartKey, payload: FloatPayload)?
+    /// Of the ring step sent ahead (`CoordinatorDirective.holdAheadDone`): the DONE sums and SHARD
+    /// chunks that came before it started, and when each of its parts' WORK went.
+    var aheadSums: [PartKey: GradientSums] = [:]
+    var aheadShards: [PartKey: FloatPayload] = [:]
+    var aheadSentAt: [Int: ContinuousClock.Instant] = [:]
+    /// The bytes (and row bytes) the step sent ahead took: counted when it starts, so that each
+    /// epoch's traffic is its own steps'.
+    var aheadBytes = (all: 0, rows: 0)
     /// A ring step's reduced gradient while the coordinator applies it (swapped out of the
     /// accumulator, so that the next step can start first).
     var ringGradient: [Float]
@@ -113,7 +121,8 @@ public final class CoordinatorRuntime {
         machine = CoordinatorStateMachine(
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
                                   maxSteps: configuration.maxSteps, workers: options.workers,
-                                  rowBytes: data.train.rowByteCount, dataPlane: options.dataPlane),
+                                  rowBytes: data.train.rowByteCount, dataPlane: options.dataPlane,
+                                  workAhead: options.workAhead),
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
@@ -317,7 +326,8 @@ public final class CoordinatorRuntime {
                 // Directives are performed after the events that made them: a later event of the
                 // same batch (a second worker lost in the same tick) may have replaced the step's
                 // parts, and then this send is void.
-                guard machine.currentParts.indices.contains(part.part), machine.currentParts[part.part] == part else {
+                let stepParts = machine.parts(ofStep: part.step)
+                guard stepParts.indices.contains(part.part), stepParts[part.part] == part else {
                     logger.debug("skipped a superseded send", metadata: ["worker": "\(name(part.peer))", "part": "\(part.part)"])
                     continue
                 }
@@ -328,7 +338,7 @@ public final class CoordinatorRuntime {
                 if try !sendWork(part) {
                     try perform(machine.onSendFailed(part.peer))
                 }
-                timer.sentWork(now: .now)
+                if part.step == machine.step { timer.sentWork(now: .now) }
             case .acceptGradient(let peer, let step, let part):
                 try accept(from: peer, step: step, part: part)
             case .discardGradient(let peer, let step, let reason):
@@ -375,16 +385,51 @@ public final class CoordinatorRuntime {
                 guard machine.group?.generation == generation else { continue }
                 try formGroup(generation: generation, members: members)
             case .acceptDone(let peer, let step, let part):
-                guard let sums = heldSums.removeValue(forKey: PartKey(peer: peer, step: step, part: part)) else {
+                let key = PartKey(peer: peer, step: step, part: part)
+                if let sums = heldSums.removeValue(forKey: key) {
+                    let roundTrip = accumulator.acceptSums(part: part, sums: sums, now: .now)
+                    record.metrics.recordGradientLatency(worker: name(peer), roundTrip)
+                } else if let sums = aheadSums.removeValue(forKey: key) {
+                    // Its latency was recorded when it came.
+                    _ = accumulator.acceptSums(part: part, sums: sums, now: .now)
+                } else {
                     throw ClusterError("internal: accepted DONE of part \(part) of step \(step), but none is held")
                 }
-                let roundTrip = accumulator.acceptSums(part: part, sums: sums, now: .now)
-                record.metrics.recordGradientLatency(worker: name(peer), roundTrip)
             case .acceptShard(let peer, let step, let chunk):
-                guard let held = heldShard, held.key == PartKey(peer: peer, step: step, part: chunk), let size = machine.ringSize else {
+                let key = PartKey(peer: peer, step: step, part: chunk)
+                let payload = heldShard?.key == key ? heldShard?.payload : aheadShards.removeValue(forKey: key)
+                guard let payload, let size = machine.ringSize else {
                     throw ClusterError("internal: accepted SHARD of chunk \(chunk) of step \(step), but none is held")
                 }
-                accumulator.store(held.payload, at: RingPlan(members: size, count: state.layout.count).chunk(chunk))
+                accumulator.store(payload, at: RingPlan(members: size, count: state.layout.count).chunk(chunk))
+            case .holdAheadDone(let peer, let step, let part):
+                let key = PartKey(peer: peer, step: step, part: part)
+                guard let sums = heldSums.removeValue(forKey: key) else {
+                    throw ClusterError("internal: held DONE of part \(part) of step \(step), but none is being handled")
+                }
+                aheadSums[key] = sums
+                if let sent = aheadSentAt[part] { record.metrics.recordGradientLatency(worker: name(peer), .now - sent) }
+            case .holdAheadShard(let peer, let step, let chunk):
+                let key = PartKey(peer: peer, step: step, part: chunk)
+                guard let held = heldShard, held.key == key else {
+                    throw ClusterError("internal: held SHARD of chunk \(chunk) of step \(step), but none is being handled")
+                }
+                aheadShards[key] = held.payload
+            case .startAheadStep:
+                let now = ContinuousClock.now
+                accumulator.beginRing(parts: machine.currentParts.count, now: now)
+                for part in machine.currentParts.indices { accumulator.sent(part: part, now: aheadSentAt[part] ?? now) }
+                aheadSentAt = [:]
+                record.countBytes(aheadBytes.all, rows: aheadBytes.rows)
+                aheadBytes = (0, 0)
+                timer.startStep(now: now)
+                timer.sentWork(now: now)
+            case .aheadDropped(let step):
+                aheadSums = aheadSums.filter { $0.key.step != step }
+                aheadShards = aheadShards.filter { $0.key.step != step }
+                aheadSentAt = [:]
+                record.countBytes(aheadBytes.all, rows: aheadBytes.rows)  // sent all the same
+                aheadBytes = (0, 0)
             case .checkReducedGradient(let step, let sampleCount):
                 let loss = accumulator.lossSums(sampleCount: sampleCount)
                 let problem = accumulator.sum.withUnsafeBytes { raw in
@@ -431,7 +476,11 @@ public final class CoordinatorRuntime {
     /// for its cache; `CoordinatorStateMachine.rowShipment`); false if it cannot be reached.
     private func sendWork(_ part: StepPart) throws -> Bool {
         let now = ContinuousClock.now
-        if !accumulator.inFlight {
+        let ahead = part.step != machine.step
+        if ahead {
+            // The next ring step's WORK, while this one is reduced: counted when it starts.
+            aheadSentAt[part.part] = now
+        } else if !accumulator.inFlight {
             // The first part of a new step.
             if part.group > 0 {
                 accumulator.beginRing(parts: machine.currentParts.count, now: now)
@@ -451,7 +500,7 @@ public final class CoordinatorRuntime {
         let (rows, isFloat32) = data.train.rowBytes(at: zip(ids, carries).compactMap { $1 ? $0 : nil })
         let type: SampleType = isFloat32 ? .float32 : .uint8
         let step = UInt64(part.step)
-        accumulator.sent(part: part.part, now: now)
+        if !ahead { accumulator.sent(part: part.part, now: now) }
         var paramsBytes = 0
         if part.group == 0 {
             // The star: the parameters travel with every part. (Ring members hold them.)
@@ -476,7 +525,12 @@ public final class CoordinatorRuntime {
             spareBytes = sent
             spareRowBytes = spare.count
         }
-        record.countBytes(paramsBytes + workBytes + spareBytes, rows: rows.count + spareRowBytes)
+        if ahead {
+            aheadBytes.all += paramsBytes + workBytes + spareBytes
+            aheadBytes.rows += rows.count + spareRowBytes
+        } else {
+            record.countBytes(paramsBytes + workBytes + spareBytes, rows: rows.count + spareRowBytes)
+        }
         return true
     }
 
@@ -484,11 +538,11 @@ public final class CoordinatorRuntime {
     /// step's arrangement, which puts samples where their rows are held.
     private func sampleIDs(of part: StepPart) -> [UInt32] {
         if arrangement?.step != part.step {
-            let parts = machine.currentParts
+            let parts = machine.parts(ofStep: part.step)
             let start = parts.first?.positions.lowerBound ?? part.positions.lowerBound
             let end = parts.last?.positions.upperBound ?? part.positions.upperBound
             let order = sampleOrder(epoch: part.epoch)
-            arrangement = (part.step, start, machine.arrangeStep((start..<end).map { UInt32(order[$0]) }))
+            arrangement = (part.step, start, machine.arrangeStep((start..<end).map { UInt32(order[$0]) }, step: part.step))
         }
         guard let arrangement else { return [] }
         return part.positions.map { arrangement.ids[$0 - arrangement.start] }

@@ -25,6 +25,18 @@ struct RingStepProgress: Sendable {
     var struck = false
 }
 
+/// The next ring step, sent ahead of its turn while the step in flight is reduced: its parts, the
+/// group they went to, and the DONEs and SHARDs that came before it started.
+struct AheadStep: Sendable {
+    var step: Int
+    var generation: UInt32
+    var members: [PeerID]
+    var parts: [CoordinatorStateMachine.Part]
+    /// Parts whose DONE came, and chunks whose SHARD came (with their senders).
+    var done: Set<Int> = []
+    var shards: [Int: PeerID] = [:]
+}
+
 /// Ring steps. When `schedule.dataPlane` is `.ring`, every worker advertised a ring endpoint and
 /// each has a part, a step is reduced by the workers themselves: the coordinator forms a group
 /// (a generation number, ranks in join order) and sends each member its GROUP and the training
@@ -41,6 +53,14 @@ struct RingStepProgress: Sendable {
 /// steps stop for that membership and the star takes over. A reduced gradient that fails the
 /// checks cannot be blamed on anyone from the sum: the step runs again in the star, whose checks
 /// find the worker at fault (or the model diverged).
+///
+/// Work ahead (`schedule.workAhead`): once every part of a ring step is computed, the members are
+/// busy reducing it and the coordinator only waits for their SHARDs. The next step's WORK goes out
+/// then, to the same group (members hold it until their all-gather ends), so that no member waits
+/// for the coordinator between two steps. A DONE or SHARD of that step that comes before the step
+/// in flight is applied is held (`holdAheadDone`, `holdAheadShard`) and counted when it starts
+/// (`startAheadStep`). Anything that ends the group (a fault, a new member) drops the step sent
+/// ahead: the next step forms a new group, whose GROUP makes the members drop its WORK too.
 extension CoordinatorStateMachine {
     /// Ring steps in a row whose chunks did not all arrive by the deadline although every link was
     /// up are tried again with a new group; at this many, the ring is turned off for the
@@ -59,6 +79,9 @@ extension CoordinatorStateMachine {
     /// DONE: `peer` computed part `part` of ring step `step` of group `generation`.
     public mutating func onDone(_ peer: PeerID, step doneStep: Int, generation: UInt32, part: Int, sampleCount: Int,
                                 now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        if let ahead, doneStep == ahead.step, generation == ahead.generation, !banned.contains(peer) {
+            return onAheadDone(peer, part: part, sampleCount: sampleCount, now: now)
+        }
         guard let index = ringMessageIndex(from: peer, step: doneStep, generation: generation) else {
             return staleRingMessage(from: peer, step: doneStep, generation: generation, what: "DONE", now: now)
         }
@@ -72,12 +95,15 @@ extension CoordinatorStateMachine {
         }
         parts[part].done = true
         if let m = members.firstIndex(where: { $0.peer == peer }) { members[m].strikes = 0 }
-        return [.acceptDone(peer, step: step, part: part)] + ringStepReduced()
+        return [.acceptDone(peer, step: step, part: part)] + sendAheadIfPossible(now: now) + ringStepReduced()
     }
 
     /// SHARD: `peer` reduced chunk `chunk` of ring step `step` of group `generation`.
     public mutating func onShard(_ peer: PeerID, step shardStep: Int, generation: UInt32, chunk: Int,
                                  now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        if let ahead, shardStep == ahead.step, generation == ahead.generation, !banned.contains(peer) {
+            return onAheadShard(peer, chunk: chunk, now: now)
+        }
         guard let rank = ringMessageIndex(from: peer, step: shardStep, generation: generation),
               let group else {
             return staleRingMessage(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now)
@@ -129,6 +155,92 @@ extension CoordinatorStateMachine {
             : "check the address it advertises (vae-worker join --advertise) and that the port is open between the hosts"
         let reason = "worker \(name(of: peer) ?? "?") cannot reach the ring endpoint \(ringEndpoint(of: successor) ?? "?") of worker \(name(of: successor) ?? "?") (\(detail)); \(cause)"
         return disableRing(reason: reason, now: now)
+    }
+
+    // MARK: Work ahead
+
+    /// When every part of the ring step in flight is computed: the next step's WORK to the same
+    /// group, if the next step is a ring step of the same members.
+    private mutating func sendAheadIfPossible(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard schedule.workAhead, ahead == nil, phase == .running, let ring = ringStep, let group,
+              ring.generation == group.generation, group.members == workers, parts.allSatisfy(\.done),
+              step + 1 < schedule.totalSteps else { return [] }
+        let next = makeParts(step: step + 1, now: now)
+        guard next.count == group.members.count, zip(next, group.members).allSatisfy({ $0.assignee == $1 }) else { return [] }
+        ahead = AheadStep(step: step + 1, generation: group.generation, members: group.members, parts: next)
+        return aheadParts.map { .sendWork($0) }
+    }
+
+    /// A DONE of the step sent ahead, before it started: checked as a DONE of the step in flight
+    /// is, and held.
+    private mutating func onAheadDone(_ peer: PeerID, part: Int, sampleCount: Int, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard var sent = ahead, let rank = sent.members.firstIndex(of: peer), members.contains(where: { $0.peer == peer }) else {
+            return staleRingMessage(from: peer, step: ahead?.step ?? step, generation: ahead?.generation ?? 0, what: "DONE", now: now)
+        }
+        _ = onMessage(from: peer, now: now)  // a sign of life
+        guard part == rank, sent.parts.indices.contains(part) else {
+            return onInvalidMessage(from: peer, reason: "DONE for part \(part) of step \(sent.step), which is not its part", now: now)
+        }
+        guard sampleCount == sent.parts[part].positions.count else {
+            return onInvalidMessage(from: peer, reason: "DONE covers \(sampleCount) samples, part \(part) has \(sent.parts[part].positions.count)", now: now)
+        }
+        guard sent.done.insert(part).inserted else {
+            return [.discardGradient(peer, step: sent.step, reason: "a second DONE for part \(part)")]
+        }
+        ahead = sent
+        if let m = members.firstIndex(where: { $0.peer == peer }) { members[m].strikes = 0 }
+        return [.holdAheadDone(peer, step: sent.step, part: part)]
+    }
+
+    /// A SHARD of the step sent ahead, before it started: checked as a SHARD of the step in
+    /// flight is, and held.
+    private mutating func onAheadShard(_ peer: PeerID, chunk: Int, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard var sent = ahead, let rank = sent.members.firstIndex(of: peer), members.contains(where: { $0.peer == peer }) else {
+            return staleRingMessage(from: peer, step: ahead?.step ?? step, generation: ahead?.generation ?? 0, what: "SHARD", now: now)
+        }
+        _ = onMessage(from: peer, now: now)
+        let owned = RingPlan(members: sent.members.count, count: 0).ownedChunk(rank: rank)
+        guard chunk == owned else {
+            return onInvalidMessage(from: peer, reason: "SHARD of chunk \(chunk); member \(rank) of \(sent.members.count) owns chunk \(owned)", now: now)
+        }
+        guard sent.shards[chunk] == nil else {
+            return [.discardGradient(peer, step: sent.step, reason: "a second SHARD of chunk \(chunk)")]
+        }
+        sent.shards[chunk] = peer
+        ahead = sent
+        return [.holdAheadShard(peer, step: sent.step, chunk: chunk)]
+    }
+
+    /// The step sent ahead becomes the step in flight, with what was held of it, if it still
+    /// holds: the same group and members, and a ring step is still what the step would be. nil:
+    /// it does not (the caller drops it and starts the step afresh).
+    mutating func startAheadStep(now: ContinuousClock.Instant) -> [CoordinatorDirective]? {
+        guard let sent = ahead, sent.step == step, !stepInFlight, phase != .finished, let group,
+              group.generation == sent.generation, group.members == workers, members.count >= max(policy.minWorkers, 1),
+              schedule.dataPlane == .ring, starStep != step, ringDisabledFor != workers else { return nil }
+        ahead = nil
+        phase = .running
+        stepInFlight = true
+        parts = sent.parts.enumerated().map { i, part in
+            var part = part
+            part.issuedAt = now
+            part.done = sent.done.contains(i)
+            return part
+        }
+        ringStep = RingStepProgress(generation: sent.generation, startedAt: now, shards: Set(sent.shards.keys))
+        var directives: [CoordinatorDirective] = [.startAheadStep(step: step)]
+        directives += sent.done.sorted().map { .acceptDone(parts[$0].assignee, step: step, part: $0) }
+        directives += sent.shards.keys.sorted().map { .acceptShard(sent.shards[$0]!, step: step, chunk: $0) }
+        return directives + sendAheadIfPossible(now: now) + ringStepReduced()
+    }
+
+    /// Forgets the step sent ahead, if any. Its members hold its WORK: the group ends with it, so
+    /// that the next ring step's GROUP makes them drop it.
+    mutating func dropAhead() -> [CoordinatorDirective] {
+        guard let sent = ahead else { return [] }
+        ahead = nil
+        if group?.generation == sent.generation { group = nil }
+        return [.aheadDropped(step: sent.step)]
     }
 
     // MARK: Internals
@@ -241,7 +353,8 @@ extension CoordinatorStateMachine {
         stepInFlight = false
         parts = []
         ringStep = nil
+        let dropped = dropAhead()
         group = nil
-        return [.stepAbandoned(step: abandoned, reason: reason)] + startStepIfPossible(now: now)
+        return [.stepAbandoned(step: abandoned, reason: reason)] + dropped + startStepIfPossible(now: now)
     }
 }

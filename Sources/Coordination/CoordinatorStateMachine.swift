@@ -21,9 +21,16 @@ public struct RunSchedule: Sendable, Equatable {
     /// How gradients and parameters travel: through the coordinator (star) or around a ring of
     /// the workers (see `CoordinatorStateMachine`'s ring steps).
     public var dataPlane: DataPlane
+    /// In the ring, whether the next step's WORK goes out as soon as every part of the step in
+    /// flight is computed, while that step is still being reduced (see `CoordinatorStateMachine`'s
+    /// ring steps): the members then start the next step the moment their all-gather ends,
+    /// without waiting for the coordinator to hear every SHARD. Off: the next WORK waits for the
+    /// step's update (for measurement).
+    public var workAhead: Bool
 
     public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int, rowBytes: Int = 0,
-                dataPlane: DataPlane = .star) {
+                dataPlane: DataPlane = .star, workAhead: Bool = true) {
+        self.workAhead = workAhead
         self.sampleCount = sampleCount
         self.batchSize = batchSize
         self.epochs = epochs
@@ -153,6 +160,20 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// A ring step's reduced chunk arrived (SHARD from `peer`): keep it as chunk `chunk` of the
     /// step's gradient.
     case acceptShard(PeerID, step: Int, chunk: Int)
+    /// A DONE of the ring step sent ahead (`RunSchedule.workAhead`) came before that step started:
+    /// keep its sums until an `acceptDone` of it (or an `aheadDropped`).
+    case holdAheadDone(PeerID, step: Int, part: Int)
+    /// A SHARD of the ring step sent ahead came before that step started: keep the chunk until an
+    /// `acceptShard` of it (or an `aheadDropped`).
+    case holdAheadShard(PeerID, step: Int, chunk: Int)
+    /// The ring step `step`, whose WORK went ahead, is now the step in flight: start counting it
+    /// (its parts count as sent when their WORK went). `acceptDone` and `acceptShard` directives
+    /// for what was held of it follow.
+    case startAheadStep(step: Int)
+    /// The ring step sent ahead will not run as sent (the step before it was abandoned, or the
+    /// membership changed): drop what is held of it. Its members drop its WORK with the next
+    /// GROUP.
+    case aheadDropped(step: Int)
     /// Every part and every reduced chunk of ring step `step` is in: check the reduced gradient
     /// and call `onReducedGradientChecked(step:problem:now:)`.
     case checkReducedGradient(step: Int, sampleCount: Int)
@@ -244,7 +265,7 @@ public struct CoordinatorStateMachine: Sendable {
     public let timers: CoordinatorTimers
     /// The step the run started from (the join timeout applies until a step past it).
     public let startStep: Int
-    public private(set) var phase: Phase = .waitingForWorkers
+    public internal(set) var phase: Phase = .waitingForWorkers
     public private(set) var step: Int
     /// Live workers in join order.
     var members: [Member] = []
@@ -282,6 +303,8 @@ public struct CoordinatorStateMachine: Sendable {
     var lastGeneration: UInt32 = 0
     /// The ring step in flight, if the step in flight is one.
     var ringStep: RingStepProgress?
+    /// The next ring step, whose WORK went out while the step in flight is reduced.
+    var ahead: AheadStep?
     /// A membership for which ring steps failed (a link that does not come up): its steps run in
     /// the star until the membership changes.
     var ringDisabledFor: [PeerID]?
@@ -323,6 +346,20 @@ public struct CoordinatorStateMachine: Sendable {
         }
     }
     public var received: [Bool] { parts.map(\.done) }
+    /// The parts of the next ring step, sent ahead of it (empty: none is).
+    public var aheadParts: [StepPart] {
+        guard let ahead else { return [] }
+        let samples = ahead.parts.reduce(0) { $0 + $1.positions.count }
+        return ahead.parts.enumerated().map {
+            StepPart(peer: $1.assignee, step: ahead.step, epoch: ahead.step / schedule.stepsPerEpoch, part: $0,
+                     positions: $1.positions, group: ahead.generation, stepSamples: samples)
+        }
+    }
+    /// The parts of `step`: the step in flight's, or those of the step sent ahead of it.
+    public func parts(ofStep step: Int) -> [StepPart] {
+        if let ahead, ahead.step == step { return aheadParts }
+        return step == self.step ? currentParts : []
+    }
 
     /// Whether sends found peers unreachable that are not settled yet: the runtime reads the
     /// messages already queued, then calls `onQueuedMessagesRead(now:)`.
@@ -559,8 +596,10 @@ public struct CoordinatorStateMachine: Sendable {
             phase = .finished
             parts = []
             directives.append(.finish(workers: workers))
+        } else if let started = startAheadStep(now: now) {
+            directives += started
         } else {
-            directives += startStepIfPossible(now: now)
+            directives += dropAhead() + startStepIfPossible(now: now)
         }
         return directives
     }
@@ -573,6 +612,11 @@ public struct CoordinatorStateMachine: Sendable {
     /// same samples): the runtime makes it once per step.
     public func arrangeStep(_ batch: [UInt32]) -> [UInt32] {
         RowCacheMirror.arrange(batch, partSizes: parts.map(\.positions.count))
+    }
+
+    /// `arrangeStep` for step `step`: the step in flight, or the one sent ahead of it.
+    public func arrangeStep(_ batch: [UInt32], step: Int) -> [UInt32] {
+        RowCacheMirror.arrange(batch, partSizes: parts(ofStep: step).map(\.positions.count))
     }
 
     /// Which rows a WORK of `sampleIDs` to `peer` carries: those its cache does not hold (see
@@ -733,12 +777,20 @@ public struct CoordinatorStateMachine: Sendable {
         phase = .running
         started = true
         stepInFlight = true
+        parts = makeParts(step: step, now: now)
+        let directives = planRingStep(now: now)
+        return directives + currentParts.map { .sendWork($0) }
+    }
+
+    /// Step `step`'s global minibatch split into one contiguous part per live worker, in join
+    /// order (a worker gets no part when the step has fewer samples than workers).
+    func makeParts(step: Int, now: ContinuousClock.Instant) -> [Part] {
         let batch = step % schedule.stepsPerEpoch
         let start = batch * schedule.batchSize
         let end = min(start + schedule.batchSize, schedule.sampleCount)
         let n = end - start
         let w = members.count
-        parts = []
+        var parts: [Part] = []
         var offset = start
         for (i, member) in members.enumerated() {
             let size = n / w + (i < n % w ? 1 : 0)
@@ -746,8 +798,7 @@ public struct CoordinatorStateMachine: Sendable {
             parts.append(Part(positions: offset..<(offset + size), assignee: member.peer, issuedAt: now))
             offset += size
         }
-        let directives = planRingStep(now: now)
-        return directives + currentParts.map { .sendWork($0) }
+        return parts
     }
 }
 

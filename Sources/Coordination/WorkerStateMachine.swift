@@ -343,6 +343,15 @@ public struct WorkerRing: Sendable, Equatable {
     public var heldStep: Int?
     /// The step whose shard waits for the coordinator's NORMS (with clipping).
     public var awaitingNorms: Int?
+    /// Without clipping: the reduced chunk that goes to the coordinator (SHARD) once the step's
+    /// all-gather is done, so that it does not share the uplink with the all-gather.
+    public var shardToSend: ShardToSend?
+}
+
+/// A reduced chunk to send the coordinator when its ring step completes.
+public struct ShardToSend: Sendable, Equatable {
+    public var step: Int
+    public var chunk: Int
 }
 
 /// What the runtime does with a ring chunk that arrived.
@@ -450,20 +459,32 @@ extension WorkerStateMachine {
         ring.inFlight = false
         ring.awaitingNorms = nil
         var directives: [WorkerDirective] = []
+        if let shard = ring.shardToSend {
+            // Before the next step's computation overwrites the reduced gradient.
+            ring.shardToSend = nil
+            if shard.step == step { directives.append(.sendShard(step: shard.step, chunk: shard.chunk)) }
+        }
         if ring.heldStep == step + 1 {
             ring.heldStep = nil
             ring.inFlight = true
-            directives = [.computeRing(step: step + 1)]
+            directives.append(.computeRing(step: step + 1))
         }
         self.ring = ring
         return directives
     }
 
-    /// The reduce-scatter of `step` left this member chunk `chunk` summed over the group: send it
-    /// to the coordinator, then update the shard at once, or (with `clipping`) once NORMS came.
+    /// The reduce-scatter of `step` left this member chunk `chunk` summed over the group: update
+    /// the shard at once and send the chunk to the coordinator when the step completes (the
+    /// update leaves the reduced gradient as it is, and the chunk then travels while the next step
+    /// computes, not beside the all-gather); or, with `clipping`, send it at once, since the
+    /// update waits for the NORMS the coordinator forms from every chunk.
     public mutating func onShardReduced(step: Int, chunk: Int, clipping: Bool) -> [WorkerDirective] {
         guard state == .joined, var ring, ring.step == step, ring.inFlight else { return [] }
-        guard clipping else { return [.sendShard(step: step, chunk: chunk), .updateShard(step: step, squaredNorms: [])] }
+        guard clipping else {
+            ring.shardToSend = ShardToSend(step: step, chunk: chunk)
+            self.ring = ring
+            return [.updateShard(step: step, squaredNorms: [])]
+        }
         ring.awaitingNorms = step
         self.ring = ring
         return [.sendShard(step: step, chunk: chunk)]

@@ -59,6 +59,8 @@ struct Start: AsyncParsableCommand {
     var metricsHost: String?
     @Option(name: .customLong("data-plane"), help: ArgumentHelp("How gradients and parameters travel: ring (the workers reduce among themselves; every link carries about twice the parameters per step, whatever the number of workers) or star (through the coordinator, 2 x workers x the parameters on its link).", valueName: "ring|star"))
     var dataPlane: DataPlane = .ring
+    @Flag(name: .customLong("work-ahead"), inversion: .prefixedNo, help: "In the ring, send the next step's work while the workers still reduce the current step, so that they start it the moment their all-gather ends (--no-work-ahead waits for every reduced chunk first; for measurement).")
+    var workAhead = true
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -157,7 +159,8 @@ struct Start: AsyncParsableCommand {
             configuration: configuration, data: data,
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
-                                        security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane),
+                                        security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
+                                        workAhead: workAhead),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
@@ -229,6 +232,7 @@ struct Start: AsyncParsableCommand {
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
         if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
+        if !workAhead { words.append("--no-work-ahead") }
         return shellCommand(words + output.arguments + logging.arguments)
     }
 }

@@ -160,8 +160,9 @@ import WireProtocol
             _ = try runtime.run(output: output) { _ in }
             #expect(runtime.state.step == 2)
             #expect(runtime.state.parameters.allSatisfy { $0.isFinite })
-            // Step 0: group 1's result refused, the star computes it; step 1: a new group.
-            #expect(transport.types(to: peers[0]) == [.welcome, .group, .state, .work, .params, .work, .group, .state, .work, .stop])
+            // Step 0: group 1's result refused (step 1's WORK went ahead and is dropped with the
+            // group), the star computes it; step 1: a new group.
+            #expect(transport.types(to: peers[0]) == [.welcome, .group, .state, .work, .work, .params, .work, .group, .state, .work, .stop])
             let logged = try String(contentsOf: output.events, encoding: .utf8)
             #expect(logged.contains("\"reduced_gradient_suspect\"") && logged.contains("\"step_abandoned\""))
         }

@@ -11,9 +11,10 @@ import WireProtocol
     func at(_ seconds: Double) -> ContinuousClock.Instant { t0 + .milliseconds(Int(seconds * 1000)) }
 
     func machine(samples: Int = 12, batch: Int = 6, epochs: Int = 2, workers: Int = 2, plane: DataPlane = .ring,
-                 maxStrikes: Int = 2) -> CoordinatorStateMachine {
+                 maxStrikes: Int = 2, workAhead: Bool = true) -> CoordinatorStateMachine {
         CoordinatorStateMachine(
-            schedule: RunSchedule(sampleCount: samples, batchSize: batch, epochs: epochs, workers: workers, dataPlane: plane),
+            schedule: RunSchedule(sampleCount: samples, batchSize: batch, epochs: epochs, workers: workers, dataPlane: plane,
+                                  workAhead: workAhead),
             policy: FaultPolicy(minWorkers: 1, heartbeatTimeout: .seconds(5), stepDeadline: .seconds(10), maxStrikes: maxStrikes))
     }
 
@@ -26,8 +27,8 @@ import WireProtocol
     func abandoned(_ d: [CoordinatorDirective]) -> Bool { d.contains { if case .stepAbandoned = $0 { true } else { false } } }
 
     /// Two workers joined: the first step is a ring step of group 1.
-    func started() -> (CoordinatorStateMachine, [CoordinatorDirective]) {
-        var m = machine()
+    func started(workAhead: Bool = true) -> (CoordinatorStateMachine, [CoordinatorDirective]) {
+        var m = machine(workAhead: workAhead)
         _ = m.onHello(a, hello("a"), now: at(0))
         let d = m.onHello(b, hello("bb"), now: at(0))
         return (m, d)
@@ -48,7 +49,7 @@ import WireProtocol
     }
 
     @Test func aRingStepFormsAGroupOnceAndSendsOnlyWorkAfterwards() {
-        var (m, d) = started()
+        var (m, d) = started(workAhead: false)
         #expect(d.contains(.formGroup(generation: 1, members: [a, b])))
         let parts = sends(d)
         #expect(parts.map(\.group) == [1, 1] && parts.map(\.stepSamples) == [6, 6])
@@ -57,7 +58,80 @@ import WireProtocol
             == [.applyRingUpdate(step: 0, sampleCount: 6, generation: 1, ringSize: 2)])
         let next = m.stepApplied(now: at(1))
         #expect(groups(next).isEmpty, "the same membership keeps its group")
-        #expect(sends(next).map(\.group) == [1, 1])
+        #expect(sends(next).map(\.group) == [1, 1], "without work ahead, the next WORK waits for the update")
+    }
+
+    @Test func theNextStepsWorkGoesOutOnceEveryPartOfARingStepIsComputed() {
+        var (m, _) = started()
+        #expect(sends(m.onDone(a, step: 0, generation: 1, part: 0, sampleCount: 3, now: at(1))).isEmpty)
+        let ahead = sends(m.onDone(b, step: 0, generation: 1, part: 1, sampleCount: 3, now: at(1)))
+        #expect(ahead.map(\.step) == [1, 1] && ahead.map(\.peer) == [a, b] && ahead.map(\.group) == [1, 1])
+        #expect(ahead.map(\.positions) == [6..<9, 9..<12] && ahead.map(\.stepSamples) == [6, 6])
+        #expect(m.parts(ofStep: 1) == ahead && m.parts(ofStep: 0) == m.currentParts)
+        _ = m.onShard(a, step: 0, generation: 1, chunk: 1, now: at(1))
+        _ = m.onShard(b, step: 0, generation: 1, chunk: 0, now: at(1))
+        _ = m.onReducedGradientChecked(step: 0, problem: nil, now: at(1))
+        let next = m.stepApplied(now: at(2))
+        #expect(next == [.startAheadStep(step: 1)], "its WORK is out already, to the same group")
+        #expect(m.step == 1 && m.currentParts == ahead && m.aheadParts.isEmpty)
+    }
+
+    @Test func aDoneOrShardOfTheStepSentAheadIsHeldUntilItStartsThenCounted() {
+        var (m, _) = started()
+        _ = m.onDone(a, step: 0, generation: 1, part: 0, sampleCount: 3, now: at(1))
+        _ = m.onDone(b, step: 0, generation: 1, part: 1, sampleCount: 3, now: at(1))
+        _ = m.onShard(a, step: 0, generation: 1, chunk: 1, now: at(1))
+        // a is through step 0's all-gather and computed step 1 before the coordinator heard b's SHARD.
+        #expect(m.onDone(a, step: 1, generation: 1, part: 0, sampleCount: 3, now: at(2)) == [.holdAheadDone(a, step: 1, part: 0)])
+        if case .discardGradient(a, 1, _) = m.onDone(a, step: 1, generation: 1, part: 0, sampleCount: 3, now: at(2)).first {} else {
+            Issue.record("a second DONE of a held part was taken")
+        }
+        #expect(m.onDone(b, step: 1, generation: 1, part: 1, sampleCount: 2, now: at(2)).isEmpty, "a wrong sample count is invalid")
+        #expect(m.onShard(a, step: 1, generation: 1, chunk: 1, now: at(2)) == [.holdAheadShard(a, step: 1, chunk: 1)])
+        #expect(m.onShard(b, step: 0, generation: 1, chunk: 0, now: at(2))
+            == [.acceptShard(b, step: 0, chunk: 0), .checkReducedGradient(step: 0, sampleCount: 6)])
+        _ = m.onReducedGradientChecked(step: 0, problem: nil, now: at(2))
+        #expect(m.stepApplied(now: at(3))
+            == [.startAheadStep(step: 1), .acceptDone(a, step: 1, part: 0), .acceptShard(a, step: 1, chunk: 1)])
+        let last = m.onDone(b, step: 1, generation: 1, part: 1, sampleCount: 3, now: at(3))
+        #expect(last.first == .acceptDone(b, step: 1, part: 1) && sends(last).map(\.step) == [2, 2])
+        #expect(m.onShard(b, step: 1, generation: 1, chunk: 0, now: at(3))
+            == [.acceptShard(b, step: 1, chunk: 0), .checkReducedGradient(step: 1, sampleCount: 6)])
+    }
+
+    @Test func aFaultDropsTheStepSentAheadAndTheStepRunsAgainWithANewGroup() {
+        var (m, _) = started()
+        _ = m.onDone(a, step: 0, generation: 1, part: 0, sampleCount: 3, now: at(1))
+        _ = m.onDone(b, step: 0, generation: 1, part: 1, sampleCount: 3, now: at(1))
+        #expect(m.onDone(a, step: 1, generation: 1, part: 0, sampleCount: 3, now: at(1)) == [.holdAheadDone(a, step: 1, part: 0)])
+        let d = m.onLeave(b, now: at(2))
+        #expect(abandoned(d) && d.contains(.aheadDropped(step: 1)) && groups(d) == [2])
+        #expect(sends(d).map(\.step) == [0] && sends(d).map(\.group) == [2] && m.aheadParts.isEmpty)
+        if case .discardGradient = m.onDone(a, step: 1, generation: 1, part: 0, sampleCount: 3, now: at(2)).first {} else {
+            Issue.record("a DONE of the dropped step was taken")
+        }
+    }
+
+    @Test func aNewcomerDropsTheStepSentAheadAndGetsWorkFromTheNextStep() {
+        var (m, _) = started()
+        _ = reduce(&m, now: at(1))
+        #expect(sends(m.onHello(c, hello("ccc"), now: at(1))).isEmpty, "it waits for the next step")
+        _ = m.onReducedGradientChecked(step: 0, problem: nil, now: at(1))
+        let next = m.stepApplied(now: at(2))
+        #expect(next.first == .aheadDropped(step: 1) && groups(next) == [2])
+        #expect(sends(next).map(\.peer) == [a, b, c] && sends(next).map(\.group) == [2, 2, 2])
+    }
+
+    @Test func nothingGoesAheadOfTheLastStep() {
+        var m = machine(epochs: 1)
+        _ = m.onHello(a, hello("a"), now: at(0))
+        _ = m.onHello(b, hello("bb"), now: at(0))
+        _ = reduce(&m, now: at(1))
+        _ = m.onReducedGradientChecked(step: 0, problem: nil, now: at(1))
+        #expect(m.stepApplied(now: at(1)) == [.startAheadStep(step: 1)])
+        // Step 1 of 2 is the last: its parts computed, nothing follows.
+        _ = m.onDone(a, step: 1, generation: 1, part: 0, sampleCount: 3, now: at(2))
+        #expect(sends(m.onDone(b, step: 1, generation: 1, part: 1, sampleCount: 3, now: at(2))).isEmpty)
     }
 
     @Test func theStarRunsWhenAskedForOrWhenAWorkerHasNoRingEndpoint() {
@@ -75,8 +149,9 @@ import WireProtocol
         #expect(m.onDone(a, step: 0, generation: 1, part: 0, sampleCount: 3, now: at(1)) == [.acceptDone(a, step: 0, part: 0)])
         #expect(m.onShard(a, step: 0, generation: 1, chunk: 1, now: at(1)) == [.acceptShard(a, step: 0, chunk: 1)])
         #expect(m.onShard(b, step: 0, generation: 1, chunk: 0, now: at(1)) == [.acceptShard(b, step: 0, chunk: 0)])
-        #expect(m.onDone(b, step: 0, generation: 1, part: 1, sampleCount: 3, now: at(1))
-            == [.acceptDone(b, step: 0, part: 1), .checkReducedGradient(step: 0, sampleCount: 6)])
+        let last = m.onDone(b, step: 0, generation: 1, part: 1, sampleCount: 3, now: at(1))
+        #expect(last.first == .acceptDone(b, step: 0, part: 1) && last.last == .checkReducedGradient(step: 0, sampleCount: 6))
+        #expect(sends(last).map(\.step) == [1, 1], "the next step's WORK goes out before the check")
     }
 
     @Test func messagesOfAnotherGroupOrStepOrDuplicatesAreDiscarded() {

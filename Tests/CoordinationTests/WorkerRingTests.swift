@@ -130,12 +130,11 @@ import WireProtocol
         #expect(m.onWork(step: 7, group: 0, now: t0) == [.compute(step: 7)])
     }
 
-    @Test func aStepWithoutClippingSendsTheShardAndUpdatesAtOnce() {
+    @Test func aStepWithoutClippingUpdatesAtOnceAndSendsTheShardWhenTheAllGatherIsDone() {
         var m = member()
         #expect(m.onWork(step: 5, group: 1, now: t0) == [.computeRing(step: 5)])
-        #expect(m.onShardReduced(step: 5, chunk: 1, clipping: false)
-                == [.sendShard(step: 5, chunk: 1), .updateShard(step: 5, squaredNorms: [])])
-        #expect(m.onRingStepComplete(step: 5, now: t0) == [])
+        #expect(m.onShardReduced(step: 5, chunk: 1, clipping: false) == [.updateShard(step: 5, squaredNorms: [])])
+        #expect(m.onRingStepComplete(step: 5, now: t0) == [.sendShard(step: 5, chunk: 1)])
         #expect(m.ring?.step == 6 && m.ring?.inFlight == false)
         #expect(m.onTick(now: t0 + .seconds(2)) == [.sendHeartbeat(step: 6)])
         #expect(m.onWork(step: 6, group: 1, now: t0) == [.computeRing(step: 6)])
@@ -161,7 +160,8 @@ import WireProtocol
         #expect(m.onWork(step: 6, group: 1, now: t0) == [.holdWork(step: 6)])
         #expect(m.onWork(step: 6, group: 1, now: t0) == [.ignore("WORK of step 6 for group 1, which is running step 5 (step 6's WORK held)")])
         #expect(m.onWork(step: 7, group: 1, now: t0) == [.ignore("WORK of step 7 for group 1, which is running step 5 (step 6's WORK held)")])
-        #expect(m.onRingStepComplete(step: 5, now: t0) == [.computeRing(step: 6)])
+        #expect(m.onRingStepComplete(step: 5, now: t0) == [.sendShard(step: 5, chunk: 1), .computeRing(step: 6)],
+                "the shard leaves before step 6's computation overwrites the reduced gradient")
         #expect(m.ring?.step == 6 && m.ring?.inFlight == true && m.ring?.heldStep == nil)
         // A completion of another step than the ring's changes nothing.
         #expect(m.onRingStepComplete(step: 5, now: t0) == [])
