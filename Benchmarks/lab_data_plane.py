@@ -317,7 +317,8 @@ def report(a):
 
     # The picture's data: measured samples/s per plane, and the model's (docs/SCALING.md, "Choosing
     # the next data plane") at 1 Gbit/s with this machine's transport speed, batch 128 only.
-    rows = [(plane, p["workers"], p["samples_per_s"]) for plane in planes
+    shown = {"ring-sync": "ring without work ahead"}
+    rows = [(shown.get(plane, plane), p["workers"], p["samples_per_s"]) for plane in planes
             for p in sorted((p for p in points if p["plane"] == plane), key=lambda p: p["workers"])]
     model_used = False
     if a.design and os.path.exists(a.design) and points and all(p["batch_per_worker"] == 128 for p in points):
