@@ -28,8 +28,9 @@
 # Usage: Benchmarks/fault-drill.sh           (OUT=dir to keep the runs; EPOCHS=3 by default)
 #        sudo Benchmarks/fault-drill.sh --lab (also LAB=vaedrill, LAB_RATE=1gbit)
 # Waits are bounded: WAIT_LIMIT (1800 s) for each checkpoint the drill waits for and for each run.
-# Stored: its standard output, as Benchmarks/results/fault-drill-<time>.txt and
-#   fault-drill-lab-<time>.txt (machine-info.sh's JSON beside it as fault-drill-lab-<time>.machine.json).
+# Stored: its standard output, with a first line naming the commit, as
+#   Benchmarks/results/fault-drill-<time>.txt or fault-drill-lab-<time>.txt (the script writes it;
+#   machine-info.sh's JSON beside it as fault-drill[-lab]-<time>.machine.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=local
@@ -41,6 +42,20 @@ esac
 if [ "$mode" = lab ] && [ "$(id -u)" != 0 ]; then
   echo "fault-drill: the lab needs root to create network namespaces; run it with sudo" >&2
   exit 1
+fi
+if [ -z "${FAULT_DRILL_STORE:-}" ]; then
+  # Run again with the standard output through tee into the stored copy. (Not `exec > >(tee)`:
+  # the cleanup's `wait` would then wait for tee, which waits for this script's output to end.)
+  stored=Benchmarks/results/fault-drill$([ "$mode" = lab ] && echo -lab)-$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p Benchmarks/results
+  dirty=$(git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
+  echo "# Benchmarks/fault-drill.sh${1:+ $1} at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty, $(date -u)" > "$stored.txt"
+  Benchmarks/machine-info.sh > "$stored.machine.json"
+  set +e
+  FAULT_DRILL_STORE=1 "$0" "$@" | tee -a "$stored.txt"
+  status=${PIPESTATUS[0]}
+  echo "stored in $stored.txt" >&2
+  exit "$status"
 fi
 EPOCHS=${EPOCHS:-3}
 WAIT_LIMIT=${WAIT_LIMIT:-1800}

@@ -145,22 +145,28 @@ public final class Evaluator {
             passSums.objective += Double(nll[i]) + Double(kl[i])
         }
         sums += passSums
-        for i in 0..<n {
-            let mu = posterior + i * 2 * zDim
-            let lv = mu + zDim
-            for j in 0..<zDim {
-                klPerDim[j] += Double(klPerDimension[i * zDim + j])
-                muSum[j] += Double(mu[j])
-                muSquareSum[j] += Double(mu[j]) * Double(mu[j])
-                posteriorMeans.append(mu[j])
-                posteriorLogVariances.append(lv[j])
-                draws.append(z[i * zDim + j])
-            }
-        }
+        for i in 0..<n { addPosteriorStatistics(sample: i, drawn: z) }
         guard iwaeSamples > 0 else { return }
         for i in 0..<n {
             nllSum += -importanceWeightedLogLikelihood(
                 parameters: p, sample: i, input: x + i * d, id: ids[i], seed: seed)
+        }
+    }
+
+    /// Adds sample `i` of the last pass to the posterior statistics: its KL per dimension (from
+    /// `klPerDimension`), the moments of its posterior mean, and its posterior and its draw (row
+    /// `i` of `drawn`) for the mutual information.
+    func addPosteriorStatistics(sample i: Int, drawn: UnsafePointer<Float>) {
+        let zDim = layout.architecture.latent
+        let mu = posterior + i * 2 * zDim
+        let lv = mu + zDim
+        for j in 0..<zDim {
+            klPerDim[j] += Double(klPerDimension[i * zDim + j])
+            muSum[j] += Double(mu[j])
+            muSquareSum[j] += Double(mu[j]) * Double(mu[j])
+            posteriorMeans.append(mu[j])
+            posteriorLogVariances.append(lv[j])
+            draws.append(drawn[i * zDim + j])
         }
     }
 

@@ -43,18 +43,9 @@ extension Evaluator {
             upperMeanSquareSum = [Double](repeating: 0, count: z2Dim)
         }
         for i in 0..<n {
-            let mu = posterior + i * 2 * z1Dim
-            let lv = mu + z1Dim
-            for j in 0..<z1Dim {
-                klPerDim[j] += Double(klPerDimension[i * z1Dim + j])
-                muSum[j] += Double(mu[j])
-                muSquareSum[j] += Double(mu[j]) * Double(mu[j])
-                posteriorMeans.append(mu[j])
-                posteriorLogVariances.append(lv[j])
-                draws.append(engine.z[i * z1Dim + j])
-            }
+            addPosteriorStatistics(sample: i, drawn: engine.z)
             // mu1 into this evaluator's z rows, for the mean path through q(z2|z1).
-            (z + i * z1Dim).update(from: mu, count: z1Dim)
+            (z + i * z1Dim).update(from: posterior + i * 2 * z1Dim, count: z1Dim)
         }
         engine.networkForward(layout.encoder2Layers, heads: layout.encoder2Heads!, parameters: p, input: z, rows: n,
                               activations: t.encoder2Activations, output: t.heads2)

@@ -87,6 +87,29 @@ enum Fixtures {
         return (g, sums, engine.firstLayerPasses)
     }
 
+    /// For each tensor of `layout`, the worst difference between `analytic` and the central finite
+    /// differences (step `h`) of the objective at `parameters`, scaled so that 1 is the tolerance:
+    /// 2e-3 plus 2% of the numeric value.
+    static func finiteDifferenceErrors(
+        layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float], ids: [UInt32],
+        step: Int, analytic: [Float], h: Float
+    ) -> [(tensor: String, worst: Float)] {
+        layout.tensors.map { tensor in
+            var worst: Float = 0
+            for index in tensor.range {
+                var plus = parameters
+                plus[index] += h
+                var minus = parameters
+                minus[index] -= h
+                let fPlus = objectiveValue(layout: layout, objective: objective, parameters: plus, inputs: inputs, ids: ids, step: step)
+                let fMinus = objectiveValue(layout: layout, objective: objective, parameters: minus, inputs: inputs, ids: ids, step: step)
+                let numeric = Float((fPlus - fMinus) / Double(plus[index] - minus[index]))
+                worst = max(worst, abs(numeric - analytic[index]) / (2e-3 + 2e-2 * abs(numeric)))
+            }
+            return (tensor.name, worst)
+        }
+    }
+
     static func objectiveValue(
         layout: ParameterLayout, objective: Objective, parameters: [Float], inputs: [Float],
         ids: [UInt32], seed: UInt64 = 5, step: Int = 3

@@ -74,22 +74,9 @@ import Testing
         if c.sparseInputs { #expect(result.firstLayer.sparse > 0, "the sparse first layer should have run") }
         let analytic = result.gradient
         let h: Float = 1e-2
-        for tensor in layout.tensors {
-            var worst: Float = 0
-            for index in tensor.range {
-                var plus = varied
-                plus[index] += h
-                var minus = varied
-                minus[index] -= h
-                let fPlus = Fixtures.objectiveValue(layout: layout, objective: c.objective, parameters: plus,
-                                                    inputs: x, ids: ids, step: c.step)
-                let fMinus = Fixtures.objectiveValue(layout: layout, objective: c.objective, parameters: minus,
-                                                     inputs: x, ids: ids, step: c.step)
-                let numeric = Float((fPlus - fMinus) / Double(plus[index] - minus[index]))
-                let error = abs(numeric - analytic[index]) / (2e-3 + 2e-2 * abs(numeric))
-                worst = max(worst, error)
-            }
-            #expect(worst <= 1, "\(c.name): \(tensor.name) differs from finite differences (worst scaled error \(worst))")
+        for (tensor, worst) in Fixtures.finiteDifferenceErrors(layout: layout, objective: c.objective, parameters: varied,
+                                                                inputs: x, ids: ids, step: c.step, analytic: analytic, h: h) {
+            #expect(worst <= 1, "\(c.name): \(tensor) differs from finite differences (worst scaled error \(worst))")
         }
     }
 
