@@ -41,8 +41,8 @@ struct AheadStep: Sendable {
 /// each has a part, a step is reduced by the workers themselves: the coordinator forms a group
 /// (a generation number, ranks in join order) and sends each member its GROUP and the training
 /// state once; then every step it sends only WORK. Each member computes its part, reports DONE
-/// (its sums), reduce-scatters, sends its reduced chunk (SHARD), updates its own chunk and
-/// all-gathers. When every DONE and SHARD of the step is in, the runtime checks the reduced
+/// (its sums), reduce-scatters, updates its own chunk, all-gathers and sends its reduced chunk
+/// (SHARD; with clipping before its update, which waits for the chunks' norms). When every DONE and SHARD of the step is in, the runtime checks the reduced
 /// gradient and applies the same update to the coordinator's copy (`applyRingUpdate`).
 ///
 /// Faults end the group: a member lost mid-step, or a step not complete within the step deadline,
