@@ -42,8 +42,9 @@ struct AheadStep: Sendable {
 /// (a generation number, ranks in join order) and sends each member its GROUP and the training
 /// state once; then every step it sends only WORK. Each member computes its part, reports DONE
 /// (its sums), reduce-scatters, updates its own chunk, all-gathers and sends its reduced chunk
-/// (SHARD; with clipping before its update, which waits for the chunks' norms). When every DONE and SHARD of the step is in, the runtime checks the reduced
-/// gradient and applies the same update to the coordinator's copy (`applyRingUpdate`).
+/// (SHARD; with clipping before its update, which waits for the chunks' norms). When every DONE
+/// and SHARD of the step is in, the runtime checks the reduced gradient and applies the same
+/// update to the coordinator's copy (`applyRingUpdate`).
 ///
 /// Faults end the group: a member lost mid-step, or a step not complete within the step deadline,
 /// abandons the step and computes it again with a new generation (chunks of the old one are
