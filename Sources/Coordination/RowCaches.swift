@@ -116,12 +116,12 @@ public struct RowCacheMirror: Sendable {
     /// does not hold before the WORK. Records them as `peer`'s cache will take them when the WORK arrives, so call
     /// it once per WORK sent, in the order they are sent. An unknown peer gets every row.
     public mutating func rowsToSend(to peer: PeerID, sampleIDs: [UInt32]) -> [Bool] {
-        guard var holdings = workers[peer] else { return [Bool](repeating: true, count: sampleIDs.count) }
+        guard let index = workers.index(forKey: peer) else { return [Bool](repeating: true, count: sampleIDs.count) }
         // Decided against what is held before the WORK, then taken in sample order: as the
-        // worker checks and takes them.
-        let carried = sampleIDs.map { !holdings.holds($0) }
-        for (id, carries) in zip(sampleIDs, carried) where carries { holdings.admit(id) }
-        workers[peer] = holdings
+        // worker checks and takes them. The holdings are changed where they are stored: a copy
+        // taken out and written back would copy the whole table of held rows at every WORK.
+        let carried = sampleIDs.map { !workers.values[index].holds($0) }
+        for (id, carries) in zip(sampleIDs, carried) where carries { workers.values[index].admit(id) }
         return carried
     }
 
@@ -133,10 +133,10 @@ public struct RowCacheMirror: Sendable {
     /// the spare rows in order), so call it once per WORK sent, in the order they are sent.
     public mutating func shipment(to peer: PeerID, sampleIDs: [UInt32], stepSamples: [UInt32]) -> RowShipment {
         let carried = rowsToSend(to: peer, sampleIDs: sampleIDs)
-        guard takesSpareRows(peer), var holdings = workers[peer] else { return RowShipment(carried: carried) }
+        guard takesSpareRows(peer), let index = workers.index(forKey: peer) else { return RowShipment(carried: carried) }
         // Those it holds (the WORK's own samples among them) stay; a row named twice goes once.
-        let spare = stepSamples.filter { holdings.admit($0) != nil }
-        workers[peer] = holdings
+        var spare: [UInt32] = []
+        for id in stepSamples where workers.values[index].admit(id) != nil { spare.append(id) }
         return RowShipment(carried: carried, spare: spare)
     }
 
