@@ -606,15 +606,10 @@ public struct CoordinatorStateMachine: Sendable {
 
     // MARK: Rows
 
-    /// The current step's samples laid out across its parts (`RowCacheMirror.arrange`): `batch`
-    /// is the ids at the step's positions, in order; part `k` gets the ids at its positions'
-    /// places of the result. The same for every send of the step (a re-issued part carries the
-    /// same samples): the runtime makes it once per step.
-    public func arrangeStep(_ batch: [UInt32]) -> [UInt32] {
-        RowCacheMirror.arrange(batch, partSizes: parts.map(\.positions.count))
-    }
-
-    /// `arrangeStep` for step `step`: the step in flight, or the one sent ahead of it.
+    /// Step `step`'s samples (the step in flight's, or the one sent ahead of it) laid out across
+    /// its parts (`RowCacheMirror.arrange`): `batch` is the ids at the step's positions, in order;
+    /// part `k` gets the ids at its positions' places of the result. The same for every send of
+    /// the step (a re-issued part carries the same samples): the runtime makes it once per step.
     public func arrangeStep(_ batch: [UInt32], step: Int) -> [UInt32] {
         RowCacheMirror.arrange(batch, partSizes: parts(ofStep: step).map(\.positions.count))
     }

@@ -251,7 +251,7 @@ import WireProtocol
         let start = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
         let parts = start.compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
         #expect(parts.count == 2)
-        let arranged = m.arrangeStep([4, 5, 6, 7])
+        let arranged = m.arrangeStep([4, 5, 6, 7], step: m.step)
         #expect(arranged == [4, 6, 5, 7])
         let partOfB = parts[1].positions.map { arranged[$0] }
         _ = m.rowsToSend(to: a, sampleIDs: parts[0].positions.map { arranged[$0] })
@@ -259,7 +259,7 @@ import WireProtocol
         let reissued = m.onLeave(b, now: t0).compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
         #expect(reissued.map(\.peer) == [a])
         // The same layout for the rest of the step: b's samples, whose rows a lacks.
-        #expect(m.arrangeStep([4, 5, 6, 7]) == arranged)
+        #expect(m.arrangeStep([4, 5, 6, 7], step: m.step) == arranged)
         #expect(m.rowsToSend(to: a, sampleIDs: reissued[0].positions.map { arranged[$0] }) == [true, true])
     }
 
@@ -267,7 +267,7 @@ import WireProtocol
         var m = machine()  // 8 training rows of 10 bytes
         _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 80), now: t0)
         _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 79), now: t0)
-        let arranged = m.arrangeStep([4, 5, 6, 7])
+        let arranged = m.arrangeStep([4, 5, 6, 7], step: m.step)
         #expect(m.rowShipment(to: a, sampleIDs: [4, 6], stepSamples: arranged) == RowShipment(carried: [true, true], spare: [5, 7]))
         #expect(m.rowShipment(to: b, sampleIDs: [5, 7], stepSamples: arranged) == RowShipment(carried: [true, true]))
     }
@@ -292,7 +292,7 @@ import WireProtocol
         _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
         let start = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
         let parts = start.compactMap { if case .sendWork(let p) = $0 { p } else { nil } }
-        let arranged = m.arrangeStep([4, 5, 6, 7])
+        let arranged = m.arrangeStep([4, 5, 6, 7], step: m.step)
         let ids = parts.map { part in part.positions.map { arranged[$0] } }
         #expect(m.rowShipment(to: a, sampleIDs: ids[0], stepSamples: arranged) == RowShipment(carried: [true, true], spare: ids[1]))
         _ = m.rowShipment(to: b, sampleIDs: ids[1], stepSamples: arranged)
