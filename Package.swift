@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "vae-coordinator",
             dependencies: [
-                "ClusterRuntime", "Coordination", "CurveKeyFiles", "VAETraining", "VAECommandLine", "MetricsServer",
+                "ClusterRuntime", "Collectives", "Coordination", "CurveKeyFiles", "VAETraining", "VAECommandLine", "MetricsServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -136,7 +136,7 @@ if [ "$mode" = lab ]; then
   endpoint_at() { echo "tcp://${LAB}0:$1"; }
   coordinator_security=(--insecure)
   worker_options() {  # the options for a worker on host $1
-    if "$bin/vae-worker" join --help 2>&1 | grep -q -- '--advertise'; then echo --advertise "$(host_address "$1")" --insecure; fi
+    if [ "$("$bin/vae-worker" join --help 2>&1 | grep -c -- '--advertise')" != 0 ]; then echo --advertise "$(host_address "$1")" --insecure; fi
   }
 else
   on_host() { on=(); }
@@ -145,7 +145,7 @@ else
   coordinator_security=()
   worker_options() { :; }
 fi
-if "$bin/vae-coordinator" start --help 2>&1 | grep -q -- '--data-plane'; then
+if [ "$("$bin/vae-coordinator" start --help 2>&1 | grep -c -- '--data-plane')" != 0 ]; then
   data_plane="the coordinator's default, $("$bin/vae-coordinator" start --help 2>&1 | grep -A8 -- '--data-plane <' | tr '\n' ' ' | grep -o 'default: [a-z]*' | head -1 | sed 's/default: //' || true) (no --data-plane given)"
 else
   data_plane="star (this coordinator has no --data-plane)"
@@ -209,7 +209,7 @@ if [ "$mode" = lab ]; then
 else
   echo "one host: coordinator and workers over ipc; the undisturbed run with --local-workers 3"
 fi
-if "$bin/vae-worker" join --help 2>&1 | grep -q -- '--advertise'; then
+if [ "$("$bin/vae-worker" join --help 2>&1 | grep -c -- '--advertise')" != 0 ]; then
   ring_workers="each worker advertises a ring endpoint"
 else
   ring_workers="this vae-worker advertises no ring endpoint (it has no --advertise), so the star carries every step"

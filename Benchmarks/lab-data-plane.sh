@@ -18,7 +18,8 @@
 # Usage: sudo Benchmarks/lab-data-plane.sh     (about 5 minutes with the defaults; root: namespaces)
 # Environment: WORKERS (default 2,4,8), BATCH_PER_WORKER (128), SECONDS_PER_POINT (20: the rough
 #   length of each run), PLANES (star,ring: the order at the first N; ring-sync is the ring with
-#   --no-work-ahead, to measure what sending the next step's work ahead buys), LAB (vaedp), OUT, DESIGN
+#   --no-work-ahead, to measure what sending the next step's work ahead buys; ring-pieces the ring
+#   with --ring-pieces auto, to measure what cutting chunks into pieces buys), LAB (vaedp), OUT, DESIGN
 #   (the model's design.csv; default the stored data-plane-design-20261129T115131Z).
 # Output: Benchmarks/results/lab-data-plane-<time>/: points.jsonl (one line per run), runs/ (each
 #   run's summary, metrics, events and logs), calibration.jsonl, plot.csv, summary.md (the table),
@@ -38,7 +39,7 @@ PLANES=${PLANES:-star,ring}
 DESIGN=${DESIGN:-Benchmarks/results/data-plane-design-20261129T115131Z/design.csv}
 export LAB=${LAB:-vaedp}
 [[ "$WORKERS" =~ ^[1-9][0-9]?(,[1-9][0-9]?)*$ ]] || { echo "lab-data-plane: WORKERS must be comma-separated counts (1-99), not '$WORKERS'" >&2; exit 2; }
-[[ "$PLANES" =~ ^(star|ring|ring-sync)(,(star|ring|ring-sync)){0,2}$ ]] || { echo "lab-data-plane: PLANES must be up to three of star, ring and ring-sync, comma-separated (for example star,ring), not '$PLANES'" >&2; exit 2; }
+[[ "$PLANES" =~ ^(star|ring|ring-sync|ring-pieces)(,(star|ring|ring-sync|ring-pieces)){0,3}$ ]] || { echo "lab-data-plane: PLANES must be up to four of star, ring, ring-sync and ring-pieces, comma-separated (for example star,ring), not '$PLANES'" >&2; exit 2; }
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT:-Benchmarks/results/lab-data-plane-$stamp}
 mkdir -p "$out/runs"
@@ -71,7 +72,8 @@ Benchmarks/machine-info.sh > "$out/machine.json"
 
 note=""
 plane_args=()
-if ! "$BIN/vae-coordinator" start --help 2>&1 | grep -q -- --data-plane; then
+# grep -c reads the whole help: with grep -q and pipefail the writer's SIGPIPE would count as "no flag".
+if [ "$("$BIN/vae-coordinator" start --help 2>&1 | grep -c -- --data-plane)" = 0 ]; then
   note="this vae-coordinator has no --data-plane flag (the ring is not built in yet): only the star ran, without the flag"
   PLANES=star
   plane_args=(--no-plane-flag)

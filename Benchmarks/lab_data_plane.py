@@ -108,6 +108,15 @@ def worker_flags(bin_dir):
     return ["--insecure"] if "--insecure" in text else []
 
 
+# Variants of the ring, for measuring what one of its features buys: the coordinator's extra flags
+# and the name the table and the picture give them.
+RING_VARIANTS = {
+    "ring-sync": (["--no-work-ahead"], "ring without work ahead"),
+    "ring-pieces": (["--ring-pieces", "auto"], "ring with chunks in pieces"),
+}
+PLANE_ORDER = ("star", "ring-sync", "ring-pieces", "ring")
+
+
 def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra_worker_args=()):
     run = os.path.join(out, "runs", f"n{n}-{plane}")
     os.makedirs(run, exist_ok=True)
@@ -122,8 +131,10 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
         "--out", os.path.join(run, "out"),
     ]
     if plane_flag:
-        # ring-sync: the ring without work ahead (the next WORK waits for every SHARD).
-        coordinator_args += ["--data-plane", "ring", "--no-work-ahead"] if plane == "ring-sync" else ["--data-plane", plane]
+        if plane in RING_VARIANTS:
+            coordinator_args += ["--data-plane", "ring"] + RING_VARIANTS[plane][0]
+        else:
+            coordinator_args += ["--data-plane", plane]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     hosts = list(range(n + 1))
     before = {i: link_counters(i) for i in hosts}
@@ -260,7 +271,7 @@ def report(a):
     failures = [json.loads(l) for l in open(path) if l.strip()] if os.path.exists(path) else []
     by = {(p["plane"], p["workers"]): p for p in points}
     ns = sorted({p["workers"] for p in points})
-    planes = [pl for pl in ("star", "ring-sync", "ring") if any(p["plane"] == pl for p in points)]
+    planes = [pl for pl in PLANE_ORDER if any(p["plane"] == pl for p in points)]
     rate_source = points[0]["payload_rate_source"] if points else ""
     rate = points[0]["payload_rate_bytes_per_s"] if points else NOMINAL_RATE
     lines = [
@@ -283,13 +294,15 @@ def report(a):
         "| N | plane | ring steps | samples/s | speed-up (ring/star) | step (ms) | compute (ms) | coordinator link MB/step (sent / received) | max worker link MB/step (sent / received) | target MB/step, each way | pass | communication (ms) | ideal (ms) | communication / ideal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    speedups, sync_speedups = {}, {}
+    # Speed-ups over the star, per ring plane (the ring and its variants).
+    over_star = {pl: {} for pl in planes if pl != "star"}
     for n in ns:
-        star, ring, sync = by.get(("star", n)), by.get(("ring", n)), by.get(("ring-sync", n))
-        if star and ring:
-            speedups[n] = ring["samples_per_s"] / star["samples_per_s"]
-        if star and sync:
-            sync_speedups[n] = sync["samples_per_s"] / star["samples_per_s"]
+        star = by.get(("star", n))
+        for pl in over_star:
+            if star and by.get((pl, n)):
+                over_star[pl][n] = by[(pl, n)]["samples_per_s"] / star["samples_per_s"]
+    speedups = over_star.get("ring", {})
+    for n in ns:
         for plane in planes:
             p = by.get((plane, n))
             if not p:
@@ -300,14 +313,13 @@ def report(a):
             ring = "" if p.get("ring_steps") is None else f"{p['ring_steps']}/{p['steps']}"
             lines.append(
                 f"| {n} | {plane} | {ring} | {p['samples_per_s']:.0f} | "
-                f"{f'{speedups[n]:.2f}x' if plane == 'ring' and n in speedups else ''}"
-                f"{f'{sync_speedups[n]:.2f}x' if plane == 'ring-sync' and n in sync_speedups else ''} | "
+                f"{f'{over_star[plane][n]:.2f}x' if n in over_star.get(plane, {}) else ''} | "
                 f"{fmt(t.get('total_ms'))} | {fmt(t.get('compute_ms'))} | {mb(c['sent'])} / {mb(c['received'])} | "
                 f"{mb(w['sent'])} / {mb(w['received'])} | {mb(p['target_link_bytes_per_step'])} | {'pass' if p['pass'] else 'FAIL'} | "
                 f"{fmt(p['communication_ms'])} | {p['ideal_communication_ms']:.1f} | "
                 f"{fmt(p['communication_over_ideal'], '{:.2f}')} |")
     lines.append("")
-    partial = [p for p in points if p["plane"] == "ring" and p.get("ring_steps") is not None and p["ring_steps"] < p["steps"]]
+    partial = [p for p in points if p["plane"] != "star" and p.get("ring_steps") is not None and p["ring_steps"] < p["steps"]]
     if partial:
         lines += ["Ring runs in which some steps went through the star (a step with fewer samples than "
                   "workers, a worker without a ring endpoint, a broken ring; see the run's events.jsonl): "
@@ -317,7 +329,7 @@ def report(a):
 
     # The picture's data: measured samples/s per plane, and the model's (docs/SCALING.md, "Choosing
     # the next data plane") at 1 Gbit/s with this machine's transport speed, batch 128 only.
-    shown = {"ring-sync": "ring without work ahead"}
+    shown = {plane: name for plane, (_, name) in RING_VARIANTS.items()}
     rows = [(shown.get(plane, plane), p["workers"], p["samples_per_s"]) for plane in planes
             for p in sorted((p for p in points if p["plane"] == plane), key=lambda p: p["workers"])]
     model_used = False
@@ -350,9 +362,10 @@ def report(a):
              f"{passed}/{len(points)} within the link target"]
     if speedups:
         parts.append("ring over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in speedups.items()))
-    if sync_speedups:
-        parts.append("ring without work ahead (ring-sync) over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in sync_speedups.items()))
-    else:
+    for plane, (_, name) in RING_VARIANTS.items():
+        if over_star.get(plane):
+            parts.append(f"{name} ({plane}) over star " + ", ".join(f"{v:.2f}x at N={n}" for n, v in over_star[plane].items()))
+    if not any(over_star.values()):
         parts.append("no ring runs, so no speed-up")
     parts.append("samples/s " + "; ".join(f"{p['plane']} N={p['workers']} {p['samples_per_s']:.0f}" for p in points))
     if model_used:

@@ -33,14 +33,18 @@ public struct CoordinatorOptions: Sendable {
     /// In the ring, send the next step's WORK while the step in flight is reduced
     /// (`RunSchedule.workAhead`; `--no-work-ahead` turns it off, for measurement).
     public var workAhead = true
+    /// The pieces each ring chunk travels in (`--ring-pieces`; 1: whole chunks), or nil for
+    /// `RingPlan.automaticPieces` (1 to 4, from the ring's size and the parameter count).
+    public var ringPieces: Int? = 1
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
-                dataPlane: DataPlane = .ring, workAhead: Bool = true) {
+                dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1) {
         self.dataPlane = dataPlane
         self.workAhead = workAhead
+        self.ringPieces = ringPieces
         self.bind = bind
         self.workers = workers
         self.joinTimeout = joinTimeout

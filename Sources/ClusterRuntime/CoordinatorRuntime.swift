@@ -603,13 +603,16 @@ public final class CoordinatorRuntime {
     }
 
     /// Tells the members of ring group `generation` who they are (GROUP: rank, successor's
-    /// endpoint and key, predecessor's key) and gives each the training state (STATE: the
-    /// parameters, and the optimizer's moments on the chunk it owns and updates).
+    /// endpoint and key, predecessor's key, the pieces a chunk travels in) and gives each the
+    /// training state (STATE: the parameters, and the optimizer's moments on the chunk it owns
+    /// and updates).
     private func formGroup(generation: UInt32, members: [PeerID]) throws {
         let n = members.count
-        let ring = RingPlan(members: n, count: state.layout.count)
+        let pieces = options.ringPieces ?? RingPlan.automaticPieces(members: n, count: state.layout.count)
+        let ring = RingPlan(members: n, count: state.layout.count, pieces: pieces)
         let parameters = SharedFloats(state.parameters)
-        logger.info("ring group formed", metadata: ["group": "\(generation)", "members": "\(members.map(name).joined(separator: ","))", "step": "\(state.step)"])
+        logger.info("ring group formed", metadata: ["group": "\(generation)", "members": "\(members.map(name).joined(separator: ","))", "step": "\(state.step)",
+                                                    "pieces": "\(pieces)"])
         event("group_formed", ["group": "\(generation)", "members": members.map(name).joined(separator: ",")])
         var unreachable: [PeerID] = []
         for (rank, peer) in members.enumerated() {
@@ -620,7 +623,8 @@ public final class CoordinatorRuntime {
             }
             let group: [OutgoingFrame] = Message.group(Group(generation: generation, rank: UInt32(rank), size: UInt32(n),
                                             successorEndpoint: machine.ringEndpoint(of: successor) ?? "",
-                                            successorKey: machine.key(of: successor) ?? "", predecessorKey: machine.key(of: predecessor) ?? ""))
+                                            successorKey: machine.key(of: successor) ?? "", predecessorKey: machine.key(of: predecessor) ?? "",
+                                            pieces: UInt32(pieces)))
             let stateFrames = Message.state(step: UInt64(state.step), generation: generation, optimizerStep: UInt64(state.optimizer.step),
                                             shard: shard, parameters: parameters, first: moments(state.optimizer.first),
                                             second: moments(state.optimizer.second))

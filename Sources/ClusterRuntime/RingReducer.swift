@@ -63,9 +63,11 @@ final class RingReducer {
     func onChunk(_ chunk: RingChunk) throws {
         let h = chunk.header
         guard let phase = RingPhase(rawValue: h.phase) else { return refuse("ring phase \(h.phase)") }
-        let label = RingChunkLabel(generation: h.group, step: Int(h.step), phase: phase, round: Int(h.round), chunk: Int(h.chunk))
-        guard label.chunk < member.plan.members, member.plan.chunk(label.chunk).count == Int(h.count) else {
-            return refuse("\(label) carries \(h.count) floats, which no chunk of this ring has")
+        let label = RingChunkLabel(generation: h.group, step: Int(h.step), phase: phase, round: Int(h.round), chunk: Int(h.chunk),
+                                   piece: Int(h.piece))
+        guard label.chunk < member.plan.members, label.piece < member.plan.pieces,
+              member.plan.piece(label.piece, of: label.chunk).count == Int(h.count) else {
+            return refuse("\(label) carries \(h.count) floats, which no piece of this ring's chunks (\(member.plan.pieces) per chunk) has")
         }
         // A duplicate label must not replace the payload held for the first one.
         guard held[label] == nil else { return refuse("\(label): a duplicate") }
@@ -105,16 +107,17 @@ final class RingReducer {
         for directive in directives {
             switch directive {
             case .send(let label):
-                let range = member.plan.chunk(label.chunk)
+                let range = member.plan.piece(label.piece, of: label.chunk)
                 let source = label.phase == .reduceScatter ? gradient : parameters
                 let floats = source.withUnsafeBufferPointer { SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range])) }
                 try links.send(RingChunkHeader(group: label.generation, step: UInt64(label.step), phase: label.phase.rawValue,
-                                               round: UInt32(label.round), chunk: UInt32(label.chunk), count: UInt32(range.count)),
+                                               round: UInt32(label.round), chunk: UInt32(label.chunk), piece: UInt32(label.piece),
+                                               count: UInt32(range.count)),
                                floats: floats)
                 floatsSent += range.count
             case .accumulate(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
-                let range = member.plan.chunk(label.chunk)
+                let range = member.plan.piece(label.piece, of: label.chunk)
                 gradient.withUnsafeMutableBufferPointer { g in
                     payload.frame.withUnsafeBytes { raw in
                         add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range]))
@@ -122,7 +125,7 @@ final class RingReducer {
                 }
             case .store(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
-                let range = member.plan.chunk(label.chunk)
+                let range = member.plan.piece(label.piece, of: label.chunk)
                 parameters.withUnsafeMutableBufferPointer { p in
                     payload.copy(into: UnsafeMutableBufferPointer(rebasing: p[range]))
                 }

@@ -304,7 +304,7 @@ public final class WorkerRuntime {
                 try reducer.onChunk(chunk)
             case .holdUntilState:
                 // At most what a member may hold (a predecessor is at most one step ahead).
-                let limit = plan.map { 4 * max($0.rounds, 1) } ?? 0
+                let limit = plan.map { 4 * max($0.rounds, 1) * $0.pieces } ?? 0
                 if chunksBeforeState.count < limit {
                     chunksBeforeState.append(chunk)
                 } else {
@@ -598,12 +598,16 @@ public final class WorkerRuntime {
         chunksBeforeState = chunksBeforeGroup.filter { $0.header.group == group.generation }
         chunksBeforeGroup.removeAll { $0.header.group <= group.generation }
         guard let links = ringLinks else { throw ClusterError("internal: GROUP for a worker without a ring endpoint") }
-        let plan = RingPlan(members: Int(group.size), count: parameterCount)
+        guard (1...RingPlan.maximumPieces).contains(Int(group.pieces)) else {
+            throw ClusterError("the coordinator's GROUP \(group.generation) cuts chunks into \(group.pieces) pieces, which this build does not take (1 to \(RingPlan.maximumPieces)); run the same vae-cluster version everywhere")
+        }
+        let plan = RingPlan(members: Int(group.size), count: parameterCount, pieces: Int(group.pieces))
         self.group = group
         self.plan = plan
-        try links.setMaxFloats(max(plan.chunk(0).count, 1))  // chunk 0 is the largest
+        try links.setMaxFloats(max(plan.largestPiece, 1))
         logger.info("joined a ring group", metadata: [
             "group": "\(group.generation)", "rank": "\(group.rank)", "size": "\(group.size)", "successor": "\(group.successorEndpoint)",
+            "pieces": "\(group.pieces)",
         ])
         guard group.size > 1 else { return nil }
         func key(_ z85: String, _ whose: String) throws -> CurveKey? {

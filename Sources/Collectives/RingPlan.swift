@@ -11,19 +11,46 @@
 ///
 /// Each member's link carries (N - 1) / N of the vector each way per phase, whatever N is. The
 /// sum of chunk c is formed in ring order starting at member c, so for a given membership it is
-/// the same at every step and in every run. A pure value: no I/O, no clock.
+/// the same at every step and in every run.
+///
+/// Pipelining: each chunk is cut into `pieces` contiguous pieces that travel as messages of their
+/// own, and piece j of a round depends only on piece j of the round before. A member passes a
+/// piece on as soon as it has added (or stored) it, so its link carries the next piece while the
+/// rest of the chunk is still on the way: the delay at each hop is paid per piece, not per chunk.
+/// Pieces change neither the sums (each float is summed in the same order) nor what a member
+/// owns (a whole chunk). A pure value: no I/O, no clock.
 public struct RingPlan: Sendable, Equatable {
     /// The ring's size, N.
     public let members: Int
     /// The length of the vector, in floats.
     public let count: Int
+    /// The pieces each chunk travels in, S >= 1.
+    public let pieces: Int
 
-    /// - Precondition: `members` >= 1, `count` >= 0.
-    public init(members: Int, count: Int) {
+    /// The most pieces a chunk may be cut into (`--ring-pieces`, and what GROUP may carry).
+    public static let maximumPieces = 64
+
+    /// Pieces of about this many floats (64 KB) or more, so that a piece's own cost (a message,
+    /// a wake-up at each end) stays small against its transfer.
+    public static let automaticPieceFloats = 16_384
+
+    /// The pieces the coordinator chooses when not told: as many as keep every piece at
+    /// `automaticPieceFloats` or more, at most 4. Four pieces pay the hop's delay on a quarter of
+    /// the chunk; more pieces would save less than their messages cost (docs/SCALING.md,
+    /// "The pipelined ring"). 1 for a ring of one, which sends nothing.
+    public static func automaticPieces(members: Int, count: Int) -> Int {
+        guard members > 1 else { return 1 }
+        return min(4, max(1, (count / members) / automaticPieceFloats))
+    }
+
+    /// - Precondition: `members` >= 1, `count` >= 0, 1 <= `pieces` <= `maximumPieces`.
+    public init(members: Int, count: Int, pieces: Int = 1) {
         precondition(members >= 1, "a ring needs a member")
         precondition(count >= 0, "a vector has no negative length")
+        precondition((1...Self.maximumPieces).contains(pieces), "\(pieces) pieces per chunk (1 to \(Self.maximumPieces))")
         self.members = members
         self.count = count
+        self.pieces = pieces
     }
 
     /// Rounds per phase: N - 1 (none for a ring of one).
@@ -37,6 +64,19 @@ public struct RingPlan: Sendable, Equatable {
         let start = index * base + min(index, extra)
         return start..<(start + base + (index < extra ? 1 : 0))
     }
+
+    /// The floats of piece `piece` of chunk `index`: the chunk cut as the vector is cut into
+    /// chunks. Pieces can be empty when the chunk is shorter than `pieces`.
+    public func piece(_ piece: Int, of index: Int) -> Range<Int> {
+        precondition((0..<pieces).contains(piece), "piece \(piece) of \(pieces)")
+        let whole = chunk(index)
+        let base = whole.count / pieces, extra = whole.count % pieces
+        let start = whole.lowerBound + piece * base + min(piece, extra)
+        return start..<(start + base + (piece < extra ? 1 : 0))
+    }
+
+    /// The largest piece of any chunk (piece 0 of chunk 0): what a ring message may carry.
+    public var largestPiece: Int { piece(0, of: 0).count }
 
     /// The member that `rank` sends to.
     public func successor(of rank: Int) -> Int { (rank + 1) % members }

@@ -4,8 +4,9 @@ import Checksums
 /// worker's row-cache capacity to HELLO and, to WORK, which of its samples carry their row.
 /// Version 3 added the ring: HELLO's ring endpoint, WORK's group, and GROUP, STATE, DONE, SHARD,
 /// NORMS and LINKED. Version 4 added ROWS: rows of a step's other samples, for a worker's row
-/// cache only.
-public let protocolVersion: UInt16 = 4
+/// cache only. Version 5 added GROUP's pieces (the ring's chunks travel in pieces; ring
+/// protocol 2).
+public let protocolVersion: UInt16 = 5
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -145,7 +146,8 @@ public struct Gradient {
 
 /// Coordinator -> worker: you are member `rank` of ring group `generation`, of `size` members.
 /// Send your chunks to the successor at `successorEndpoint` (authenticating it by
-/// `successorKey`, Z85, when CURVE is on) and take chunks only from the peer with `predecessorKey`.
+/// `successorKey`, Z85, when CURVE is on) and take chunks only from the peer with `predecessorKey`;
+/// every chunk travels in `pieces` pieces.
 public struct Group: Sendable, Equatable {
     public var generation: UInt32
     public var rank: UInt32
@@ -154,14 +156,18 @@ public struct Group: Sendable, Equatable {
     /// Z85 public keys (40 characters), empty without CURVE.
     public var successorKey: String
     public var predecessorKey: String
+    /// The pieces each chunk travels in (1 to `MessageLimits.maxRingPieces`), the same for every
+    /// member of the group.
+    public var pieces: UInt32
     public init(generation: UInt32, rank: UInt32, size: UInt32, successorEndpoint: String, successorKey: String = "",
-                predecessorKey: String = "") {
+                predecessorKey: String = "", pieces: UInt32 = 1) {
         self.generation = generation
         self.rank = rank
         self.size = size
         self.successorEndpoint = successorEndpoint
         self.successorKey = successorKey
         self.predecessorKey = predecessorKey
+        self.pieces = pieces
     }
 }
 
@@ -275,6 +281,8 @@ public struct Limits: Sendable {
     public var maxSums: Int = 16
     /// The most members a ring group may have (NORMS carries one value per member).
     public var maxGroupSize: Int = 4096
+    /// The most pieces GROUP may cut a chunk into (`RingPlan.maximumPieces`).
+    public var maxRingPieces: Int = 64
     public init(parameterCount: Int) { self.parameterCount = parameterCount }
 }
 
@@ -383,6 +391,7 @@ extension Message {
             w.writer.string(g.successorEndpoint)
             w.writer.string(g.successorKey)
             w.writer.string(g.predecessorKey)
+            w.writer.u32(g.pieces)
         }
     }
 
@@ -619,6 +628,7 @@ extension Message {
             let endpoint = try r.string("the successor's endpoint", limit: limits.maxStringBytes)
             let successorKey = try r.string("the successor's key", limit: limits.maxStringBytes)
             let predecessorKey = try r.string("the predecessor's key", limit: limits.maxStringBytes)
+            let pieces = try r.u32("the pieces per chunk")
             try r.expectEnd()
             guard generation > 0 else { throw WireError(.malformed, "GROUP of generation 0 (0 is the star's)") }
             guard size > 0, Int(size) <= limits.maxGroupSize else {
@@ -626,8 +636,11 @@ extension Message {
             }
             guard rank < size else { throw WireError(.malformed, "GROUP gives rank \(rank) in a group of \(size)") }
             guard size == 1 || !endpoint.isEmpty else { throw WireError(.malformed, "GROUP of \(size) members without a successor endpoint") }
+            guard pieces >= 1, Int(pieces) <= limits.maxRingPieces else {
+                throw WireError(.malformed, "GROUP cuts chunks into \(pieces) pieces (1 to \(limits.maxRingPieces))")
+            }
             return .group(Group(generation: generation, rank: rank, size: size, successorEndpoint: endpoint,
-                                successorKey: successorKey, predecessorKey: predecessorKey))
+                                successorKey: successorKey, predecessorKey: predecessorKey, pieces: pieces))
         case .state:
             try expectFrames(4)
             let generation = try r.u32("the generation")

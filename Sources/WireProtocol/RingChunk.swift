@@ -1,9 +1,9 @@
 /// The ring's link protocol, between neighbouring workers (not the coordinator's protocol): one
-/// message per chunk, two frames.
+/// message per piece of a chunk (a chunk travels in the pieces its GROUP gives), two frames.
 ///
-/// 1. A header of 31 bytes, little-endian: the magic "VRNG", u16 version (`ringProtocolVersion`),
+/// 1. A header of 35 bytes, little-endian: the magic "VRNG", u16 version (`ringProtocolVersion`),
 ///    u32 group (the membership the coordinator formed), u64 step, u8 phase (1 reduce-scatter,
-///    2 all-gather), u32 round, u32 chunk index, u32 float count.
+///    2 all-gather), u32 round, u32 chunk index, u32 piece index, u32 float count.
 /// 2. The floats (4 x count bytes), read in place.
 ///
 /// The payload carries no checksum of its own: TCP's and, with CURVE, the MAC of every frame
@@ -15,37 +15,43 @@ public struct RingChunkHeader: Sendable, Equatable {
     public var phase: UInt8
     public var round: UInt32
     public var chunk: UInt32
+    /// Which piece of the chunk (0 when chunks travel whole).
+    public var piece: UInt32
     public var count: UInt32
 
-    public init(group: UInt32, step: UInt64, phase: UInt8, round: UInt32, chunk: UInt32, count: UInt32) {
+    public init(group: UInt32, step: UInt64, phase: UInt8, round: UInt32, chunk: UInt32, piece: UInt32 = 0, count: UInt32) {
         self.group = group
         self.step = step
         self.phase = phase
         self.round = round
         self.chunk = chunk
+        self.piece = piece
         self.count = count
     }
 
     /// The header frame's length.
-    public static let byteCount = 31
+    public static let byteCount = 35
 }
 
-/// The version of the ring's link protocol.
-public let ringProtocolVersion: UInt16 = 1
+/// The version of the ring's link protocol. Version 2 added the piece index.
+public let ringProtocolVersion: UInt16 = 2
 
 /// "VRNG": the first bytes of every ring chunk.
 let ringMagic: [UInt8] = [0x56, 0x52, 0x4E, 0x47]
 
 /// What a ring chunk may hold: sizes checked before anything is read.
 public struct RingChunkLimits: Sendable {
-    /// The most floats a chunk may carry (the largest chunk of the run's plan).
+    /// The most floats a message may carry (the largest piece of the run's plan).
     public var maxFloats: Int
     /// The most members a ring may have (so rounds and chunk indices stay below it).
     public var maxMembers: Int
+    /// The most pieces a chunk may travel in (so piece indices stay below it).
+    public var maxPieces: Int
 
-    public init(maxFloats: Int, maxMembers: Int = 4096) {
+    public init(maxFloats: Int, maxMembers: Int = 4096, maxPieces: Int = 64) {
         self.maxFloats = maxFloats
         self.maxMembers = maxMembers
+        self.maxPieces = maxPieces
     }
 }
 
@@ -70,6 +76,7 @@ public struct RingChunk {
         w.u8(header.phase)
         w.u32(header.round)
         w.u32(header.chunk)
+        w.u32(header.piece)
         w.u32(header.count)
         return w.bytes
     }
@@ -96,8 +103,11 @@ public struct RingChunk {
         guard header.round < limits.maxMembers, header.chunk < limits.maxMembers else {
             throw WireError(.tooLarge, "round \(header.round), chunk \(header.chunk): a ring has at most \(limits.maxMembers) members")
         }
+        guard header.piece < limits.maxPieces else {
+            throw WireError(.tooLarge, "piece \(header.piece): a chunk has at most \(limits.maxPieces) pieces")
+        }
         guard Int(header.count) <= limits.maxFloats else {
-            throw WireError(.tooLarge, "a ring chunk of \(header.count) floats, more than the \(limits.maxFloats) of the largest chunk")
+            throw WireError(.tooLarge, "a ring piece of \(header.count) floats, more than the \(limits.maxFloats) of the largest piece")
         }
         guard frames[1].byteCount == 4 * Int(header.count) else {
             throw WireError(.malformed, "a ring chunk of \(header.count) floats has a payload of \(frames[1].byteCount) bytes")
@@ -115,7 +125,8 @@ public struct RingChunk {
             throw WireError(.unsupportedVersion, "ring protocol version \(version), this build speaks \(ringProtocolVersion)")
         }
         let header = RingChunkHeader(group: try r.u32("the group"), step: try r.u64("the step"), phase: try r.u8("the phase"),
-                                     round: try r.u32("the round"), chunk: try r.u32("the chunk"), count: try r.u32("the float count"))
+                                     round: try r.u32("the round"), chunk: try r.u32("the chunk"), piece: try r.u32("the piece"),
+                                     count: try r.u32("the float count"))
         try r.expectEnd()
         return header
     }

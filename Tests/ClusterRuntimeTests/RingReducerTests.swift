@@ -15,8 +15,8 @@ import ZeroMQ
 
     /// Plays `steps` steps of a ring of `members` over `count` floats; with `curve`, every link
     /// authenticated. Returns each member's reducer.
-    static func play(members: Int, count: Int, steps: Int, curve: Bool) throws -> [RingReducer] {
-        let plan = RingPlan(members: members, count: count)
+    static func play(members: Int, count: Int, steps: Int, curve: Bool, pieces: Int = 1) throws -> [RingReducer] {
+        let plan = RingPlan(members: members, count: count, pieces: pieces)
         let keys = try (0..<members).map { _ in try CurveKeyPair.generate() }
         let links = try (0..<members).map { rank in
             try RingLinks(host: "127.0.0.1",
@@ -63,9 +63,9 @@ import ZeroMQ
         return parameters
     }
 
-    @Test(arguments: [1, 2, 3, 4])
-    func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int) throws {
-        let reducers = try Self.play(members: members, count: 101, steps: 2, curve: false)
+    @Test(arguments: [(1, 1), (2, 1), (3, 1), (4, 1), (2, 4), (3, 3), (4, 2)])
+    func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int, pieces: Int) throws {
+        let reducers = try Self.play(members: members, count: 101, steps: 2, curve: false, pieces: pieces)
         let expected = expectedParameters(members: members, count: 101, steps: 2)
         let plan = RingPlan(members: members, count: 101)
         for (rank, reducer) in reducers.enumerated() {
@@ -98,7 +98,9 @@ import ZeroMQ
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 1, count: 4)))
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 7, count: 5)))
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 0, count: 5)))
-        #expect(reducer.refusals.count == 3)
+        // A ring that sends whole chunks has no piece 1.
+        try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 1, piece: 1, count: 5)))
+        #expect(reducer.refusals.count == 4)
         #expect(reducer.member.held.isEmpty)
     }
 }

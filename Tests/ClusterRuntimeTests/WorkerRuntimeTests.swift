@@ -468,13 +468,13 @@ import ZeroMQ
         var wrongKeyFor: Int?
         var linkFailures: [String] = []
 
-        init(run: WorkerRuntimeTests.Run, members: Int, steps: Int, keys: [CurveKeyPair]? = nil) {
+        init(run: WorkerRuntimeTests.Run, members: Int, steps: Int, pieces: Int = 1, keys: [CurveKeyPair]? = nil) {
             self.run = run
             self.keys = keys
             self.members = members
             self.steps = steps
             clipping = run.configuration.clipNorm > 0
-            plan = RingPlan(members: members, count: run.layout.count)
+            plan = RingPlan(members: members, count: run.layout.count, pieces: pieces)
             state = TrainingState(configuration: run.configuration, layout: run.layout)
             inboxes = Array(repeating: [], count: members)
             endpoints = Array(repeating: nil, count: members)
@@ -519,7 +519,7 @@ import ZeroMQ
                         queue(rank, Message.group(Group(generation: 1, rank: UInt32(rank), size: UInt32(members),
                                                         successorEndpoint: endpoints[successor] ?? "",
                                                         successorKey: keys?[successor].publicKey.z85 ?? "",
-                                                        predecessorKey: predecessorKey ?? "")))
+                                                        predecessorKey: predecessorKey ?? "", pieces: UInt32(plan.pieces))))
                     }
                 case .linked(let group, let ok, let detail):
                     if !ok, wrongKeyFor != nil {
@@ -621,13 +621,13 @@ import ZeroMQ
     }
 
     /// Runs `members` workers for `steps` ring steps; returns them and the coordinator.
-    func play(members: Int, steps: Int, clipNorm: Float = 0, curve: Bool = false, wrongKeyFor: Int? = nil)
+    func play(members: Int, steps: Int, clipNorm: Float = 0, pieces: Int = 1, curve: Bool = false, wrongKeyFor: Int? = nil)
         throws -> (ScriptedCoordinator, [WorkerRuntime], [Result<WorkerEnding, any Error>?])
     {
         let run = try WorkerRuntimeTests.Run(clipNorm: clipNorm)
         defer { SyntheticData.cleanup(run.directory) }
         let keys = curve ? try (0..<members).map { _ in try CurveKeyPair.generate() } : nil
-        let coordinator = ScriptedCoordinator(run: run, members: members, steps: steps, keys: keys)
+        let coordinator = ScriptedCoordinator(run: run, members: members, steps: steps, pieces: pieces, keys: keys)
         coordinator.wrongKeyFor = wrongKeyFor
         let workers = Box<[WorkerRuntime?]>(Array(repeating: nil, count: members))
         let outcomes = Box<[Result<WorkerEnding, any Error>?]>(Array(repeating: nil, count: members))
@@ -653,10 +653,10 @@ import ZeroMQ
         return coordinator.lock.withLock { (coordinator, workers.value.compactMap { $0 }, outcomes.value) }
     }
 
-    @Test(arguments: [(2, Float(0)), (3, Float(0)), (2, Float(0.01))])
-    func membersEndWithTheCoordinatorsParametersBitForBit(members: Int, clipNorm: Float) throws {
+    @Test(arguments: [(2, Float(0), 1), (3, Float(0), 1), (2, Float(0.01), 1), (3, Float(0), 4), (2, Float(0.01), 3)])
+    func membersEndWithTheCoordinatorsParametersBitForBit(members: Int, clipNorm: Float, pieces: Int) throws {
         let steps = 3
-        let (coordinator, workers, outcomes) = try play(members: members, steps: steps, clipNorm: clipNorm)
+        let (coordinator, workers, outcomes) = try play(members: members, steps: steps, clipNorm: clipNorm, pieces: pieces)
         #expect(coordinator.problems.isEmpty, "\(coordinator.problems)")
         for outcome in outcomes {
             guard case .success(.stopped("done")) = outcome else { Issue.record("a member ended with \(String(describing: outcome))"); continue }
@@ -667,9 +667,10 @@ import ZeroMQ
         for (rank, worker) in workers.enumerated() {
             #expect(worker.currentParameters == coordinator.state.parameters, "member \(rank)")
             #expect(worker.stepsComputed == steps)
-            // Each step: 2 (N - 1) chunks of this member's plan, a 31-byte header each.
+            // Each step: 2 (N - 1) chunks of this member's plan in their pieces, a header each.
             let traffic = worker.traffic
-            #expect(traffic.ringSent == steps * (4 * coordinator.plan.floatsSent(rank: rank) + 2 * coordinator.plan.rounds * RingChunkHeader.byteCount))
+            let messages = 2 * coordinator.plan.rounds * pieces
+            #expect(traffic.ringSent == steps * (4 * coordinator.plan.floatsSent(rank: rank) + messages * RingChunkHeader.byteCount))
             #expect(traffic.ringReceived > 0 && traffic.coordinatorSent > 0 && traffic.coordinatorReceived > 0)
         }
         #expect(workers.reduce(0) { $0 + $1.traffic.ringSent } == workers.reduce(0) { $0 + $1.traffic.ringReceived })

@@ -56,13 +56,15 @@ import Testing
         var computed = false
         var pendingUpdate: Int?
         var floatsSent = 0
+        var messagesSent = 0
         var completed: [Int] = []
     }
 
     /// Plays `steps` steps of a ring of `members` over `count` floats in the order `seed` draws;
     /// returns every member's parameters after each step.
-    static func play(members: Int, count: Int, steps: Int, seed: UInt64) -> (parameters: [[[Float]]], floatsSent: [Int]) {
-        let plan = RingPlan(members: members, count: count)
+    static func play(members: Int, count: Int, steps: Int, seed: UInt64, pieces: Int = 1)
+        -> (parameters: [[[Float]]], floatsSent: [Int], messagesSent: [Int]) {
+        let plan = RingPlan(members: members, count: count, pieces: pieces)
         let initial = (0..<count).map { Float($0 % 7) }
         var nodes = (0..<members).map {
             Node(member: RingMember(plan: plan, rank: $0, generation: 3, step: 0), gradient: [], parameters: initial)
@@ -76,15 +78,16 @@ import Testing
                 switch directive {
                 case .send(let label):
                     let source = label.phase == .reduceScatter ? nodes[r].gradient : nodes[r].parameters
-                    let payload = Array(source[plan.chunk(label.chunk)])
+                    let payload = Array(source[plan.piece(label.piece, of: label.chunk)])
                     nodes[r].floatsSent += payload.count
+                    nodes[r].messagesSent += 1
                     links[plan.successor(of: r)].append((label, payload))
                 case .accumulate(let label):
                     let payload = nodes[r].held.removeValue(forKey: label)!
-                    for (j, i) in plan.chunk(label.chunk).enumerated() { nodes[r].gradient[i] += payload[j] }
+                    for (j, i) in plan.piece(label.piece, of: label.chunk).enumerated() { nodes[r].gradient[i] += payload[j] }
                 case .store(let label):
                     let payload = nodes[r].held.removeValue(forKey: label)!
-                    for (j, i) in plan.chunk(label.chunk).enumerated() { nodes[r].parameters[i] = payload[j] }
+                    for (j, i) in plan.piece(label.piece, of: label.chunk).enumerated() { nodes[r].parameters[i] = payload[j] }
                 case .updateShard(_, let chunk):
                     nodes[r].pendingUpdate = chunk
                 case .complete(let step):
@@ -128,13 +131,13 @@ import Testing
             }
             choices[random.below(choices.count)]()
         }
-        return (snapshots, nodes.map(\.floatsSent))
+        return (snapshots, nodes.map(\.floatsSent), nodes.map(\.messagesSent))
     }
 
     @Test(arguments: [1, 2, 3, 4, 5, 8])
     func everyMemberEndsWithTheUpdateOfTheRingOrderSum(members: Int) {
         let count = 37
-        let (parameters, _) = Self.play(members: members, count: count, steps: 3, seed: 1)
+        let (parameters, _, _) = Self.play(members: members, count: count, steps: 3, seed: 1)
         var expected = (0..<count).map { Float($0 % 7) }
         for step in 0..<3 {
             Self.update(&expected, Self.expectedSum(plan: RingPlan(members: members, count: count), step: step), 0..<count)
@@ -155,9 +158,57 @@ import Testing
     @Test(arguments: [2, 4, 8])
     func eachMemberSendsWhatThePlanSaysPerStep(members: Int) {
         let count = 1000
-        let (_, sent) = Self.play(members: members, count: count, steps: 2, seed: 5)
+        let (_, sent, _) = Self.play(members: members, count: count, steps: 2, seed: 5)
         let plan = RingPlan(members: members, count: count)
         for rank in 0..<members { #expect(sent[rank] == 2 * plan.floatsSent(rank: rank)) }
+    }
+
+    @Test(arguments: [(2, 2), (3, 4), (4, 3), (8, 4), (5, 7)])
+    func piecesGiveTheSameBitsAsWholeChunksWhateverOrderTheyArriveIn(members: Int, pieces: Int) {
+        let count = 211
+        let whole = Self.play(members: members, count: count, steps: 3, seed: 1).parameters
+        for seed in 1...8 as ClosedRange<UInt64> {
+            let cut = Self.play(members: members, count: count, steps: 3, seed: seed, pieces: pieces)
+            #expect(cut.parameters == whole, "schedule \(seed)")
+            let plan = RingPlan(members: members, count: count, pieces: pieces)
+            for rank in 0..<members {
+                #expect(cut.floatsSent[rank] == 3 * plan.floatsSent(rank: rank))
+                #expect(cut.messagesSent[rank] == 3 * 2 * plan.rounds * pieces)
+            }
+        }
+    }
+
+    @Test func aPieceIsPassedOnAsSoonAsItIsAddedNotWhenItsChunkIs() {
+        let plan = RingPlan(members: 3, count: 12, pieces: 2)
+        var member = RingMember(plan: plan, rank: 1, generation: 0, step: 0)
+        let sent = member.onGradientReady()
+        #expect(sent == [
+            .send(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 1, piece: 0)),
+            .send(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 1, piece: 1)),
+        ])
+        // Piece 1 of round 0 comes first: it is added and passed on while piece 0 is still awaited.
+        let piece1 = RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 0, piece: 1)
+        #expect(member.onChunk(piece1) == [
+            .accumulate(piece1),
+            .send(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 1, chunk: 0, piece: 1)),
+        ])
+        #expect(member.progress == .reducing && member.nextRound == [0, 1])
+        // A piece the group does not cut is refused.
+        let noSuchPiece = RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 0, piece: 2)
+        guard case .refuse(noSuchPiece, _)? = member.onChunk(noSuchPiece).first else { Issue.record("took piece 2 of 2"); return }
+        // The shard's update waits for every piece of the last round.
+        let last1 = RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 1, chunk: 2, piece: 1)
+        #expect(member.onChunk(last1) == [.accumulate(last1)])
+        let piece0 = RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 0, piece: 0)
+        let last0 = RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 1, chunk: 2, piece: 0)
+        #expect(member.onChunk(last0) == [])
+        #expect(member.onChunk(piece0) == [
+            .accumulate(piece0),
+            .send(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 1, chunk: 0, piece: 0)),
+            .accumulate(last0),
+            .updateShard(step: 0, chunk: 2),
+        ])
+        #expect(member.progress == .updating)
     }
 
     @Test func aChunkThatArrivesBeforeItsRoundIsHeldAndUsedInOrder() {

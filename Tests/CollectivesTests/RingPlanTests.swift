@@ -50,4 +50,32 @@ import Testing
             #expect(abs(Double(sent) - ideal) <= Double(2 * members), "member \(rank) sends \(sent) floats")
         }
     }
+
+    @Test(arguments: [(1, 10, 1), (3, 100, 4), (4, 3, 2), (8, 652_824, 4), (5, 31, 7), (2, 10, 64)])
+    func thePiecesCoverEachChunkInOrderWithoutOverlap(members: Int, count: Int, pieces: Int) {
+        let plan = RingPlan(members: members, count: count, pieces: pieces)
+        var largest = 0
+        for c in 0..<members {
+            let chunk = plan.chunk(c)
+            var next = chunk.lowerBound
+            for j in 0..<pieces {
+                let piece = plan.piece(j, of: c)
+                #expect(piece.lowerBound == next)
+                #expect(piece.count == chunk.count / pieces || piece.count == chunk.count / pieces + 1)
+                largest = max(largest, piece.count)
+                next = piece.upperBound
+            }
+            #expect(next == chunk.upperBound)
+        }
+        #expect(plan.largestPiece == largest)
+    }
+
+    @Test func automaticPiecesAreAtLeast64KBAndAtMostFour() {
+        #expect(RingPlan.automaticPieces(members: 8, count: 652_824) == 4)   // 81,603 floats a chunk
+        #expect(RingPlan.automaticPieces(members: 2, count: 652_824) == 4)
+        #expect(RingPlan.automaticPieces(members: 16, count: 652_824) == 2)  // 40,801: two of 20,400
+        #expect(RingPlan.automaticPieces(members: 64, count: 652_824) == 1)
+        #expect(RingPlan.automaticPieces(members: 3, count: 100) == 1)
+        #expect(RingPlan.automaticPieces(members: 1, count: 652_824) == 1)
+    }
 }

@@ -317,7 +317,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         } else { Issue.record("not work") }
 
         let group = Group(generation: 4, rank: 1, size: 3, successorEndpoint: "tcp://10.0.0.8:5000",
-                          successorKey: String(repeating: "a", count: 40), predecessorKey: String(repeating: "b", count: 40))
+                          successorKey: String(repeating: "a", count: 40), predecessorKey: String(repeating: "b", count: 40), pieces: 4)
         if case .group(let g) = try Message.decode(received(Message.group(group)), limits: limits) {
             #expect(g == group)
         } else { Issue.record("not a group") }
@@ -358,9 +358,11 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
     func floats(_ values: [Float]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 
     @Test func malformedGroupsAreRefused() {
-        func group(generation: UInt32 = 1, rank: UInt32 = 0, size: UInt32 = 2, endpoint: String = "tcp://h:1") -> [any FrameBytes] {
-            received(Message.group(Group(generation: generation, rank: rank, size: size, successorEndpoint: endpoint)))
+        func group(generation: UInt32 = 1, rank: UInt32 = 0, size: UInt32 = 2, endpoint: String = "tcp://h:1", pieces: UInt32 = 1) -> [any FrameBytes] {
+            received(Message.group(Group(generation: generation, rank: rank, size: size, successorEndpoint: endpoint, pieces: pieces)))
         }
+        expectError(.malformed, group(pieces: 0))
+        expectError(.malformed, group(pieces: UInt32(limits.maxRingPieces) + 1))
         expectError(.malformed, group(generation: 0))
         expectError(.malformed, group(rank: 2, size: 2))
         expectError(.malformed, group(rank: 5, size: 2))
@@ -446,7 +448,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             return
         }
         #expect(f == floats && f.rowBytes == 12)
-        #expect(protocolVersion == 4 && MessageType.rows.rawValue == 16)
+        #expect(protocolVersion >= 4 && MessageType.rows.rawValue == 16)
     }
 
     /// A ROWS of `ids` (rows of `dimension` bytes), its frames as received, and its header's

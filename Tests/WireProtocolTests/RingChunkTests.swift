@@ -3,7 +3,7 @@ import Testing
 
 /// The ring's link protocol: a chunk survives the wire, and nothing malformed is read.
 @Suite struct RingChunkTests {
-    let header = RingChunkHeader(group: 7, step: 1234, phase: 2, round: 3, chunk: 5, count: 4)
+    let header = RingChunkHeader(group: 7, step: 1234, phase: 2, round: 3, chunk: 5, piece: 2, count: 4)
     let limits = RingChunkLimits(maxFloats: 10, maxMembers: 16)
 
     func frames(header: [UInt8]? = nil, payload: [Float] = [1, -2, 3.5, 1e-30]) -> [any FrameBytes] {
@@ -47,6 +47,8 @@ import Testing
         hugeRound.round = 16
         var farStep = header
         farStep.step = maxStep + 1
+        var hugePiece = header
+        hugePiece.piece = 64
         #expect(refusal([RingChunk.encode(header)]) == .wrongFrameCount)
         #expect(refusal(frames(header: badMagic)) == .badMagic)
         #expect(refusal(frames(header: badVersion)) == .unsupportedVersion)
@@ -55,6 +57,7 @@ import Testing
         #expect(refusal(frames(header: RingChunk.encode(tooMany), payload: Array(repeating: 0, count: 11))) == .tooLarge)
         #expect(refusal(frames(header: RingChunk.encode(hugeRound))) == .tooLarge)
         #expect(refusal(frames(header: RingChunk.encode(farStep))) == .malformed)
+        #expect(refusal(frames(header: RingChunk.encode(hugePiece))) == .tooLarge)
         // The header says 4 floats; the payload holds 3.
         #expect(refusal(frames(payload: [1, 2, 3])) == .malformed)
     }
