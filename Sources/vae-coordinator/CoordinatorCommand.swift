@@ -62,7 +62,7 @@ struct Start: AsyncParsableCommand {
     var dataPlane: DataPlane = .ring
     @Flag(name: .customLong("work-ahead"), inversion: .prefixedNo, help: "In the ring, send the next step's work while the workers still reduce the current step, so that they start it the moment their all-gather ends (--no-work-ahead waits for every reduced chunk first; for measurement).")
     var workAhead = true
-    @Option(name: .customLong("ring-pieces"), help: ArgumentHelp("The pieces each ring chunk travels in. A worker passes a piece on as soon as it has added it, so its link carries the next piece while the rest of the chunk is still coming, but every piece costs each worker a wake-up: in the lab it saved 0-6% of the communication time with 2 or 4 workers on 2 cores and cost 14-23% with 8 (docs/SCALING.md, \"Pieces\"). auto: 1 to 4, pieces of 64 KB or more.", valueName: "1-64|auto"))
+    @Option(name: .customLong("ring-pieces"), help: ArgumentHelp("The pieces each ring chunk travels in. A worker passes a piece on as soon as it has added it, so its link carries the next piece while the rest of the chunk is still coming, but every piece costs each worker a wake-up: in the lab it changed the communication time by -6% to +1% with 2 or 4 workers on 2 cores and by +14% to +23% with 8 (docs/SCALING.md, \"Pieces\"). auto: 1 to 4, pieces of 64 KB or more.", valueName: "1-64|auto"))
     var ringPieces: RingPiecesChoice = .count(1)
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
