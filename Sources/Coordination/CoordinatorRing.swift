@@ -218,7 +218,7 @@ extension CoordinatorStateMachine {
     mutating func startAheadStep(now: ContinuousClock.Instant) -> [CoordinatorDirective]? {
         guard let sent = ahead, sent.step == step, !stepInFlight, phase != .finished, let group,
               group.generation == sent.generation, group.members == workers, members.count >= max(policy.minWorkers, 1),
-              schedule.dataPlane == .ring, starStep != step, ringDisabledFor != workers else { return nil }
+              ringAllowed(for: workers) else { return nil }
         ahead = nil
         phase = .running
         stepInFlight = true
@@ -252,9 +252,7 @@ extension CoordinatorStateMachine {
     mutating func planRingStep(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         ringStep = nil
         let peers = workers
-        guard schedule.dataPlane == .ring, starStep != step, ringDisabledFor != peers,
-              members.allSatisfy({ !$0.ringEndpoint.isEmpty }), parts.count == members.count,
-              zip(parts, peers).allSatisfy({ $0.assignee == $1 }) else {
+        guard ringAllowed(for: peers), parts.count == members.count, zip(parts, peers).allSatisfy({ $0.assignee == $1 }) else {
             group = nil
             return []
         }
@@ -267,6 +265,16 @@ extension CoordinatorStateMachine {
         }
         ringStep = RingStepProgress(generation: group!.generation, startedAt: now)
         return directives
+    }
+
+    /// Whether the current step may go around a ring of `peers`: the run uses the ring, the step
+    /// is not one the star must take (a ring step of it failed its checks), the ring was not
+    /// disabled for this membership (a link that cannot come up), and every member has a ring
+    /// endpoint. The one rule for a fresh ring step (`planRingStep`) and a step sent ahead
+    /// (`startAheadStep`).
+    private func ringAllowed(for peers: [PeerID]) -> Bool {
+        schedule.dataPlane == .ring && starStep != step && ringDisabledFor != peers
+            && members.allSatisfy({ !$0.ringEndpoint.isEmpty })
     }
 
     /// The index (rank, which is also the part) of a ring message's sender, if the message

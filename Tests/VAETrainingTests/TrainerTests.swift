@@ -45,13 +45,8 @@ import VAECommandLine
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
         let configuration = Fixtures.configuration(train: train, test: test, epochs: 4)
-        let data = try TrainingData.load(configuration)
-        let trainer = try Trainer(configuration: configuration, data: data, logger: Fixtures.logger)
-        let before = HeldOutEvaluation.elbo(layout: trainer.layout, parameters: trainer.parameters,
-                                            dataset: data.test!, filler: data.filler, seed: 123).meanNegELBO
-        let output = try RunOutput(directory: dir.appendingPathComponent("run").path)
-        var epochs: [EpochMetrics] = []
-        let summary = try trainer.run(output: output) { epochs.append($0) }
+        let run = try Fixtures.train(configuration, in: dir)
+        let (data, trainer, before, output, epochs, summary) = (run.data, run.trainer, run.heldOutBefore, run.output, run.epochs, run.summary)
 
         #expect(epochs.count == 4)
         #expect(summary.steps == 4 * 16)

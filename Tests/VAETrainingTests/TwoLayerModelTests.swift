@@ -72,14 +72,8 @@ import VAEData
     @Test func aShortRunLearnsAndReportsActiveUnitsPerLayer() throws {
         let (dir, train, test) = Fixtures.dataset()
         defer { Fixtures.cleanup(dir) }
-        let configuration = Self.configuration(train: train, test: test, epochs: 3)
-        let data = try TrainingData.load(configuration)
-        let trainer = try Trainer(configuration: configuration, data: data, logger: Fixtures.logger)
-        let before = HeldOutEvaluation.elbo(layout: trainer.layout, parameters: trainer.parameters,
-                                            dataset: data.test!, filler: data.filler, seed: 123).meanNegELBO
-        let output = try RunOutput(directory: dir.appendingPathComponent("run").path)
-        var epochs: [EpochMetrics] = []
-        let summary = try trainer.run(output: output) { epochs.append($0) }
+        let run = try Fixtures.train(Self.configuration(train: train, test: test, epochs: 3), in: dir)
+        let (data, before, output, epochs, summary) = (run.data, run.heldOutBefore, run.output, run.epochs, run.summary)
         let after = try #require(summary.testNegElbo)
         // 48 steps take the synthetic test set's -ELBO from 11.6 to 10.7 nats.
         #expect(after < before - 0.5, "test -ELBO went from \(before) to \(after)")
