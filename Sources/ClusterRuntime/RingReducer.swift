@@ -16,8 +16,9 @@ extension RingLinks: RingSending {}
 /// where the reduced chunk goes to the coordinator). Without an `updateShard` closure the update
 /// waits: `reducedShard` says which chunk is reduced (taken once with `takeReducedShard`), the
 /// owner updates `parameters` itself when it can (a worker may wait for the coordinator's NORMS)
-/// and calls `shardUpdated`. Chunks that break the ring's protocol are dropped and listed in
-/// `refusals`, for the coordinator.
+/// and calls `shardUpdated`. Chunks that break the ring's protocol are dropped and counted; the
+/// reasons of the latest few wait in `takeRefusals` for the worker's log (a predecessor that floods
+/// bad chunks costs a count, not memory).
 final class RingReducer {
     private(set) var member: RingMember
     private let links: any RingSending
@@ -39,8 +40,12 @@ final class RingReducer {
     private(set) var awaitingUpdate: (step: Int, chunk: Int)?
     /// The same, until `takeReducedShard` took it.
     private var reducedShard: (step: Int, chunk: Int)?
-    /// Why chunks were refused (the sender broke the protocol), oldest first.
-    private(set) var refusals: [String] = []
+    /// Chunks refused so far (the sender broke the protocol).
+    private(set) var refusalCount = 0
+    /// Why, for the refusals not taken yet, oldest first: at most `keptRefusals`, the newest.
+    private var pendingRefusals: [String] = []
+    /// The refusal reasons kept until taken.
+    static let keptRefusals = 16
     /// Floats sent so far.
     private(set) var floatsSent = 0
 
@@ -87,8 +92,12 @@ final class RingReducer {
         return newlyCompleted
     }
 
-    /// The refusals listed since index `start` (for a caller that logs each once).
-    func refusals(since start: Int) -> ArraySlice<String> { refusals[min(start, refusals.count)...] }
+    /// Why chunks were refused since the last call (the newest `keptRefusals` of them), oldest
+    /// first; `refusalCount` counts them all.
+    func takeRefusals() -> [String] {
+        defer { pendingRefusals = [] }
+        return pendingRefusals
+    }
 
     /// The owner updated the awaited shard in `parameters` (from `gradient`): go on with the
     /// all-gather.
@@ -100,7 +109,9 @@ final class RingReducer {
     }
 
     private func refuse(_ reason: String) {
-        refusals.append(reason)
+        refusalCount += 1
+        if pendingRefusals.count == Self.keptRefusals { pendingRefusals.removeFirst() }
+        pendingRefusals.append(reason)
     }
 
     private func perform(_ directives: [RingDirective]) throws {

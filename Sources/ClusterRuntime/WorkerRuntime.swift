@@ -152,8 +152,8 @@ public final class WorkerRuntime {
     var ringStepSamples = 0
     /// Whether the successor link's last handshake succeeded (nil: none yet).
     var successorUp: Bool?
-    /// Ring refusals logged so far.
-    var refusalsLogged = 0
+    /// What the ring refused (bad chunks from the predecessor), for a log that a flood cannot fill.
+    var ringRefusals = RefusalLog(one: "a ring message from the predecessor", many: "ring messages from the predecessor")
     /// Bytes on the coordinator link.
     var coordinatorBytesSent = 0
     var coordinatorBytesReceived = 0
@@ -290,7 +290,7 @@ public final class WorkerRuntime {
             let chunk: RingChunk
             switch result {
             case .failure(let error):
-                logger.warning("refused a ring message from the predecessor", metadata: ["reason": "\(error)"])
+                logRingRefusal("\(error)")
                 continue
             case .success(let received):
                 chunk = received
@@ -308,7 +308,7 @@ public final class WorkerRuntime {
                 if chunksBeforeState.count < limit {
                     chunksBeforeState.append(chunk)
                 } else {
-                    logger.warning("refused a ring chunk", metadata: ["reason": "more than \(limit) chunks before the group's STATE"])
+                    logRingRefusal("more than \(limit) chunks before the group's STATE")
                 }
             case .holdUntilGroup:
                 // Before WELCOME the run's size is unknown: a few chunks, whatever their size.
@@ -316,7 +316,7 @@ public final class WorkerRuntime {
                 if parameterCount == 0 ? chunksBeforeGroup.count < 16 : held + Int(chunk.header.count) <= 4 * parameterCount {
                     chunksBeforeGroup.append(chunk)
                 } else {
-                    logger.warning("refused a ring chunk", metadata: ["reason": "more than \(4 * parameterCount) floats of chunks before this worker's GROUP"])
+                    logRingRefusal("more than \(4 * parameterCount) floats of chunks before this worker's GROUP")
                 }
             case .drop(let reason):
                 logger.info("dropped a ring chunk", metadata: ["reason": "\(reason)"])
@@ -329,10 +329,7 @@ public final class WorkerRuntime {
     /// completed), until nothing more happens, and logs the chunks the ring refused.
     private func ringProgress() throws -> WorkerEnding? {
         while let reducer {
-            for reason in reducer.refusals(since: refusalsLogged) {
-                logger.warning("refused a ring chunk from the predecessor", metadata: ["reason": "\(reason)"])
-            }
-            refusalsLogged = reducer.refusals.count
+            for reason in reducer.takeRefusals() { logRingRefusal(reason) }
             let completed = reducer.takeCompletedSteps()
             let shard = reducer.takeReducedShard()
             guard !completed.isEmpty || shard != nil else { return nil }
@@ -632,12 +629,18 @@ public final class WorkerRuntime {
         return nil
     }
 
+    /// Logs a refused ring message: each of the first few in full, then one line per thousand.
+    private func logRingRefusal(_ reason: String) {
+        if let line = ringRefusals.note() {
+            logger.warning("\(line)", metadata: ["reason": "\(reason)"])
+        }
+    }
+
     /// Drops the ring group: its step, its chunks, its held work.
     private func leaveGroup() {
         group = nil
         plan = nil
         reducer = nil
-        refusalsLogged = 0
         chunksBeforeState = []
         ringWork = [:]
     }
@@ -671,7 +674,6 @@ public final class WorkerRuntime {
         let reducer = RingReducer(member: RingMember(plan: plan, rank: rank, generation: group.generation, step: step),
                                   links: links, parameters: message.parameters.array, updateShard: nil)
         self.reducer = reducer
-        refusalsLogged = 0
         logger.info("ring state loaded", metadata: ["group": "\(group.generation)", "step": "\(step)", "shard": "\(owned)"])
         let early = chunksBeforeState
         chunksBeforeState = []

@@ -52,8 +52,9 @@ public enum RingDirective: Sendable, Equatable {
     /// Drop the held chunk `label` unused: it belongs to another group or to a step that is over.
     case discard(RingChunkLabel, reason: String)
     /// The predecessor sent what the protocol never sends (a chunk out of place, a round that
-    /// does not exist, a duplicate, too many chunks ahead): drop it and report the sender to the
-    /// coordinator.
+    /// does not exist, a duplicate, too many chunks ahead): drop it and log why. The step then
+    /// waits for the pieces it lacks; if they never come, the coordinator's step deadline ends it
+    /// (and, after repeated slow ring steps, the run goes on in the star).
     case refuse(RingChunkLabel, reason: String)
 }
 

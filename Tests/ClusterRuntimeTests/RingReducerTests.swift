@@ -70,7 +70,7 @@ import ZeroMQ
         let plan = RingPlan(members: members, count: 101)
         for (rank, reducer) in reducers.enumerated() {
             #expect(reducer.parameters == expected, "member \(rank)")
-            #expect(reducer.refusals.isEmpty)
+            #expect(reducer.refusalCount == 0)
             #expect(reducer.floatsSent == 2 * plan.floatsSent(rank: rank))
         }
     }
@@ -100,7 +100,24 @@ import ZeroMQ
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 0, count: 5)))
         // A ring that sends whole chunks has no piece 1.
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 1, piece: 1, count: 5)))
-        #expect(reducer.refusals.count == 4)
+        #expect(reducer.refusalCount == 4)
+        #expect(reducer.takeRefusals().count == 4)
+        #expect(reducer.takeRefusals().isEmpty)
         #expect(reducer.member.held.isEmpty)
+    }
+
+    @Test func aFloodOfBadChunksIsCountedWithoutKeepingEveryReason() throws {
+        let plan = RingPlan(members: 2, count: 10)
+        let reducer = RingReducer(member: RingMember(plan: plan, rank: 0, generation: 0, step: 0), links: Recorder(),
+                                  parameters: [Float](repeating: 0, count: 10)) { _, _, _, _ in }
+        for index in 0..<5000 {
+            let header = RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 7, count: UInt32(index % 5))
+            try reducer.onChunk(RingChunk.decode([RingChunk.encode(header), [UInt8](repeating: 0, count: 4 * Int(header.count))],
+                                                 limits: RingChunkLimits(maxFloats: 10)))
+        }
+        #expect(reducer.refusalCount == 5000)
+        let kept = reducer.takeRefusals()
+        #expect(kept.count == RingReducer.keptRefusals)
+        #expect(kept.last?.contains("carries 4 floats") == true, "the newest are kept: \(kept.last ?? "")")
     }
 }
