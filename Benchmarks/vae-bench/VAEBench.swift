@@ -7,8 +7,8 @@ import VAECore
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae-bench",
-        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport, minibatch filling, worker threads and the backward pass's overlap window.",
-        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self, WorkerThreads.self, OverlapWindow.self])
+        abstract: "Measure sgemm speed, the training step, IWAE evaluation, transport, minibatch filling, worker threads, the backward pass's overlap window and reading a mixed-type table.",
+        subcommands: [Sgemm.self, Step.self, IWAE.self, Transport.self, Fill.self, WorkerThreads.self, OverlapWindow.self, TableRead.self])
 }
 
 struct ModelOptions: ParsableArguments {
