@@ -27,102 +27,150 @@ public struct Table: Sendable, Equatable {
     }
 
     /// The table in CSV text `bytes`; ragged rows and a missing header are errors that name the
-    /// line.
-    public static func parse(_ bytes: [UInt8], name: String, delimiter: Character = ",") throws(DataError) -> Table {
-        var text = String(decoding: bytes, as: UTF8.self)
-        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
-        // "\r\n" is one Character in Swift, so a file with Windows line ends (Python's csv module,
-        // spreadsheets) has no "\n" Character to split on: split on both.
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-            .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
-        while let last = lines.last, last.allSatisfy({ $0 == " " || $0 == "\t" }) { lines.removeLast() }
-        guard let first = lines.first else {
-            throw DataError(.empty, file: name, expected: "a header row naming the columns, then rows", found: "an empty file")
-        }
-        let header = try fields(first, line: 1, name: name, delimiter: delimiter).map { $0 ?? "" }
-        if let empty = header.firstIndex(of: "") {
-            throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a name for every column in the header row",
-                            found: "column \(empty + 1) without one")
-        }
-        var firstColumn: [String: Int] = [:]
-        for (c, column) in header.enumerated() {
-            if let earlier = firstColumn[column] {
-                throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a different name for every column (cells are found by their column's name)",
-                                found: "'\(column)' as the name of columns \(earlier + 1) and \(c + 1); rename one")
+    /// line. Lines end with "\n" or "\r\n"; blank lines at the end are ignored; a UTF-8 byte order
+    /// mark is skipped. Read byte by byte (the delimiter, quotes, spaces and line ends are ASCII,
+    /// and no byte of a multi-byte UTF-8 character is), each cell decoded as UTF-8 once.
+    public static func parse(_ bytes: [UInt8], name: String, delimiter: UInt8 = UInt8(ascii: ",")) throws(DataError) -> Table {
+        precondition(delimiter < 0x80 && ![quote, newline, carriageReturn, space, tab].contains(delimiter),
+                     "a delimiter must be an ASCII character other than a quote, a space, a tab or a line end")
+        return try bytes.withUnsafeBufferPointer { (text) throws(DataError) -> Table in
+            let start = text.count >= 3 && text[0] == 0xEF && text[1] == 0xBB && text[2] == 0xBF ? 3 : 0
+            var lines = lineRanges(text, from: start)
+            while let last = lines.last, text[last].allSatisfy({ $0 == space || $0 == tab }) { lines.removeLast() }
+            guard let first = lines.first else {
+                throw DataError(.empty, file: name, expected: "a header row naming the columns, then rows", found: "an empty file")
             }
-            firstColumn[column] = c
-        }
-        if header.allSatisfy({ Double($0) != nil }) {
-            throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a header row naming the columns (a mixed-type table is read by its column names)",
-                            found: "a row of numbers")
-        }
-        var rows: [[String?]] = []
-        rows.reserveCapacity(lines.count - 1)
-        for (i, line) in lines.enumerated().dropFirst() {
-            let row = try fields(line, line: i + 1, name: name, delimiter: delimiter)
-            guard row.count == header.count else {
-                throw DataError(.raggedRow, file: name, at: .line(i + 1, column: 1),
-                                expected: "\(header.count) fields, as in the header", found: "\(row.count)")
+            var scratch: [UInt8] = []  // a quoted field, unescaped
+            let header = try fields(text, first, line: 1, name: name, delimiter: delimiter, scratch: &scratch).map { $0 ?? "" }
+            if let empty = header.firstIndex(of: "") {
+                throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a name for every column in the header row",
+                                found: "column \(empty + 1) without one")
             }
-            rows.append(row)
+            var firstColumn: [String: Int] = [:]
+            for (c, column) in header.enumerated() {
+                if let earlier = firstColumn[column] {
+                    throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a different name for every column (cells are found by their column's name)",
+                                    found: "'\(column)' as the name of columns \(earlier + 1) and \(c + 1); rename one")
+                }
+                firstColumn[column] = c
+            }
+            if header.allSatisfy({ Double($0) != nil }) {
+                throw DataError(.badHeader, file: name, at: .line(1, column: 1), expected: "a header row naming the columns (a mixed-type table is read by its column names)",
+                                found: "a row of numbers")
+            }
+            guard lines.count - 1 <= Dataset.maximumCount else {
+                throw DataError(.tooLarge, file: name, expected: "at most \(Dataset.maximumCount) rows", found: "\(lines.count - 1)")
+            }
+            var rows: [[String?]] = []
+            rows.reserveCapacity(lines.count - 1)
+            for (i, line) in lines.enumerated().dropFirst() {
+                let row = try fields(text, line, line: i + 1, name: name, delimiter: delimiter, scratch: &scratch)
+                guard row.count == header.count else {
+                    throw DataError(.raggedRow, file: name, at: .line(i + 1, column: 1),
+                                    expected: "\(header.count) fields, as in the header", found: "\(row.count)")
+                }
+                rows.append(row)
+            }
+            guard !rows.isEmpty else {
+                throw DataError(.empty, file: name, at: .line(2, column: 1), expected: "at least one row after the header", found: "none")
+            }
+            return Table(name: name, header: header, rows: rows)
         }
-        guard !rows.isEmpty else {
-            throw DataError(.empty, file: name, at: .line(2, column: 1), expected: "at least one row after the header", found: "none")
-        }
-        guard rows.count <= Dataset.maximumCount else {
-            throw DataError(.tooLarge, file: name, expected: "at most \(Dataset.maximumCount) rows", found: "\(rows.count)")
-        }
-        return Table(name: name, header: header, rows: rows)
     }
 
-    /// The fields of one line, trimmed and unquoted; nil for a missing cell.
-    static func fields(_ line: Substring, line number: Int, name: String, delimiter: Character) throws(DataError) -> [String?] {
-        var result: [String?] = []
-        var field = ""
-        var quoted = false
-        var wasQuoted = false
-        var index = line.startIndex
-        func finish() {
-            let value = wasQuoted ? field : field.trimmingSpaces
-            if !wasQuoted && (value.isEmpty || missingTokens.contains(value.lowercased())) {
-                result.append(nil)
-            } else {
-                result.append(value)
+    static let quote = UInt8(ascii: "\""), newline = UInt8(ascii: "\n"), carriageReturn = UInt8(ascii: "\r")
+    static let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
+
+    /// The lines of `text` from `start`: split at "\n", a "\r" before it dropped; the piece after
+    /// the last "\n" too (empty when the text ends with one).
+    static func lineRanges(_ text: UnsafeBufferPointer<UInt8>, from start: Int) -> [Range<Int>] {
+        var lines: [Range<Int>] = []
+        var lineStart = start
+        var i = start
+        while i < text.count {
+            if text[i] == newline {
+                lines.append(lineStart..<(i > lineStart && text[i - 1] == carriageReturn ? i - 1 : i))
+                lineStart = i + 1
             }
-            field = ""
-            wasQuoted = false
+            i += 1
         }
-        while index < line.endIndex {
-            let c = line[index]
+        lines.append(lineStart..<text.count)
+        return lines
+    }
+
+    /// The fields of one line, trimmed (spaces and tabs) and unquoted; nil for a missing cell.
+    /// A field is quoted when its first character other than spaces is a double quote; `""`
+    /// inside is one quote, and spaces after the closing quote are dropped. An unquoted field is
+    /// decoded straight from `text`; a quoted one is unescaped into `scratch` first.
+    static func fields(_ text: UnsafeBufferPointer<UInt8>, _ line: Range<Int>, line number: Int, name: String, delimiter: UInt8,
+                       scratch: inout [UInt8]) throws(DataError) -> [String?] {
+        var result: [String?] = []
+        var index = line.lowerBound
+        while true {
+            var start = index
+            while start < line.upperBound && (text[start] == space || text[start] == tab) { start += 1 }
+            if start < line.upperBound && text[start] == quote {
+                index = try quotedField(text, from: start, to: line.upperBound, line: number, name: name, delimiter: delimiter,
+                                        into: &scratch)
+                result.append(String(decoding: scratch, as: UTF8.self))
+            } else {
+                var end = start
+                while end < line.upperBound && text[end] != delimiter { end += 1 }
+                index = end
+                while end > start && (text[end - 1] == space || text[end - 1] == tab) { end -= 1 }
+                let value = UnsafeBufferPointer(rebasing: text[start..<end])
+                result.append(value.isEmpty || isMissingToken(value) ? nil : String(decoding: value, as: UTF8.self))
+            }
+            // `index` is at the delimiter that ends the field, or at the line's end.
+            guard index < line.upperBound else { return result }
+            index += 1
+        }
+    }
+
+    /// The quoted field that starts at `start` (a double quote), unescaped into `field`: the
+    /// index of the delimiter that ends it, or of the line's end. After the closing quote,
+    /// spaces are dropped and other characters kept; a quote that follows only spaces opens the
+    /// field again.
+    static func quotedField(_ text: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, line number: Int, name: String,
+                            delimiter: UInt8, into field: inout [UInt8]) throws(DataError) -> Int {
+        field.removeAll(keepingCapacity: true)
+        var quoted = true
+        var index = start + 1
+        while index < end {
+            let c = text[index]
             if quoted {
-                if c == "\"" {
-                    let next = line.index(after: index)
-                    if next < line.endIndex && line[next] == "\"" {
-                        field.append("\"")
-                        index = next
+                if c == quote {
+                    if index + 1 < end && text[index + 1] == quote {
+                        field.append(quote)
+                        index += 1
                     } else {
                         quoted = false
                     }
                 } else {
                     field.append(c)
                 }
-            } else if c == "\"" && field.trimmingSpaces.isEmpty {
-                field = ""
-                quoted = true
-                wasQuoted = true
             } else if c == delimiter {
-                finish()
-            } else if !(wasQuoted && (c == " " || c == "\t")) {
+                return index
+            } else if c == quote && field.allSatisfy({ $0 == space || $0 == tab }) {
+                field.removeAll(keepingCapacity: true)
+                quoted = true
+            } else if c != space && c != tab {
                 field.append(c)
             }
-            index = line.index(after: index)
+            index += 1
         }
         if quoted {
             throw DataError(.badHeader, file: name, at: .line(number, column: 1), expected: "a closing double quote on the same line",
                             found: "a quoted field that runs to the end of the line")
         }
-        finish()
-        return result
+        return end
+    }
+
+    /// Whether `value` is one of `missingTokens`, in any case (they are ASCII).
+    static func isMissingToken(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard value.count <= 3 else { return false }
+        let lowered = String(decoding: value.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+        return missingTokens.contains(lowered)
     }
 
     /// The cells of column `c`.
@@ -177,25 +225,42 @@ public enum TableSchema {
             forced[name] = kind
         }
         var columns: [TableColumn] = []
+        // A column with more distinct cells than a labelled column may have is only checked for
+        // text from there on: its labels are never needed, and a million distinct numbers would
+        // cost a dictionary and a sort.
+        let distinctKept = max(maximumIntegerCategories, Likelihood.maximumCategories)
         for (c, name) in table.header.enumerated() {
-            let cells = table.column(c).compactMap { $0 }
-            guard !cells.isEmpty else {
+            var distinct: [String: Double?] = [:]
+            var observed = false
+            var overflow = false
+            var firstText: String?
+            for row in table.rows {
+                guard let cell = row[c] else { continue }
+                observed = true
+                if !overflow {
+                    guard distinct[cell] == nil else { continue }
+                    let value = Double(cell)
+                    distinct[cell] = .some(value)
+                    if value == nil && firstText == nil { firstText = cell }
+                    overflow = distinct.count > distinctKept
+                } else if firstText == nil && Double(cell) == nil {
+                    firstText = cell
+                }
+            }
+            guard observed else {
                 throw ConfigurationError("column '\(name)' of \(table.name) has no observed cell (every cell is empty or NA): nothing can be learnt about it; drop the column")
             }
-            var distinct: [String: Double?] = [:]
-            for cell in cells where distinct[cell] == nil { distinct[cell] = .some(Double(cell)) }
-            let numbers = distinct.values.compactMap { $0 }
-            let allNumbers = numbers.count == distinct.count
-            let values = Set(numbers)
-            let sortedLabels = allNumbers
-                ? canonicalLabels(distinct)
-                : distinct.keys.sorted()
+            let allNumbers = firstText == nil
+            let values = overflow ? [] : Set(distinct.values.compactMap { $0 })
+            var labels: [String] {
+                allNumbers ? canonicalLabels(distinct) : distinct.keys.sorted()
+            }
             let kind: TableColumn.Kind
             if let wanted = forced[name] {
                 kind = wanted
-            } else if allNumbers && values.isSubset(of: [0, 1]) {
+            } else if allNumbers && !overflow && values.isSubset(of: [0, 1]) {
                 kind = .bernoulli
-            } else if allNumbers && values.allSatisfy({ $0 == $0.rounded() }) && values.count <= maximumIntegerCategories {
+            } else if allNumbers && !overflow && values.allSatisfy({ $0 == $0.rounded() }) && values.count <= maximumIntegerCategories {
                 kind = .categorical
             } else if allNumbers {
                 kind = .gaussian
@@ -204,27 +269,34 @@ public enum TableSchema {
             }
             switch kind {
             case .gaussian:
-                guard allNumbers else {
-                    let example = distinct.first { $0.value == nil }!.key
-                    throw ConfigurationError("column '\(name)' cannot be gaussian: it holds text such as '\(example)', not only numbers; make it categorical")
+                if let firstText {
+                    throw ConfigurationError("column '\(name)' cannot be gaussian: it holds text such as '\(firstText)', not only numbers; make it categorical")
                 }
                 columns.append(TableColumn(name: name, kind: .gaussian))
             case .bernoulli:
-                let labels: [String]
+                if overflow {
+                    throw ConfigurationError("column '\(name)' cannot be bernoulli: it has more than \(distinctKept) distinct values; a Bernoulli column has two; make it gaussian if it is a number")
+                }
+                let sortedLabels = labels
+                let bernoulliLabels: [String]
                 if allNumbers && values.isSubset(of: [0, 1]) {
-                    labels = ["0", "1"]
+                    bernoulliLabels = ["0", "1"]
                 } else if sortedLabels.count == 2 {
-                    labels = sortedLabels  // the first is 0, the second 1
+                    bernoulliLabels = sortedLabels  // the first is 0, the second 1
                 } else {
                     throw ConfigurationError("column '\(name)' cannot be bernoulli: it has \(sortedLabels.count) distinct value(s) (\(sortedLabels.prefix(5).joined(separator: ", "))\(sortedLabels.count > 5 ? ", ..." : "")); a Bernoulli column has two; make it categorical")
                 }
-                columns.append(TableColumn(name: name, kind: .bernoulli, labels: labels))
+                columns.append(TableColumn(name: name, kind: .bernoulli, labels: bernoulliLabels))
             case .categorical:
-                guard sortedLabels.count >= 2 else {
-                    throw ConfigurationError("column '\(name)' has the one value '\(sortedLabels[0])' in every observed cell: it carries no information; drop the column")
+                guard !overflow else {
+                    throw ConfigurationError("column '\(name)' has more than \(Likelihood.maximumCategories) distinct values, more than a categorical column may have; is it an identifier? drop it, or make it gaussian if it is a number")
                 }
+                let sortedLabels = labels
                 guard sortedLabels.count <= Likelihood.maximumCategories else {
                     throw ConfigurationError("column '\(name)' has \(sortedLabels.count) distinct values, more than the \(Likelihood.maximumCategories) a categorical column may have; is it an identifier? drop it, or make it gaussian if it is a number")
+                }
+                guard sortedLabels.count >= 2 else {
+                    throw ConfigurationError("column '\(name)' has the one value '\(sortedLabels[0])' in every observed cell: it carries no information; drop the column")
                 }
                 columns.append(TableColumn(name: name, kind: .categorical, labels: sortedLabels))
             }

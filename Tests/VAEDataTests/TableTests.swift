@@ -25,6 +25,41 @@ import VAECore
         #expect(t.rows[1][0] == nil && t.rows[2][1] == nil && t.rows[2][4] == nil && t.rows[3][2] == nil && t.rows[4][3] == nil)
     }
 
+    @Test func quotingSpacesAndMarksReadAsTheRulesSay() throws {
+        let text = "\u{FEFF}name , \"quoted\"\n"
+            + "  a b  ,  \"x \"\"y\"\" z\"  \n"          // spaces trimmed; "" is a quote; spaces after the quote dropped
+            + "N/A,\"\"\n"                                  // a missing token in any case; an empty quoted field is a value
+            + "caf\u{E9} 2\"x,\"NA\"\n"                    // a quote after text is text; a quoted NA is a value
+            + "\t,\" a,b \"\r\n"                            // a tab-only field is missing; a quoted comma; a Windows line end
+            + "  \n\t\n"                                     // blank lines at the end are ignored
+        let t = try Table.parse(Array(text.utf8), name: "quotes.csv")
+        #expect(t.header == ["name", "quoted"])
+        #expect(t.rows == [["a b", "x \"y\" z"], [nil, ""], ["caf\u{E9} 2\"x", "NA"], [nil, " a,b "]])
+        // A quote that is never closed is an error naming the line.
+        #expect(throws: DataError.self) { try Table.parse(Array("a,b\n1,\"2\n".utf8), name: "open.csv") }
+    }
+
+    @Test func aColumnOfMoreDistinctNumbersThanAnyLabelledColumnIsGaussianAndTextAmongThemIsRefused() throws {
+        let count = Likelihood.maximumCategories + 10
+        var text = "x,flag\n" + (0..<count).map { "\(Double($0) / 8),\($0 % 2)" }.joined(separator: "\n")
+        var columns = try TableSchema.infer(try Table.parse(Array(text.utf8), name: "many.csv"))
+        #expect(columns.map(\.kind) == [.gaussian, .bernoulli])
+        text += "\nlate text,1"
+        columns = []
+        let message: String
+        do {
+            columns = try TableSchema.infer(try Table.parse(Array(text.utf8), name: "many.csv"))
+            message = ""
+        } catch {
+            message = "\(error)"
+        }
+        #expect(columns.isEmpty)
+        #expect(message.contains("more than \(Likelihood.maximumCategories) distinct values"), "\(message)")
+        #expect(throws: ConfigurationError.self) {
+            try TableSchema.infer(try Table.parse(Array(text.utf8), name: "many.csv"), overrides: [("x", .gaussian)])
+        }
+    }
+
     /// Python's csv module and spreadsheets end lines with "\r\n", which Swift reads as one
     /// Character: such a file reads as the same table.
     @Test func windowsLineEndsReadAsTheSameTable() throws {
