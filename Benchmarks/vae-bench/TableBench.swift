@@ -13,7 +13,7 @@ struct TableRead: ParsableCommand {
     @Option(help: "Measurements; the best counts.") var repeats = 3
 
     /// A table like a survey's: two Gaussian columns (one with gaps), an integer code, a text
-    /// label, a 0/1 flag and a quoted text with a comma, about 60 bytes a row.
+    /// label, a 0/1 flag and a quoted text with a comma, about 34 bytes a row.
     static func synthetic(rows: Int) -> [UInt8] {
         var text = "income,score,visits,region,insured,note\n"
         text.reserveCapacity(64 * rows)
