@@ -63,7 +63,7 @@ import ZeroMQ
         return parameters
     }
 
-    @Test(arguments: [(1, 1), (2, 1), (3, 1), (4, 1), (2, 4), (3, 3), (4, 2)])
+    @Test(arguments: [(1, 1), (2, 1), (3, 1), (4, 1), (2, 4), (3, 3), (4, 2), (3, 64)])  // 64: most pieces empty
     func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int, pieces: Int) throws {
         let reducers = try Self.play(members: members, count: 101, steps: 2, curve: false, pieces: pieces)
         let expected = expectedParameters(members: members, count: 101, steps: 2)
