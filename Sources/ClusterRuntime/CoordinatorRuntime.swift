@@ -613,7 +613,7 @@ public final class CoordinatorRuntime {
         let parameters = SharedFloats(state.parameters)
         logger.info("ring group formed", metadata: ["group": "\(generation)", "members": "\(members.map(name).joined(separator: ","))", "step": "\(state.step)",
                                                     "pieces": "\(pieces)"])
-        event("group_formed", ["group": "\(generation)", "members": members.map(name).joined(separator: ",")])
+        event("group_formed", ["group": "\(generation)", "members": members.map(name).joined(separator: ","), "pieces": "\(pieces)"])
         var unreachable: [PeerID] = []
         for (rank, peer) in members.enumerated() {
             let successor = members[ring.successor(of: rank)], predecessor = members[ring.predecessor(of: rank)]

@@ -211,6 +211,11 @@ import VAECommandLine
         let summary = try StopAndResumeTests.summary(out)
         // The ring took every step (the star none).
         #expect(summary["ring_steps"] as? Int == (plane == "star" ? 0 : 150), "\(summary)")
+        if plane == "ring-pieces" {
+            // The coordinator says how it cut the chunks.
+            let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+            #expect(events.contains("\"event\":\"group_formed\"") && events.contains("\"pieces\":\"3\""), "\(events.prefix(2000))")
+        }
         let checkpoint = try ModelCheckpoint.read(from: out.appendingPathComponent("checkpoint.safetensors"))
         #expect(checkpoint.step == 150)
 
