@@ -16,7 +16,7 @@
 /// Pipelining: each chunk is cut into `pieces` contiguous pieces that travel as messages of their
 /// own, and piece j of a round depends only on piece j of the round before. A member passes a
 /// piece on as soon as it has added (or stored) it, so its link carries the next piece while the
-/// rest of the chunk is still on the way: the delay at each hop is paid per piece, not per chunk.
+/// rest of the chunk is still on the way: a hop's delay holds back one piece, not the whole chunk.
 /// Pieces change neither the sums (each float is summed in the same order) nor what a member
 /// owns (a whole chunk). A pure value: no I/O, no clock.
 public struct RingPlan: Sendable, Equatable {
@@ -34,10 +34,11 @@ public struct RingPlan: Sendable, Equatable {
     /// a wake-up at each end) stays small against its transfer.
     public static let automaticPieceFloats = 16_384
 
-    /// The pieces the coordinator chooses when not told: as many as keep every piece at
-    /// `automaticPieceFloats` or more, at most 4. Four pieces pay the hop's delay on a quarter of
-    /// the chunk; more pieces would save less than their messages cost (docs/SCALING.md,
-    /// "The pipelined ring"). 1 for a ring of one, which sends nothing.
+    /// The pieces of `vae-coordinator start --ring-pieces auto` (the default is 1, whole chunks):
+    /// as many as keep every piece at `automaticPieceFloats` or more, at most 4, so that the
+    /// hop's delay is paid on a quarter of a chunk while each piece's own cost stays small
+    /// (docs/SCALING.md, "Pieces", has what they bought in the lab). 1 for a ring of one, which
+    /// sends nothing.
     public static func automaticPieces(members: Int, count: Int) -> Int {
         guard members > 1 else { return 1 }
         return min(4, max(1, (count / members) / automaticPieceFloats))
