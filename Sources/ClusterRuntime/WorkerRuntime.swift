@@ -582,9 +582,13 @@ public final class WorkerRuntime {
 
     /// The ring socket's own message limit, in floats (2 GiB, as the coordinator link's): it is
     /// bound before the run's size is known, and libzmq fixes a connection's limit when the
-    /// connection is made. Chunks beyond the group's largest are refused on receipt
-    /// (`RingLinks.setMaxFloats`).
+    /// connection is made. Messages beyond `largestRingMessage` are refused on receipt
+    /// (`RingLinks.setMaxFloats`), and the ring checks each piece's exact size.
     static let maxRingSocketFloats = 1 << 29
+
+    /// The most floats a ring message of any group may carry for `parameterCount` parameters:
+    /// half of them, rounded up (a group of two's chunk, in one piece).
+    static func largestRingMessage(parameterCount: Int) -> Int { max((parameterCount + 1) / 2, 1) }
 
     /// Joins `group`: the previous group's ring step and chunks are dropped, the inbound link
     /// admits only the predecessor (with CURVE), and the successor is connected unless it is the
@@ -601,7 +605,12 @@ public final class WorkerRuntime {
         let plan = RingPlan(members: Int(group.size), count: parameterCount, pieces: Int(group.pieces))
         self.group = group
         self.plan = plan
-        try links.setMaxFloats(max(plan.largestPiece, 1))
+        // Not this group's largest piece: a predecessor that read a later GROUP first (the ring
+        // re-formed smaller, after a member was lost) sends that group's larger pieces before this
+        // worker has its GROUP, and a refused piece is lost for good (the step would wait for its
+        // deadline). Any group of two or more sends at most half the parameters in a message;
+        // the ring checks each piece's exact size once its group is known.
+        try links.setMaxFloats(Self.largestRingMessage(parameterCount: parameterCount))
         logger.info("joined a ring group", metadata: [
             "group": "\(group.generation)", "rank": "\(group.rank)", "size": "\(group.size)", "successor": "\(group.successorEndpoint)",
             "pieces": "\(group.pieces)",

@@ -120,4 +120,18 @@ import ZeroMQ
         #expect(kept.count == RingReducer.keptRefusals)
         #expect(kept.last?.contains("carries 4 floats") == true, "the newest are kept: \(kept.last ?? "")")
     }
+
+    /// A worker takes ring messages up to `largestRingMessage` whatever group it is in: a
+    /// predecessor that read a later GROUP first sends that group's pieces early, and a ring
+    /// re-formed smaller has larger ones (HardeningTests' stopped worker found it: a group of 3
+    /// became one of 2, and the first piece of the new group was refused as too large).
+    @Test func aWorkerTakesThePiecesOfAnyLaterGroupBeforeItsGroup() {
+        for count in [1, 2, 7, 538, 652_824] {
+            let limit = WorkerRuntime.largestRingMessage(parameterCount: count)
+            for members in 2...9 {
+                #expect(RingPlan(members: members, count: count).largestPiece <= limit, "\(members) members, \(count) floats")
+            }
+            #expect(limit <= max(count, 1))
+        }
+    }
 }
