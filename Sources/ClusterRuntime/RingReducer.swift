@@ -70,6 +70,9 @@ final class RingReducer {
         guard let phase = RingPhase(rawValue: h.phase) else { return refuse("ring phase \(h.phase)") }
         let label = RingChunkLabel(generation: h.group, step: Int(h.step), phase: phase, round: Int(h.round), chunk: Int(h.chunk),
                                    piece: Int(h.piece))
+        // Another group's piece (a leftover of the group before) is dropped as such, whatever
+        // its size: sizes are this group's.
+        guard label.generation == member.generation else { return try perform(member.onChunk(label)) }
         guard label.chunk < member.plan.members, label.piece < member.plan.pieces,
               member.plan.piece(label.piece, of: label.chunk).count == Int(h.count) else {
             return refuse("\(label) carries \(h.count) floats, which no piece of this ring's chunks (\(member.plan.pieces) per chunk) has")

@@ -101,6 +101,9 @@ import ZeroMQ
         // A ring that sends whole chunks has no piece 1.
         try reducer.onChunk(chunk(RingChunkHeader(group: 0, step: 0, phase: 1, round: 0, chunk: 1, piece: 1, count: 5)))
         #expect(reducer.refusalCount == 4)
+        // A leftover of another group is dropped, not refused, whatever its size.
+        try reducer.onChunk(chunk(RingChunkHeader(group: 7, step: 0, phase: 1, round: 0, chunk: 1, count: 3)))
+        #expect(reducer.refusalCount == 4)
         #expect(reducer.takeRefusals().count == 4)
         #expect(reducer.takeRefusals().isEmpty)
         #expect(reducer.member.held.isEmpty)
