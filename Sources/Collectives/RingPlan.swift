@@ -61,22 +61,26 @@ public struct RingPlan: Sendable, Equatable {
     /// the others. Chunks can be empty when the vector is shorter than the ring.
     public func chunk(_ index: Int) -> Range<Int> {
         precondition((0..<members).contains(index), "chunk \(index) of a ring of \(members)")
-        let base = count / members, extra = count % members
-        let start = index * base + min(index, extra)
-        return start..<(start + base + (index < extra ? 1 : 0))
+        return Self.part(index, of: members, 0..<count)
     }
 
     /// The floats of piece `piece` of chunk `index`: the chunk cut as the vector is cut into
     /// chunks. Pieces can be empty when the chunk is shorter than `pieces`.
     public func piece(_ piece: Int, of index: Int) -> Range<Int> {
         precondition((0..<pieces).contains(piece), "piece \(piece) of \(pieces)")
-        let whole = chunk(index)
-        let base = whole.count / pieces, extra = whole.count % pieces
-        let start = whole.lowerBound + piece * base + min(piece, extra)
-        return start..<(start + base + (piece < extra ? 1 : 0))
+        return Self.part(piece, of: pieces, chunk(index))
     }
 
-    /// The largest piece of any chunk (piece 0 of chunk 0): what a ring message may carry.
+    /// Part `index` of `range` cut into `parts` contiguous parts, the first `range.count % parts`
+    /// one element longer than the others.
+    private static func part(_ index: Int, of parts: Int, _ range: Range<Int>) -> Range<Int> {
+        let base = range.count / parts, extra = range.count % parts
+        let start = range.lowerBound + index * base + min(index, extra)
+        return start..<(start + base + (index < extra ? 1 : 0))
+    }
+
+    /// The largest piece of any chunk (piece 0 of chunk 0): the most floats one of this plan's
+    /// messages carries.
     public var largestPiece: Int { piece(0, of: 0).count }
 
     /// The member that `rank` sends to.

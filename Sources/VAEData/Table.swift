@@ -172,9 +172,6 @@ public struct Table: Sendable, Equatable {
         let lowered = String(decoding: value.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
         return missingTokens.contains(lowered)
     }
-
-    /// The cells of column `c`.
-    func column(_ c: Int) -> [String?] { rows.map { $0[c] } }
 }
 
 extension String {

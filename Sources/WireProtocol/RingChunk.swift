@@ -41,7 +41,8 @@ let ringMagic: [UInt8] = [0x56, 0x52, 0x4E, 0x47]
 
 /// What a ring chunk may hold: sizes checked before anything is read.
 public struct RingChunkLimits: Sendable {
-    /// The most floats a message may carry (the largest piece of the run's plan).
+    /// The most floats a message may carry (a worker takes up to half the parameters: the most any
+    /// group of two or more sends in one message).
     public var maxFloats: Int
     /// The most members a ring may have (so rounds and chunk indices stay below it).
     public var maxMembers: Int
