@@ -53,6 +53,10 @@ let package = Package(
         // The thin libzmq wrapper: context, socket, message, poller, monitor, and the guard that
         // bounds what a peer can make libzmq buffer. Knows bytes, not VAEs.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "CTCPInfo"]),
+        // Memory shared between processes of one host: sealed memfd regions, the abstract Unix
+        // sockets that hand them over, sequence tags. Knows bytes, not VAEs or rings.
+        .target(name: "CSharedMemory"),
+        .target(name: "SharedMemory", dependencies: ["CSharedMemory"]),
         // CURVE key files: a key pair as NAME.key (secret, mode 0600) and NAME.pub, allowlists of
         // public keys. Its own module so that `vae keygen` needs only this and ZeroMQ.
         .target(name: "CurveKeyFiles", dependencies: ["ZeroMQ"]),
@@ -95,7 +99,7 @@ let package = Package(
         .target(
             name: "ClusterRuntime",
             dependencies: [
-                "ZeroMQ", "WireProtocol", "Coordination", "Collectives", "VAETraining", "VAECore", "VAEData",
+                "ZeroMQ", "SharedMemory", "WireProtocol", "Coordination", "Collectives", "VAETraining", "VAECore", "VAEData",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
@@ -149,12 +153,13 @@ let package = Package(
         .testTarget(name: "PicturesTests", dependencies: ["Pictures"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Checksums"]),
         .testTarget(name: "CoordinationTests", dependencies: ["Coordination", "WireProtocol", "Collectives"]),
         .testTarget(
             name: "ClusterRuntimeTests",
-            dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "VAETraining", "VAEData", "VAECore",
-                           "TestSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["ClusterRuntime", "Coordination", "Collectives", "WireProtocol", "ZeroMQ", "SharedMemory", "VAETraining", "VAEData",
+                           "VAECore", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "MetricsTests",
             dependencies: ["MetricsServer", "ClusterRuntime", "TestSupport",

@@ -3,14 +3,15 @@
 # DistributedDataParallel (gloo, world size 2) and against one `vae train` process with the same
 # global batch: 784-400-20 ReLU VAE, Bernoulli, Adam, 128 samples per worker per step (global
 # batch 256), 1 BLAS/torch thread per worker (and for `vae train`). The coordinator runs with each
-# data plane of PLANES (default: ring and star) over loopback tcp and ipc. The peers alternate,
-# ROUNDS times; medians are compared.
+# data plane of PLANES (default: ring, ring-sockets and star) over loopback tcp and ipc; ring-sockets
+# is the ring with its chunks over loopback sockets (`--no-shared-memory`) instead of shared memory
+# between the two workers. The peers alternate, ROUNDS times; medians are compared.
 #
 # Usage: Benchmarks/compare-distributed.sh   (ROUNDS=3 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-PLANES=${PLANES:-ring star}
+PLANES=${PLANES:-ring ring-sockets star}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT:-Benchmarks/results/distributed-$stamp}
 mkdir -p "$out"
@@ -23,8 +24,12 @@ for round in $(seq 1 "$ROUNDS"); do
   for plane in $PLANES; do
     for transport in tcp ipc; do
       if [ "$transport" = tcp ]; then bind="tcp://127.0.0.1:*"; else bind="ipc://$work/coordinator.sock"; fi
+      case "$plane" in
+        ring-sockets) flags=(--data-plane ring --no-shared-memory) ;;
+        *) flags=(--data-plane "$plane") ;;
+      esac
       .build/release/vae-coordinator start --data Data/mnist --epochs 1 --batch 256 --local-workers 2 \
-        --data-plane "$plane" --bind "$bind" --out "$work/run" >/dev/null
+        "${flags[@]}" --bind "$bind" --out "$work/run" >/dev/null
       cp "$work/run/summary.json" "$out/swift-$plane-$transport-$round.json"
     done
   done
@@ -47,7 +52,7 @@ ddp = statistics.median(r["samples_per_s"] for r in runs("ddp-*.json"))
 single = statistics.median(r["samples_per_s"] for r in runs("single-*.json"))
 result = {"ddp_samples_per_s": ddp, "ddp_rounds": [r["samples_per_s"] for r in runs("ddp-*.json")],
           "vae_train_samples_per_s": single, "vae_train_rounds": [r["samples_per_s"] for r in runs("single-*.json")]}
-for plane in sorted({f.split("/")[-1].split("-")[1] for f in glob.glob(f"{out}/swift-*.json")}):
+for plane in sorted({f.split("/")[-1][len("swift-"):].rsplit("-", 2)[0] for f in glob.glob(f"{out}/swift-*.json")}):
     for t in ("tcp", "ipc"):
         rs = runs(f"swift-{plane}-{t}-*.json")
         s = statistics.median(r["samples_per_s"] for r in rs)

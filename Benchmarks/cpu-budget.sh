@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the CPU goes on this machine: one `vae train --batch 256 --threads 1` process against
 # `vae-coordinator start --local-workers 2 --batch 256` (2 workers x 128 samples, over loopback tcp)
-# with each data plane of PLANES (default: ring), each for EPOCHS (default 2) epochs of MNIST under
+# with each data plane of PLANES (default: ring; ring-sockets is the ring with its chunks over loopback
+# sockets, `--no-shared-memory`), each for EPOCHS (default 2) epochs of MNIST under
 # `perf record -a` (cpu-clock samples on every CPU). The samples are sorted by what ran: BLAS, the
 # workers' own code, the coordinator's own code, ZeroMQ's I/O threads (the kernel's socket copies
 # for the most part), the kernel for the programs' other threads, libc (memcpy, memset, malloc),
@@ -36,8 +37,12 @@ record() {  # name, then the command
 record single env OPENBLAS_NUM_THREADS=1 .build/release/vae train --data Data/mnist --epochs "$EPOCHS" --batch 256 \
   --threads 1 --no-tensorboard --out "$work/run-single"
 for plane in $PLANES; do
+  case "$plane" in
+    ring-sockets) flags=(--data-plane ring --no-shared-memory) ;;
+    *) flags=(--data-plane "$plane") ;;
+  esac
   record "$plane" .build/release/vae-coordinator start --data Data/mnist --epochs "$EPOCHS" --batch 256 \
-    --local-workers 2 --data-plane "$plane" --bind "tcp://127.0.0.1:*" --no-tensorboard --out "$work/run-$plane"
+    --local-workers 2 "${flags[@]}" --bind "tcp://127.0.0.1:*" --no-tensorboard --out "$work/run-$plane"
 done
 
 python3 - "$out" single $PLANES <<'PY'

@@ -9,8 +9,9 @@ import Glibc
 public final class LocalWorkers {
     let processes: [SpawnedProcess]
 
-    /// Starts `count` workers that join `endpoint`, each with `threads` compute threads.
-    public init(count: Int, endpoint: String, threads: Int, logLevel: String) throws {
+    /// Starts `count` workers that join `endpoint`, each with `threads` compute threads, passing
+    /// ring chunks to each other through shared memory unless `sharedMemory` is off.
+    public init(count: Int, endpoint: String, threads: Int, logLevel: String, sharedMemory: Bool = true) throws {
         guard count > 0 else {
             processes = []
             return
@@ -31,7 +32,7 @@ public final class LocalWorkers {
                     executable: executable.path,
                     arguments: ["join", "--coordinator", endpoint, "--threads", String(threads),
                                 "--name", "local-\(i)", "--log-level", logLevel, "--parent-pid", String(getpid()),
-                                "--quiet"],
+                                "--quiet"] + (sharedMemory ? [] : ["--no-shared-memory"]),
                     environment: environment))
             } catch {
                 for p in started {

@@ -2,9 +2,22 @@ import Collectives
 import VAECore
 import WireProtocol
 
-/// Where a ring member sends its chunks: `RingLinks` in a worker, a fake in tests.
+/// Where a ring member sends its chunks and finds the floats its predecessor put in shared
+/// memory: `RingLinks` in a worker, a fake in tests.
 protocol RingSending: AnyObject {
-    func send(_ header: RingChunkHeader, floats: SharedFloats) throws
+    /// Sends piece `header.piece` of chunk `header.chunk`, whose floats start at float `start`.
+    func send(_ header: RingChunkHeader, floats: UnsafeBufferPointer<Float>, start: Int) throws
+    /// The predecessor's shared memory for `group`, if it offered one.
+    func inbox(group: UInt32) -> RingInbox?
+    /// Counts floats read from shared memory.
+    func noteSharedReceive(floats: Int)
+}
+
+/// A piece that arrived: its floats in the message, or the sequence of its slot in the
+/// predecessor's shared memory.
+enum RingPiecePayload {
+    case message(FloatPayload)
+    case shared(sequence: UInt64)
 }
 
 extension RingLinks: RingSending {}
@@ -29,7 +42,7 @@ final class RingReducer {
     /// Applies the optimizer to `parameters[range]` from the reduced `gradient[range]` of `step`.
     /// Nil: the update waits for `shardUpdated`.
     private let updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?
-    private var held: [RingChunkLabel: FloatPayload] = [:]
+    private var held: [RingChunkLabel: RingPiecePayload] = [:]
     /// The step that completed last (nil before any).
     private(set) var completedStep: Int? {
         didSet { if let completedStep { newlyCompleted.append(completedStep) } }
@@ -48,6 +61,8 @@ final class RingReducer {
     static let keptRefusals = 16
     /// Floats sent so far.
     private(set) var floatsSent = 0
+    /// Set when a shared-memory read was overtaken: the group's ring is stopped (`stall`).
+    private(set) var stalled = false
 
     init(member: RingMember, links: any RingSending, parameters: [Float],
          updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?) {
@@ -79,7 +94,16 @@ final class RingReducer {
         }
         // A duplicate label must not replace the payload held for the first one.
         guard held[label] == nil else { return refuse("\(label): a duplicate") }
-        held[label] = chunk.payload
+        if let sequence = h.sharedSequence {
+            guard let inbox = links.inbox(group: label.generation), inbox.layout == RingSlotLayout(member.plan) else {
+                return refuse("\(label) is in shared memory, but the predecessor offered none for this group's ring")
+            }
+            held[label] = .shared(sequence: sequence)
+        } else if let payload = chunk.payload {
+            held[label] = .message(payload)
+        } else {
+            return refuse("\(label) carries no floats")
+        }
         try perform(member.onChunk(label))
     }
 
@@ -111,6 +135,30 @@ final class RingReducer {
         try perform(member.onShardUpdated())
     }
 
+    /// Runs `body` on the floats of `payload`; false if they came through shared memory and a
+    /// write overtook the read.
+    private func read(_ payload: RingPiecePayload, _ label: RingChunkLabel, _ range: Range<Int>,
+                      _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        switch payload {
+        case .message(let floats):
+            floats.frame.withUnsafeBytes { body($0) }
+            return true
+        case .shared(let sequence):
+            guard let inbox = links.inbox(group: label.generation) else { return false }
+            links.noteSharedReceive(floats: range.count)
+            return inbox.read(label.phase, chunk: label.chunk, piece: label.piece, range: range, sequence: sequence, body)
+        }
+    }
+
+    /// A read from shared memory was overtaken by a write: what it produced is wrong, and this
+    /// group's step must not go on with it. The reducer stops (nothing more is sent or completed);
+    /// the coordinator's step deadline re-forms the group, whose STATE and WORK start the step
+    /// again. Never happens with an honest predecessor: a slot is rewritten only a step later.
+    private func stall(_ reason: String) {
+        refuse(reason)
+        stalled = true
+    }
+
     private func refuse(_ reason: String) {
         refusalCount += 1
         if pendingRefusals.count == Self.keptRefusals { pendingRefusals.removeFirst() }
@@ -119,30 +167,32 @@ final class RingReducer {
 
     private func perform(_ directives: [RingDirective]) throws {
         for directive in directives {
+            guard !stalled else { return }
             switch directive {
             case .send(let label):
                 let range = member.plan.piece(label.piece, of: label.chunk)
+                let header = RingChunkHeader(group: label.generation, step: UInt64(label.step), phase: label.phase.rawValue,
+                                             round: UInt32(label.round), chunk: UInt32(label.chunk), piece: UInt32(label.piece),
+                                             count: UInt32(range.count))
                 let source = label.phase == .reduceScatter ? gradient : parameters
-                let floats = source.withUnsafeBufferPointer { SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range])) }
-                try links.send(RingChunkHeader(group: label.generation, step: UInt64(label.step), phase: label.phase.rawValue,
-                                               round: UInt32(label.round), chunk: UInt32(label.chunk), piece: UInt32(label.piece),
-                                               count: UInt32(range.count)),
-                               floats: floats)
+                try source.withUnsafeBufferPointer { try links.send(header, floats: UnsafeBufferPointer(rebasing: $0[range]), start: range.lowerBound) }
                 floatsSent += range.count
             case .accumulate(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
                 let range = member.plan.piece(label.piece, of: label.chunk)
-                gradient.withUnsafeMutableBufferPointer { g in
-                    payload.frame.withUnsafeBytes { raw in
-                        add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range]))
-                    }
+                let whole = gradient.withUnsafeMutableBufferPointer { g in
+                    read(payload, label, range) { raw in add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range])) }
                 }
+                if !whole { return stall("\(label): its slot in shared memory was rewritten while it was read") }
             case .store(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
                 let range = member.plan.piece(label.piece, of: label.chunk)
-                parameters.withUnsafeMutableBufferPointer { p in
-                    payload.copy(into: UnsafeMutableBufferPointer(rebasing: p[range]))
+                let whole = parameters.withUnsafeMutableBufferPointer { p in
+                    read(payload, label, range) { raw in
+                        UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: p[range])).copyMemory(from: raw)
+                    }
                 }
+                if !whole { return stall("\(label): its slot in shared memory was rewritten while it was read") }
             case .updateShard(let step, let chunk):
                 guard let updateShard else {
                     awaitingUpdate = (step, chunk)

@@ -41,6 +41,8 @@ public struct WorkerOptions: Sendable {
     public var advertise: String?
     /// Bind the ring endpoint on a network address without CURVE (`--insecure`).
     public var insecure = false
+    /// Offer and take shared memory for ring chunks with neighbours on this host (`RingLinks`).
+    public var sharedMemory = true
 
     /// The default row cache: 1 GiB (MNIST's 60,000 training rows take 47 MB).
     public static let defaultRowCacheBytes: UInt64 = 1 << 30
@@ -66,20 +68,29 @@ public struct WorkerTraffic: Sendable, Equatable {
     public var coordinatorReceived = 0
     public var ringSent = 0
     public var ringReceived = 0
+    /// Bytes of ring chunks written to and read from shared memory (not on any link).
+    public var sharedSent = 0
+    public var sharedReceived = 0
 
-    public init(coordinatorSent: Int = 0, coordinatorReceived: Int = 0, ringSent: Int = 0, ringReceived: Int = 0) {
+    public init(coordinatorSent: Int = 0, coordinatorReceived: Int = 0, ringSent: Int = 0, ringReceived: Int = 0,
+                sharedSent: Int = 0, sharedReceived: Int = 0) {
         self.coordinatorSent = coordinatorSent
         self.coordinatorReceived = coordinatorReceived
         self.ringSent = ringSent
         self.ringReceived = ringReceived
+        self.sharedSent = sharedSent
+        self.sharedReceived = sharedReceived
     }
 
-    /// One line for the log: bytes per step over `steps` steps, in all and per link.
+    /// One line for the log: bytes per step over `steps` steps, in all and per link (and through
+    /// shared memory, when the ring used it).
     public func summary(steps: Int) -> String {
         let n = max(steps, 1)
+        let shared = sharedSent + sharedReceived > 0
+            ? "; ring chunks through shared memory: written \(sharedSent / n), read \(sharedReceived / n)" : ""
         return "bytes per step: sent \((coordinatorSent + ringSent) / n), received \((coordinatorReceived + ringReceived) / n)"
             + " (coordinator link: sent \(coordinatorSent / n), received \(coordinatorReceived / n);"
-            + " ring links: sent \(ringSent / n), received \(ringReceived / n))"
+            + " ring links: sent \(ringSent / n), received \(ringReceived / n)\(shared))"
     }
 }
 
@@ -161,7 +172,8 @@ public final class WorkerRuntime {
     /// The bytes sent and received so far, per link.
     public var traffic: WorkerTraffic {
         WorkerTraffic(coordinatorSent: coordinatorBytesSent, coordinatorReceived: coordinatorBytesReceived,
-                      ringSent: ringLinks?.bytesSent ?? 0, ringReceived: ringLinks?.bytesReceived ?? 0)
+                      ringSent: ringLinks?.bytesSent ?? 0, ringReceived: ringLinks?.bytesReceived ?? 0,
+                      sharedSent: 4 * (ringLinks?.sharedFloatsSent ?? 0), sharedReceived: 4 * (ringLinks?.sharedFloatsReceived ?? 0))
     }
 
     /// The parameters the next gradient is computed with: the ring's (after its last completed
@@ -254,7 +266,8 @@ public final class WorkerRuntime {
         let security = options.security.map { RingSecurity(keyPair: $0.keyPair, predecessorKey: nil) }
         let links: RingLinks
         do {
-            links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: Self.maxRingSocketFloats)
+            links = try RingLinks(host: host, security: security, insecure: options.insecure, maxFloats: Self.maxRingSocketFloats,
+                                  sharedMemory: options.sharedMemory)
         } catch let error as ZMQError {
             let source = options.advertise != nil ? "--advertise \(host)" : "the address this host reaches the coordinator from"
             throw ClusterError("could not bind the ring endpoint on \(host), \(source) (\(error)): is it an address of this host? Pass --advertise with one that the other workers reach")
@@ -268,6 +281,12 @@ public final class WorkerRuntime {
 
     /// Handles what the ring links had ready: the successor's handshakes, then the chunks.
     private func ring(_ events: RingLinkEvents) throws -> WorkerEnding? {
+        for note in events.notes {
+            switch note {
+            case .info(let line): logger.info("\(line)")
+            case .warning(let line): logger.warning("\(line)")
+            }
+        }
         for outcome in events.successorHandshakes {
             let at = ringLinks?.successor?.endpoint ?? "?"
             let directives: [WorkerDirective]
@@ -535,6 +554,7 @@ public final class WorkerRuntime {
         if trainingState != nil { chunksBeforeGroup = [] }
         trainingState = TrainingState(configuration: c.training, layout: layout)
         try ringLinks?.setMaxFloats(count)
+        ringLinks?.parameterCount = count
         parameters = [Float](repeating: 0, count: count)
         gradient = [Float](repeating: 0, count: count)
         engine = ParallelGradient(layout: layout, objective: c.training.objective, capacity: c.training.batchSize,
@@ -630,12 +650,19 @@ public final class WorkerRuntime {
         links.admit(predecessor: try key(group.predecessorKey, "predecessor"))
         let successorKey = try key(group.successorKey, "successor")
         if let current = links.successor, current.endpoint == group.successorEndpoint, current.key == successorKey {
+            offerSharedMemory(links, group)
             if successorUp == true { return try perform(machine.onSuccessorLink(ok: true, detail: "", now: .now)) }
             return nil
         }
         successorUp = nil
         try links.connect(successor: group.successorEndpoint, serverKey: successorKey)
+        offerSharedMemory(links, group)
         return nil
+    }
+
+    /// Offers the successor shared memory for `group`'s chunks (it takes it if it is on this host).
+    private func offerSharedMemory(_ links: RingLinks, _ group: Group) {
+        links.offerSharedMemory(group: group.generation, members: Int(group.size), pieces: Int(group.pieces), floatCount: parameterCount)
     }
 
     /// Logs a refused ring message: each of the first few in full, then one line per thousand.

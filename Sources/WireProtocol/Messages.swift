@@ -5,8 +5,10 @@ import Checksums
 /// Version 3 added the ring: HELLO's ring endpoint, WORK's group, and GROUP, STATE, DONE, SHARD,
 /// NORMS and LINKED. Version 4 added ROWS: rows of a step's other samples, for a worker's row
 /// cache only. Version 5 added GROUP's pieces (the ring's chunks travel in pieces; ring
-/// protocol 2).
-public let protocolVersion: UInt16 = 5
+/// protocol 2). Version 6 changes no message of its own: it marks ring protocol 3 (chunks through
+/// shared memory between neighbours on one host), so that a worker of an older build is refused at
+/// HELLO rather than in the middle of a ring.
+public let protocolVersion: UInt16 = 6
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48

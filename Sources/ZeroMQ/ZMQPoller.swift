@@ -1,12 +1,24 @@
 import CZeroMQ
 
-/// A socket and the events to wait for on it, for ``ZMQPoller/poll(_:timeout:)``.
+/// A socket, or a plain file descriptor (a Unix socket, say), and the events to wait for on it,
+/// for ``ZMQPoller/poll(_:timeout:)``.
 public struct ZMQPollItem {
-    public let socket: ZMQSocket
+    /// The ZeroMQ socket, or nil for a file descriptor.
+    public let socket: ZMQSocket?
+    /// The file descriptor polled when `socket` is nil.
+    public let fileDescriptor: Int32
     public let events: ZMQPollEvents
 
     public init(_ socket: ZMQSocket, events: ZMQPollEvents = .pollIn) {
         self.socket = socket
+        self.fileDescriptor = -1
+        self.events = events
+    }
+
+    /// Polls a file descriptor that this process owns (and keeps open while it is polled).
+    public init(fileDescriptor: Int32, events: ZMQPollEvents = .pollIn) {
+        self.socket = nil
+        self.fileDescriptor = fileDescriptor
         self.events = events
     }
 }
@@ -21,10 +33,12 @@ public enum ZMQPoller {
         var pollItems: [zmq_pollitem_t] = []
         pollItems.reserveCapacity(items.count)
         for item in items {
-            pollItems.append(
-                zmq_pollitem_t(
-                    socket: try item.socket.openHandle(for: "zmq_poll"), fd: 0, events: item.events.rawValue,
-                    revents: 0))
+            if let socket = item.socket {
+                pollItems.append(
+                    zmq_pollitem_t(socket: try socket.openHandle(for: "zmq_poll"), fd: 0, events: item.events.rawValue, revents: 0))
+            } else {
+                pollItems.append(zmq_pollitem_t(socket: nil, fd: item.fileDescriptor, events: item.events.rawValue, revents: 0))
+            }
         }
         let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
         try poll(&pollItems, until: deadline)

@@ -64,6 +64,8 @@ struct Start: AsyncParsableCommand {
     var workAhead = true
     @Option(name: .customLong("ring-pieces"), help: ArgumentHelp("The pieces each ring chunk travels in. A worker passes a piece on as soon as it has added it, so its link carries the next piece while the rest of the chunk is still coming, but every piece costs each worker a wake-up: in the lab it changed the communication time by -6% to +1% with 2 or 4 workers on 2 cores and by +14% to +23% with 8 (docs/SCALING.md, \"Pieces\"). auto: 1 to 4, pieces of 64 KB or more.", valueName: "1-64|auto"))
     var ringPieces: RingPiecesChoice = .count(1)
+    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory; --no-shared-memory sends them over loopback sockets, for measurement).")
+    var sharedMemory = true
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -179,7 +181,8 @@ struct Start: AsyncParsableCommand {
         }
         let signalSources = runtime.stopRequest.installSignalHandlers(exitOnSecondSignal: true)
         defer { signalSources.forEach { $0.cancel() } }
-        let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel)
+        let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel,
+                                     sharedMemory: sharedMemory)
         defer { local.terminate() }
         let autoencoder = configuration.objective.autoencoder
         let summary = try runtime.run(output: output, onJoin: { name, live in
@@ -237,6 +240,7 @@ struct Start: AsyncParsableCommand {
         if let metricsHost { words += ["--metrics-host", metricsHost] }
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
+        if !sharedMemory { words.append("--no-shared-memory") }
         if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
         if !workAhead { words.append("--no-work-ahead") }
         if ringPieces != .count(1) { words += ["--ring-pieces", ringPieces.defaultValueDescription] }

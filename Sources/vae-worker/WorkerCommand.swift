@@ -40,6 +40,8 @@ struct Join: AsyncParsableCommand {
     var advertise: String?
     @Flag(help: "Bind the ring endpoint on a network address without CURVE keys: anyone who reaches it could send this worker gradient and parameter chunks. Only on a network you trust.")
     var insecure = false
+    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Pass ring chunks to a ring neighbour on this host (same network namespace, same user) through shared memory instead of its socket: only headers then travel on the link. --no-shared-memory: always the socket.")
+    var sharedMemory = true
     @Flag(help: "Print nothing on standard output (errors still go to standard error).")
     var quiet = false
     @OptionGroup var logging: LoggingOptions
@@ -85,6 +87,7 @@ struct Join: AsyncParsableCommand {
         options.rowCacheBytes = UInt64(rowCacheMB) << 20
         options.advertise = advertise
         options.insecure = insecure
+        options.sharedMemory = sharedMemory
         let worker = try WorkerRuntime(options: options, logger: logger)
         let signalSources = worker.stopRequest.installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }

@@ -29,7 +29,7 @@ import ZeroMQ
         let chunk = try #require(try nextChunk(receiver))
         #expect(chunk.header == header)
         var values = [Float](repeating: 0, count: 3)
-        values.withUnsafeMutableBufferPointer { chunk.payload.copy(into: $0) }
+        values.withUnsafeMutableBufferPointer { chunk.payload?.copy(into: $0) }
         #expect(values == [1.5, -2, 3])
     }
 
@@ -74,5 +74,82 @@ import ZeroMQ
             _ = try RingLinks(host: "192.0.2.1", security: nil, insecure: false, maxFloats: 3)
         }
     }
-}
 
+    /// Serves both ends' shared-memory sockets until `done` holds, waiting on their sockets at
+    /// most 400 times 5 ms.
+    func serve(_ links: [RingLinks], until done: () -> Bool) throws {
+        for _ in 0..<400 where !done() {
+            for link in links {
+                _ = try ZMQPoller.poll(link.pollItems, timeout: .milliseconds(5))
+                link.serveSharedMemory()
+            }
+        }
+    }
+
+    @Test func aSuccessorOnThisHostTakesTheOfferAndChunksCarryOnlyTheirHeader() throws {
+        let receiver = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        let sender = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        receiver.parameterCount = 6
+        try sender.connect(successor: receiver.endpoint, serverKey: nil)
+        sender.offerSharedMemory(group: 1, members: 2, pieces: 1, floatCount: 6)
+        try serve([receiver, sender]) { sender.outbox != nil }
+        #expect(sender.outbox?.group == 1)
+        #expect(sender.takeNotes() == [.info("chunks of group 1 go to the successor through shared memory")])
+        #expect(receiver.takeNotes() == [.info("the predecessor's chunks of group 1 come through shared memory")])
+        let floats: [Float] = [1.5, -2, 3]
+        try floats.withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
+        let chunk = try #require(try nextChunk(receiver))
+        #expect(chunk.payload == nil)
+        let sequence = try #require(chunk.header.sharedSequence)
+        var read: [Float] = []
+        let inbox = try #require(receiver.inbox(group: 1))
+        #expect(inbox.read(.reduceScatter, chunk: 1, piece: 0, range: 3..<6, sequence: sequence) { raw in
+            read = Array(raw.bindMemory(to: Float.self))
+        })
+        #expect(read == floats)
+        #expect(sender.bytesSent == RingChunkHeader.byteCount && sender.sharedFloatsSent == 3)
+        // A chunk of another group than the region's still travels whole.
+        var other = header
+        other.group = 2
+        try floats.withUnsafeBufferPointer { try sender.send(other, floats: $0, start: 3) }
+        #expect(try #require(try nextChunk(receiver)).payload != nil)
+    }
+
+    @Test func aRefusedOfferLeavesTheChunksOnTheLinkAndBothEndsSayWhy() throws {
+        let receiver = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        let sender = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        receiver.parameterCount = 5  // another run's size than the offer's
+        try sender.connect(successor: receiver.endpoint, serverKey: nil)
+        sender.offerSharedMemory(group: 1, members: 2, pieces: 1, floatCount: 6)
+        var senderNotes: [RingLinkNote] = []
+        try serve([receiver, sender]) {
+            senderNotes += sender.takeNotes()
+            return !senderNotes.isEmpty
+        }
+        #expect(sender.outbox == nil)
+        guard case .warning(let said)? = senderNotes.first else {
+            Issue.record("no warning from the sender: \(senderNotes)")
+            return
+        }
+        #expect(said.contains("refused shared memory for group 1") && said.contains("this worker trains 5"), "\(said)")
+        guard case .warning(let receiverSaid)? = receiver.takeNotes().first else {
+            Issue.record("no warning from the receiver")
+            return
+        }
+        #expect(receiverSaid.contains("refused a predecessor's shared memory"), "\(receiverSaid)")
+        try [Float(1), 2, 3].withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
+        #expect(try #require(try nextChunk(receiver)).payload != nil)
+    }
+
+    @Test func withoutSharedMemoryNoOfferIsMadeOrTaken() throws {
+        let receiver = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3, sharedMemory: false)
+        let sender = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        receiver.parameterCount = 6
+        try sender.connect(successor: receiver.endpoint, serverKey: nil)
+        // The receiver does not listen: nobody answers, as across hosts, and nothing is said.
+        sender.offerSharedMemory(group: 1, members: 2, pieces: 1, floatCount: 6)
+        #expect(sender.outbox == nil && sender.takeNotes().isEmpty)
+        try [Float(1), 2, 3].withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
+        #expect(try #require(try nextChunk(receiver)).payload != nil)
+    }
+}

@@ -13,20 +13,42 @@ import ZeroMQ
         (0..<count).map { i in Float((i * 31 + rank * 17 + step * 7) % 23) - 11 }
     }
 
-    /// Plays `steps` steps of a ring of `members` over `count` floats; with `curve`, every link
-    /// authenticated. Returns each member's reducer.
-    static func play(members: Int, count: Int, steps: Int, curve: Bool, pieces: Int = 1) throws -> [RingReducer] {
-        let plan = RingPlan(members: members, count: count, pieces: pieces)
+    /// Connected links of a ring of `members` on loopback; with `sharedMemory`, once every member's
+    /// successor has taken its shared memory for group 1 (every wait ends on a socket's event).
+    static func links(plan: RingPlan, curve: Bool, sharedMemory: Bool) throws -> [RingLinks] {
+        let members = plan.members
         let keys = try (0..<members).map { _ in try CurveKeyPair.generate() }
         let links = try (0..<members).map { rank in
             try RingLinks(host: "127.0.0.1",
                           security: curve ? RingSecurity(keyPair: keys[rank], predecessorKey: keys[plan.predecessor(of: rank)].publicKey) : nil,
-                          insecure: false, maxFloats: count)
+                          insecure: false, maxFloats: plan.count, sharedMemory: sharedMemory)
         }
+        for link in links { link.parameterCount = plan.count }
         for rank in 0..<members {
             let next = plan.successor(of: rank)
             try links[rank].connect(successor: links[next].endpoint, serverKey: curve ? keys[next].publicKey : nil)
+            links[rank].offerSharedMemory(group: 1, members: members, pieces: plan.pieces, floatCount: plan.count)
         }
+        guard sharedMemory, members > 1 else { return links }
+        var waits = 0
+        while links.contains(where: { $0.outbox == nil }) {
+            waits += 1
+            try #require(waits < 400, "shared memory was not taken: \(links.flatMap { $0.takeNotes() })")
+            for link in links {
+                _ = try ZMQPoller.poll(link.pollItems, timeout: .milliseconds(5))
+                link.serveSharedMemory()
+            }
+        }
+        return links
+    }
+
+    /// Plays `steps` steps of a ring of `members` over `count` floats; with `curve`, every link
+    /// authenticated; with `sharedMemory`, chunks through shared memory. Returns each member's
+    /// reducer and links.
+    static func play(members: Int, count: Int, steps: Int, curve: Bool, pieces: Int = 1,
+                     sharedMemory: Bool = false) throws -> (reducers: [RingReducer], links: [RingLinks]) {
+        let plan = RingPlan(members: members, count: count, pieces: pieces)
+        let links = try links(plan: plan, curve: curve, sharedMemory: sharedMemory)
         let initial = (0..<count).map { Float($0 % 5) }
         let reducers = (0..<members).map { rank in
             RingReducer(member: RingMember(plan: plan, rank: rank, generation: 1, step: 0), links: links[rank], parameters: initial) {
@@ -48,7 +70,7 @@ import ZeroMQ
                 }
             }
         }
-        return reducers
+        return (reducers, links)
     }
 
     func expectedParameters(members: Int, count: Int, steps: Int) -> [Float] {
@@ -63,28 +85,75 @@ import ZeroMQ
         return parameters
     }
 
-    @Test(arguments: [(1, 1), (2, 1), (3, 1), (4, 1), (2, 4), (3, 3), (4, 2), (3, 64)])  // 64: most pieces empty
-    func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int, pieces: Int) throws {
-        let reducers = try Self.play(members: members, count: 101, steps: 2, curve: false, pieces: pieces)
+    /// Members and pieces (64: most pieces empty), each over sockets and through shared memory.
+    static let rings: [(Int, Int, Bool)] = [(1, 1), (2, 1), (3, 1), (4, 1), (2, 4), (3, 3), (4, 2), (3, 64)].flatMap { ring in
+        [false, true].map { (ring.0, ring.1, $0) }
+    }
+
+    @Test(arguments: rings)
+    func everyMemberEndsWithTheUpdateOfTheSummedGradient(members: Int, pieces: Int, sharedMemory: Bool) throws {
+        let (reducers, links) = try Self.play(members: members, count: 101, steps: 2, curve: false, pieces: pieces,
+                                              sharedMemory: sharedMemory)
         let expected = expectedParameters(members: members, count: 101, steps: 2)
         let plan = RingPlan(members: members, count: 101)
         for (rank, reducer) in reducers.enumerated() {
             #expect(reducer.parameters == expected, "member \(rank)")
             #expect(reducer.refusalCount == 0)
             #expect(reducer.floatsSent == 2 * plan.floatsSent(rank: rank))
+            // Through shared memory, every float; otherwise none (headers alone on the links then).
+            #expect(links[rank].sharedFloatsSent == (sharedMemory ? reducer.floatsSent : 0))
+            #expect(links[rank].sharedFloatsReceived == (sharedMemory ? reducers[plan.predecessor(of: rank)].floatsSent : 0))
         }
     }
 
-    @Test func aRingOverCurveGivesTheSameParameters() throws {
-        let reducers = try Self.play(members: 3, count: 64, steps: 1, curve: true)
+    @Test(arguments: [false, true])
+    func aRingOverCurveGivesTheSameParameters(sharedMemory: Bool) throws {
+        let reducers = try Self.play(members: 3, count: 64, steps: 1, curve: true, sharedMemory: sharedMemory).reducers
         let expected = expectedParameters(members: 3, count: 64, steps: 1)
         for reducer in reducers { #expect(reducer.parameters == expected) }
     }
 
-    /// Keeps what a member sends.
+    /// A predecessor that rewrote a slot before its successor read it (which the ring's order
+    /// never lets an honest one do) makes the read torn: the successor's ring stops there, with
+    /// nothing sent on from it and the step never complete, instead of summing a mix.
+    @Test func aSharedSlotRewrittenBeforeItWasReadStopsTheRingInsteadOfSummingIt() throws {
+        let plan = RingPlan(members: 2, count: 10)
+        let links = try Self.links(plan: plan, curve: false, sharedMemory: true)
+        let recorder = Recorder(inboxes: links[1])
+        let reducer = RingReducer(member: RingMember(plan: plan, rank: 1, generation: 1, step: 0), links: recorder,
+                                  parameters: [Float](repeating: 0, count: 10)) { _, _, _, _ in }
+        let header = RingChunkHeader(group: 1, step: 0, phase: 1, round: 0, chunk: 0, count: 5)
+        let first: [Float] = [1, 2, 3, 4, 5]
+        try first.withUnsafeBufferPointer { try links[0].send(header, floats: $0, start: 0) }
+        try first.withUnsafeBufferPointer { try links[0].send(header, floats: $0, start: 0) }
+        let stale = try #require(try receiveChunk(links[1]))
+        #expect(stale.header.sharedSequence != nil)
+        reducer.gradient = [Float](repeating: 1, count: 10)
+        try reducer.gradientReady()
+        try reducer.onChunk(stale)
+        #expect(reducer.stalled)
+        #expect(reducer.takeRefusals().last?.contains("rewritten while it was read") == true)
+        // The reduced chunk was never passed on or updated: nothing beyond round 0's own send.
+        #expect(recorder.sent.count == 1)
+        #expect(reducer.completedStep == nil)
+    }
+
+    /// The next chunk `links` receives, waiting on its sockets at most 400 times 5 ms.
+    func receiveChunk(_ links: RingLinks) throws -> RingChunk? {
+        for _ in 0..<400 {
+            if let chunk = try links.receive(timeout: .milliseconds(5)) { return chunk }
+        }
+        return nil
+    }
+
+    /// Keeps what a member sends; takes shared memory from `inboxes` when given.
     final class Recorder: RingSending {
         var sent: [RingChunkHeader] = []
-        func send(_ header: RingChunkHeader, floats: SharedFloats) throws { sent.append(header) }
+        let inboxes: RingLinks?
+        init(inboxes: RingLinks? = nil) { self.inboxes = inboxes }
+        func send(_ header: RingChunkHeader, floats: UnsafeBufferPointer<Float>, start: Int) throws { sent.append(header) }
+        func inbox(group: UInt32) -> RingInbox? { inboxes?.inbox(group: group) }
+        func noteSharedReceive(floats: Int) {}
     }
 
     @Test func aChunkOfTheWrongSizeOrAnUnknownChunkIsRefusedAndNotUsed() throws {

@@ -194,20 +194,34 @@ import VAECommandLine
     /// The equivalence check: 150 Adam steps (eps 1e-4, batch 240) with N workers end
     /// within 1e-5 (relative to the largest parameter) of one process, with the ring (the default:
     /// gradients summed around the ring, each member updating its own chunk), with the ring's
-    /// chunks in 3 pieces, and with the star. Beyond about 160 steps this run is chaotic (two BLAS
-    /// thread counts in one process drift apart), so it stops before.
-    @Test(arguments: [("ring", 1), ("ring", 2), ("ring", 3), ("ring", 4), ("ring-pieces", 3), ("star", 3)])
+    /// chunks in 3 pieces, with the ring's chunks over loopback sockets instead of shared memory,
+    /// and with the star. Beyond about 160 steps this run is chaotic (two BLAS thread counts in
+    /// one process drift apart), so it stops before.
+    @Test(arguments: [("ring", 1), ("ring", 2), ("ring", 3), ("ring", 4), ("ring-pieces", 3), ("ring-sockets", 3), ("star", 3)])
     func nWorkersEndWithinOneHundredThousandthOfOneProcessAfter150AdamSteps(_ plane: String, _ n: Int) throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
         let arguments = ["--data", train, "--test-data", test, "--hidden", "12", "--latent", "3", "--batch", "240", "--seed", "5",
                          "--adam-eps", "1e-4", "--lr", "0.003", "--max-steps", "150", "--epochs", "60"]
         let out = dir.appendingPathComponent("run")
-        let planeArguments = plane == "ring-pieces" ? ["--data-plane", "ring", "--ring-pieces", "3"] : ["--data-plane", plane]
+        let planeArguments = switch plane {
+        case "ring-pieces": ["--data-plane", "ring", "--ring-pieces", "3"]
+        case "ring-sockets": ["--data-plane", "ring"]
+        default: ["--data-plane", plane]
+        }
         let (coordinator, endpoint) = try Self.coordinator(arguments + planeArguments + ["--out", out.path], workers: n, in: dir)
-        let workers = try Self.workers(n, endpoint: endpoint, in: dir)
+        let workers = try Self.workers(n, endpoint: endpoint, in: dir,
+                                       extra: ["--log-level", "info"] + (plane == "ring-sockets" ? ["--no-shared-memory"] : []))
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+        if plane.hasPrefix("ring"), n > 1 {
+            // Workers of one host pass ring chunks through shared memory unless told not to: their
+            // ring links then carry headers only (the traffic line each logs when it stops).
+            for w in workers {
+                let traffic = w.stderr.split(separator: "\n").last { $0.contains("traffic=bytes per step") } ?? ""
+                #expect(traffic.contains("ring chunks through shared memory: written") == (plane != "ring-sockets"), "\(w.name): \(traffic)")
+            }
+        }
         let summary = try StopAndResumeTests.summary(out)
         // The ring took every step (the star none).
         #expect(summary["ring_steps"] as? Int == (plane == "star" ? 0 : 150), "\(summary)")
