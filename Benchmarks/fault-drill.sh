@@ -63,6 +63,9 @@ out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 swift build -c release >&2
 bin=.build/release
+# Whether `$bin/PROGRAM SUBCOMMAND --help` lists OPTION (the drill also runs older builds). grep -c
+# reads the whole help: with grep -q and pipefail the writer's SIGPIPE would count as "no option".
+has_option() { [ "$("$bin/$1" "$2" --help 2>&1 | grep -c -- "$3")" != 0 ]; }
 common=(--data Data/mnist --epochs "$EPOCHS" --batch 128 --seed 7 --checkpoint-every 50)
 faults=(--heartbeat-timeout 2 --step-deadline 1.5 --max-strikes 3)
 pids=()
@@ -136,7 +139,7 @@ if [ "$mode" = lab ]; then
   endpoint_at() { echo "tcp://${LAB}0:$1"; }
   coordinator_security=(--insecure)
   worker_options() {  # the options for a worker on host $1
-    if [ "$("$bin/vae-worker" join --help 2>&1 | grep -c -- '--advertise')" != 0 ]; then echo --advertise "$(host_address "$1")" --insecure; fi
+    if has_option vae-worker join --advertise; then echo --advertise "$(host_address "$1")" --insecure; fi
   }
 else
   on_host() { on=(); }
@@ -145,7 +148,7 @@ else
   coordinator_security=()
   worker_options() { :; }
 fi
-if [ "$("$bin/vae-coordinator" start --help 2>&1 | grep -c -- '--data-plane')" != 0 ]; then
+if has_option vae-coordinator start --data-plane; then
   data_plane="the coordinator's default, $("$bin/vae-coordinator" start --help 2>&1 | grep -A8 -- '--data-plane <' | tr '\n' ' ' | grep -o 'default: [a-z]*' | head -1 | sed 's/default: //' || true) (no --data-plane given)"
 else
   data_plane="star (this coordinator has no --data-plane)"
@@ -209,7 +212,7 @@ if [ "$mode" = lab ]; then
 else
   echo "one host: coordinator and workers over ipc; the undisturbed run with --local-workers 3"
 fi
-if [ "$("$bin/vae-worker" join --help 2>&1 | grep -c -- '--advertise')" != 0 ]; then
+if has_option vae-worker join --advertise; then
   ring_workers="each worker advertises a ring endpoint"
 else
   ring_workers="this vae-worker advertises no ring endpoint (it has no --advertise), so the star carries every step"

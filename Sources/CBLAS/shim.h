@@ -1,5 +1,5 @@
-// CBLAS: OpenBLAS's C interface (cblas_sgemm and friends) and its thread control, plus one
-// static inline helper of the numeric core (not API).
+// CBLAS: OpenBLAS's C interface (cblas_sgemm and friends) and its thread control, plus two
+// static inline helpers of the numeric core (not API).
 #include <cblas.h>
 
 #if defined(__x86_64__)
@@ -19,3 +19,11 @@ static inline void vae_flush_denormals_to_zero(void) {
     __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (1UL << 24)));
 #endif
 }
+
+// Eight floats, imported into Swift as SIMD8<Float>.
+typedef float vae_float8 __attribute__((ext_vector_type(8)));
+
+// Square roots of eight floats, lane by lane, each correctly rounded (IEEE 754), as vector
+// instructions: Swift's Float.squareRoot() on Linux is libm's sqrtf, which Clang emits as a scalar
+// sqrtss followed by a branch to sqrtf (to set errno) for each lane.
+static inline vae_float8 vae_sqrt8(vae_float8 x) { return __builtin_elementwise_sqrt(x); }

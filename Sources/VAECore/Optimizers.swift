@@ -102,7 +102,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
                         var vv = pv.loadUnaligned(fromByteOffset: o, as: V.self)
                         mv = mv + w1 * (g - mv)
                         vv = vv * b2 + w2 * (g * g)
-                        let denom = vv.squareRoot() * inverseBC2Sqrt + eps
+                        let denom = VectorMath.squareRoot(vv) * inverseBC2Sqrt + eps
                         let p = pp.loadUnaligned(fromByteOffset: o, as: V.self) - (stepSize * mv) / denom
                         pm.storeBytes(of: mv, toByteOffset: o, as: V.self)
                         pv.storeBytes(of: vv, toByteOffset: o, as: V.self)

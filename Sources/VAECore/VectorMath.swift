@@ -1,3 +1,5 @@
+import CBLAS
+
 /// Vectorised elementwise functions on `SIMD8<Float>`: the transcendental kernels of the
 /// training step (exp of log-variances, softplus and sigmoid of logits, tanh and softplus
 /// activations).
@@ -96,6 +98,12 @@ public enum VectorMath {
         y = y - 0.5 * z
         return m + y + e * 0.693_359_375
     }
+
+    /// Square roots, lane by lane, each correctly rounded: the same bits as `SIMD8.squareRoot()`,
+    /// which on Linux goes lane by lane through libm's `sqrtf` (a scalar instruction and a branch
+    /// for errno each, with the vector spilled around them); this is vector instructions.
+    @inline(__always)
+    public static func squareRoot(_ x: V) -> V { vae_sqrt8(x) }
 
     /// |x|, by clearing the sign bits.
     @inlinable @inline(__always)

@@ -18,6 +18,29 @@ import Testing
         }
     }
 
+    /// The vector square root gives Float.squareRoot()'s bits lane by lane (Adam's update must
+    /// not change with it): over a sweep of magnitudes, zeros of both signs, denormals, the
+    /// largest float, infinity, negatives and NaN.
+    @Test func squareRootIsFloatSquareRootBitForBit() {
+        var values: [Float] = [0, -0, .leastNonzeroMagnitude, .leastNormalMagnitude, 1, 2, .greatestFiniteMagnitude, .infinity,
+                               -1, -.infinity, .nan]
+        var x: Float = 1e-30
+        while x < 1e30 {
+            values.append(x)
+            values.append(x.nextUp)
+            x *= 1.37
+        }
+        while values.count % 8 != 0 { values.append(3) }
+        for start in stride(from: 0, to: values.count, by: 8) {
+            let v = V((0..<8).map { values[start + $0] })
+            let roots = VectorMath.squareRoot(v)
+            for lane in 0..<8 {
+                let expected = v[lane].squareRoot()
+                #expect(roots[lane].bitPattern == expected.bitPattern || (roots[lane].isNaN && expected.isNaN), "sqrt(\(v[lane]))")
+            }
+        }
+    }
+
     @Test func expIsWithinTwoUlp() {
         var worst = 0.0
         sweep(-87, 88, { x, y in
