@@ -42,7 +42,8 @@ enum RingLinkNote: Equatable {
 /// namespace can reach. For each group, the member tries its successor's: if it answers, the
 /// member offers a region for that group's chunks (`RingOutbox`, a sealed memfd passed with the
 /// offer), and once the successor says it has mapped it, every chunk's floats go into the region
-/// and only the header travels on the link (docs/PROTOCOL.md, "Shared memory on one host").
+/// and only the header travels on the link (docs/PROTOCOL.md, "Shared memory between ring
+/// neighbours on one host").
 /// Across hosts, or in different network namespaces, nobody answers and nothing changes. Offers
 /// are taken only from processes of this worker's user.
 final class RingLinks {
