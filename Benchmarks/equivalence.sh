@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The equivalence check of issue 15: 150 Adam steps (eps 1e-4, batch 240) with 1-4 ring workers
-# and 3 star workers against one process (the integration test that asserts 1e-5), with its
+# (also over sockets, ring-sockets) and 3 star workers against one process (the integration test that asserts 1e-5), with its
 # printed differences stored.
 #
 # Usage: Benchmarks/equivalence.sh   (output: Benchmarks/results/equivalence-<time>.txt)

@@ -295,29 +295,21 @@ final class RingLinks {
         }
     }
 
-    /// Checks and maps one offer; what to answer.
+    /// Checks and maps one offer; what to answer. The descriptor is closed on every refusal
+    /// (or given to the inbox, which keeps or closes it).
     private func take(offer bytes: [UInt8], descriptor: Int32?, truncated: Bool, from connection: HandoffConnection) -> RingOfferAnswer {
         guard let descriptor else { return .refused("the offer carries no region") }
-        guard !truncated else {
-            close(descriptor)
-            return .refused("the offer is longer than \(RingOffer.packetBytes) bytes")
-        }
+        var owned = true
+        defer { if owned { close(descriptor) } }
+        guard !truncated else { return .refused("the offer is longer than \(RingOffer.packetBytes) bytes") }
         do {
             let uid = try connection.peerUserID()
-            guard uid == getuid() else {
-                close(descriptor)
-                return .refused("the offer comes from user \(uid), this worker runs as \(getuid())")
-            }
+            guard uid == getuid() else { return .refused("the offer comes from user \(uid), this worker runs as \(getuid())") }
             let offer = try RingOffer.decode(bytes, limits: limits)
             // One region per group, the first offered: the predecessor offers once per group.
-            guard inboxes[offer.group] == nil else {
-                close(descriptor)
-                return .refused("group \(offer.group) already has its predecessor's region")
-            }
-            guard let parameterCount else {
-                close(descriptor)
-                return .refused("this worker does not know the run's parameters yet")
-            }
+            guard inboxes[offer.group] == nil else { return .refused("group \(offer.group) already has its predecessor's region") }
+            guard let parameterCount else { return .refused("this worker does not know the run's parameters yet") }
+            owned = false
             let inbox = try RingInbox(offer: offer, descriptor: descriptor, floatCount: parameterCount)
             inboxes[offer.group] = inbox
             for old in inboxes.keys.sorted().dropLast(Self.keptInboxes) { inboxes[old] = nil }
@@ -368,8 +360,7 @@ final class RingLinks {
         var events = RingLinkEvents()
         // Offers before chunks: a predecessor sends chunks through a region only after this
         // worker answered its offer, so an offer waiting here is never behind them.
-        serveOffers()
-        serveOfferAnswer()
+        serveSharedMemory()
 
         var index = 1
         if authenticator != nil {
@@ -398,16 +389,14 @@ final class RingLinks {
                 }
             }
         }
-        events.notes = notes
-        notes = []
+        events.notes = takeNotes()
         return events
     }
 
     /// The next chunk from the predecessor, waiting at most `timeout`; nil if none came. A chunk
     /// that breaks the ring's protocol throws its `WireError` (it is dropped).
     func receive(timeout: Duration) throws -> RingChunk? {
-        serveOffers()
-        serveOfferAnswer()
+        serveSharedMemory()
         if let authenticator {
             let ready = try ZMQPoller.poll([ZMQPollItem(inbound), ZMQPollItem(authenticator.socket)], timeout: timeout)
             if ready[1].contains(.pollIn) { _ = try authenticator.serve() }

@@ -1,3 +1,5 @@
+import Foundation
+import SharedMemory
 import Testing
 import WireProtocol
 import ZeroMQ
@@ -151,5 +153,37 @@ import ZeroMQ
         #expect(sender.outbox == nil && sender.takeNotes().isEmpty)
         try [Float(1), 2, 3].withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
         #expect(try #require(try nextChunk(receiver)).payload != nil)
+    }
+
+    /// This process's open descriptors of the memfd named `name` (other tests run meanwhile, so
+    /// only these are counted).
+    func descriptors(ofMemfd name: String) throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").filter { fd in
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "").hasPrefix("/memfd:\(name) ")
+        }.count
+    }
+
+    @Test func aMalformedOfferIsRefusedAndItsDescriptorClosed() throws {
+        let receiver = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
+        receiver.parameterCount = 6
+        let name = "offer-\(UUID().uuidString)"
+        let region = try SharedRegion(creating: name, byteCount: 4096)
+        let client = try #require(try HandoffConnection(connectingTo: RingLinks.handoffName(receiver.endpoint)))
+        #expect(try descriptors(ofMemfd: name) == 1)
+        try client.send(Array("not an offer".utf8), attaching: region.descriptor)
+        var answer: [UInt8]?
+        for _ in 0..<400 where answer == nil {
+            _ = try ZMQPoller.poll(receiver.pollItems, timeout: .milliseconds(5))
+            receiver.serveSharedMemory()
+            if case .packet(let bytes, _, _) = try client.receive(capacity: 2000) { answer = bytes }
+        }
+        let said = try RingOfferAnswer.decode(try #require(answer))
+        guard case .refused(let reason) = said else {
+            Issue.record("a malformed offer was accepted")
+            return
+        }
+        #expect(reason.contains("VOFR"), "\(reason)")
+        // The copy of the region's descriptor that came with it was closed, not kept.
+        #expect(try descriptors(ofMemfd: name) == 1)
     }
 }

@@ -25,13 +25,18 @@ import Testing
         #expect(out.map(\.byteCount) == [RingChunkHeader.byteCount, 16])
     }
 
-    func refusal(_ frames: [any FrameBytes], limits: RingChunkLimits? = nil) -> WireError.Code? {
+    /// The code `decode` refuses with, or nil if it takes what it is given.
+    func code(_ decode: () throws(WireError) -> Void) -> WireError.Code? {
         do {
-            _ = try RingChunk.decode(frames, limits: limits ?? self.limits)
+            try decode()
             return nil
         } catch {
             return error.code
         }
+    }
+
+    func refusal(_ frames: [any FrameBytes], limits: RingChunkLimits? = nil) -> WireError.Code? {
+        code { () throws(WireError) in _ = try RingChunk.decode(frames, limits: limits ?? self.limits) }
     }
 
     @Test func malformedChunksAreRefusedWithTheirReason() {
@@ -100,12 +105,7 @@ import Testing
 
     @Test func malformedOffersAreRefusedWithTheirReason() {
         func code(_ bytes: [UInt8]) -> WireError.Code? {
-            do {
-                _ = try RingOffer.decode(bytes, limits: limits)
-                return nil
-            } catch {
-                return error.code
-            }
+            self.code { () throws(WireError) in _ = try RingOffer.decode(bytes, limits: limits) }
         }
         let offer = RingOffer(group: 3, members: 4, pieces: 2, floatCount: 100, byteCount: 1000)
         var magic = offer.encode()
