@@ -128,46 +128,49 @@ def main() -> int:
     megabyte = b"\x07" * (1 << 20)
     long_frame = frame(b"\x5a" * (64 << 10), more=True)
     connections = messages = sent = cut = 0
-    while time.monotonic() < deadline:
-        try:
-            s = socket.create_connection((host, port), timeout=5)
-        except OSError:
-            time.sleep(0.05)
-            continue
-        connections += 1
-        s.settimeout(1)
-        try:
-            s.sendall(GREETING + READY)
-            if kind == "endless":
-                messages += 1
-                on_this = 0
-                while on_this < (256 << 20) and time.monotonic() < deadline:
-                    s.sendall(long_frame)
-                    on_this += len(long_frame)
-                    sent += len(long_frame)
-            else:
-                for i in range(40 if kind == "replay" else 20):
-                    if time.monotonic() >= deadline:
-                        break
-                    if kind == "garbage":
-                        frames = [os.urandom(rng.randint(1, 2000)) for _ in range(rng.randint(1, 3))]
-                    elif kind == "oversized":
-                        frames = [megabyte] * 3 if i % 2 == 0 else [b"\x01\x02\x03"] * 12
-                    else:
-                        frames = replay[i % len(replay)]
-                    data = message(frames)
-                    s.sendall(data)
-                    sent += len(data)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                s = socket.create_connection((host, port), timeout=5)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            connections += 1
+            s.settimeout(1)
+            try:
+                s.sendall(GREETING + READY)
+                if kind == "endless":
                     messages += 1
-                    time.sleep(0.0005)  # a load generator's pace
-                time.sleep(0.02)  # let them arrive before this connection closes
-        except (socket.timeout, TimeoutError):
-            pass  # the other side stopped reading: start again
-        except OSError:
-            cut += 1  # reset or closed by the other side
-        finally:
-            s.close()
-    print(f"connections {connections} messages {messages} bytes {sent} cut {cut}", flush=True)
+                    on_this = 0
+                    while on_this < (256 << 20) and time.monotonic() < deadline:
+                        s.sendall(long_frame)
+                        on_this += len(long_frame)
+                        sent += len(long_frame)
+                else:
+                    for i in range(40 if kind == "replay" else 20):
+                        if time.monotonic() >= deadline:
+                            break
+                        if kind == "garbage":
+                            frames = [os.urandom(rng.randint(1, 2000)) for _ in range(rng.randint(1, 3))]
+                        elif kind == "oversized":
+                            frames = [megabyte] * 3 if i % 2 == 0 else [b"\x01\x02\x03"] * 12
+                        else:
+                            frames = replay[i % len(replay)]
+                        data = message(frames)
+                        s.sendall(data)
+                        sent += len(data)
+                        messages += 1
+                        time.sleep(0.0005)  # a load generator's pace
+                    time.sleep(0.02)  # let them arrive before this connection closes
+            except (socket.timeout, TimeoutError):
+                pass  # the other side stopped reading: start again
+            except OSError:
+                cut += 1  # reset or closed by the other side
+            finally:
+                s.close()
+    finally:
+        # Also when stopped by SIGTERM (sys.exit raises SystemExit): the test reads this tally.
+        print(f"connections {connections} messages {messages} bytes {sent} cut {cut}", flush=True)
     return 0
 
 

@@ -37,6 +37,7 @@ import WireProtocol
     struct Run {
         var parameters: [Float]
         var peakKiB: Int
+        /// From both workers' arrival to the coordinator's exit: the training, without start-up.
         var seconds: Double
         var out: URL
     }
@@ -45,12 +46,12 @@ import WireProtocol
         let out = dir.appendingPathComponent(name)
         let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(arguments + ["--out", out.path], workers: 2, in: dir, name: name)
         let memory = PeakMemory(coordinator.process)
-        let started = ContinuousClock.now
         let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
+        // Both workers in first: a flooder's HELLO must not take a worker's place.
+        #expect(Poll.until { HardeningTests.events(out, named: "worker_joined").count == 2 })
+        let started = ContinuousClock.now
         var flooders: [Flooder] = []
         if flood {
-            // Both workers in first: a flooder's HELLO must not take a worker's place.
-            #expect(Poll.until { HardeningTests.events(out, named: "worker_joined").count == 2 })
             flooders = Flooder.Kind.allCases.map { Flooder($0, endpoint: endpoint, seconds: floodSeconds, directory: dir) }
         }
         let status = coordinator.wait(timeout: .seconds(1200))
@@ -61,7 +62,10 @@ import WireProtocol
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
         memory.done.wait()
         if flood {
-            for f in flooders { #expect(f.messages > 0, "the \(f.kind) flooder sent nothing: \(f.report)") }
+            for f in flooders {
+                #expect(f.messages > 0, "the \(f.kind) flooder sent nothing: \(f.report)")
+                #expect(f.ranItsCourse, "the run ended after \(seconds) s, before the \(f.kind) flooder's \(floodSeconds) s were over")
+            }
         }
         return Run(parameters: try DistributedTrainingTests.parameters(out.appendingPathComponent("checkpoint.safetensors")),
                    peakKiB: memory.kib, seconds: seconds, out: out)
@@ -72,10 +76,17 @@ import WireProtocol
         defer { SyntheticData.cleanup(dir) }
         let model = DistributedTrainingTests.modelArguments(train: train, test: test)
             + ["--lr", "0.01", "--epochs", "100000", "--max-workers", "2", "--heartbeat-timeout", "60", "--step-deadline", "600"]
-        // A short run sizes the others: the flooded run must train for the whole flood.
-        let probe = try Self.run(model + ["--max-steps", "300"], name: "probe", in: dir, flood: false)
-        let steps = min(max(Int(300 / probe.seconds * (Self.floodSeconds + 10)), 1000), 2_000_000)
-        let calm = try Self.run(model + ["--max-steps", "\(steps)"], name: "calm", in: dir, flood: false)
+        // The flooded run must train for the whole flood. A short probe gives the step rate, and
+        // the calm run, of the same length as the flooded one, is the measure: should it end before
+        // the flood would (a probe slowed by the tests beside it), it is run again, longer.
+        let goal = Self.floodSeconds + 15
+        let probe = try Self.run(model + ["--max-steps", "1500"], name: "probe", in: dir, flood: false)
+        var steps = min(max(Int(1500 / probe.seconds * goal), 1500), 5_000_000)
+        var calm = try Self.run(model + ["--max-steps", "\(steps)"], name: "calm", in: dir, flood: false)
+        for attempt in 1...2 where calm.seconds < goal {
+            steps = min(Int(Double(steps) * goal / calm.seconds * 1.2), 5_000_000)
+            calm = try Self.run(model + ["--max-steps", "\(steps)"], name: "calm\(attempt)", in: dir, flood: false)
+        }
         let flooded = try Self.run(model + ["--max-steps", "\(steps)"], name: "flooded", in: dir, flood: true)
 
         print("flood test: \(steps) steps; coordinator peak memory \(calm.peakKiB) KiB calm, \(flooded.peakKiB) KiB flooded; \(calm.seconds) s calm, \(flooded.seconds) s flooded")
@@ -115,9 +126,13 @@ final class Flooder: @unchecked Sendable {
     let kind: Kind
     private let stopping = Atomic<Bool>(false)
     private let sent = Atomic<Int>(0)
+    private let finishedAlone = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
     /// Messages sent, from the client's last line (0 if it did not run).
     var messages: Int { sent.load(ordering: .relaxed) }
+    /// Whether the client flooded for all its seconds and ended by itself, not stopped because the
+    /// run was over.
+    var ranItsCourse: Bool { finishedAlone.load(ordering: .relaxed) }
     private(set) var report = ""
 
     init(_ kind: Kind, endpoint: String, seconds: Double, directory: URL) {
@@ -140,7 +155,7 @@ final class Flooder: @unchecked Sendable {
             while client.isRunning && !stopping.load(ordering: .relaxed) && ContinuousClock.now < deadline {
                 usleep(50_000)  // polls the client's exit
             }
-            if client.isRunning { client.process.send(SIGTERM) }
+            if client.isRunning { client.process.send(SIGTERM) } else { finishedAlone.store(true, ordering: .relaxed) }
             _ = client.wait(timeout: .seconds(10))
             report = client.stdout + client.stderr
             // "connections N messages M bytes B cut C"
