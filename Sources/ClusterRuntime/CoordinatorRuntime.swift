@@ -23,6 +23,9 @@ public final class CoordinatorRuntime {
     public let options: CoordinatorOptions
     /// The endpoint actually bound (with the real port when `bind` asked for `*`).
     public var endpoint: String { transport.endpoint }
+    /// The host-local endpoint for the workers this process starts (`CoordinatorOptions.localBind`),
+    /// or nil.
+    public var localEndpoint: String? { transport.localEndpoint }
     public private(set) var state: TrainingState
     /// The step this run started from (0, or the resumed checkpoint's).
     public let startStep: Int

@@ -34,6 +34,8 @@ enum TransportEvent {
 protocol CoordinatorTransport: AnyObject {
     /// The endpoint workers connect to (with the real port when the bind asked for `*`).
     var endpoint: String { get }
+    /// The second, host-local endpoint bound for local workers (`CoordinatorOptions.localBind`), or nil.
+    var localEndpoint: String? { get }
     /// Waits at most `timeout` for something to happen and returns what did (at most one message;
     /// nothing if the time ran out).
     func wait(timeout: Duration) throws -> [TransportEvent]
@@ -50,6 +52,7 @@ protocol CoordinatorTransport: AnyObject {
 /// multipart messages.
 final class ZMQCoordinatorTransport: CoordinatorTransport {
     let endpoint: String
+    let localEndpoint: String?
     private let context: ZMQContext
     private let socket: ZMQSocket
     /// Closes connections that make libzmq buffer more than a message's worth without delivering it.
@@ -64,6 +67,11 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
     /// Binds `options.bind` for a model of `parameterCount` parameters (which bounds a message).
     init(_ options: CoordinatorOptions, parameterCount: Int) throws {
         try BindPolicy.check(options.bind, encrypted: options.security != nil, insecure: options.insecure)
+        if let localBind = options.localBind {
+            guard localBind.hasPrefix("ipc://") else {
+                throw ClusterError("the local endpoint \(localBind) is not ipc://: it is for workers on this host only")
+            }
+        }
         context = try ZMQContext()
         if let security = options.security {
             // The ZAP handler must be bound before any CURVE socket of the context accepts
@@ -96,6 +104,11 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
         inboundGuard = try ZMQInboundGuard(socket, maxUndeliveredBytes: 2 * maxFrame + (8 << 20))
         do {
             endpoint = try socket.bind(options.bind)
+            if let localBind = options.localBind {
+                localEndpoint = try socket.bind(localBind)
+            } else {
+                localEndpoint = nil
+            }
         } catch {
             inboundGuard.stop()
             throw error

@@ -66,6 +66,8 @@ struct Start: AsyncParsableCommand {
     var ringPieces: RingPiecesChoice = .count(1)
     @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory; --no-shared-memory sends them over loopback sockets, for measurement).")
     var sharedMemory = true
+    @Flag(name: .customLong("local-ipc"), inversion: .prefixedNo, help: "With --local-workers and a --bind on loopback TCP, also listen on a Unix socket (ipc) and have those workers join through it: it costs less CPU per byte than loopback TCP (--no-local-ipc has them join over --bind, for measurement).")
+    var localIPC = true
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
     var coverageLog = false
     @OptionGroup var output: OutputOptions
@@ -168,12 +170,13 @@ struct Start: AsyncParsableCommand {
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
                                         security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
-                                        workAhead: workAhead, ringPieces: ringPieces.count),
+                                        workAhead: workAhead, ringPieces: ringPieces.count,
+                                        localBind: localWorkers > 0 && localIPC ? CoordinatorOptions.localBind(for: bind) : nil),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery
         output.tensorBoard = try training.tensorBoardLog(outDirectory: outDirectory, resumeStep: checkpoint?.step) { logger.warning("\($0)") }
-        display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")")
+        display.message("coordinator at \(runtime.endpoint): \(runtime.state.layout.count) parameters, \(data.train.count) samples, global batch \(configuration.batchSize), waiting for \(count) worker\(count == 1 ? "" : "s")\(runtime.localEndpoint.map { " (its local workers join through \($0))" } ?? "")")
         if let metricsURL {
             display.message("metrics at \(metricsURL)")
             logger.info("serving metrics", metadata: ["url": "\(metricsURL)"])
@@ -181,7 +184,7 @@ struct Start: AsyncParsableCommand {
         }
         let signalSources = runtime.stopRequest.installSignalHandlers(exitOnSecondSignal: true)
         defer { signalSources.forEach { $0.cancel() } }
-        let local = try LocalWorkers(count: localWorkers, endpoint: runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel,
+        let local = try LocalWorkers(count: localWorkers, endpoint: runtime.localEndpoint ?? runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel,
                                      sharedMemory: sharedMemory)
         defer { local.terminate() }
         let autoencoder = configuration.objective.autoencoder
@@ -241,6 +244,7 @@ struct Start: AsyncParsableCommand {
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
         if !sharedMemory { words.append("--no-shared-memory") }
+        if !localIPC { words.append("--no-local-ipc") }
         if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
         if !workAhead { words.append("--no-work-ahead") }
         if ringPieces != .count(1) { words += ["--ring-pieces", ringPieces.defaultValueDescription] }

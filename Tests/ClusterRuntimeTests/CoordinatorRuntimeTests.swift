@@ -16,6 +16,7 @@ import WireProtocol
     /// workers' replies, and keeps what it sent to whom.
     final class FakeTransport: CoordinatorTransport {
         let endpoint = "fake://coordinator"
+        let localEndpoint: String? = nil
         var queue: [TransportEvent] = []
         var sent: [(peer: PeerID, message: Message)] = []
         /// Peers that have no connection: sends to them fail.

@@ -7,22 +7,37 @@ import TestSupport
     /// Whether any process of process group `group` is alive.
     func groupIsAlive(_ group: pid_t) -> Bool { kill(-group, 0) == 0 }
 
-    @Test func localWorkersAreStartedAndReapedByTheCoordinator() throws {
+    /// The endpoint the coordinator's local workers join, from its banner ("coordinator at
+    /// ENDPOINT: ..., waiting for N workers (its local workers join through LOCAL)").
+    static func localWorkersEndpoint(_ output: String) -> String? {
+        guard let banner = output.split(separator: "\n").first(where: { $0.hasPrefix("coordinator at ") }) else { return nil }
+        if let through = banner.range(of: "join through ") {
+            return String(banner[through.upperBound...].dropLast())  // the ")"
+        }
+        return String(banner.split(separator: " ")[2].dropLast())
+    }
+
+    /// With `--no-local-ipc` (false) the workers join over the loopback TCP bind itself.
+    @Test(arguments: [true, false])
+    func localWorkersAreStartedAndReapedByTheCoordinator(localIPC: Bool) throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
         let out = dir.appendingPathComponent("run")
         let coordinator = try ChildProcess(
             "vae-coordinator",
             ["start", "--bind", "tcp://127.0.0.1:*", "--local-workers", "2", "--data", train, "--test-data", test,
-             "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "3", "--out", out.path],
+             "--hidden", "12", "--latent", "3", "--batch", "32", "--epochs", "3", "--out", out.path]
+                + (localIPC ? [] : ["--no-local-ipc"]),
             directory: dir, name: "coordinator")
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "\(coordinator.stderr)")
         #expect(coordinator.stdout.contains("2 workers"))
         #expect(coordinator.stdout.contains("done: 48 steps"))
         #expect(!coordinator.stdout.contains("joining"), "local workers print into the coordinator's output")
         #expect(coordinator.stdout.contains(" joined (1 of 2)\n") && coordinator.stdout.contains(" joined (2 of 2)\n"))
+        // Bound to loopback TCP, the coordinator has its own workers join through a Unix socket.
+        let endpoint = try #require(Self.localWorkersEndpoint(coordinator.stdout))
+        #expect(endpoint.hasPrefix(localIPC ? "ipc://@vae-cluster/coordinator/" : "tcp://127.0.0.1:"), "\(coordinator.stdout)")
         // No vae-worker joined to this coordinator survives it.
-        let endpoint = coordinator.stdout.split(separator: " ").dropFirst(2).first.map { String($0.dropLast()) } ?? "?"
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
         let survivors = processes.filter { pid in
             let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
@@ -51,8 +66,7 @@ import TestSupport
              "--hidden", "12", "--latent", "3", "--batch", "8", "--epochs", "1000", "--out", dir.appendingPathComponent("run").path],
             directory: dir, name: "coordinator")
         let out = try #require(coordinator.waitForOutput(containing: "epoch ", timeout: .seconds(120)), "training did not start: \(coordinator.stderr)")
-        let banner = try #require(out.split(separator: "\n").first { $0.hasPrefix("coordinator at ") })
-        let endpoint = String(banner.split(separator: " ")[2].dropLast())
+        let endpoint = try #require(Self.localWorkersEndpoint(out))
         #expect(workers(of: endpoint).count == 2)
         coordinator.kill()  // SIGKILL: no chance to stop its workers
         let deadline = ContinuousClock.now + .seconds(30)

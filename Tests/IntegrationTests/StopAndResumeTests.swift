@@ -93,8 +93,7 @@ import TestSupport
         let coordinator = try ChildProcess("vae-coordinator", Self.localCoordinator + Self.model(train: train, test: test) + ["--out", out.path],
                                            directory: dir, name: "coordinator")
         let started = try #require(coordinator.waitForOutput(containing: "epoch ", timeout: .seconds(180)), "\(coordinator.stderr)")
-        let banner = try #require(started.split(separator: "\n").first { $0.hasPrefix("coordinator at ") })
-        let endpoint = String(banner.split(separator: " ")[2].dropLast())
+        let endpoint = try #require(LocalClusterTests.localWorkersEndpoint(started))
         let workers = LocalClusterTests().workers(of: endpoint)
         try #require(workers.count == 1)
         defer { kill(workers[0], SIGKILL) }
