@@ -1,4 +1,3 @@
-import Foundation
 import Coordination
 import CoreMetrics
 
@@ -6,9 +5,8 @@ import CoreMetrics
 public struct CoordinatorOptions: Sendable {
     /// ZeroMQ endpoint to bind, e.g. `tcp://127.0.0.1:5555`, `tcp://127.0.0.1:*` or `ipc:///tmp/vae.sock`.
     public var bind: String
-    /// A second endpoint on this host that the same socket binds, e.g. `ipc://@name`, for the
-    /// workers the coordinator starts itself (`--local-workers`): a Unix socket costs less CPU
-    /// per byte than loopback TCP. Nil: none.
+    /// A second endpoint on this host that the same socket binds, for the workers the coordinator
+    /// starts itself (`--local-workers`): a Unix socket in a `LocalSocketDirectory`. Nil: none.
     public var localBind: String?
     /// Workers to wait for before the first step.
     public var workers: Int
@@ -41,15 +39,6 @@ public struct CoordinatorOptions: Sendable {
     /// The pieces each ring chunk travels in (`--ring-pieces`; 1: whole chunks), or nil for
     /// `RingPlan.automaticPieces` (1 to 4, from the ring's size and the parameter count).
     public var ringPieces: Int? = 1
-
-    /// For a coordinator bound to loopback TCP, a fresh abstract Unix socket name (`ipc://@...`)
-    /// for its local workers to join through; nil for any other bind. Only loopback: a worker that
-    /// joins over ipc offers its ring neighbours 127.0.0.1, which a worker on another host could
-    /// not reach, and no such worker can join a coordinator on loopback.
-    public static func localBind(for bind: String) -> String? {
-        guard bind.hasPrefix("tcp://"), BindPolicy.isLocal(bind) else { return nil }
-        return "ipc://@vae-cluster/coordinator/\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-    }
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,

@@ -165,13 +165,16 @@ struct Start: AsyncParsableCommand {
             security = CurveServerSecurity(keyPair: try KeyFiles.readSecretKey(curveSecretKey),
                                            authorizedKeys: try KeyFiles.readAuthorizedKeys(authorizedKeys))
         }
+        // Kept until this function returns: released, it removes its socket.
+        let localSocket = localWorkers > 0 && localIPC && LocalSocketDirectory.isWanted(for: bind) ? try LocalSocketDirectory() : nil
+        defer { withExtendedLifetime(localSocket) {} }
         let runtime = try CoordinatorRuntime(
             configuration: configuration, data: data,
             options: CoordinatorOptions(bind: bind, workers: count, joinTimeout: .seconds(joinTimeout), policy: policy,
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
                                         security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
                                         workAhead: workAhead, ringPieces: ringPieces.count,
-                                        localBind: localWorkers > 0 && localIPC ? CoordinatorOptions.localBind(for: bind) : nil),
+                                        localBind: localSocket?.endpoint),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery

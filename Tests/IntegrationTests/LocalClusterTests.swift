@@ -17,6 +17,13 @@ import TestSupport
         return String(banner.split(separator: " ")[2].dropLast())
     }
 
+    /// Removes the private directory of a local-workers socket whose coordinator could not (killed
+    /// with SIGKILL, or ended at once by a second signal).
+    static func removeSocketDirectory(of endpoint: String) {
+        guard endpoint.hasPrefix("ipc:///") else { return }
+        try? FileManager.default.removeItem(atPath: (String(endpoint.dropFirst("ipc://".count)) as NSString).deletingLastPathComponent)
+    }
+
     /// With `--no-local-ipc` (false) the workers join over the loopback TCP bind itself.
     @Test(arguments: [true, false])
     func localWorkersAreStartedAndReapedByTheCoordinator(localIPC: Bool) throws {
@@ -36,7 +43,12 @@ import TestSupport
         #expect(coordinator.stdout.contains(" joined (1 of 2)\n") && coordinator.stdout.contains(" joined (2 of 2)\n"))
         // Bound to loopback TCP, the coordinator has its own workers join through a Unix socket.
         let endpoint = try #require(Self.localWorkersEndpoint(coordinator.stdout))
-        #expect(endpoint.hasPrefix(localIPC ? "ipc://@vae-cluster/coordinator/" : "tcp://127.0.0.1:"), "\(coordinator.stdout)")
+        #expect(endpoint.hasPrefix(localIPC ? "ipc:///" : "tcp://127.0.0.1:"), "\(coordinator.stdout)")
+        // Its socket's private directory goes with the coordinator.
+        if localIPC {
+            let directory = (String(endpoint.dropFirst("ipc://".count)) as NSString).deletingLastPathComponent
+            #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) outlived the run")
+        }
         // No vae-worker joined to this coordinator survives it.
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
         let survivors = processes.filter { pid in
@@ -67,6 +79,7 @@ import TestSupport
             directory: dir, name: "coordinator")
         let out = try #require(coordinator.waitForOutput(containing: "epoch ", timeout: .seconds(120)), "training did not start: \(coordinator.stderr)")
         let endpoint = try #require(Self.localWorkersEndpoint(out))
+        defer { Self.removeSocketDirectory(of: endpoint) }
         #expect(workers(of: endpoint).count == 2)
         coordinator.kill()  // SIGKILL: no chance to stop its workers
         let deadline = ContinuousClock.now + .seconds(30)

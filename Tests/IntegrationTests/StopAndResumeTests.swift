@@ -40,6 +40,7 @@ import TestSupport
         // No --checkpoint-every: the end of the first epoch is checkpointed all the same.
         #expect(Poll.until(timeout: .seconds(180)) { Self.checkpointStep(out) >= 16 }, "no checkpoint with the default options: \(first.stderr)")
         first.kill()
+        LocalClusterTests.localWorkersEndpoint(first.stdout).map(LocalClusterTests.removeSocketDirectory)
         let step = Self.checkpointStep(out)
         #expect(step > 0 && step % 16 == 0, "checkpoint at step \(step), not at an epoch end")
 
@@ -94,6 +95,7 @@ import TestSupport
                                            directory: dir, name: "coordinator")
         let started = try #require(coordinator.waitForOutput(containing: "epoch ", timeout: .seconds(180)), "\(coordinator.stderr)")
         let endpoint = try #require(LocalClusterTests.localWorkersEndpoint(started))
+        defer { LocalClusterTests.removeSocketDirectory(of: endpoint) }
         let workers = LocalClusterTests().workers(of: endpoint)
         try #require(workers.count == 1)
         defer { kill(workers[0], SIGKILL) }
