@@ -3,9 +3,11 @@
 # DistributedDataParallel (gloo, world size 2) and against one `vae train` process with the same
 # global batch: 784-400-20 ReLU VAE, Bernoulli, Adam, 128 samples per worker per step (global
 # batch 256), 1 BLAS/torch thread per worker (and for `vae train`). The coordinator runs with each
-# data plane of PLANES (default: ring, ring-sockets and star) over loopback tcp and ipc; ring-sockets
-# is the ring with its chunks over loopback sockets (`--no-shared-memory`) instead of shared memory
-# between the two workers. The peers alternate, ROUNDS times; medians are compared.
+# data plane of PLANES (default: ring, ring-sockets and star), bound to loopback tcp, its local
+# workers joining two ways: "ipc", through the Unix socket the coordinator binds for them (the
+# default, what `make train` does), and "tcp", over the loopback tcp bind itself (`--no-local-ipc`).
+# ring-sockets is the ring with its chunks over loopback sockets (`--no-shared-memory`) instead of
+# shared memory between the two workers. The peers alternate, ROUNDS times; medians are compared.
 #
 # Usage: Benchmarks/compare-distributed.sh   (ROUNDS=3 by default)
 set -euo pipefail
@@ -23,13 +25,13 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   for plane in $PLANES; do
     for transport in tcp ipc; do
-      if [ "$transport" = tcp ]; then bind="tcp://127.0.0.1:*"; else bind="ipc://$work/coordinator.sock"; fi
       case "$plane" in
         ring-sockets) flags=(--data-plane ring --no-shared-memory) ;;
         *) flags=(--data-plane "$plane") ;;
       esac
+      if [ "$transport" = tcp ]; then flags+=(--no-local-ipc); fi
       .build/release/vae-coordinator start --data Data/mnist --epochs 1 --batch 256 --local-workers 2 \
-        "${flags[@]}" --bind "$bind" --out "$work/run" >/dev/null
+        "${flags[@]}" --bind "tcp://127.0.0.1:*" --out "$work/run" >/dev/null
       cp "$work/run/summary.json" "$out/swift-$plane-$transport-$round.json"
     done
   done
