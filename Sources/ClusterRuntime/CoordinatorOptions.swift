@@ -1,5 +1,6 @@
 import Coordination
 import CoreMetrics
+import Foundation
 
 /// How the coordinator listens, how long it waits, and how it tolerates faults.
 public struct CoordinatorOptions: Sendable {
@@ -30,6 +31,10 @@ public struct CoordinatorOptions: Sendable {
     /// Where to record live metrics (step, loss, throughput, workers, latencies, rejections), or
     /// nil for nowhere.
     public var metrics: (any MetricsFactory)?
+    /// Held while a step's figures are stored into `metrics`; the metrics server holds it while it
+    /// renders them (`PrometheusEndpoint.start(lock:)`), so a scrape sees one step's loss, rate and
+    /// distortion, never two steps' mixed. Nil: stored without it.
+    public var metricsLock: NSLock?
     /// How gradients and parameters travel (`--data-plane`): around a ring of the workers (the
     /// default), or through the coordinator.
     public var dataPlane: DataPlane = .ring
@@ -44,7 +49,9 @@ public struct CoordinatorOptions: Sendable {
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
-                dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, localBind: String? = nil) {
+                dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, localBind: String? = nil,
+                metricsLock: NSLock? = nil) {
+        self.metricsLock = metricsLock
         self.localBind = localBind
         self.dataPlane = dataPlane
         self.workAhead = workAhead

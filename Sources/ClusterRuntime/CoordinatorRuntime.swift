@@ -719,14 +719,18 @@ public final class CoordinatorRuntime {
 
     private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double, duration: Duration) {
         let metrics = record.metrics
-        metrics.step.record(state.step)
-        metrics.epoch.record(epochOfLastStep)
-        metrics.loss.record(sums.meanObjective)
-        metrics.rate.record(sums.meanRate)
-        metrics.distortion.record(sums.meanDistortion)
-        metrics.samples.increment(by: sums.samples)
-        metrics.samplesPerSecond.record(samplesPerSecond)
-        metrics.stepDuration.recordNanoseconds(duration.nanoseconds)
+        let store = {
+            metrics.step.record(self.state.step)
+            metrics.epoch.record(self.epochOfLastStep)
+            metrics.loss.record(sums.meanObjective)
+            metrics.rate.record(sums.meanRate)
+            metrics.distortion.record(sums.meanDistortion)
+            metrics.samples.increment(by: sums.samples)
+            metrics.samplesPerSecond.record(samplesPerSecond)
+            metrics.stepDuration.recordNanoseconds(duration.nanoseconds)
+        }
+        // One step's figures together: a scrape holds the same lock while it renders them.
+        if let lock = options.metricsLock { lock.withLock(store) } else { store() }
     }
 
     /// Reports the epoch in progress (evaluated on the test set unless not `evaluate`) and

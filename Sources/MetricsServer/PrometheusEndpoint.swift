@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -28,8 +29,10 @@ public final class PrometheusEndpoint: Sendable {
     }
 
     /// Binds `host`:`port` (0: any free port) and serves `registry` until `stop()`. Returns once
-    /// the socket is listening; throws if it cannot be bound.
-    public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry,
+    /// the socket is listening; throws if it cannot be bound. With `lock`, a scrape renders the
+    /// registry holding it, so figures that a writer stores together under it (a step's loss,
+    /// rate and distortion) are never seen half updated.
+    public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry, lock: NSLock? = nil,
                              logger: Logger) async throws -> PrometheusEndpoint {
         guard (0...65535).contains(port) else { throw MetricsServerError.invalidPort(port) }
         let router = Router()
@@ -37,7 +40,7 @@ public final class PrometheusEndpoint: Sendable {
             var headers = HTTPFields()
             headers[.contentType] = contentType
             return Response(status: .ok, headers: headers,
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: lock.map { $0.withLock { registry.emitToBuffer() } } ?? registry.emitToBuffer())))
         }
         let (started, signal) = AsyncStream<Result<Int, any Error>>.makeStream()
         let application = Application(

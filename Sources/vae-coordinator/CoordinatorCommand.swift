@@ -108,17 +108,19 @@ struct Start: AsyncParsableCommand {
         let display = ProgressDisplay(self.output)
         var factory: PrometheusMetricsFactory?
         var endpoint: PrometheusEndpoint?
+        // A step's figures are stored under it and scrapes render under it: one step per scrape.
+        let metricsLock = NSLock()
         if let metricsPort {
             let registry = PrometheusCollectorRegistry()
             endpoint = try await PrometheusEndpoint.start(host: metricsHost ?? "127.0.0.1", port: metricsPort, registry: registry,
-                                                          logger: logging.logger("vae.metrics"))
+                                                          lock: metricsLock, logger: logging.logger("vae.metrics"))
             factory = Self.metricsFactory(registry)
         }
         // The training loop blocks its thread for the whole run, so it gets a thread of its own
         // rather than one of the few threads of Swift's shared executor.
         let metrics = factory
         let metricsURL = endpoint?.url
-        let result = await Thread.run { try self.train(logger: logger, display: display, metrics: metrics, metricsURL: metricsURL) }
+        let result = await Thread.run { try self.train(logger: logger, display: display, metrics: metrics, metricsLock: metricsLock, metricsURL: metricsURL) }
         await endpoint?.stop()
         if let interrupted = try result.get() { throw ExitCode(interrupted.exitStatus) }
     }
@@ -136,7 +138,8 @@ struct Start: AsyncParsableCommand {
 
     /// The whole run, blocking: load, wait for workers, train, evaluate, write the outputs.
     /// Returns the interruption when a signal stopped the run.
-    func train(logger: Logger, display: ProgressDisplay, metrics: PrometheusMetricsFactory?, metricsURL: String?) throws -> Interruption? {
+    func train(logger: Logger, display: ProgressDisplay, metrics: PrometheusMetricsFactory?, metricsLock: NSLock,
+               metricsURL: String?) throws -> Interruption? {
         var checkpoint: ModelCheckpoint?
         var configuration = try training.configuration()
         var outDirectory = training.out
@@ -174,7 +177,7 @@ struct Start: AsyncParsableCommand {
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
                                         security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
                                         workAhead: workAhead, ringPieces: ringPieces.count,
-                                        localBind: localSocket?.endpoint),
+                                        localBind: localSocket?.endpoint, metricsLock: metricsLock),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery

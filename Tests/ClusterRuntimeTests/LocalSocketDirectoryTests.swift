@@ -28,7 +28,7 @@ import Testing
         #expect((attributes[.posixPermissions] as? Int) == 0o700)
         // Another's directory is another directory.
         #expect(try LocalSocketDirectory().endpoint != endpoint)
-        FileManager.default.createFile(atPath: socket, contents: Data())  // as a bound socket leaves it
+        #expect(FileManager.default.createFile(atPath: socket, contents: Data()))  // as a bound socket leaves it
         local = nil
         #expect(!FileManager.default.fileExists(atPath: directory))
     }
