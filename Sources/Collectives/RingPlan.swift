@@ -27,7 +27,8 @@ public struct RingPlan: Sendable, Equatable {
     /// The pieces each chunk travels in, S >= 1.
     public let pieces: Int
 
-    /// The most pieces a chunk may be cut into (`--ring-pieces`, and what GROUP may carry).
+    /// The most pieces a chunk may be cut into (`--ring-pieces`, and what GROUP may carry; the
+    /// wire's `Limits.ringPieces`, kept equal by RingPieceLimitTests).
     public static let maximumPieces = 64
 
     /// Pieces of about this many floats (64 KB) or more, so that a piece's own cost (a message,

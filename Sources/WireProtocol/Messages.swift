@@ -158,7 +158,7 @@ public struct Group: Sendable, Equatable {
     /// Z85 public keys (40 characters), empty without CURVE.
     public var successorKey: String
     public var predecessorKey: String
-    /// The pieces each chunk travels in (1 to `MessageLimits.maxRingPieces`), the same for every
+    /// The pieces each chunk travels in (1 to `Limits.maxRingPieces`), the same for every
     /// member of the group.
     public var pieces: UInt32
     public init(generation: UInt32, rank: UInt32, size: UInt32, successorEndpoint: String, successorKey: String = "",
@@ -283,8 +283,12 @@ public struct Limits: Sendable {
     public var maxSums: Int = 16
     /// The most members a ring group may have (NORMS carries one value per member).
     public var maxGroupSize: Int = 4096
-    /// The most pieces GROUP may cut a chunk into (`RingPlan.maximumPieces`).
-    public var maxRingPieces: Int = 64
+    /// The most pieces GROUP may cut a chunk into.
+    public var maxRingPieces: Int = Limits.ringPieces
+    /// The most pieces a ring chunk travels in, for every message and packet that names pieces
+    /// (GROUP, ring chunks, offers): the same number as `RingPlan.maximumPieces`, which the ring
+    /// cannot import (RingPieceLimitTests keeps the two equal).
+    public static let ringPieces = 64
     public init(parameterCount: Int) { self.parameterCount = parameterCount }
 }
 

@@ -58,7 +58,7 @@ public struct RingChunkLimits: Sendable {
     /// The most pieces a chunk may travel in (so piece indices stay below it).
     public var maxPieces: Int
 
-    public init(maxFloats: Int, maxMembers: Int = 4096, maxPieces: Int = 64) {
+    public init(maxFloats: Int, maxMembers: Int = 4096, maxPieces: Int = Limits.ringPieces) {
         self.maxFloats = maxFloats
         self.maxMembers = maxMembers
         self.maxPieces = maxPieces
