@@ -19,7 +19,9 @@
 # Environment: WORKERS (default 2,4,8), BATCH_PER_WORKER (128), SECONDS_PER_POINT (20: the rough
 #   length of each run), PLANES (star,ring: the order at the first N; ring-sync is the ring with
 #   --no-work-ahead, to measure what sending the next step's work ahead buys; ring-pieces the ring
-#   with --ring-pieces auto, to measure what cutting chunks into pieces buys), LAB (vaedp), OUT, DESIGN
+#   with --ring-pieces auto, to measure what cutting chunks into pieces buys; ring-curve the ring
+#   with CURVE keys on every process instead of --insecure, to measure what encryption costs across
+#   hosts), LAB (vaedp), OUT, DESIGN
 #   (the model's design.csv; default the stored data-plane-design-20261129T115131Z).
 # Output: Benchmarks/results/lab-data-plane-<time>/: points.jsonl (one line per run), runs/ (each
 #   run's summary, metrics, events and logs), calibration.jsonl, plot.csv, summary.md (the table),
@@ -39,7 +41,7 @@ PLANES=${PLANES:-star,ring}
 DESIGN=${DESIGN:-Benchmarks/results/data-plane-design-20261129T115131Z/design.csv}
 export LAB=${LAB:-vaedp}
 [[ "$WORKERS" =~ ^[1-9][0-9]?(,[1-9][0-9]?)*$ ]] || { echo "lab-data-plane: WORKERS must be comma-separated counts (1-99), not '$WORKERS'" >&2; exit 2; }
-[[ "$PLANES" =~ ^(star|ring|ring-sync|ring-pieces)(,(star|ring|ring-sync|ring-pieces)){0,3}$ ]] || { echo "lab-data-plane: PLANES must be up to four of star, ring, ring-sync and ring-pieces, comma-separated (for example star,ring), not '$PLANES'" >&2; exit 2; }
+[[ "$PLANES" =~ ^(star|ring|ring-sync|ring-pieces|ring-curve)(,(star|ring|ring-sync|ring-pieces|ring-curve)){0,4}$ ]] || { echo "lab-data-plane: PLANES must be up to five of star, ring, ring-sync, ring-pieces and ring-curve, comma-separated (for example star,ring), not '$PLANES'" >&2; exit 2; }
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT:-Benchmarks/results/lab-data-plane-$stamp}
 mkdir -p "$out/runs"

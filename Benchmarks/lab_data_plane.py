@@ -33,8 +33,10 @@ import csv
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,8 +115,25 @@ def worker_flags(bin_dir):
 RING_VARIANTS = {
     "ring-sync": (["--no-work-ahead"], "ring without work ahead"),
     "ring-pieces": (["--ring-pieces", "auto"], "ring with chunks in pieces"),
+    # The coordinator's and the workers' keys come from curve_keys(), per run.
+    "ring-curve": ([], "ring with CURVE"),
 }
-PLANE_ORDER = ("star", "ring-sync", "ring-pieces", "ring")
+PLANE_ORDER = ("star", "ring-sync", "ring-pieces", "ring-curve", "ring")
+
+
+def curve_keys(bin_dir, directory, n):
+    """CURVE keys for a coordinator and n workers (`vae keygen`) in directory: the coordinator's
+    flags, and each worker's (instead of --insecure: every link encrypted and authenticated, the
+    ring's too, as docs/SECURITY.md describes)."""
+    vae = os.path.join(bin_dir, "vae")
+    subprocess.run([vae, "keygen", "coordinator", "--dir", directory], check=True, capture_output=True, timeout=60)
+    workers = os.path.join(directory, "workers")
+    for i in range(1, n + 1):
+        subprocess.run([vae, "keygen", f"w{i}", "--dir", workers], check=True, capture_output=True, timeout=60)
+    coordinator = ["--curve-secret-key", os.path.join(directory, "coordinator.key"), "--authorized-keys", workers + "/"]
+    worker = {i: ["--curve-secret-key", os.path.join(workers, f"w{i}.key"),
+                  "--coordinator-key", os.path.join(directory, "coordinator.pub")] for i in range(1, n + 1)}
+    return coordinator, worker
 
 
 def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra_worker_args=()):
@@ -130,6 +149,14 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
         "--no-tensorboard", "--heartbeat-timeout", "30", "--step-deadline", "30", "--join-timeout", "120",
         "--out", os.path.join(run, "out"),
     ]
+    worker_keys = {}
+    keys = None
+    if plane == "ring-curve":
+        # Out of the stored results: the secret keys go with the run.
+        keys = tempfile.mkdtemp(prefix="lab-curve-")
+        coordinator_keys, worker_keys = curve_keys(bin_dir, keys, n)
+        at = coordinator_args.index("--insecure")
+        coordinator_args[at:at + 1] = coordinator_keys
     if plane_flag:
         if plane in RING_VARIANTS:
             coordinator_args += ["--data-plane", "ring"] + RING_VARIANTS[plane][0]
@@ -154,7 +181,7 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
             with open(os.path.join(run, f"worker{i}.out"), "w") as wo, open(os.path.join(run, f"worker{i}.err"), "w") as we:
                 workers.append(on_host(i, [os.path.join(bin_dir, "vae-worker"), "join",
                                            "--coordinator", f"tcp://{host(0)}:{PORT}", "--threads", "1",
-                                           *extra_worker_args],
+                                           *(worker_keys[i] if worker_keys else extra_worker_args)],
                                        stdout=wo, stderr=we, env=env))
         try:
             coordinator.wait(timeout=timeout)
@@ -169,6 +196,8 @@ def run_point(out, bin_dir, data, plane, n, b, steps, plane_flag, timeout, extra
                 w.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 stop(w)
+        if keys:
+            shutil.rmtree(keys, ignore_errors=True)
     wall = time.monotonic() - started
     after = {i: link_counters(i) for i in hosts}
     worker_status = [w.returncode for w in workers]

@@ -79,6 +79,23 @@ import Testing
         #expect(Self.hasInk(image, rows: 30..<120, columns: 430..<500))
     }
 
+    @Test func aLongPanelTitleBesideAnOutsideLegendStaysInThePicture() throws {
+        // The legend outside the plot moves the plot left; a title as wide as the panel, centred
+        // over the plot, ran off the left edge (lab-data-plane's picture lost its first letter).
+        let corners = Series(name: "star", points: [(0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5)], style: .scatter(radius: 3))
+        let middle = Series(name: "ring with CURVE", points: [(0.5, 0.4)], style: .scatter(radius: 3))
+        var panel = Panel(xAxis: Axis("workers"), yAxis: Axis("samples per second"), series: [corners, middle])
+        panel.title = "Star and ring in the lab, 1 Gbit/s links, 128 samples per worker (dashed: model)"
+        let image = try panel.render(width: 860, height: 520)
+        // Booleans first: an #expect over the image itself would print every pixel when it fails.
+        let start = Self.hasInk(image, rows: 8..<30, columns: 2..<80)
+        let leftEdge = Self.hasInk(image, rows: 0..<40, columns: 0..<2)
+        let rightEdge = Self.hasInk(image, rows: 0..<40, columns: 858..<860)
+        #expect(start, "the title's start is missing")
+        #expect(!leftEdge, "the title runs off the left edge")
+        #expect(!rightEdge, "the title runs off the right edge")
+    }
+
     @Test func nonFiniteAndEmptySeriesDrawWithoutCrashing() throws {
         let ragged = Series(name: "ragged", x: [0, 1, 2, 3, .nan, 5], y: [1, .infinity, 2, -.infinity, 3, .nan])
         let empty = Series(name: "empty", x: [], y: [])
