@@ -172,3 +172,8 @@ public struct PictureError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension PNGImage: CustomStringConvertible {
+    /// Its size and format, not its pixels: what a log line or a failed test should show.
+    public var description: String { "\(width) x \(height) \(format == .gray ? "grey" : "RGB") image" }
+}

@@ -87,13 +87,9 @@ import Testing
         var panel = Panel(xAxis: Axis("workers"), yAxis: Axis("samples per second"), series: [corners, middle])
         panel.title = "Star and ring in the lab, 1 Gbit/s links, 128 samples per worker (dashed: model)"
         let image = try panel.render(width: 860, height: 520)
-        // Booleans first: an #expect over the image itself would print every pixel when it fails.
-        let start = Self.hasInk(image, rows: 8..<30, columns: 2..<80)
-        let leftEdge = Self.hasInk(image, rows: 0..<40, columns: 0..<2)
-        let rightEdge = Self.hasInk(image, rows: 0..<40, columns: 858..<860)
-        #expect(start, "the title's start is missing")
-        #expect(!leftEdge, "the title runs off the left edge")
-        #expect(!rightEdge, "the title runs off the right edge")
+        #expect(Self.hasInk(image, rows: 8..<30, columns: 2..<80), "the title's start is missing")
+        #expect(!Self.hasInk(image, rows: 0..<40, columns: 0..<2), "the title runs off the left edge")
+        #expect(!Self.hasInk(image, rows: 0..<40, columns: 858..<860), "the title runs off the right edge")
     }
 
     @Test func nonFiniteAndEmptySeriesDrawWithoutCrashing() throws {

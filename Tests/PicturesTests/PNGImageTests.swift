@@ -7,6 +7,12 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("png-\(UUID().uuidString)-\(name)")
     }
 
+    @Test func anImageDescribesItselfBySizeNotByItsPixels() {
+        // A failed #expect over an image prints this, not megabytes of pixel values.
+        #expect("\(PNGImage(width: 860, height: 520, format: .rgb, pixels: [UInt8](repeating: 255, count: 860 * 520 * 3)))" == "860 x 520 RGB image")
+        #expect("\(PNGImage(width: 2, height: 1, format: .gray, pixels: [0, 9]))" == "2 x 1 grey image")
+    }
+
     @Test func grayAndRGBImagesRoundTripThroughLibpng() throws {
         let gray = PNGImage(width: 7, height: 3, format: .gray, pixels: (0..<21).map { UInt8($0 * 12) })
         let url = temporary("gray.png")
