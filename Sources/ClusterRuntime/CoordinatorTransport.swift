@@ -105,7 +105,11 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
         do {
             endpoint = try socket.bind(options.bind)
             if let localBind = options.localBind {
-                localEndpoint = try socket.bind(localBind)
+                do {
+                    localEndpoint = try socket.bind(localBind)
+                } catch {
+                    throw ClusterError("could not listen on \(localBind) for the local workers: \(error); pass --no-local-ipc to have them join over \(endpoint)")
+                }
             } else {
                 localEndpoint = nil
             }

@@ -33,6 +33,18 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: directory))
     }
 
+    @Test func aLocalEndpointThatCannotBeBoundSaysHowToDoWithoutIt() throws {
+        let options = CoordinatorOptions(bind: "tcp://127.0.0.1:*", workers: 1,
+                                         localBind: "ipc:///nonexistent-vae-cluster-directory/coordinator")
+        do {
+            _ = try ZMQCoordinatorTransport(options, parameterCount: 10)
+            Issue.record("a socket in a directory that does not exist was bound")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("ipc:///nonexistent-vae-cluster-directory/coordinator") && message.contains("--no-local-ipc"), "\(message)")
+        }
+    }
+
     @Test func aTemporaryDirectoryTooLongForASocketPathFallsBackToTmp() throws {
         let local = try LocalSocketDirectory(in: "/tmp/" + String(repeating: "d", count: 120))
         #expect(local.endpoint.hasPrefix("ipc:///tmp/vae-cluster-"))
