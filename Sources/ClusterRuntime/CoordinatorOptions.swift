@@ -33,8 +33,8 @@ public struct CoordinatorOptions: Sendable {
     public var metrics: (any MetricsFactory)?
     /// Held while a step's figures are stored into `metrics`; the metrics server holds it while it
     /// renders them (`PrometheusEndpoint.start(lock:)`), so a scrape sees one step's loss, rate and
-    /// distortion, never two steps' mixed. Nil: stored without it.
-    public var metricsLock: NSLock?
+    /// distortion, never two steps' mixed (uncontended without a server: one per run).
+    public var metricsLock: NSLock
     /// How gradients and parameters travel (`--data-plane`): around a ring of the workers (the
     /// default), or through the coordinator.
     public var dataPlane: DataPlane = .ring
@@ -50,7 +50,7 @@ public struct CoordinatorOptions: Sendable {
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
                 dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, localBind: String? = nil,
-                metricsLock: NSLock? = nil) {
+                metricsLock: NSLock = NSLock()) {
         self.metricsLock = metricsLock
         self.localBind = localBind
         self.dataPlane = dataPlane

@@ -719,9 +719,10 @@ public final class CoordinatorRuntime {
 
     private func recordStepMetrics(_ sums: LossSums, samplesPerSecond: Double, duration: Duration) {
         let metrics = record.metrics
-        let store = {
-            metrics.step.record(self.state.step)
-            metrics.epoch.record(self.epochOfLastStep)
+        // One step's figures together: a scrape holds the same lock while it renders them.
+        options.metricsLock.withLock {
+            metrics.step.record(state.step)
+            metrics.epoch.record(epochOfLastStep)
             metrics.loss.record(sums.meanObjective)
             metrics.rate.record(sums.meanRate)
             metrics.distortion.record(sums.meanDistortion)
@@ -729,8 +730,6 @@ public final class CoordinatorRuntime {
             metrics.samplesPerSecond.record(samplesPerSecond)
             metrics.stepDuration.recordNanoseconds(duration.nanoseconds)
         }
-        // One step's figures together: a scrape holds the same lock while it renders them.
-        if let lock = options.metricsLock { lock.withLock(store) } else { store() }
     }
 
     /// Reports the epoch in progress (evaluated on the test set unless not `evaluate`) and

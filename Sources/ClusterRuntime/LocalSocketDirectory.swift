@@ -13,7 +13,7 @@ public final class LocalSocketDirectory: Sendable {
     /// The endpoint to bind and to give the local workers: `ipc://<directory>/coordinator`.
     public let endpoint: String
     private let directory: String
-    private var socketPath: String { directory + "/coordinator" }
+    private let socketPath: String
 
     /// Whether a coordinator bound to `bind` gives its local workers a Unix socket: only when it
     /// is bound to loopback TCP. A worker that joins over ipc offers its ring neighbours
@@ -35,7 +35,8 @@ public final class LocalSocketDirectory: Sendable {
             throw ClusterError("could not make a private directory in \(base) for the local workers' socket: \(String(cString: strerror(errno))); set TMPDIR to a writable directory, or pass --no-local-ipc")
         }
         directory = String(cString: made)
-        endpoint = "ipc://" + directory + "/coordinator"
+        socketPath = directory + "/coordinator"
+        endpoint = "ipc://" + socketPath
     }
 
     deinit {

@@ -464,8 +464,8 @@ struct PanelRenderer {
             // Centred over the plot, but moved inwards as far as it takes to stay in the panel: a
             // wide legend shifts the plot left, and a long title centred there would be cut off.
             let half = canvas.textWidth(title, size: sizes.title, weight: .bold) / 2
-            let low = rect.x + Self.pad + half, high = rect.x + rect.width - Self.pad - half
-            let x = low <= high ? min(max(plot.midX, low), high) : rect.x + rect.width / 2
+            let low = rect.x + Self.pad + half, high = rect.maxX - Self.pad - half
+            let x = low <= high ? min(max(plot.midX, low), high) : rect.midX
             canvas.text(title, x: x, y: rect.y + Self.pad, size: sizes.title, weight: .bold, horizontal: .center, vertical: .top)
         }
         if let bar = panel.colorBar, let range = layout.colorRange { drawColorBar(bar, range: range, ticks: layout.colorTicks, plot: plot) }

@@ -20,8 +20,14 @@ import TestSupport
     /// Removes the private directory of a local-workers socket whose coordinator could not (killed
     /// with SIGKILL, or ended at once by a second signal).
     static func removeSocketDirectory(of endpoint: String) {
-        guard endpoint.hasPrefix("ipc:///") else { return }
-        try? FileManager.default.removeItem(atPath: (String(endpoint.dropFirst("ipc://".count)) as NSString).deletingLastPathComponent)
+        guard let directory = socketDirectory(of: endpoint) else { return }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The directory an `ipc:///DIR/coordinator` endpoint's socket is in; nil for any other endpoint.
+    static func socketDirectory(of endpoint: String) -> String? {
+        guard endpoint.hasPrefix("ipc:///") else { return nil }
+        return (String(endpoint.dropFirst("ipc://".count)) as NSString).deletingLastPathComponent
     }
 
     /// With `--no-local-ipc` (false) the workers join over the loopback TCP bind itself.
@@ -45,8 +51,7 @@ import TestSupport
         let endpoint = try #require(Self.localWorkersEndpoint(coordinator.stdout))
         #expect(endpoint.hasPrefix(localIPC ? "ipc:///" : "tcp://127.0.0.1:"), "\(coordinator.stdout)")
         // Its socket's private directory goes with the coordinator.
-        if localIPC {
-            let directory = (String(endpoint.dropFirst("ipc://".count)) as NSString).deletingLastPathComponent
+        if localIPC, let directory = Self.socketDirectory(of: endpoint) {
             #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) outlived the run")
         }
         // No vae-worker joined to this coordinator survives it.
