@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # What one option of `vae-coordinator start` buys on one host: the coordinator with 2 local
-# workers x 128 samples (784-400-20, MNIST, bound to loopback tcp, 1 epoch) with its defaults
+# workers x 128 samples (784-400-20, MNIST, bound to loopback tcp, EPOCHS epochs, default 1) with its defaults
 # ("default") and with FLAGS (NAME), alternating ROUNDS times (which goes first alternates too).
 # For each run: samples/s from its summary.json, and the CPU time of the coordinator and its local
 # workers (user + system, /usr/bin/time: the workers are its children and are waited for), per
 # training step. CPU time counts the same fixed work without sampling, so it is the steadier
 # figure on a shared machine; medians are compared.
 #
-# Usage: Benchmarks/flag-ab.sh NAME FLAG...     (ROUNDS=5 by default)
+# Usage: Benchmarks/flag-ab.sh NAME FLAG...     (ROUNDS=5, EPOCHS=1 by default)
 #   e.g. Benchmarks/flag-ab.sh sockets --no-shared-memory
 # Output: Benchmarks/results/ab-NAME-<time>/: <variant>-<round>.json (summary), .time.json, summary.json
 set -euo pipefail
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then echo "usage: $0 NAME FLAG..." >&2; exit 2; fi
 name=$1; shift
 ROUNDS=${ROUNDS:-5}
+EPOCHS=${EPOCHS:-1}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT:-Benchmarks/results/ab-$name-$stamp}
 mkdir -p "$out"
@@ -22,7 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 swift build -c release >&2
 Benchmarks/machine-info.sh > "$out/machine.json"
-echo "default: (no flag); $name: $*" > "$out/variants.txt"
+echo "default: (no flag); $name: $*; $EPOCHS epoch(s) per run" > "$out/variants.txt"
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
@@ -31,7 +32,7 @@ for round in $(seq 1 "$ROUNDS"); do
     flags=()
     [ "$variant" = "$name" ] && flags=("$@")
     /usr/bin/time -f '{"user_s": %U, "sys_s": %S, "wall_s": %e}' -o "$out/$variant-$round.time.json" \
-      .build/release/vae-coordinator start --data Data/mnist --epochs 1 --batch 256 --local-workers 2 \
+      .build/release/vae-coordinator start --data Data/mnist --epochs "$EPOCHS" --batch 256 --local-workers 2 \
       "${flags[@]}" --bind "tcp://127.0.0.1:*" --no-tensorboard --out "$work/run" > /dev/null
     cp "$work/run/summary.json" "$out/$variant-$round.json"
   done
