@@ -24,6 +24,8 @@ struct Transport: ParsableCommand {
         case "ipc": endpoint = try router.bind("ipc://\(FileManager.default.temporaryDirectory.path)/vae-bench-\(getpid()).sock")
         default: throw ValidationError("--transport must be tcp or ipc")
         }
+        // The socket's file outlives the process unless removed (its name is not needed once bound).
+        defer { if endpoint.hasPrefix("ipc://") { unlink(String(endpoint.dropFirst("ipc://".count))) } }
         let bytes = floats * 4
         let total = rounds + warmup
         let count = workers

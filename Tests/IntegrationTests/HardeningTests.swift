@@ -84,7 +84,8 @@ import ZeroMQ
     @Test func aWorkerWhoseKeyIsNotAllowedIsToldSoAndExits() throws {
         let dir = SyntheticData.temporaryDirectory("vae-curve")
         defer { SyntheticData.cleanup(dir) }
-        let (_, train, test) = SyntheticData.dataset()
+        let (data, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(data) }
         let keys = dir.appendingPathComponent("keys")
         let allowed = keys.appendingPathComponent("allowed")
         try FileManager.default.createDirectory(at: allowed, withIntermediateDirectories: true)
