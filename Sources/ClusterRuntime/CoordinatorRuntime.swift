@@ -62,8 +62,9 @@ public final class CoordinatorRuntime {
     /// The bytes (and row bytes) the step sent ahead took: counted when it starts, so that each
     /// epoch's traffic is its own steps'.
     var aheadBytes = (all: 0, rows: 0)
-    /// A ring step's reduced gradient while the coordinator applies it (swapped out of the
-    /// accumulator, so that the next step can start first).
+    /// With clipping, a ring step's reduced gradient while the coordinator applies it (swapped out
+    /// of the accumulator, so that the next step can start first); empty without clipping, whose
+    /// updates read the SHARDs in place.
     var ringGradient: [Float]
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
     var referee: VAEEngine?
@@ -129,7 +130,7 @@ public final class CoordinatorRuntime {
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
-        ringGradient = [Float](repeating: 0, count: layout.count)
+        ringGradient = configuration.clipNorm > 0 ? [Float](repeating: 0, count: layout.count) : []
         welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).welcomeBytes()
         transport = try makeTransport(layout.count)
         if options.insecure && options.security == nil {
@@ -404,7 +405,14 @@ public final class CoordinatorRuntime {
                 guard let payload, let size = machine.ringSize else {
                     throw ClusterError("internal: accepted SHARD of chunk \(chunk) of step \(step), but none is held")
                 }
-                accumulator.store(payload, at: RingPlan(members: size, count: state.layout.count).chunk(chunk))
+                let range = RingPlan(members: size, count: state.layout.count).chunk(chunk)
+                // Clipping needs the whole gradient in one buffer (its norm, then NORMS); without
+                // it the check and the update read the SHARDs where they arrived.
+                if configuration.clipNorm > 0 {
+                    accumulator.store(payload, at: range)
+                } else {
+                    accumulator.keep(payload, at: range)
+                }
             case .holdAheadDone(let peer, let step, let part):
                 let key = PartKey(peer: peer, step: step, part: part)
                 guard let sums = heldSums.removeValue(forKey: key) else {
@@ -435,11 +443,16 @@ public final class CoordinatorRuntime {
                 aheadBytes = (0, 0)
             case .checkReducedGradient(let step, let sampleCount):
                 let loss = accumulator.lossSums(sampleCount: sampleCount)
-                let problem = accumulator.sum.withUnsafeBytes { raw in
-                    GradientCheck.problem(values: raw, count: accumulator.sum.count,
-                                          sums: [loss.objective, loss.distortion, loss.rate],
-                                          sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
+                let squares: Double
+                if accumulator.pieces.isEmpty {
+                    squares = accumulator.sum.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: accumulator.sum.count) }
+                } else {
+                    squares = accumulator.pieces.sorted { $0.range.lowerBound < $1.range.lowerBound }.reduce(0.0) { total, piece in
+                        total + piece.payload.frame.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: piece.payload.count) }
+                    }
                 }
+                let problem = GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
+                                                    sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
                 if let problem {
                     record.countRejected()
                     event("reduced_gradient_suspect", ["problem": problem])
@@ -667,8 +680,10 @@ public final class CoordinatorRuntime {
         try progress.add(stepSums, step: step)
         let stepStarted = timer.stepStarted
         timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
-        // The reduced gradient leaves the accumulator (a buffer swap), which the next step reuses.
-        swap(&accumulator.sum, &ringGradient)
+        // The reduced gradient leaves the accumulator (its SHARDs' messages, or with clipping a
+        // buffer swap), which the next step reuses.
+        let pieces = accumulator.pieces
+        if configuration.clipNorm > 0 { swap(&accumulator.sum, &ringGradient) }
         accumulator.end()
         // The members updated their own chunks already: the next step's WORK need not wait for
         // this copy's update, unless what comes next reads the updated state (a new group's
@@ -677,7 +692,14 @@ public final class CoordinatorRuntime {
         // (A star step's PARAMS are this copy: those must wait.)
         let sendFirst = next.allSatisfy { if case .sendWork(let part) = $0 { part.group > 0 } else { false } }
         if sendFirst { try perform(next) }
-        state.applyUpdate(summedGradient: &ringGradient, sampleCount: sampleCount, normChunks: chunks)
+        if configuration.clipNorm > 0 {
+            state.applyUpdate(summedGradient: &ringGradient, sampleCount: sampleCount, normChunks: chunks)
+        } else {
+            precondition(pieces.map(\.range.count).reduce(0, +) == state.layout.count, "a ring update without every chunk")
+            state.applyUpdate(sampleCount: sampleCount) { visit in
+                for piece in pieces { piece.payload.frame.withUnsafeBytes { visit(piece.range, $0) } }
+            }
+        }
         timer.endUpdate(now: .now)
         try recordStep(stepSums, stepStarted: stepStarted)
         if !sendFirst { try perform(next) }

@@ -20,10 +20,16 @@ enum GradientCheck {
     /// loss sums.
     static func problem(values raw: UnsafeRawBufferPointer, count n: Int, sums: [Double], sampleCount: Int,
                         maxNormPerSample: Double) -> String? {
+        problem(squaredNorm: sumOfSquares(unalignedFloats: raw, count: n), sums: sums, sampleCount: sampleCount,
+                maxNormPerSample: maxNormPerSample)
+    }
+
+    /// As `problem(values:count:sums:sampleCount:maxNormPerSample:)`, for a gradient whose sum of
+    /// squares (`sumOfSquares(unalignedFloats:count:)`, or the sum of its pieces') is
+    /// `squares`: a NaN or an infinity among the values makes it NaN or infinite.
+    static func problem(squaredNorm squares: Double, sums: [Double], sampleCount: Int, maxNormPerSample: Double) -> String? {
         guard sums.allSatisfy(\.isFinite) else { return "its loss sums are not finite" }
         guard sampleCount > 0 else { return "it covers no samples" }
-        // A NaN or an infinity makes the sum NaN or infinite.
-        let squares = sumOfSquares(unalignedFloats: raw, count: n)
         guard squares.isFinite else { return "it contains NaN or infinite values" }
         let normPerSample = squares.squareRoot() / Double(sampleCount)
         guard normPerSample <= maxNormPerSample else {

@@ -76,6 +76,9 @@ struct StepAccumulator {
     private var sentAt: [ContinuousClock.Instant] = []
     /// Parts added to `sum` so far (all parts before this index).
     private(set) var summedParts = 0
+    /// A ring step's reduced gradient as its SHARDs brought it, kept in their messages rather
+    /// than copied into `sum` (`keep`): the check and the optimizer read the pieces in place.
+    private(set) var pieces: [(range: Range<Int>, payload: FloatPayload)] = []
 
     init(parameterCount: Int) {
         sum = [Float](repeating: 0, count: parameterCount)
@@ -83,8 +86,9 @@ struct StepAccumulator {
 
     /// Whether a step is in flight.
     var inFlight: Bool { parameters != nil || ring }
-    /// Whether the step in flight is a ring step: its parts bring sums only (DONE), and `sum` is
-    /// filled chunk by chunk with the reduced gradient (SHARD).
+    /// Whether the step in flight is a ring step: its parts bring sums only (DONE), and the reduced
+    /// gradient arrives chunk by chunk (SHARD), kept in place (`keep`) or, with clipping, copied
+    /// into `sum` (`store`).
     private(set) var ring = false
 
     /// Whether every part of the step in flight was added.
@@ -94,6 +98,7 @@ struct StepAccumulator {
     mutating func begin(parameters: [Float], parts: Int, now: ContinuousClock.Instant) {
         self.parameters = SharedFloats(parameters)
         ring = false
+        pieces = []
         gradients = Array(repeating: nil, count: parts)
         sums = Array(repeating: nil, count: parts)
         sentAt = Array(repeating: now, count: parts)
@@ -105,6 +110,7 @@ struct StepAccumulator {
     mutating func beginRing(parts: Int, now: ContinuousClock.Instant) {
         parameters = nil
         ring = true
+        pieces = []
         gradients = Array(repeating: nil, count: parts)
         sums = Array(repeating: nil, count: parts)
         sentAt = Array(repeating: now, count: parts)
@@ -118,7 +124,15 @@ struct StepAccumulator {
         return now - sentAt[part]
     }
 
-    /// A ring step's reduced gradient for the elements `range`.
+    /// A ring step's reduced gradient for the elements `range`, kept in its message (`pieces`),
+    /// in the order the pieces come; the step's pieces are released by `end`.
+    mutating func keep(_ payload: FloatPayload, at range: Range<Int>) {
+        precondition(ring && payload.count == range.count, "a chunk of \(payload.count) floats for \(range.count) elements")
+        pieces.append((range, payload))
+    }
+
+    /// A ring step's reduced gradient for the elements `range`, copied into `sum` (when the whole
+    /// gradient is needed in one buffer: with clipping).
     mutating func store(_ payload: FloatPayload, at range: Range<Int>) {
         precondition(ring && payload.count == range.count, "a chunk of \(payload.count) floats for \(range.count) elements")
         sum.withUnsafeMutableBufferPointer { payload.copy(into: UnsafeMutableBufferPointer(rebasing: $0[range])) }
@@ -153,6 +167,7 @@ struct StepAccumulator {
     mutating func end() {
         parameters = nil
         ring = false
+        pieces = []
         gradients = []
         sums = []
     }

@@ -64,14 +64,42 @@ public struct OptimizerState: Sendable, Codable, Equatable {
         to fullParameters: UnsafeMutableBufferPointer<Float>, range: Range<Int>
     ) {
         precondition(gradient.count == fullParameters.count, "gradient and parameters differ in length")
-        precondition(range.lowerBound >= 0 && range.upperBound <= fullParameters.count, "range \(range) outside the parameters")
-        BLAS.flushDenormalsToZero()
+        let update = beginUpdate(learningRate: lr)
+        apply(update, gradient: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: gradient[range])),
+              gradientScale: gradientScale, to: fullParameters, range: range)
+    }
+
+    /// One update whose gradient is applied piece by piece (`apply(_:gradient:gradientScale:to:range:)`):
+    /// the step it is and its learning rate.
+    public struct Update: Sendable {
+        fileprivate let step: Int
+        fileprivate let learningRate: Double
+    }
+
+    /// Starts an update with learning rate `lr`: the step count advances (once, however many
+    /// pieces the update is then applied in).
+    public mutating func beginUpdate(learningRate lr: Double) -> Update {
         step += 1
+        return Update(step: step, learningRate: lr)
+    }
+
+    /// Applies `update` to the elements in `range` of the full-length `fullParameters` from their
+    /// gradient `gradientScale * gradient`, `range.count` floats of any alignment (a piece of a
+    /// gradient as it arrived, read in place). Applying an update to every element this way, in
+    /// pieces, gives bit for bit what `apply(learningRate:gradient:gradientScale:to:)` gives.
+    public mutating func apply(
+        _ update: Update, gradient: UnsafeRawBufferPointer, gradientScale: Float = 1,
+        to fullParameters: UnsafeMutableBufferPointer<Float>, range: Range<Int>
+    ) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= fullParameters.count, "range \(range) outside the parameters")
+        precondition(gradient.count == range.count * MemoryLayout<Float>.size, "a gradient of \(gradient.count) bytes for \(range.count) elements")
+        BLAS.flushDenormalsToZero()
+        let lr = update.learningRate
         let n = range.count
-        let t = step
+        let t = update.step
         let offset = range.lowerBound
         let parameters = UnsafeMutableBufferPointer(rebasing: fullParameters[range])
-        let gradient = UnsafeBufferPointer(rebasing: gradient[range])
+        func gradientAt(_ i: Int) -> Float { gradient.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
         switch kind {
         case .adam(let beta1, let beta2, let epsilon):
             // Same arithmetic as torch.optim.Adam's single-tensor path: scalars in Double
@@ -92,7 +120,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
                     let pm = UnsafeMutableRawPointer(m.baseAddress!)
                     let pv = UnsafeMutableRawPointer(v.baseAddress!)
                     let pp = UnsafeMutableRawPointer(parameters.baseAddress!)
-                    let pg = UnsafeRawPointer(gradient.baseAddress!)
+                    let pg = gradient.baseAddress!
                     typealias V = VectorMath.V
                     var i = 0
                     while i + 8 <= n {
@@ -110,7 +138,7 @@ public struct OptimizerState: Sendable, Codable, Equatable {
                         i += 8
                     }
                     while i < n {
-                        let g = gradient[i] * gradientScale
+                        let g = gradientAt(i) * gradientScale
                         m[i] = m[i] + w1 * (g - m[i])
                         v[i] = v[i] * b2 + w2 * (g * g)
                         let denom = v[i].squareRoot() * inverseBC2Sqrt + eps
@@ -123,12 +151,12 @@ public struct OptimizerState: Sendable, Codable, Equatable {
             let rate = Float(lr)
             let momentum = Float(momentumValue)
             if momentum == 0 {
-                for i in 0..<n { parameters[i] -= rate * (gradient[i] * gradientScale) }
+                for i in 0..<n { parameters[i] -= rate * (gradientAt(i) * gradientScale) }
             } else {
                 first.withUnsafeMutableBufferPointer { fullFirst in
                     let b = UnsafeMutableBufferPointer(rebasing: fullFirst[range])
                     for i in 0..<n {
-                        let g = gradient[i] * gradientScale
+                        let g = gradientAt(i) * gradientScale
                         b[i] = t == 1 ? g : momentum * b[i] + g
                         parameters[i] -= rate * b[i]
                     }

@@ -107,8 +107,7 @@ public struct Dataset: Sendable, Equatable {
     ///
     /// Takes sample ids as the wire carries them, `[UInt32]`, rather than any collection: a generic
     /// called from another module runs unspecialized, one witness-table call per row and index,
-    /// which cost a coordinator more than the copies themselves (about 1 ms of CPU per step of
-    /// 256 shipped rows).
+    /// which cost a coordinator several times the copies themselves.
     ///
     /// - Precondition: every id is in `0..<count`.
     public func rowBytes(at ids: [UInt32]) -> (bytes: [UInt8], isFloat32: Bool) {

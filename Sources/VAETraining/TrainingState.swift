@@ -57,6 +57,24 @@ public struct TrainingState: Sendable {
         step += 1
     }
 
+    /// Takes the optimizer step from a summed gradient that arrived in pieces, read where they
+    /// are rather than assembled first: `pieces` calls its argument with each piece's elements
+    /// and their floats (`range.count` of them, any alignment), every element once. The same bits
+    /// as `applyUpdate(summedGradient:sampleCount:)` on the assembled gradient. Not with
+    /// `--clip-norm`, whose norm needs the whole gradient before any element is updated.
+    public mutating func applyUpdate(sampleCount: Int, pieces: ((Range<Int>, UnsafeRawBufferPointer) -> Void) -> Void) {
+        precondition(configuration.clipNorm <= 0, "an update from pieces cannot clip")
+        let lr = configuration.schedule.learningRate(base: configuration.learningRate, step: step)
+        let gradientScale = 1 / Float(sampleCount)
+        let update = optimizer.beginUpdate(learningRate: lr)
+        parameters.withUnsafeMutableBufferPointer { p in
+            pieces { range, gradient in
+                optimizer.apply(update, gradient: gradient, gradientScale: gradientScale, to: p, range: range)
+            }
+        }
+        step += 1
+    }
+
     /// The squared norm of chunk `range` of the mean gradient (`summed` / `sampleCount`), which a
     /// ring member contributes to the global norm when clipping (`applyShardUpdate`); the same
     /// bits the full update adds for that chunk.

@@ -1,5 +1,6 @@
 import Testing
 import VAECore
+import WireProtocol
 @testable import ClusterRuntime
 
 /// The step in flight: the sum of the parts does not depend on the order in which they arrive.
@@ -64,6 +65,30 @@ import VAECore
         accumulator.begin(parameters: [1, 2, 3, 4], parts: 1, now: .now)
         #expect(accumulator.parameters.map { Array($0.values) } == [1, 2, 3, 4])
         #expect(!accumulator.isComplete)
+    }
+
+    /// A ring step's SHARD as the coordinator receives it: its floats stay in the message.
+    func shard(chunk: UInt32, _ values: [Float]) throws -> FloatPayload {
+        let frames: [any FrameBytes] = [Message.shardHeader(step: 1, group: 1, chunk: chunk, count: values.count),
+                                         values.withUnsafeBytes { Array($0) }]
+        guard case .shard(let shard) = try Message.decode(frames, limits: Limits(parameterCount: 4)) else {
+            throw ClusterError("not a SHARD")
+        }
+        return shard.gradient
+    }
+
+    @Test func aRingStepKeepsItsShardsInTheirMessagesUntilItEnds() throws {
+        var accumulator = StepAccumulator(parameterCount: 4)
+        accumulator.beginRing(parts: 2, now: .now)
+        accumulator.keep(try shard(chunk: 1, [3, 4]), at: 2..<4)
+        accumulator.keep(try shard(chunk: 0, [1, 2]), at: 0..<2)
+        #expect(accumulator.pieces.map(\.range) == [2..<4, 0..<2])
+        #expect(accumulator.pieces.map(\.payload.array) == [[3, 4], [1, 2]])
+        #expect(accumulator.sum == [0, 0, 0, 0], "kept, not copied")
+        accumulator.end()
+        #expect(accumulator.pieces.isEmpty)
+        accumulator.beginRing(parts: 2, now: .now)
+        #expect(accumulator.pieces.isEmpty)
     }
 
     @Test func gradientSumsTravelAsFourNumbersAndMissingOnesAreZero() {

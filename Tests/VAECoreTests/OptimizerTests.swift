@@ -39,6 +39,38 @@ import Testing
         #expect(abs(got[1][0] - 0.873366299) < 2e-6)
     }
 
+    /// A gradient that arrives in pieces (a ring's SHARDs, read in their messages at any
+    /// alignment) gives the whole update's bits, and the step count advances once per update.
+    @Test(arguments: [OptimizerKind.adam(), .sgd(momentum: 0.9), .sgd(momentum: 0)])
+    func anUpdateAppliedInPiecesAtAnyAlignmentIsTheWholeUpdateBitForBit(kind: OptimizerKind) {
+        let count = 37
+        let pieces = [20..<37, 0..<9, 9..<20]  // not in element order, and not multiples of 8
+        var whole = [Float](repeating: 0.5, count: count), split = whole
+        var wholeState = OptimizerState(kind: kind, parameterCount: count), splitState = wholeState
+        for step in 0..<3 {
+            let gradient = (0..<count).map { Float(($0 * 31 + step * 17) % 23) - 11.5 }
+            gradient.withUnsafeBufferPointer { g in
+                whole.withUnsafeMutableBufferPointer { wholeState.apply(learningRate: 0.01, gradient: g, gradientScale: 0.25, to: $0) }
+            }
+            let update = splitState.beginUpdate(learningRate: 0.01)
+            for range in pieces {
+                // One byte in, so that the floats are not 4-byte aligned.
+                var bytes = [UInt8](repeating: 0, count: 1 + 4 * range.count)
+                gradient[range].withUnsafeBytes { source in
+                    bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: 1).copyMemory(from: source.baseAddress!, byteCount: source.count) }
+                }
+                bytes.withUnsafeBytes { raw in
+                    split.withUnsafeMutableBufferPointer {
+                        splitState.apply(update, gradient: UnsafeRawBufferPointer(rebasing: raw[1...]), gradientScale: 0.25, to: $0, range: range)
+                    }
+                }
+            }
+            #expect(split == whole, "step \(step)")
+            #expect(splitState == wholeState, "step \(step)")
+        }
+        #expect(splitState.step == 3)
+    }
+
     @Test func sgdWithMomentumMatchesTorchSemantics() {
         let got = run(.sgd(momentum: 0.9), start: [1, -2],
                       gradients: [[0.5, -1], [-0.25, 2], [1, 0.5]], lr: 0.1)

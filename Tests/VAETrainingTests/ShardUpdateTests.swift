@@ -52,6 +52,29 @@ import VAECore
         }
     }
 
+    /// The coordinator's update from a ring step's SHARDs read in their messages (without
+    /// clipping) is the update from the assembled gradient, whatever order the pieces come in.
+    @Test(arguments: [OptimizerKind.adam(), .sgd(momentum: 0.9)])
+    func anUpdateFromPiecesIsTheUpdateFromTheAssembledGradientBitForBit(optimizer: OptimizerKind) {
+        var assembled = Self.state(optimizer: optimizer, clipNorm: 0)
+        var fromPieces = assembled
+        let count = assembled.parameters.count
+        let plan = Self.chunks(count, 3)
+        for step in 0..<3 {
+            var g = Self.gradient(count, step: step)
+            let summed = g
+            assembled.applyUpdate(summedGradient: &g, sampleCount: 8)
+            fromPieces.applyUpdate(sampleCount: 8) { visit in
+                for range in plan.reversed() {
+                    summed[range].withUnsafeBytes { visit(range, $0) }
+                }
+            }
+            #expect(fromPieces.parameters == assembled.parameters, "step \(step)")
+            #expect(fromPieces.optimizer == assembled.optimizer, "step \(step)")
+            #expect(fromPieces.step == assembled.step)
+        }
+    }
+
     @Test func withOneChunkTheUpdateIsTheOneTrainingHasAlwaysTaken() {
         var state = Self.state(optimizer: .adam(), clipNorm: 1)
         var reference = state
