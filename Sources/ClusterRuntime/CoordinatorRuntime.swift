@@ -66,6 +66,9 @@ public final class CoordinatorRuntime {
     /// of the accumulator, so that the next step can start first); empty without clipping, whose
     /// updates read the SHARDs in place.
     var ringGradient: [Float]
+    /// Whether a ring step's SHARDs are checked and applied where they arrived, in their messages:
+    /// always but with clipping, whose norm (and NORMS) needs the whole gradient in one buffer.
+    var readsShardsInPlace: Bool { configuration.clipNorm <= 0 }
     /// Computes a part here when no other worker can check a suspect gradient (made on first use).
     var referee: VAEEngine?
     var accumulator: StepAccumulator
@@ -406,12 +409,10 @@ public final class CoordinatorRuntime {
                     throw ClusterError("internal: accepted SHARD of chunk \(chunk) of step \(step), but none is held")
                 }
                 let range = RingPlan(members: size, count: state.layout.count).chunk(chunk)
-                // Clipping needs the whole gradient in one buffer (its norm, then NORMS); without
-                // it the check and the update read the SHARDs where they arrived.
-                if configuration.clipNorm > 0 {
-                    accumulator.store(payload, at: range)
-                } else {
+                if readsShardsInPlace {
                     accumulator.keep(payload, at: range)
+                } else {
+                    accumulator.store(payload, at: range)
                 }
             case .holdAheadDone(let peer, let step, let part):
                 let key = PartKey(peer: peer, step: step, part: part)
@@ -444,12 +445,13 @@ public final class CoordinatorRuntime {
             case .checkReducedGradient(let step, let sampleCount):
                 let loss = accumulator.lossSums(sampleCount: sampleCount)
                 let squares: Double
-                if accumulator.pieces.isEmpty {
-                    squares = accumulator.sum.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: accumulator.sum.count) }
-                } else {
+                if readsShardsInPlace {
+                    // In chunk order, not arrival order, so that the verdict does not depend on it.
                     squares = accumulator.pieces.sorted { $0.range.lowerBound < $1.range.lowerBound }.reduce(0.0) { total, piece in
                         total + piece.payload.frame.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: piece.payload.count) }
                     }
+                } else {
+                    squares = accumulator.sum.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: accumulator.sum.count) }
                 }
                 let problem = GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
                                                     sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
@@ -683,7 +685,7 @@ public final class CoordinatorRuntime {
         // The reduced gradient leaves the accumulator (its SHARDs' messages, or with clipping a
         // buffer swap), which the next step reuses.
         let pieces = accumulator.pieces
-        if configuration.clipNorm > 0 { swap(&accumulator.sum, &ringGradient) }
+        if !readsShardsInPlace { swap(&accumulator.sum, &ringGradient) }
         accumulator.end()
         // The members updated their own chunks already: the next step's WORK need not wait for
         // this copy's update, unless what comes next reads the updated state (a new group's
@@ -692,13 +694,13 @@ public final class CoordinatorRuntime {
         // (A star step's PARAMS are this copy: those must wait.)
         let sendFirst = next.allSatisfy { if case .sendWork(let part) = $0 { part.group > 0 } else { false } }
         if sendFirst { try perform(next) }
-        if configuration.clipNorm > 0 {
-            state.applyUpdate(summedGradient: &ringGradient, sampleCount: sampleCount, normChunks: chunks)
-        } else {
-            precondition(pieces.map(\.range.count).reduce(0, +) == state.layout.count, "a ring update without every chunk")
+        if readsShardsInPlace {
+            precondition(pieces.reduce(0) { $0 + $1.range.count } == state.layout.count, "a ring update without every chunk")
             state.applyUpdate(sampleCount: sampleCount) { visit in
                 for piece in pieces { piece.payload.frame.withUnsafeBytes { visit(piece.range, $0) } }
             }
+        } else {
+            state.applyUpdate(summedGradient: &ringGradient, sampleCount: sampleCount, normChunks: chunks)
         }
         timer.endUpdate(now: .now)
         try recordStep(stepSums, stepStarted: stepStarted)
