@@ -25,6 +25,9 @@ final class CoordinatorMetrics {
     let rejectedMessages: Counter
     /// Parts of steps sent again to another worker because theirs died, stalled or left.
     let reissuedParts: Counter
+    /// Ring steps computed again because a fault rolled the run back to the coordinator's last
+    /// copy of the training state (`--sync-every`).
+    let rolledBackSteps: Counter
     /// Workers declared dead, dropped, refused or gone (peers that never joined are not counted).
     let lostWorkers: Counter
     /// Peers refused for good: a gradient another worker proved wrong, or too many invalid
@@ -53,6 +56,7 @@ final class CoordinatorMetrics {
         liveWorkers = Gauge(label: "vae_workers_live", factory: factory)
         rejectedMessages = Counter(label: "vae_rejected_messages_total", factory: factory)
         reissuedParts = Counter(label: "vae_parts_reissued_total", factory: factory)
+        rolledBackSteps = Counter(label: "vae_steps_rolled_back_total", factory: factory)
         lostWorkers = Counter(label: "vae_workers_lost_total", factory: factory)
         bannedPeers = Counter(label: "vae_peers_banned_total", factory: factory)
         bytes = Counter(label: "vae_network_bytes_total", factory: factory)

@@ -44,13 +44,18 @@ public struct CoordinatorOptions: Sendable {
     /// The pieces each ring chunk travels in (`--ring-pieces`; 1: whole chunks), or nil for
     /// `RingPlan.automaticPieces` (1 to 4, from the ring's size and the parameter count).
     public var ringPieces: Int? = 1
+    /// In the ring, how often the coordinator's copy of the training state catches up with the
+    /// workers' (`RunSchedule.syncEvery`; `--sync-every`). Always 1 with clipping, whose norms
+    /// the coordinator forms from every step's reduced gradient.
+    public var syncEvery = 1
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
-                dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, localBind: String? = nil,
-                metricsLock: NSLock = NSLock()) {
+                dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, syncEvery: Int = 1,
+                localBind: String? = nil, metricsLock: NSLock = NSLock()) {
+        self.syncEvery = syncEvery
         self.metricsLock = metricsLock
         self.localBind = localBind
         self.dataPlane = dataPlane

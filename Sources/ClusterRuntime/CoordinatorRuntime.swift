@@ -53,11 +53,11 @@ public final class CoordinatorRuntime {
     /// A ring step's sums (DONE) and reduced chunk (SHARD) being handled, for `.acceptDone` and
     /// `.acceptShard`.
     var heldSums: [PartKey: GradientSums] = [:]
-    var heldShard: (key: PartKey, payload: FloatPayload)?
+    var heldShard: (key: PartKey, content: ShardContent)?
     /// Of the ring step sent ahead (`CoordinatorDirective.holdAheadDone`): the DONE sums and SHARD
     /// chunks that came before it started, and when each of its parts' WORK went.
     var aheadSums: [PartKey: GradientSums] = [:]
-    var aheadShards: [PartKey: FloatPayload] = [:]
+    var aheadShards: [PartKey: ShardContent] = [:]
     var aheadSentAt: [Int: ContinuousClock.Instant] = [:]
     /// The bytes (and row bytes) the step sent ahead took: counted when it starts, so that each
     /// epoch's traffic is its own steps'.
@@ -76,6 +76,12 @@ public final class CoordinatorRuntime {
     var progress: RunProgress
     /// Steps reduced by the workers' ring (the rest went through the star).
     public private(set) var ringSteps = 0
+    /// Ring steps taken since the coordinator's copy last caught up with the ring (reports of
+    /// `.norm`): recorded (metrics, progress, coverage) when it catches up, dropped if the run rolls
+    /// back (`CoordinatorDirective.rolledBack`).
+    var unsyncedSteps: [UnsyncedStep] = []
+    /// Ring steps computed again because the run rolled back to the coordinator's copy.
+    public private(set) var stepsRolledBack = 0
     /// Whether the first step started (training time starts when enough workers are in).
     var trainingStarted = false
     /// The step in flight's samples in part order (`CoordinatorStateMachine.arrangeStep`), from
@@ -129,7 +135,8 @@ public final class CoordinatorRuntime {
             schedule: RunSchedule(sampleCount: data.train.count, batchSize: configuration.batchSize, epochs: configuration.epochs,
                                   maxSteps: configuration.maxSteps, workers: options.workers,
                                   rowBytes: data.train.rowByteCount, dataPlane: options.dataPlane,
-                                  workAhead: options.workAhead),
+                                  workAhead: options.workAhead, syncEvery: configuration.clipNorm > 0 ? 1 : options.syncEvery,
+                                  checkpointEvery: configuration.checkpointEvery),
             policy: options.policy, startStep: state.step,
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
@@ -176,6 +183,10 @@ public final class CoordinatorRuntime {
         summary.rejectedMessages = record.rejectedMessages
         summary.dataPlane = options.dataPlane.rawValue
         summary.ringSteps = ringSteps
+        if options.dataPlane == .ring {
+            summary.syncEvery = machine.schedule.syncEvery
+            summary.stepsRolledBack = stepsRolledBack
+        }
         if let breakdown = timer.runBreakdown(seconds: progress.trainSeconds) {
             summary.stepTime = breakdown
             summary.bytesPerStep = Double(record.bytesMoved) / Double(timer.totals.steps)
@@ -280,15 +291,16 @@ public final class CoordinatorRuntime {
                                        sampleCount: Int(done.sampleCount), now: now))
         case .shard(let shard):
             record.countBytes(inbound.byteCount)
-            if let size = machine.ringSize, Int(shard.chunk) < size,
-               RingPlan(members: size, count: state.layout.count).chunk(Int(shard.chunk)).count != shard.gradient.count {
+            if shard.report != .norm, let size = machine.ringSize, Int(shard.chunk) < size,
+               RingPlan(members: size, count: state.layout.count).chunk(Int(shard.chunk)).count != shard.count {
                 record.countRejected()
-                try perform(machine.onInvalidMessage(from: peer, reason: "SHARD of chunk \(shard.chunk) carries \(shard.gradient.count) floats, which is not that chunk's length", now: now))
+                try perform(machine.onInvalidMessage(from: peer, reason: "SHARD of chunk \(shard.chunk) carries \(shard.count) floats, which is not that chunk's length", now: now))
                 return
             }
-            heldShard = (PartKey(peer: peer, step: Int(shard.step), part: Int(shard.chunk)), shard.gradient)
+            heldShard = (PartKey(peer: peer, step: Int(shard.step), part: Int(shard.chunk)), shard.content)
             defer { heldShard = nil }
-            try perform(machine.onShard(peer, step: Int(shard.step), generation: shard.group, chunk: Int(shard.chunk), now: now))
+            try perform(machine.onShard(peer, step: Int(shard.step), generation: shard.group, chunk: Int(shard.chunk),
+                                        report: shard.report, now: now))
         case .linked(let group, let ok, let detail):
             if !ok {
                 logger.warning("a worker cannot reach its ring successor", metadata: ["worker": "\(name(peer))", "group": "\(group)", "detail": "\(detail)"])
@@ -404,15 +416,15 @@ public final class CoordinatorRuntime {
                 }
             case .acceptShard(let peer, let step, let chunk):
                 let key = PartKey(peer: peer, step: step, part: chunk)
-                let payload = heldShard?.key == key ? heldShard?.payload : aheadShards.removeValue(forKey: key)
-                guard let payload, let size = machine.ringSize else {
+                let content = heldShard?.key == key ? heldShard?.content : aheadShards.removeValue(forKey: key)
+                guard let content, let size = machine.ringSize else {
                     throw ClusterError("internal: accepted SHARD of chunk \(chunk) of step \(step), but none is held")
                 }
                 let range = RingPlan(members: size, count: state.layout.count).chunk(chunk)
-                if readsShardsInPlace {
-                    accumulator.keep(payload, at: range)
-                } else {
-                    accumulator.store(payload, at: range)
+                switch content {
+                case .gradient(let payload) where readsShardsInPlace: accumulator.keep(payload, at: range)
+                case .gradient(let payload): accumulator.store(payload, at: range)
+                case .norm, .state: accumulator.keepReport(content, chunk: chunk, at: range)
                 }
             case .holdAheadDone(let peer, let step, let part):
                 let key = PartKey(peer: peer, step: step, part: part)
@@ -426,7 +438,7 @@ public final class CoordinatorRuntime {
                 guard let held = heldShard, held.key == key else {
                     throw ClusterError("internal: held SHARD of chunk \(chunk) of step \(step), but none is being handled")
                 }
-                aheadShards[key] = held.payload
+                aheadShards[key] = held.content
             case .startAheadStep:
                 let now = ContinuousClock.now
                 accumulator.beginRing(parts: machine.currentParts.count, now: now)
@@ -445,7 +457,12 @@ public final class CoordinatorRuntime {
             case .checkReducedGradient(let step, let sampleCount):
                 let loss = accumulator.lossSums(sampleCount: sampleCount)
                 let squares: Double
-                if readsShardsInPlace {
+                var stateProblem: String?
+                if !accumulator.reports.isEmpty {
+                    // The members reported their chunks' squared norms (and maybe their state).
+                    squares = accumulator.reportedSquaredNorm ?? .nan
+                    stateProblem = reportedStateProblem(step: step)
+                } else if readsShardsInPlace {
                     // In chunk order, not arrival order, so that the verdict does not depend on it.
                     squares = accumulator.pieces.sorted { $0.range.lowerBound < $1.range.lowerBound }.reduce(0.0) { total, piece in
                         total + piece.payload.frame.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: piece.payload.count) }
@@ -453,15 +470,26 @@ public final class CoordinatorRuntime {
                 } else {
                     squares = accumulator.sum.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: accumulator.sum.count) }
                 }
-                let problem = GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
-                                                    sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
+                let problem = stateProblem ?? GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
+                                                                    sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
                 if let problem {
                     record.countRejected()
                     event("reduced_gradient_suspect", ["problem": problem])
                 }
                 try perform(machine.onReducedGradientChecked(step: step, problem: problem, now: .now))
-            case .applyRingUpdate(let step, let sampleCount, let generation, let ringSize):
-                try applyRingUpdate(step: step, sampleCount: sampleCount, generation: generation, ringSize: ringSize)
+            case .applyRingUpdate(let step, let sampleCount, let generation, let ringSize, let report):
+                switch report {
+                case .gradient: try applyRingUpdate(step: step, sampleCount: sampleCount, generation: generation, ringSize: ringSize)
+                case .norm: try keepUnsyncedStep(step: step, sampleCount: sampleCount)
+                case .state: try catchUp(step: step, sampleCount: sampleCount)
+                }
+            case .rolledBack(let from, let to):
+                stepsRolledBack += from - to
+                record.metrics.rolledBackSteps.increment(by: from - to)
+                unsyncedSteps = []
+                logger.warning("rolled back to the coordinator's last copy of the training state; the steps since are computed again",
+                               metadata: ["from": "\(from)", "to": "\(to)"])
+                event("rolled_back", ["from": "\(from)", "to": "\(to)"])
             case .stepAbandoned(let step, let reason):
                 accumulator.end()
                 logger.warning("step abandoned; it starts again", metadata: ["step": "\(step)", "reason": "\(reason)"])
@@ -528,7 +556,7 @@ public final class CoordinatorRuntime {
         }
         guard let workBytes = try transport.send(Message.work(Work(
                   step: step, part: UInt32(part.part), group: part.group, stepSamples: UInt32(part.stepSamples),
-                  seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d), sampleType: type, carriesRow: carries,
+                  report: part.report, seed: configuration.seed, sampleIDs: ids, dimension: UInt32(d), sampleType: type, carriesRow: carries,
                   samples: rows)), to: part.peer)
         else { return false }
         var spareBytes = 0, spareRowBytes = 0
@@ -707,6 +735,95 @@ public final class CoordinatorRuntime {
         if !sendFirst { try perform(next) }
     }
 
+    /// A ring step whose members reported only their chunks' norms: it passed the checks, and
+    /// the coordinator's copy stays where it is; its sums and coverage wait for the catch-up.
+    private func keepUnsyncedStep(step: Int, sampleCount: Int) throws {
+        precondition(accumulator.isComplete, "a ring step kept before every part's sums were in")
+        let now = ContinuousClock.now
+        timer.startUpdate(now: now, slowestCompute: accumulator.slowestCompute)
+        timer.endUpdate(now: now)
+        unsyncedSteps.append(UnsyncedStep(step: step, epoch: machine.epoch, sums: accumulator.lossSums(sampleCount: sampleCount),
+                                          positions: machine.currentParts.map(\.positions), started: timer.stepStarted, ended: now,
+                                          timerTotals: timer.totals))
+        accumulator.end()
+        try perform(machine.stepApplied(now: now))
+    }
+
+    /// A ring step whose members sent their chunks of the training state after it: the
+    /// coordinator's copy takes them (the ring's parameters, moments and optimizer step, bit for
+    /// bit), then records every step since the last catch-up in order, this one last.
+    private func catchUp(step: Int, sampleCount: Int) throws {
+        precondition(accumulator.isComplete, "a catch-up before every part's sums were in")
+        let stepSums = accumulator.lossSums(sampleCount: sampleCount), positions = machine.currentParts.map(\.positions)
+        timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
+        // Out of `state` while the chunks are copied in (no second copy of the buffers).
+        var parameters: [Float] = [], first: [Float] = [], second: [Float] = []
+        swap(&parameters, &state.parameters)
+        swap(&first, &state.optimizer.first)
+        swap(&second, &state.optimizer.second)
+        var optimizerStep = state.optimizer.step
+        for report in accumulator.reports {
+            guard case .state(let chunk) = report.content else { continue }
+            func load(_ payload: FloatPayload?, into values: inout [Float]) {
+                guard let payload else { return }
+                values.withUnsafeMutableBufferPointer { payload.copy(into: UnsafeMutableBufferPointer(rebasing: $0[report.range])) }
+            }
+            load(chunk.parameters, into: &parameters)
+            load(chunk.first, into: &first)
+            load(chunk.second, into: &second)
+            optimizerStep = Int(chunk.optimizerStep)
+        }
+        swap(&parameters, &state.parameters)
+        swap(&first, &state.optimizer.first)
+        swap(&second, &state.optimizer.second)
+        state.optimizer.step = optimizerStep
+        let now = ContinuousClock.now
+        timer.endUpdate(now: now)
+        unsyncedSteps.append(UnsyncedStep(step: step, epoch: machine.epoch, sums: stepSums, positions: positions,
+                                          started: timer.stepStarted, ended: now, timerTotals: timer.totals))
+        accumulator.end()
+        // Record the steps in order, as if each had been applied here when it ended; only the last
+        // may checkpoint (the copy holds its state, not the others').
+        let steps = unsyncedSteps
+        unsyncedSteps = []
+        ringSteps += steps.count
+        for (i, kept) in steps.enumerated() {
+            if options.coverageLog, let output {
+                for positions in kept.positions {
+                    try output.appendCoverage(start: startStep, step: kept.step, epoch: kept.epoch, positions: positions)
+                }
+            }
+            try progress.add(kept.sums, step: kept.step)
+            state.step = kept.step + 1
+            try recordStep(kept.sums, stepStarted: kept.started, now: kept.ended, timerTotals: kept.timerTotals,
+                           mayCheckpoint: i == steps.count - 1)
+        }
+        try perform(machine.stepApplied(now: .now))
+    }
+
+    /// Whether the members' chunks of the training state (SHARDs of `.state`) are unusable, and
+    /// why: an optimizer step count other than the ring's, moments the coordinator's optimizer
+    /// does not keep (or missing), or values that are not finite.
+    private func reportedStateProblem(step: Int) -> String? {
+        let expectedStep = state.optimizer.step + (step + 1 - machine.syncedStep)
+        for report in accumulator.reports {
+            guard case .state(let chunk) = report.content else { continue }
+            if Int(chunk.optimizerStep) != expectedStep {
+                return "the member of chunk \(report.chunk) is at optimizer step \(chunk.optimizerStep), the ring at \(expectedStep)"
+            }
+            for (payload, kept, what) in [(chunk.first, state.optimizer.first, "first moment"), (chunk.second, state.optimizer.second, "second moment")] {
+                if (payload == nil) != kept.isEmpty {
+                    return "the member of chunk \(report.chunk) \(payload == nil ? "lacks" : "sends") the optimizer's \(what)"
+                }
+            }
+            for payload in [chunk.parameters, chunk.first, chunk.second].compactMap({ $0 }) {
+                let squares = payload.frame.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: payload.count) }
+                if !squares.isFinite { return "the member of chunk \(report.chunk) sent parameters or moments that are not finite" }
+            }
+        }
+        return nil
+    }
+
     /// Takes the optimizer step from the summed parts, records the step, checkpoints if due.
     private func applyUpdate(step: Int, sampleCount: Int) throws {
         precondition(accumulator.isComplete, "applyUpdate before every part was summed")
@@ -721,20 +838,22 @@ public final class CoordinatorRuntime {
         try perform(machine.stepApplied(now: .now))
     }
 
-    /// After a step's update: the checkpoint if one is due, the step's metrics and progress.
-    private func recordStep(_ stepSums: LossSums, stepStarted: ContinuousClock.Instant) throws {
-        let now = ContinuousClock.now
+    /// After a step's update: the checkpoint if one is due (unless not `mayCheckpoint`), the step's
+    /// metrics and progress, as of `now` (when the step ended) with the step timer's totals then
+    /// (nil: now).
+    private func recordStep(_ stepSums: LossSums, stepStarted: ContinuousClock.Instant, now: ContinuousClock.Instant = .now,
+                            timerTotals: StepTimer.Totals? = nil, mayCheckpoint: Bool = true) throws {
         // The last step of an epoch is checkpointed by completeEpoch, once the epoch is counted.
-        if state.step % plan.stepsPerEpoch != 0, progress.checkpointDue(afterStep: state.step, endsEpoch: false, now: now) {
+        if mayCheckpoint, state.step % plan.stepsPerEpoch != 0, progress.checkpointDue(afterStep: state.step, endsEpoch: false, now: now) {
             try writeCheckpoint()
         }
         let inEpoch = (state.step - 1) % plan.stepsPerEpoch + 1
         let rate = progress.epochRate(now: now)
         recordStepMetrics(stepSums, samplesPerSecond: rate, duration: now - stepStarted)
         if let output, output.metricsEvery > 0, state.step % output.metricsEvery == 0 {
-            let breakdown = timer.windowBreakdown(seconds: progress.window.seconds)
+            let breakdown = timer.windowBreakdown(seconds: progress.window.seconds(at: now), upTo: timerTotals)
             try output.append(progress.closeWindow(state: state, epoch: epochOfLastStep,
-                                                   workers: machine.workers.count, stepTime: breakdown))
+                                                   workers: machine.workers.count, stepTime: breakdown, now: now))
         }
         onStep(StepProgress(epoch: epochOfLastStep, epochs: configuration.epochs,
                             stepInEpoch: inEpoch, stepsPerEpoch: plan.stepsPerEpoch, samplesPerSecond: rate,
@@ -826,4 +945,17 @@ public final class CoordinatorRuntime {
 
     /// The (1-based) epoch the last completed step belongs to.
     private var epochOfLastStep: Int { (state.step - 1) / plan.stepsPerEpoch + 1 }
+}
+
+/// A ring step the coordinator's copy has not caught up with: what its record needs once it does.
+struct UnsyncedStep {
+    var step: Int
+    var epoch: Int
+    var sums: LossSums
+    /// Its parts' positions of the epoch's order (for the coverage log).
+    var positions: [Range<Int>]
+    var started: ContinuousClock.Instant
+    var ended: ContinuousClock.Instant
+    /// The step timer's totals when it ended (for the `metrics.jsonl` window it closes).
+    var timerTotals: StepTimer.Totals
 }

@@ -79,6 +79,9 @@ struct StepAccumulator {
     /// A ring step's reduced gradient as its SHARDs brought it, kept in their messages rather
     /// than copied into `sum` (`keep`): the check and the optimizer read the pieces in place.
     private(set) var pieces: [(range: Range<Int>, payload: FloatPayload)] = []
+    /// A ring step's SHARDs that carry no gradient (`ShardReport.norm` or `.state`), by chunk, in
+    /// the order they come; released by `end`.
+    private(set) var reports: [(chunk: Int, range: Range<Int>, content: ShardContent)] = []
 
     init(parameterCount: Int) {
         sum = [Float](repeating: 0, count: parameterCount)
@@ -99,6 +102,7 @@ struct StepAccumulator {
         self.parameters = SharedFloats(parameters)
         ring = false
         pieces = []
+        reports = []
         gradients = Array(repeating: nil, count: parts)
         sums = Array(repeating: nil, count: parts)
         sentAt = Array(repeating: now, count: parts)
@@ -111,6 +115,7 @@ struct StepAccumulator {
         parameters = nil
         ring = true
         pieces = []
+        reports = []
         gradients = Array(repeating: nil, count: parts)
         sums = Array(repeating: nil, count: parts)
         sentAt = Array(repeating: now, count: parts)
@@ -129,6 +134,28 @@ struct StepAccumulator {
     mutating func keep(_ payload: FloatPayload, at range: Range<Int>) {
         precondition(ring && payload.count == range.count, "a chunk of \(payload.count) floats for \(range.count) elements")
         pieces.append((range, payload))
+    }
+
+    /// A ring step's report on chunk `chunk` (elements `range`) that carries no gradient: its squared
+    /// norm, and with `.state` the member's chunk of the training state; kept in its message.
+    mutating func keepReport(_ content: ShardContent, chunk: Int, at range: Range<Int>) {
+        precondition(ring, "a SHARD report outside a ring step")
+        reports.append((chunk, range, content))
+    }
+
+    /// The sum of the reported squared norms of the step's chunks, in chunk order (nil unless
+    /// every report carries one): the reduced gradient's squared norm as the coordinator would
+    /// form it from the chunks themselves.
+    var reportedSquaredNorm: Double? {
+        var total = 0.0
+        for report in reports.sorted(by: { $0.chunk < $1.chunk }) {
+            switch report.content {
+            case .norm(let squaredNorm): total += squaredNorm
+            case .state(let state): total += state.squaredNorm
+            case .gradient: return nil
+            }
+        }
+        return total
     }
 
     /// A ring step's reduced gradient for the elements `range`, copied into `sum` (when the whole
@@ -168,6 +195,7 @@ struct StepAccumulator {
         parameters = nil
         ring = false
         pieces = []
+        reports = []
         gradients = []
         sums = []
     }

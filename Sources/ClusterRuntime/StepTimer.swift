@@ -66,9 +66,10 @@ struct StepTimer {
     }
 
     /// Per step, the steps since the last call (or the start), over `seconds` of the window.
-    mutating func windowBreakdown(seconds: Double) -> StepTimeBreakdown? {
-        defer { windowMark = totals }
-        return Self.breakdown(totals, since: windowMark, seconds: seconds)
+    mutating func windowBreakdown(seconds: Double, upTo end: Totals? = nil) -> StepTimeBreakdown? {
+        let end = end ?? totals
+        defer { windowMark = end }
+        return Self.breakdown(end, since: windowMark, seconds: seconds)
     }
 
     /// Milliseconds per step between `start` and `end`, over `seconds` of wall time; nil if no

@@ -416,7 +416,7 @@ public final class WorkerRuntime {
             try rowCache.receive(work)
             heldWork[Int(work.step)] = work
             defer { heldWork[Int(work.step)] = nil }
-            return try perform(machine.onWork(step: Int(work.step), group: work.group, now: .now))
+            return try perform(machine.onWork(step: Int(work.step), group: work.group, report: work.report, now: .now))
         case .rows(let rows):
             // The step's other samples' rows, for the cache only (the coordinator recorded them
             // right after the WORK they follow, which came first on this connection).
@@ -484,8 +484,8 @@ public final class WorkerRuntime {
                     throw ClusterError("internal: ring WORK of step \(step) to compute, but none held")
                 }
                 try computeRing(work)
-            case .sendShard(let step, let chunk):
-                try sendShard(step: step, chunk: chunk)
+            case .sendShard(let step, let chunk, let report):
+                try sendShard(step: step, chunk: chunk, report: report)
             case .updateShard(let step, let squaredNorms):
                 try updateShard(step: step, squaredNorms: squaredNorms)
             case .leaveGroup:
@@ -732,13 +732,31 @@ public final class WorkerRuntime {
         try reducer.gradientReady()
     }
 
-    /// Sends the coordinator SHARD: chunk `chunk` of the reduced gradient of `step`.
-    private func sendShard(step: Int, chunk: Int) throws {
+    /// Sends the coordinator SHARD about chunk `chunk` of `step`: the reduced gradient, its squared
+    /// norm only, or the norm and this member's chunk of the training state after the step (the
+    /// parameters, the optimizer's step count and moments), as `report` says.
+    private func sendShard(step: Int, chunk: Int, report: ShardReport) throws {
         guard let reducer, let plan, let group else { throw ClusterError("internal: a SHARD to send without a ring step") }
         let range = plan.chunk(chunk)
-        let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
-        try reducer.gradient.withUnsafeBytes { raw in
-            try send(header: header, payload: UnsafeRawBufferPointer(rebasing: raw[(4 * range.lowerBound)..<(4 * range.upperBound)]))
+        let bytes = (4 * range.lowerBound)..<(4 * range.upperBound)
+        switch report {
+        case .gradient:
+            let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
+            try reducer.gradient.withUnsafeBytes { raw in try send(header: header, payload: UnsafeRawBufferPointer(rebasing: raw[bytes])) }
+        case .norm:
+            // As the coordinator would sum the chunk's squares itself (`sumOfSquares`).
+            let squaredNorm = reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
+            try send([.bytes(Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .norm,
+                                                 count: 0, squaredNorm: squaredNorm))])
+        case .state:
+            guard let state = trainingState else { throw ClusterError("internal: a SHARD of the training state without it") }
+            let squaredNorm = reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
+            func frame(_ values: [Float]) -> OutgoingFrame {
+                values.isEmpty ? .bytes([]) : values.withUnsafeBufferPointer { .floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range]))) }
+            }
+            let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .state,
+                                             count: range.count, squaredNorm: squaredNorm, optimizerStep: UInt64(state.optimizer.step))
+            try send([.bytes(header), frame(reducer.parameters), frame(state.optimizer.first), frame(state.optimizer.second)])
         }
     }
 

@@ -17,6 +17,8 @@ public struct RingGroup: Sendable, Equatable {
 struct RingStepProgress: Sendable {
     var generation: UInt32
     var startedAt: ContinuousClock.Instant
+    /// What the members send once the step is reduced.
+    var report: ShardReport
     /// Chunks whose reduced values arrived (SHARD), by chunk index.
     var shards: Set<Int> = []
     /// Whether the runtime was asked to check the reduced gradient.
@@ -32,6 +34,7 @@ struct AheadStep: Sendable {
     var generation: UInt32
     var members: [PeerID]
     var parts: [CoordinatorStateMachine.Part]
+    var report: ShardReport
     /// Parts whose DONE came, and chunks whose SHARD came (with their senders).
     var done: Set<Int> = []
     var shards: [Int: PeerID] = [:]
@@ -99,20 +102,24 @@ extension CoordinatorStateMachine {
         return [.acceptDone(peer, step: step, part: part)] + sendAheadIfPossible(now: now) + ringStepReduced()
     }
 
-    /// SHARD: `peer` reduced chunk `chunk` of ring step `step` of group `generation`.
-    public mutating func onShard(_ peer: PeerID, step shardStep: Int, generation: UInt32, chunk: Int,
+    /// SHARD: `peer` reduced chunk `chunk` of ring step `step` of group `generation`, and reports
+    /// on it as `report` says (which must be what the step's WORK asked for).
+    public mutating func onShard(_ peer: PeerID, step shardStep: Int, generation: UInt32, chunk: Int, report: ShardReport = .gradient,
                                  now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         if let ahead, shardStep == ahead.step, generation == ahead.generation, !banned.contains(peer) {
-            return onAheadShard(peer, chunk: chunk, now: now)
+            return onAheadShard(peer, chunk: chunk, report: report, now: now)
         }
         guard let rank = ringMessageIndex(from: peer, step: shardStep, generation: generation),
-              let group else {
+              let group, let expected = ringStep?.report else {
             return staleRingMessage(from: peer, step: shardStep, generation: generation, what: "SHARD", now: now)
         }
         _ = onMessage(from: peer, now: now)  // a sign of life
         let owned = RingPlan(members: group.members.count, count: 0).ownedChunk(rank: rank)
         guard chunk == owned else {
             return onInvalidMessage(from: peer, reason: "SHARD of chunk \(chunk); member \(rank) of \(group.members.count) owns chunk \(owned)", now: now)
+        }
+        guard report == expected else {
+            return onInvalidMessage(from: peer, reason: "SHARD reports its chunk's \(report), step \(step) asked for its \(expected)", now: now)
         }
         guard ringStep?.shards.insert(chunk).inserted == true else {
             return [.discardGradient(peer, step: shardStep, reason: "a second SHARD of chunk \(chunk)")]
@@ -132,7 +139,7 @@ extension CoordinatorStateMachine {
         }
         let samples = parts.reduce(0) { $0 + $1.positions.count }
         let update = CoordinatorDirective.applyRingUpdate(step: step, sampleCount: samples, generation: group.generation,
-                                                          ringSize: group.members.count)
+                                                          ringSize: group.members.count, report: ring.report)
         return parts.contains { $0.sends > 1 } || restartedStep == step ? [.stepRecovered(step: step), update] : [update]
     }
 
@@ -164,11 +171,12 @@ extension CoordinatorStateMachine {
     /// group, if the next step is a ring step of the same members.
     private mutating func sendAheadIfPossible(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard schedule.workAhead, ahead == nil, phase == .running, let ring = ringStep, let group,
-              ring.generation == group.generation, group.members == workers, parts.allSatisfy(\.done),
+              ring.generation == group.generation, group.members == computingWorkers, parts.allSatisfy(\.done),
               step + 1 < schedule.totalSteps else { return [] }
         let next = makeParts(step: step + 1, now: now)
         guard next.count == group.members.count, zip(next, group.members).allSatisfy({ $0.assignee == $1 }) else { return [] }
-        ahead = AheadStep(step: step + 1, generation: group.generation, members: group.members, parts: next)
+        ahead = AheadStep(step: step + 1, generation: group.generation, members: group.members, parts: next,
+                          report: report(forStep: step + 1, members: group.members.count))
         return aheadParts.map { .sendWork($0) }
     }
 
@@ -195,7 +203,7 @@ extension CoordinatorStateMachine {
 
     /// A SHARD of the step sent ahead, before it started: checked as a SHARD of the step in
     /// flight is, and held.
-    private mutating func onAheadShard(_ peer: PeerID, chunk: Int, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+    private mutating func onAheadShard(_ peer: PeerID, chunk: Int, report: ShardReport, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         guard var sent = ahead, let rank = sent.members.firstIndex(of: peer), members.contains(where: { $0.peer == peer }) else {
             return staleRingMessage(from: peer, step: ahead?.step ?? step, generation: ahead?.generation ?? 0, what: "SHARD", now: now)
         }
@@ -203,6 +211,9 @@ extension CoordinatorStateMachine {
         let owned = RingPlan(members: sent.members.count, count: 0).ownedChunk(rank: rank)
         guard chunk == owned else {
             return onInvalidMessage(from: peer, reason: "SHARD of chunk \(chunk); member \(rank) of \(sent.members.count) owns chunk \(owned)", now: now)
+        }
+        guard report == sent.report else {
+            return onInvalidMessage(from: peer, reason: "SHARD reports its chunk's \(report), step \(sent.step) asked for its \(sent.report)", now: now)
         }
         guard sent.shards[chunk] == nil else {
             return [.discardGradient(peer, step: sent.step, reason: "a second SHARD of chunk \(chunk)")]
@@ -217,7 +228,7 @@ extension CoordinatorStateMachine {
     /// it does not (the caller drops it and starts the step afresh).
     mutating func startAheadStep(now: ContinuousClock.Instant) -> [CoordinatorDirective]? {
         guard let sent = ahead, sent.step == step, !stepInFlight, phase != .finished, let group,
-              group.generation == sent.generation, group.members == workers, members.count >= max(policy.minWorkers, 1),
+              group.generation == sent.generation, group.members == computingWorkers, members.count >= max(policy.minWorkers, 1),
               ringAllowed(for: workers) else { return nil }
         ahead = nil
         phase = .running
@@ -228,7 +239,7 @@ extension CoordinatorStateMachine {
             part.done = sent.done.contains(i)
             return part
         }
-        ringStep = RingStepProgress(generation: sent.generation, startedAt: now, shards: Set(sent.shards.keys))
+        ringStep = RingStepProgress(generation: sent.generation, startedAt: now, report: sent.report, shards: Set(sent.shards.keys))
         var directives: [CoordinatorDirective] = [.startAheadStep(step: step)]
         directives += sent.done.sorted().map { .acceptDone(parts[$0].assignee, step: step, part: $0) }
         directives += sent.shards.keys.sorted().map { .acceptShard(sent.shards[$0]!, step: step, chunk: $0) }
@@ -251,8 +262,8 @@ extension CoordinatorStateMachine {
     /// group is forgotten (its members' state goes stale while the star steps).
     mutating func planRingStep(now: ContinuousClock.Instant) -> [CoordinatorDirective] {
         ringStep = nil
-        let peers = workers
-        guard ringAllowed(for: peers), parts.count == members.count, zip(parts, peers).allSatisfy({ $0.assignee == $1 }) else {
+        let peers = computingWorkers
+        guard ringAllowed(for: peers), parts.count == peers.count, zip(parts, peers).allSatisfy({ $0.assignee == $1 }) else {
             group = nil
             return []
         }
@@ -263,8 +274,36 @@ extension CoordinatorStateMachine {
             group = RingGroup(generation: lastGeneration, members: peers)
             directives.append(.formGroup(generation: lastGeneration, members: peers))
         }
-        ringStep = RingStepProgress(generation: group!.generation, startedAt: now)
+        ringStep = RingStepProgress(generation: group!.generation, startedAt: now, report: report(forStep: step, members: peers.count))
         return directives
+    }
+
+    /// Whether a step of `parts` would go on with the current group, whose members hold the
+    /// ring's state: a ring step of the same members (`planRingStep` would form no new group).
+    func continuesGroup(_ parts: [Part]) -> Bool {
+        let peers = computingWorkers
+        guard let group, group.members == peers, ringAllowed(for: peers), parts.count == peers.count else { return false }
+        return zip(parts, peers).allSatisfy { $0.assignee == $1 }
+    }
+
+    /// What the members of a ring step `t` of `n` members send the coordinator once it is
+    /// reduced (`RunSchedule.syncEvery`).
+    func report(forStep t: Int, members n: Int) -> ShardReport {
+        guard schedule.syncEvery > 1 else { return .gradient }
+        return isSyncPoint(t, members: n) ? .state : .norm
+    }
+
+    /// Whether the coordinator's copy catches up with the ring after step `t`: at every
+    /// `syncEvery`-th step, at the end of each epoch and of the run and at every `checkpointEvery`-th
+    /// step (evaluations and checkpoints read the copy), before a step that must run in the star or cannot be a ring step of `n`
+    /// members (too few samples), and while a newcomer waits for a group.
+    func isSyncPoint(_ t: Int, members n: Int) -> Bool {
+        let next = t + 1
+        if next % schedule.syncEvery == 0 || next % schedule.stepsPerEpoch == 0 || next >= schedule.totalSteps { return true }
+        if schedule.checkpointEvery > 0 && next % schedule.checkpointEvery == 0 { return true }
+        if starStep == next || !waitingForSync.isEmpty { return true }
+        let start = (next % schedule.stepsPerEpoch) * schedule.batchSize
+        return min(schedule.batchSize, schedule.sampleCount - start) < n
     }
 
     /// Whether the current step may go around a ring of `peers`: the run uses the ring, the step
@@ -364,6 +403,8 @@ extension CoordinatorStateMachine {
         ringStep = nil
         let dropped = dropAhead()
         group = nil
-        return [.stepAbandoned(step: abandoned, reason: reason)] + dropped + startStepIfPossible(now: now)
+        // The new group starts from the coordinator's copy: the steps it has not caught up with
+        // are computed again.
+        return [.stepAbandoned(step: abandoned, reason: reason)] + dropped + rollBack() + startStepIfPossible(now: now)
     }
 }

@@ -27,10 +27,22 @@ public struct RunSchedule: Sendable, Equatable {
     /// without waiting for the coordinator to hear every SHARD. Off: the next WORK waits for the
     /// step's update (for measurement).
     public var workAhead: Bool
+    /// In the ring, how often the coordinator's copy of the training state catches up with the
+    /// ring's: 1, every step (each member sends its reduced chunk, and the coordinator applies the
+    /// same update); k > 1, at every k-th step and at the end of every epoch (between those, each
+    /// member sends only its chunk's squared norm, for the checks, and at the k-th step its chunk
+    /// of the training state). A fault between two catch-ups rolls the run back to the last one:
+    /// the steps since are computed again, so every sample still counts once.
+    public var syncEvery: Int
+    /// Checkpoints are written after every this many steps (0: none by step count): such steps
+    /// are catch-ups too, so that the checkpoint holds them.
+    public var checkpointEvery: Int
 
     public init(sampleCount: Int, batchSize: Int, epochs: Int, maxSteps: Int? = nil, workers: Int, rowBytes: Int = 0,
-                dataPlane: DataPlane = .star, workAhead: Bool = true) {
+                dataPlane: DataPlane = .star, workAhead: Bool = true, syncEvery: Int = 1, checkpointEvery: Int = 0) {
         self.workAhead = workAhead
+        self.syncEvery = max(syncEvery, 1)
+        self.checkpointEvery = max(checkpointEvery, 0)
         self.sampleCount = sampleCount
         self.batchSize = batchSize
         self.epochs = epochs
@@ -120,6 +132,8 @@ public struct StepPart: Sendable, Equatable {
     public var group: UInt32 = 0
     /// In a ring step, the samples of the whole step (0 in the star).
     public var stepSamples: Int = 0
+    /// In a ring step, what its members send the coordinator once the step is reduced.
+    public var report: ShardReport = .gradient
 }
 
 /// What the coordinator's runtime must do.
@@ -177,10 +191,18 @@ public enum CoordinatorDirective: Sendable, Equatable {
     /// Every part and every reduced chunk of ring step `step` is in: check the reduced gradient
     /// and call `onReducedGradientChecked(step:problem:now:)`.
     case checkReducedGradient(step: Int, sampleCount: Int)
-    /// The reduced gradient of ring step `step` passed the checks: with clipping, send the group's
-    /// members the chunks' squared norms (NORMS); take the same optimizer step as the members
-    /// (the norm formed over the ring's `ringSize` chunks in order), then call `stepApplied(now:)`.
-    case applyRingUpdate(step: Int, sampleCount: Int, generation: UInt32, ringSize: Int)
+    /// The reduced gradient of ring step `step` passed the checks. By `report`, what the members
+    /// sent: `.gradient`, with clipping send the group's members the chunks' squared norms
+    /// (NORMS), and take the same optimizer step as the members (the norm formed over the ring's
+    /// `ringSize` chunks in order); `.norm`, keep the step's sums and coverage until the next
+    /// catch-up (the coordinator's copy stays at `syncedStep`); `.state`, install the members'
+    /// chunks of the training state and record every step kept since the last catch-up. Then call
+    /// `stepApplied(now:)`.
+    case applyRingUpdate(step: Int, sampleCount: Int, generation: UInt32, ringSize: Int, report: ShardReport = .gradient)
+    /// The ring steps `syncedStep..<from` that the coordinator's copy had not caught up with are
+    /// lost with their group: drop what was kept of them; the run goes on from `to` (`syncedStep`),
+    /// computing them again.
+    case rolledBack(from: Int, to: Int)
     /// The step in flight is abandoned (its parts' results are dropped) and starts again: with a
     /// new group, or in the star.
     case stepAbandoned(step: Int, reason: String)
@@ -315,6 +337,14 @@ public struct CoordinatorStateMachine: Sendable {
     /// A step that must run in the star (its ring result failed the checks: the star finds out
     /// whose gradient is at fault).
     var starStep: Int?
+    /// The steps the coordinator's copy of the training state has taken: `step` after every star
+    /// step and every ring step with a `.gradient` or `.state` report; behind it while ring steps
+    /// with a `.norm` report go on (`RunSchedule.syncEvery`).
+    public internal(set) var syncedStep: Int
+    /// Workers that joined while the coordinator's copy lagged the ring: they get parts from the
+    /// first step that starts from a synced copy (a new group needs the copy's STATE), and until
+    /// then the next ring steps catch up.
+    var waitingForSync: Set<PeerID> = []
 
     /// A run that starts at optimizer step `startStep` (0, or the step of a checkpoint).
     public init(schedule: RunSchedule, policy: FaultPolicy, startStep: Int = 0, timers: CoordinatorTimers = CoordinatorTimers()) {
@@ -323,6 +353,7 @@ public struct CoordinatorStateMachine: Sendable {
         self.timers = timers
         self.startStep = startStep
         self.step = startStep
+        self.syncedStep = startStep
         self.rowCaches = RowCacheMirror(rowBytes: schedule.rowBytes, trainingRows: schedule.sampleCount)
     }
 
@@ -335,6 +366,9 @@ public struct CoordinatorStateMachine: Sendable {
     public var epoch: Int { step / schedule.stepsPerEpoch }
     /// Live workers, in join order.
     public var workers: [PeerID] { members.map(\.peer) }
+    /// Live workers that get parts, in join order: all but those waiting for the coordinator's
+    /// copy to catch up with the ring (`waitingForSync`).
+    var computingWorkers: [PeerID] { members.compactMap { waitingForSync.contains($0.peer) ? nil : $0.peer } }
     /// The name a live worker joined with.
     public func name(of peer: PeerID) -> String? { members.first { $0.peer == peer }?.name }
     /// The current step's parts and whether each has arrived.
@@ -342,7 +376,7 @@ public struct CoordinatorStateMachine: Sendable {
         let samples = ringStep == nil ? 0 : parts.reduce(0) { $0 + $1.positions.count }
         return parts.enumerated().map {
             StepPart(peer: $1.assignee, step: step, epoch: epoch, part: $0, positions: $1.positions, attempt: $1.sends,
-                     group: ringStep?.generation ?? 0, stepSamples: samples)
+                     group: ringStep?.generation ?? 0, stepSamples: samples, report: ringStep?.report ?? .gradient)
         }
     }
     public var received: [Bool] { parts.map(\.done) }
@@ -352,7 +386,7 @@ public struct CoordinatorStateMachine: Sendable {
         let samples = ahead.parts.reduce(0) { $0 + $1.positions.count }
         return ahead.parts.enumerated().map {
             StepPart(peer: $1.assignee, step: ahead.step, epoch: ahead.step / schedule.stepsPerEpoch, part: $0,
-                     positions: $1.positions, group: ahead.generation, stepSamples: samples)
+                     positions: $1.positions, group: ahead.generation, stepSamples: samples, report: ahead.report)
         }
     }
     /// The parts of `step`: the step in flight's, or those of the step sent ahead of it.
@@ -401,6 +435,11 @@ public struct CoordinatorStateMachine: Sendable {
         }
         invalidMessages.remove(peer)
         members.append(Member(peer: peer, index: joined, name: hello.name, key: key, lastHeard: now, ringEndpoint: hello.ringEndpoint))
+        if lagsRing {
+            // A group with it would need the coordinator's STATE, which lags the ring: it waits
+            // for the next catch-up (`isSyncPoint`).
+            waitingForSync.insert(peer)
+        }
         rowCaches.join(peer, capacityBytes: hello.rowCacheBytes)
         joined += 1
         var directives: [CoordinatorDirective] = [.welcome(peer, index: joined - 1)]
@@ -584,10 +623,14 @@ public struct CoordinatorStateMachine: Sendable {
         precondition(stepInFlight && parts.allSatisfy(\.done), "stepApplied before every part arrived")
         stepInFlight = false
         if ringStep != nil { slowRingSteps = 0 }
+        if ringStep?.report != .norm { syncedStep = step + 1 }
         ringStep = nil
-        restartedStep = nil
+        // (A rollback computes earlier steps again first: the abandoned step recovers when it
+        // completes.)
+        if let restarted = restartedStep, restarted <= step { restartedStep = nil }
         if starStep == step { starStep = nil }
         step += 1
+        if step == syncedStep { waitingForSync = [] }
         var directives: [CoordinatorDirective] = []
         if step % schedule.stepsPerEpoch == 0 || step == schedule.totalSteps {
             directives.append(.epochCompleted(epoch: (step - 1) / schedule.stepsPerEpoch + 1, step: step))
@@ -712,7 +755,9 @@ public struct CoordinatorStateMachine: Sendable {
         members.remove(at: i)
         rowCaches.forget(peer)
         var directives: [CoordinatorDirective] = [.workerLost(peer, reason: reason)]
-        if ringStep != nil {
+        if waitingForSync.remove(peer) != nil {
+            // It had no part yet.
+        } else if ringStep != nil {
             let who = name.isEmpty ? "a worker" : "worker \(name)"
             directives += abandonStep(reason: "\(who) is out of the ring (\(reason)); a new group computes the step again", now: now)
         } else if stepInFlight {
@@ -771,10 +816,32 @@ public struct CoordinatorStateMachine: Sendable {
         }
         phase = .running
         started = true
-        stepInFlight = true
+        var directives: [CoordinatorDirective] = []
+        if step == syncedStep { waitingForSync = [] }
         parts = makeParts(step: step, now: now)
-        let directives = planRingStep(now: now)
+        if step > syncedStep && !continuesGroup(parts) {
+            // The step would start a new group or run in the star, from the coordinator's copy,
+            // which lags the ring: go back to it.
+            directives += rollBack()
+            parts = makeParts(step: step, now: now)
+        }
+        stepInFlight = true
+        directives += planRingStep(now: now)
         return directives + currentParts.map { .sendWork($0) }
+    }
+
+    /// Whether the coordinator's copy of the training state lags the ring's: a ring step that
+    /// reports only its norm is in flight, or such steps were taken since the last catch-up.
+    var lagsRing: Bool { ringStep?.report == .norm || (!stepInFlight && step > syncedStep) }
+
+    /// Goes back to the step the coordinator's copy holds (`syncedStep`): the steps since are
+    /// computed again.
+    mutating func rollBack() -> [CoordinatorDirective] {
+        guard step > syncedStep else { return [] }
+        let from = step
+        step = syncedStep
+        waitingForSync = []
+        return [.rolledBack(from: from, to: syncedStep)]
     }
 
     /// Step `step`'s global minibatch split into one contiguous part per live worker, in join
@@ -784,10 +851,11 @@ public struct CoordinatorStateMachine: Sendable {
         let start = batch * schedule.batchSize
         let end = min(start + schedule.batchSize, schedule.sampleCount)
         let n = end - start
-        let w = members.count
+        let computing = members.filter { !waitingForSync.contains($0.peer) }
+        let w = computing.count
         var parts: [Part] = []
         var offset = start
-        for (i, member) in members.enumerated() {
+        for (i, member) in computing.enumerated() {
             let size = n / w + (i < n % w ? 1 : 0)
             if size == 0 { continue }
             parts.append(Part(positions: offset..<(offset + size), assignee: member.peer, issuedAt: now))

@@ -91,8 +91,9 @@ public enum WorkerDirective: Sendable, Equatable {
     case computeRing(step: Int)
     /// Keep the ring WORK of `step` (the next step) until the current step completes.
     case holdWork(step: Int)
-    /// Send the coordinator SHARD: chunk `chunk` of the reduced gradient of `step`.
-    case sendShard(step: Int, chunk: Int)
+    /// Send the coordinator SHARD about chunk `chunk` of `step`, as `report` says: the reduced
+    /// gradient, only its squared norm, or the member's chunk of the training state after the step.
+    case sendShard(step: Int, chunk: Int, report: ShardReport = .gradient)
     /// Apply the optimizer to this member's shard of `step` (clipped by the sum of
     /// `squaredNorms`, empty without clipping), then go on with the all-gather.
     case updateShard(step: Int, squaredNorms: [Double])
@@ -197,9 +198,10 @@ public struct WorkerStateMachine: Sendable {
     /// WORK arrived; the gradient is sent as soon as it is computed, which counts as a sign of life.
     /// `group` 0 is the star's (PARAMS, then WORK, answered by GRAD); another is a ring group's
     /// (`onRingWork`).
-    public mutating func onWork(step: Int, group: UInt32 = 0, now: ContinuousClock.Instant) -> [WorkerDirective] {
+    public mutating func onWork(step: Int, group: UInt32 = 0, report: ShardReport = .gradient,
+                                now: ContinuousClock.Instant) -> [WorkerDirective] {
         guard state == .joined else { return [.ignore("WORK before WELCOME")] }
-        if group != 0 { return onRingWork(step: step, group: group, now: now) }
+        if group != 0 { return onRingWork(step: step, group: group, report: report, now: now) }
         guard parametersStep == step else {
             return [.ignore("WORK for step \(step), but the parameters held are for step \(parametersStep.map(String.init) ?? "none")")]
         }
@@ -346,12 +348,15 @@ public struct WorkerRing: Sendable, Equatable {
     /// Without clipping: the reduced chunk that goes to the coordinator (SHARD) once the step's
     /// all-gather is done, so that it does not share the uplink with the all-gather.
     public var shardToSend: ShardToSend?
+    /// What the WORK of the current and the held step asked the member to report (by step).
+    public var reports: [Int: ShardReport] = [:]
 }
 
-/// A reduced chunk to send the coordinator when its ring step completes.
+/// A report on a reduced chunk to send the coordinator when its ring step completes.
 public struct ShardToSend: Sendable, Equatable {
     public var step: Int
     public var chunk: Int
+    public var report: ShardReport = .gradient
 }
 
 /// What the runtime does with a ring chunk that arrived.
@@ -430,7 +435,7 @@ extension WorkerStateMachine {
 
     /// Ring WORK of `group`: computed when it is the ring's current step and none is running;
     /// held when it is the next step and the current one still runs; ignored otherwise.
-    mutating func onRingWork(step: Int, group: UInt32, now: ContinuousClock.Instant) -> [WorkerDirective] {
+    mutating func onRingWork(step: Int, group: UInt32, report: ShardReport, now: ContinuousClock.Instant) -> [WorkerDirective] {
         guard var ring, ring.generation == group else {
             return [.ignore("WORK of group \(group), this worker is in \(self.ring.map { "group \($0.generation)" } ?? "no group")")]
         }
@@ -439,11 +444,13 @@ extension WorkerStateMachine {
             // Unlike GRAD, DONE does not count as a sign of life here: a ring step's messages go
             // to the ring, and the coordinator hears a heartbeat every second whatever it is sent.
             ring.inFlight = true
+            ring.reports = [step: report]
             self.ring = ring
             return [.computeRing(step: step)]
         }
         if step == current + 1, ring.inFlight, ring.heldStep == nil {
             ring.heldStep = step
+            ring.reports[step] = report
             self.ring = ring
             return [.holdWork(step: step)]
         }
@@ -462,8 +469,9 @@ extension WorkerStateMachine {
         if let shard = ring.shardToSend {
             // Before the next step's computation overwrites the reduced gradient.
             ring.shardToSend = nil
-            if shard.step == step { directives.append(.sendShard(step: shard.step, chunk: shard.chunk)) }
+            if shard.step == step { directives.append(.sendShard(step: shard.step, chunk: shard.chunk, report: shard.report)) }
         }
+        ring.reports[step] = nil
         if ring.heldStep == step + 1 {
             ring.heldStep = nil
             ring.inFlight = true
@@ -481,7 +489,7 @@ extension WorkerStateMachine {
     public mutating func onShardReduced(step: Int, chunk: Int, clipping: Bool) -> [WorkerDirective] {
         guard state == .joined, var ring, ring.step == step, ring.inFlight else { return [] }
         guard clipping else {
-            ring.shardToSend = ShardToSend(step: step, chunk: chunk)
+            ring.shardToSend = ShardToSend(step: step, chunk: chunk, report: ring.reports[step] ?? .gradient)
             self.ring = ring
             return [.updateShard(step: step, squaredNorms: [])]
         }

@@ -71,7 +71,10 @@ public struct StepWindow: Sendable {
     public init() {}
 
     /// Seconds since the window started.
-    public var seconds: Double { (ContinuousClock.now - started) / .seconds(1) }
+    public var seconds: Double { seconds(at: .now) }
+
+    /// Seconds from the window's start to `now`.
+    public func seconds(at now: ContinuousClock.Instant) -> Double { (now - started) / .seconds(1) }
 
     /// Adds one step's sums.
     public mutating func add(_ step: LossSums) {
@@ -79,15 +82,17 @@ public struct StepWindow: Sendable {
         steps += 1
     }
 
-    /// The window's line, ending at `state.step` (in epoch `epoch`); then starts a new window.
+    /// The window's line, ending at `state.step` (in epoch `epoch`) at `now` (when its last step
+    /// ended); then starts a new window there.
     public mutating func close(state: TrainingState, epoch: Int, workers: Int? = nil,
-                               stepTime: StepTimeBreakdown? = nil) -> StepMetrics {
+                               stepTime: StepTimeBreakdown? = nil, now: ContinuousClock.Instant = .now) -> StepMetrics {
         let metrics = StepMetrics(
             step: state.step, epoch: epoch, steps: steps, trainObjective: sums.meanObjective,
             trainNegElbo: sums.meanNegELBO, trainRate: sums.meanRate, trainDistortion: sums.meanDistortion,
-            samplesPerS: Double(sums.samples) / max(seconds, 1e-9),
+            samplesPerS: Double(sums.samples) / max(seconds(at: now), 1e-9),
             learningRate: state.lastLearningRate, beta: state.lastBeta, workers: workers, stepTime: stepTime)
         self = StepWindow()
+        started = now
         return metrics
     }
 }
@@ -127,6 +132,11 @@ public struct TrainingSummary: Sendable, Codable, Equatable {
     /// not form, a step re-run in the star).
     public var dataPlane: String?
     public var ringSteps: Int?
+    /// Distributed runs with the ring: how often the coordinator's copy of the training state
+    /// caught up with the ring's (`--sync-every`), and the ring steps computed again because a fault
+    /// rolled the run back to the last catch-up.
+    public var syncEvery: Int?
+    public var stepsRolledBack: Int?
     /// Distributed runs: messages refused (malformed, oversized, bad gradients, or from a refused peer).
     public var rejectedMessages: Int?
     /// Set when a signal stopped the run: the test figures above are then absent (the end-of-run

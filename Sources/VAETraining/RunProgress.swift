@@ -53,8 +53,8 @@ public struct RunProgress: Sendable {
 
     /// The window's `metrics.jsonl` line, ending at `state.step`; then a new window starts.
     public mutating func closeWindow(state: TrainingState, epoch: Int, workers: Int? = nil,
-                                     stepTime: StepTimeBreakdown? = nil) -> StepMetrics {
-        window.close(state: state, epoch: epoch, workers: workers, stepTime: stepTime)
+                                     stepTime: StepTimeBreakdown? = nil, now: ContinuousClock.Instant = .now) -> StepMetrics {
+        window.close(state: state, epoch: epoch, workers: workers, stepTime: stepTime, now: now)
     }
 
     /// The epoch's clock starts now (after the previous epoch's evaluation and checkpoint).

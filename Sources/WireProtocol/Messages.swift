@@ -7,8 +7,10 @@ import Checksums
 /// cache only. Version 5 added GROUP's pieces (the ring's chunks travel in pieces; ring
 /// protocol 2). Version 6 changes no message of its own: it marks ring protocol 3 (chunks through
 /// shared memory between neighbours on one host), so that a worker of an older build is refused at
-/// HELLO rather than in the middle of a ring.
-public let protocolVersion: UInt16 = 6
+/// HELLO rather than in the middle of a ring. Version 7 added WORK's report and SHARD's kinds: a
+/// ring member sends the coordinator its reduced chunk, only its squared norm, or its chunk of the
+/// training state, as the step's WORK asks (the coordinator's copy may lag the ring).
+public let protocolVersion: UInt16 = 7
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -76,6 +78,9 @@ public struct Work {
     /// In a ring step, the samples of the whole step (every member divides the reduced gradient
     /// by it); 0 in the star.
     public var stepSamples: UInt32
+    /// In a ring step, what the member sends the coordinator (SHARD) once the step's all-gather is
+    /// done; `.gradient` in the star.
+    public var report: ShardReport
     public var seed: UInt64
     public var sampleIDs: [UInt32]
     public var dimension: UInt32
@@ -87,12 +92,14 @@ public struct Work {
     public var samples: [UInt8]
 
     /// WORK whose samples carry their rows where `carriesRow` says (nil: every row travels).
-    public init(step: UInt64, part: UInt32 = 0, group: UInt32 = 0, stepSamples: UInt32 = 0, seed: UInt64, sampleIDs: [UInt32],
-                dimension: UInt32, sampleType: SampleType, carriesRow: [Bool]? = nil, samples: [UInt8]) {
+    public init(step: UInt64, part: UInt32 = 0, group: UInt32 = 0, stepSamples: UInt32 = 0, report: ShardReport = .gradient,
+                seed: UInt64, sampleIDs: [UInt32], dimension: UInt32, sampleType: SampleType, carriesRow: [Bool]? = nil,
+                samples: [UInt8]) {
         self.step = step
         self.part = part
         self.group = group
         self.stepSamples = stepSamples
+        self.report = report
         self.seed = seed
         self.sampleIDs = sampleIDs
         self.dimension = dimension
@@ -204,13 +211,65 @@ public struct Done: Sendable, Equatable {
     }
 }
 
-/// Worker -> coordinator, in a ring step: chunk `chunk` of the step's gradient, summed over every
-/// member (the reduce-scatter's result that this member owns).
+/// What a ring member reports to the coordinator about its chunk once a step's all-gather is done
+/// (WORK says which).
+public enum ShardReport: UInt8, Sendable, Equatable, CaseIterable {
+    /// The reduced chunk of the gradient: the coordinator applies the same update to its copy.
+    case gradient = 0
+    /// Only the reduced chunk's squared norm: the coordinator checks the step, and its copy falls
+    /// one more step behind the ring's.
+    case norm = 1
+    /// The squared norm, and the member's chunk of the training state after the step (parameters,
+    /// optimizer moments and step count): the coordinator's copy catches up with the ring's.
+    case state = 2
+}
+
+/// Worker -> coordinator, in a ring step: what it reports about chunk `chunk`, the chunk it owns
+/// (the reduce-scatter left it summed over every member, and the member updated it).
 public struct Shard {
     public var step: UInt64
     public var group: UInt32
     public var chunk: UInt32
-    public var gradient: FloatPayload
+    public var content: ShardContent
+
+    public var report: ShardReport {
+        switch content {
+        case .gradient: .gradient
+        case .norm: .norm
+        case .state: .state
+        }
+    }
+
+    /// The floats the message carries per frame (the chunk's length; 0 for a norm).
+    public var count: Int {
+        switch content {
+        case .gradient(let g): g.count
+        case .norm: 0
+        case .state(let s): s.parameters.count
+        }
+    }
+}
+
+/// A SHARD's content, by its `ShardReport`.
+public enum ShardContent {
+    case gradient(FloatPayload)
+    /// The sum of the squares of the reduced chunk's floats (`sumOfSquares`), as the coordinator
+    /// would form it from the chunk itself.
+    case norm(squaredNorm: Double)
+    case state(ShardState)
+}
+
+/// A member's chunk of the training state after a ring step.
+public struct ShardState {
+    /// The reduced chunk's squared norm, as in a `.norm` report.
+    public var squaredNorm: Double
+    /// The optimizer's own step count after the step.
+    public var optimizerStep: UInt64
+    /// The chunk's parameters, and the optimizer's first and second moments on it (nil when the
+    /// optimizer keeps none).
+    public var parameters: FloatPayload
+    public var first: FloatPayload?
+    public var second: FloatPayload?
 }
 
 public enum StopReason: UInt16, Sendable {
@@ -342,6 +401,7 @@ extension Message {
             w.writer.u32(m.part)
             w.writer.u32(m.group)
             w.writer.u32(m.stepSamples)
+            w.writer.u8(m.report.rawValue)
             w.writer.u64(m.seed)
             w.writer.u32(UInt32(m.sampleIDs.count))
             w.writer.u32(m.dimension)
@@ -425,12 +485,19 @@ extension Message {
         }
     }
 
-    /// The header frame of a SHARD of `count` floats; the floats follow as the second frame.
-    public static func shardHeader(step: UInt64, group: UInt32, chunk: UInt32, count: Int) -> [UInt8] {
+    /// The header frame of a SHARD: for `.gradient`, the chunk's `count` floats follow as the second
+    /// frame; for `.norm`, nothing follows (`count` 0); for `.state`, three frames of `count`
+    /// floats follow: the parameters, the first and the second moment (each moment frame empty
+    /// when the optimizer keeps none).
+    public static func shardHeader(step: UInt64, group: UInt32, chunk: UInt32, report: ShardReport = .gradient, count: Int,
+                                   squaredNorm: Double = 0, optimizerStep: UInt64 = 0) -> [UInt8] {
         let frames = encode(.shard, step: step) { w in
             w.writer.u32(group)
             w.writer.u32(chunk)
+            w.writer.u8(report.rawValue)
             w.writer.u64(UInt64(count))
+            w.writer.f64(squaredNorm)
+            w.writer.u64(optimizerStep)
         }
         guard case .bytes(let header) = frames[0] else { return [] }
         return header
@@ -554,6 +621,7 @@ extension Message {
             let part = try r.u32("the part")
             let group = try r.u32("the group")
             let stepSamples = try r.u32("the step's sample count")
+            let rawReport = try r.u8("the report")
             let seed = try r.u64("the seed")
             let n = Int(try r.u32("the sample count"))
             let d = Int(try r.u32("the dimension"))
@@ -564,6 +632,7 @@ extension Message {
             guard let sampleType = SampleType(rawValue: rawSampleType) else {
                 throw WireError(.malformed, "unknown sample type \(rawSampleType)")
             }
+            guard let report = ShardReport(rawValue: rawReport) else { throw WireError(.malformed, "WORK asks for report \(rawReport), which does not exist") }
             guard n > 0, n <= limits.maxSamples else { throw WireError(.tooLarge, "WORK has \(n) samples (limit \(limits.maxSamples))") }
             guard d > 0, d <= limits.maxDimension else { throw WireError(.tooLarge, "WORK has dimension \(d) (limit \(limits.maxDimension))") }
             guard carried <= n else { throw WireError(.malformed, "WORK carries \(carried) rows for \(n) samples") }
@@ -593,7 +662,7 @@ extension Message {
             }
             let sampleIDs = ids.withUnsafeBytes { raw in (0..<n).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) } }
             guard group == 0 || stepSamples > 0 else { throw WireError(.malformed, "a ring WORK for a step of no samples") }
-            return .work(Work(step: step, part: part, group: group, stepSamples: stepSamples, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType,
+            return .work(Work(step: step, part: part, group: group, stepSamples: stepSamples, report: report, seed: seed, sampleIDs: sampleIDs, dimension: UInt32(d), sampleType: sampleType,
                               carriesRow: carriesRow, samples: samples))
         case .gradient:
             try expectFrames(2)
@@ -682,19 +751,43 @@ extension Message {
             try r.expectEnd()
             return .done(Done(step: step, group: group, part: part, sampleCount: count, sums: sums))
         case .shard:
-            try expectFrames(2)
             let group = try r.u32("the group")
             let chunk = try r.u32("the chunk")
+            let rawReport = try r.u8("the report")
             let count = try r.u64("the float count")
+            let squaredNorm = try r.f64("the squared norm")
+            let optimizerStep = try r.u64("the optimizer step")
             try r.expectEnd()
             guard limits.parameterCount > 0 else { throw WireError(.unexpected, "SHARD before the parameter count is known") }
+            guard let report = ShardReport(rawValue: rawReport) else { throw WireError(.malformed, "SHARD of kind \(rawReport), which does not exist") }
             guard count <= UInt64(limits.parameterCount) else {
                 throw WireError(.malformed, "SHARD declares \(count) floats, the run has \(limits.parameterCount)")
             }
-            guard frames[1].byteCount == 4 * Int(count) else {
-                throw WireError(.malformed, "SHARD's float frame has \(frames[1].byteCount) bytes, expected \(4 * count)")
+            func floats(_ frame: any FrameBytes, _ what: String) throws(WireError) -> FloatPayload {
+                guard frame.byteCount == 4 * Int(count) else {
+                    throw WireError(.malformed, "SHARD's \(what) frame has \(frame.byteCount) bytes, expected \(4 * count)")
+                }
+                return FloatPayload(frame: frame, count: Int(count))
             }
-            return .shard(Shard(step: step, group: group, chunk: chunk, gradient: FloatPayload(frame: frames[1], count: Int(count))))
+            let content: ShardContent
+            switch report {
+            case .gradient:
+                try expectFrames(2)
+                content = .gradient(try floats(frames[1], "float"))
+            case .norm:
+                try expectFrames(1)
+                guard count == 0 else { throw WireError(.malformed, "a SHARD of a norm declares \(count) floats") }
+                content = .norm(squaredNorm: squaredNorm)
+            case .state:
+                try expectFrames(4)
+                func moment(_ frame: any FrameBytes, _ what: String) throws(WireError) -> FloatPayload? {
+                    frame.byteCount == 0 && count > 0 ? nil : try floats(frame, what)
+                }
+                content = .state(ShardState(squaredNorm: squaredNorm, optimizerStep: optimizerStep,
+                                            parameters: try floats(frames[1], "parameter"),
+                                            first: try moment(frames[2], "first moment"), second: try moment(frames[3], "second moment")))
+            }
+            return .shard(Shard(step: step, group: group, chunk: chunk, content: content))
         case .norms:
             try expectFrames(1)
             let group = try r.u32("the group")

@@ -21,7 +21,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train with workers: the same options as `vae train` (--batch is the global minibatch), plus where to listen and how many workers.",
-        discussion: "SIGINT or SIGTERM stops training at the next message: the checkpoint holds the last completed step, the workers are told to stop, the final evaluation is skipped, and the exit status is 128 + the signal (130, 143); a second one ends the process at once. --resume DIR continues the run.")
+        discussion: "SIGINT or SIGTERM stops training at the next message: the checkpoint holds the last step the coordinator's copy of the training state caught up with (--sync-every), the workers are told to stop, the final evaluation is skipped, and the exit status is 128 + the signal (130, 143); a second one ends the process at once. --resume DIR continues the run.")
+
+    /// `--sync-every` without clipping.
+    static let defaultSyncEvery = 16
 
     @OptionGroup var training: TrainingOptions
     @Option(help: ArgumentHelp("ZeroMQ endpoint to bind: tcp://HOST:PORT (PORT may be *), or ipc://PATH.", valueName: "endpoint"))
@@ -64,6 +67,8 @@ struct Start: AsyncParsableCommand {
     var workAhead = true
     @Option(name: .customLong("ring-pieces"), help: ArgumentHelp("The pieces each ring chunk travels in. A worker passes a piece on as soon as it has added it, so its link carries the next piece while the rest of the chunk is still coming, but every piece costs each worker a wake-up: in the lab it changed the communication time by -6% to +1% with 2 or 4 workers on 2 cores and by +14% to +23% with 8 (docs/SCALING.md, \"Pieces\"). auto: 1 to 4, pieces of 64 KB or more.", valueName: "1-64|auto"))
     var ringPieces: RingPiecesChoice = .count(1)
+    @Option(name: .customLong("sync-every"), help: ArgumentHelp("In the ring, how often the coordinator's copy of the training state catches up with the workers': every this many steps and at the end of each epoch. Between catch-ups each worker sends the coordinator only its chunk's squared norm (for the checks), not its reduced chunk; a fault rolls the run back to the last catch-up and computes the steps since again, so every sample still counts once. 1: every step (each worker sends its reduced chunk and the coordinator applies the same update). Default: 16, or 1 with --clip-norm (which needs every step's chunks).", valueName: "steps"))
+    var syncEvery: Int?
     @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory; --no-shared-memory sends them over loopback sockets, for measurement).")
     var sharedMemory = true
     @Flag(name: .customLong("local-ipc"), inversion: .prefixedNo, help: "With --local-workers and a --bind on loopback TCP, also listen on a Unix socket (ipc) and have those workers join through it: it costs less CPU per byte than loopback TCP (--no-local-ipc has them join over --bind, for measurement).")
@@ -91,6 +96,12 @@ struct Start: AsyncParsableCommand {
             throw ValidationError("CURVE needs both --curve-secret-key and --authorized-keys")
         }
         guard maxGradientNorm > 0 else { throw ValidationError("--max-gradient-norm must be positive") }
+        if let syncEvery {
+            guard (1...1_000_000).contains(syncEvery) else { throw ValidationError("--sync-every must be in 1...1000000, not \(syncEvery)") }
+            if syncEvery > 1 && training.clipNorm > 0 {
+                throw ValidationError("--clip-norm needs --sync-every 1: the coordinator forms the norms the workers clip by from every step's reduced chunks")
+            }
+        }
         if localWorkers > 0 && curveSecretKey != nil {
             throw ValidationError("--local-workers does not set up CURVE keys for its workers; bind to loopback or ipc without CURVE, or start the workers yourself")
         }
@@ -177,6 +188,7 @@ struct Start: AsyncParsableCommand {
                                         coverageLog: coverageLog, maxGradientNormPerSample: maxGradientNorm,
                                         security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
                                         workAhead: workAhead, ringPieces: ringPieces.count,
+                                        syncEvery: syncEvery ?? (training.clipNorm > 0 ? 1 : Self.defaultSyncEvery),
                                         localBind: localSocket?.endpoint, metricsLock: metricsLock),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
@@ -254,6 +266,7 @@ struct Start: AsyncParsableCommand {
         if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
         if !workAhead { words.append("--no-work-ahead") }
         if ringPieces != .count(1) { words += ["--ring-pieces", ringPieces.defaultValueDescription] }
+        if let syncEvery { words += ["--sync-every", String(syncEvery)] }
         return shellCommand(words + output.arguments + logging.arguments)
     }
 }

@@ -29,6 +29,13 @@ import WireProtocol
         var states: [PeerID: (shard: Range<Int>, first: Int, second: Int, step: UInt64)] = [:]
         var norms: [[Double]] = []
         var poison: UInt64?
+        /// The training state after each step, as the members hold it (index 0: the start), for
+        /// SHARDs that report the member's state (`ShardReport.state`).
+        var trajectory: [TrainingState] = []
+        /// Makes the members report this optimizer step in every state they send.
+        var lyingOptimizerStep: UInt64?
+        /// What each ring step's WORK asked the members to report, in the order they came.
+        var reports: [ShardReport] = []
         let count: Int
         let ranksByPeer: [PeerID: Int]
 
@@ -70,9 +77,26 @@ import WireProtocol
                     for (i, e) in plan.chunk(chunk).enumerated() { reduced[i] = k == 0 ? g[e] : reduced[i] + g[e] }
                 }
                 if work.step == poison { reduced[0] = .nan }
-                let header = Message.shardHeader(step: work.step, group: work.group, chunk: UInt32(chunk), count: reduced.count)
-                let shard = FakeTransport.message(peer, [.bytes(header), .floats(SharedFloats(reduced))])
-                return [done, shard]
+                if rank == 0 { reports.append(work.report) }
+                let squaredNorm = reduced.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: reduced.count) }
+                let range = plan.chunk(chunk)
+                let shard: [OutgoingFrame]
+                switch work.report {
+                case .gradient:
+                    shard = [.bytes(Message.shardHeader(step: work.step, group: work.group, chunk: UInt32(chunk), count: reduced.count)),
+                             .floats(SharedFloats(reduced))]
+                case .norm:
+                    shard = [.bytes(Message.shardHeader(step: work.step, group: work.group, chunk: UInt32(chunk), report: .norm, count: 0,
+                                                        squaredNorm: squaredNorm))]
+                case .state:
+                    let after = state(after: Int(work.step), members: n)
+                    func frame(_ values: [Float]) -> OutgoingFrame { .floats(SharedFloats(Array(values[range]))) }
+                    shard = [.bytes(Message.shardHeader(step: work.step, group: work.group, chunk: UInt32(chunk), report: .state,
+                                                        count: range.count, squaredNorm: squaredNorm,
+                                                        optimizerStep: lyingOptimizerStep ?? UInt64(after.optimizer.step))),
+                             frame(after.parameters), frame(after.optimizer.first), frame(after.optimizer.second)]
+                }
+                return [done, FakeTransport.message(peer, shard)]
             default:
                 return []
             }
@@ -80,9 +104,17 @@ import WireProtocol
 
         /// The fixed gradient's owner for group rank `member` (ranks follow join order here).
         func rankOfGroupMember(_ member: Int) -> Int { member }
+
+        /// The members' state after ring step `step` of `n` members (every step a ring step).
+        func state(after step: Int, members n: Int) -> TrainingState {
+            while trajectory.count <= step + 1 {
+                trajectory.append(CoordinatorRingRuntimeTests.expectedStep(from: trajectory.last!, members: n, sampleCount: 8))
+            }
+            return trajectory[step + 1]
+        }
     }
 
-    func withRingRuntime(workers: Int, steps: Int, clipNorm: Float = 0,
+    func withRingRuntime(workers: Int, steps: Int, clipNorm: Float = 0, syncEvery: Int = 1,
                          _ body: (CoordinatorRuntime, FakeTransport, RingScript, RunOutput, TrainingState) throws -> Void) throws {
         let (directory, train, test) = SyntheticData.dataset(trainCount: 64)
         defer { SyntheticData.cleanup(directory) }
@@ -94,12 +126,14 @@ import WireProtocol
         var logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         logger.logLevel = .critical
         let runtime = try CoordinatorRuntime(
-            configuration: configuration, data: data, options: CoordinatorOptions(bind: "fake", workers: workers, dataPlane: .ring),
+            configuration: configuration, data: data,
+            options: CoordinatorOptions(bind: "fake", workers: workers, dataPlane: .ring, syncEvery: syncEvery),
             logger: logger, transport: { count in
                 transport.parameterCount = count
                 return transport
             })
         let script = RingScript(count: runtime.state.layout.count, peers: Array(peers.prefix(workers)))
+        script.trajectory = [runtime.state]
         transport.reply = script.reply
         transport.queue = peers.prefix(workers).enumerated().map { i, peer in
             FakeTransport.message(peer, Message.hello(Hello(name: "w\(i)", threads: 1, ringEndpoint: "tcp://127.0.0.1:\(4100 + i)")))
@@ -165,6 +199,36 @@ import WireProtocol
             #expect(transport.types(to: peers[0]) == [.welcome, .group, .state, .work, .work, .params, .work, .group, .state, .work, .stop])
             let logged = try String(contentsOf: output.events, encoding: .utf8)
             #expect(logged.contains("\"reduced_gradient_suspect\"") && logged.contains("\"step_abandoned\""))
+        }
+    }
+
+    @Test(arguments: [2, 3])
+    func aCoordinatorThatLagsTheRingTakesTheMembersStateAtEachCatchUp(_ n: Int) throws {
+        try withRingRuntime(workers: n, steps: 7, syncEvery: 3) { runtime, transport, script, output, start in
+            _ = try runtime.run(output: output) { _ in }
+            // 8 steps per epoch, 7 in the run: catch-ups after steps 3, 6 and 7 (the last).
+            #expect(script.reports == [.norm, .norm, .state, .norm, .norm, .state, .state])
+            #expect(runtime.state.step == 7 && runtime.state.optimizer.step == 7)
+            let expected = script.state(after: 6, members: n)
+            #expect(runtime.state.parameters == expected.parameters)
+            #expect(runtime.state.optimizer.first == expected.optimizer.first && runtime.state.optimizer.second == expected.optimizer.second)
+            #expect(runtime.ringSteps == 7 && runtime.stepsRolledBack == 0)
+        }
+    }
+
+    @Test func aMemberStateAtAnotherOptimizerStepIsRefusedAndTheRunRollsBackToTheStar() throws {
+        try withRingRuntime(workers: 2, steps: 4, syncEvery: 3) { runtime, transport, script, output, _ in
+            script.lyingOptimizerStep = 99
+            _ = try runtime.run(output: output) { _ in }
+            #expect(runtime.state.step == 4)
+            #expect(runtime.state.parameters.allSatisfy { $0.isFinite } && runtime.state.optimizer.step == 4)
+            let logged = try String(contentsOf: output.events, encoding: .utf8)
+            #expect(logged.contains("\"reduced_gradient_suspect\"") && logged.contains("optimizer step 99"), "\(logged)")
+            // Every catch-up is refused and sends the run back to the copy, and the step before a
+            // refused one catches up: so each step ends in the star (PARAMS with every WORK), and
+            // the ring's steps since the copy are dropped 4 times in all (2, then 1, then 1).
+            #expect(logged.contains("\"rolled_back\"") && runtime.stepsRolledBack == 4, "\(logged)")
+            #expect(transport.types(to: peers[0]).filter { $0 == .params }.count == 4)
         }
     }
 

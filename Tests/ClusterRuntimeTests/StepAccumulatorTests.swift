@@ -71,10 +71,11 @@ import WireProtocol
     func shard(chunk: UInt32, _ values: [Float]) throws -> FloatPayload {
         let frames: [any FrameBytes] = [Message.shardHeader(step: 1, group: 1, chunk: chunk, count: values.count),
                                          values.withUnsafeBytes { Array($0) }]
-        guard case .shard(let shard) = try Message.decode(frames, limits: Limits(parameterCount: 4)) else {
-            throw ClusterError("not a SHARD")
+        guard case .shard(let shard) = try Message.decode(frames, limits: Limits(parameterCount: 4)),
+              case .gradient(let gradient) = shard.content else {
+            throw ClusterError("not a SHARD of a gradient")
         }
-        return shard.gradient
+        return gradient
     }
 
     @Test func aRingStepKeepsItsShardsInTheirMessagesUntilItEnds() throws {

@@ -137,10 +137,11 @@ import ZeroMQ
     /// The SHARDs among what went through `send(header:payload:)`, decoded.
     func shards(_ transport: FakeTransport, count: Int) throws -> [(step: UInt64, chunk: UInt32, floats: [Float])] {
         try transport.gradients.compactMap { sent in
-            guard case .shard(let shard) = try Message.decode([sent.header, sent.payload], limits: Limits(parameterCount: count)) else {
+            guard case .shard(let shard) = try Message.decode([sent.header, sent.payload], limits: Limits(parameterCount: count)),
+                  case .gradient(let gradient) = shard.content else {
                 return nil
             }
-            return (shard.step, shard.chunk, shard.gradient.array)
+            return (shard.step, shard.chunk, gradient.array)
         }
     }
 
@@ -545,7 +546,11 @@ import ZeroMQ
                     let step = Int(shard.step)
                     var gradient = shards[step] ?? [Float](repeating: 0, count: plan.count)
                     let range = plan.chunk(Int(shard.chunk))
-                    gradient.withUnsafeMutableBufferPointer { shard.gradient.copy(into: UnsafeMutableBufferPointer(rebasing: $0[range])) }
+                    guard case .gradient(let reduced) = shard.content else {
+                        problems.append("a SHARD without the reduced gradient")
+                        return
+                    }
+                    gradient.withUnsafeMutableBufferPointer { reduced.copy(into: UnsafeMutableBufferPointer(rebasing: $0[range])) }
                     shards[step] = gradient
                     shardCount[step, default: 0] += 1
                     guard shardCount[step] == members else { return }

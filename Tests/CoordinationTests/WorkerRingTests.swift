@@ -140,6 +140,18 @@ import WireProtocol
         #expect(m.onWork(step: 6, group: 1, now: t0) == [.computeRing(step: 6)])
     }
 
+    @Test func eachStepsShardReportsWhatItsWorkAskedFor() {
+        var m = member()
+        #expect(m.onWork(step: 5, group: 1, report: .norm, now: t0) == [.computeRing(step: 5)])
+        _ = m.onShardReduced(step: 5, chunk: 1, clipping: false)
+        // Step 6, held while step 5 all-gathers, asks for the member's chunk of the state.
+        #expect(m.onWork(step: 6, group: 1, report: .state, now: t0) == [.holdWork(step: 6)])
+        #expect(m.onRingStepComplete(step: 5, now: t0) == [.sendShard(step: 5, chunk: 1, report: .norm), .computeRing(step: 6)])
+        _ = m.onShardReduced(step: 6, chunk: 1, clipping: false)
+        #expect(m.onRingStepComplete(step: 6, now: t0) == [.sendShard(step: 6, chunk: 1, report: .state)])
+        #expect(m.ring?.reports.isEmpty == true, "nothing is kept of completed steps")
+    }
+
     @Test func withClippingTheShardWaitsForTheNormsOfItsStep() {
         var m = member(size: 3)
         _ = m.onWork(step: 5, group: 1, now: t0)

@@ -142,3 +142,48 @@ import VAEData
         #expect(summary["steps"] as? Int == 3 * 128)
     }
 }
+
+/// A ring member lost while the coordinator's copy lags the ring (`--sync-every`).
+@Suite(.serialized) struct RollbackTests {
+    /// Three workers, the copy catching up only at each epoch's end; worker w2 reaches the
+    /// coordinator through a gate that drops its WORK from step 10 on, and is killed once step 10's
+    /// WORK is held back: steps 0 to 9 are done, the copy still holds step 0. The run rolls back
+    /// from 10 to 0, the two others compute those steps again, and training ends with every sample
+    /// of every epoch counted once, near one process's parameters (the group's summation order
+    /// changed with it).
+    @Test func aMemberLostBetweenCatchUpsRollsTheRunBackAndEverySampleStillCountsOnce() throws {
+        let (dir, train, test) = SyntheticData.dataset(trainCount: 4096)
+        defer { SyntheticData.cleanup(dir) }
+        let out = dir.appendingPathComponent("run")
+        let arguments = DistributedTrainingTests.modelArguments(train: train, test: test) + ["--lr", "0.01", "--epochs", "2"]
+        let (coordinator, endpoint) = try DistributedTrainingTests.coordinator(
+            arguments + ["--sync-every", "1000", "--coverage-log", "--heartbeat-timeout", "2", "--out", out.path], workers: 3, in: dir)
+        defer { coordinator.kill() }
+        let gate = try StepGate(coordinator: endpoint, endpoint: "ipc://\(dir.path)/gate.sock", holdingFromStep: 10)
+        defer { gate.stop() }
+        let workers = try DistributedTrainingTests.workers(2, endpoint: endpoint, in: dir)
+        let gated = try ChildProcess("vae-worker", ["join", "--coordinator", gate.endpoint, "--name", "w2", "--coordinator-timeout", "60"],
+                                     directory: dir, name: "worker-gated")
+        defer { gated.kill() }
+        #expect(Poll.until(timeout: .seconds(120)) { gate.heldMessages > 0 }, "step 10's WORK never came: \(coordinator.stderr)")
+        gated.process.send(SIGKILL)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+
+        let summary = try StopAndResumeTests.summary(out)
+        #expect(summary["steps"] as? Int == 2 * 128 && summary["sync_every"] as? Int == 1000)
+        #expect(summary["steps_rolled_back"] as? Int == 10, "\(summary)")
+        let rollbacks = HardeningTests.events(out, named: "rolled_back")
+        #expect(rollbacks.count == 1 && rollbacks.first?["from"] as? String == "10" && rollbacks.first?["to"] as? String == "0",
+                "\(rollbacks)")
+        struct Entry: Decodable { let step: Int, epoch: Int, from: Int, to: Int }
+        let entries = try String(contentsOf: out.appendingPathComponent("coverage.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONDecoder().decode(Entry.self, from: Data($0.utf8)) }
+        #expect(Set(entries.map(\.step)) == Set(0..<256), "the dropped steps 0 to 9 are logged once, when computed again")
+        for epoch in 0..<2 {
+            let positions = entries.filter { $0.epoch == epoch }.flatMap { Array($0.from..<$0.to) }.sorted()
+            #expect(positions == Array(0..<4096), "epoch \(epoch): \(positions.count) positions")
+        }
+        try DistributedTrainingTests.expectSingleProcessParameters(arguments, out, context: " after a rollback")
+    }
+}

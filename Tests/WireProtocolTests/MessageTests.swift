@@ -289,8 +289,15 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         case .done(let done):
             #expect(done.step <= maxStep && done.sums.count <= limits.maxSums)
         case .shard(let shard):
-            #expect(shard.step <= maxStep && shard.gradient.count <= limits.parameterCount)
-            #expect(shard.gradient.frame.byteCount == 4 * shard.gradient.count)
+            #expect(shard.step <= maxStep && shard.count <= limits.parameterCount)
+            switch shard.content {
+            case .gradient(let g): #expect(g.frame.byteCount == 4 * g.count && g.count == shard.count)
+            case .norm: #expect(shard.count == 0)
+            case .state(let s):
+                for payload in [s.parameters, s.first, s.second].compactMap({ $0 }) {
+                    #expect(payload.count == shard.count && payload.frame.byteCount == 4 * payload.count)
+                }
+            }
         case .norms(let step, _, let norms):
             #expect(step <= maxStep && norms.count <= limits.maxGroupSize)
         case .linked(_, _, let detail):
@@ -341,9 +348,31 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         } else { Issue.record("not done") }
 
         let shard: [any FrameBytes] = [Message.shardHeader(step: 3, group: 4, chunk: 2, count: 2), floats([7, 8])]
-        if case .shard(let m) = try Message.decode(shard, limits: limits) {
-            #expect(m.step == 3 && m.group == 4 && m.chunk == 2 && m.gradient.array == [7, 8])
+        if case .shard(let m) = try Message.decode(shard, limits: limits), case .gradient(let g) = m.content {
+            #expect(m.step == 3 && m.group == 4 && m.chunk == 2 && g.array == [7, 8] && m.report == .gradient)
         } else { Issue.record("not a shard") }
+
+        let norm: [any FrameBytes] = [Message.shardHeader(step: 3, group: 4, chunk: 2, report: .norm, count: 0, squaredNorm: 2.5)]
+        if case .shard(let m) = try Message.decode(norm, limits: limits), case .norm(let squaredNorm) = m.content {
+            #expect(m.step == 3 && m.group == 4 && m.chunk == 2 && squaredNorm == 2.5 && m.report == .norm)
+        } else { Issue.record("not a shard's norm") }
+
+        let chunkState: [any FrameBytes] = [Message.shardHeader(step: 3, group: 4, chunk: 1, report: .state, count: 2, squaredNorm: 0.25,
+                                                                optimizerStep: 17), floats([1, 2]), floats([3, 4]), floats([5, 6])]
+        if case .shard(let m) = try Message.decode(chunkState, limits: limits), case .state(let s) = m.content {
+            #expect(m.chunk == 1 && m.count == 2 && s.squaredNorm == 0.25 && s.optimizerStep == 17)
+            #expect(s.parameters.array == [1, 2] && s.first?.array == [3, 4] && s.second?.array == [5, 6])
+        } else { Issue.record("not a shard's state") }
+        let withoutMoments: [any FrameBytes] = [Message.shardHeader(step: 3, group: 4, chunk: 1, report: .state, count: 2), floats([1, 2]), [UInt8](), [UInt8]()]
+        if case .shard(let m) = try Message.decode(withoutMoments, limits: limits), case .state(let s) = m.content {
+            #expect(s.parameters.array == [1, 2] && s.first == nil && s.second == nil)
+        } else { Issue.record("not a shard's state without moments") }
+
+        let ringWork = Work(step: 3, part: 1, group: 2, stepSamples: 8, report: .state, seed: 1, sampleIDs: [4], dimension: 1,
+                            sampleType: .uint8, samples: [9])
+        if case .work(let w) = try Message.decode(received(Message.work(ringWork)), limits: limits) {
+            #expect(w.report == .state && w.group == 2 && w.stepSamples == 8)
+        } else { Issue.record("not a ring work") }
 
         if case .norms(let step, let g, let norms) = try Message.decode(received(Message.norms(step: 3, group: 4, squaredNorms: [1, 0.5])), limits: limits) {
             #expect(step == 3 && g == 4 && norms == [1, 0.5])
@@ -413,6 +442,17 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         expectError(.malformed, [Message.shardHeader(step: 1, group: 1, chunk: 0, count: 6), floats([1, 2, 3, 4, 5, 6])])
         expectError(.unexpected, [header, floats([1, 2])], limits: Limits(parameterCount: 0))
         expectError(.wrongFrameCount, [header])
+        // A report that does not exist; a norm that declares floats or carries a frame; a state
+        // without its three frames, or with a frame of another length.
+        var unknown = header
+        unknown[unknown.count - 25] = 3
+        expectError(.malformed, [unknown, floats([1, 2])])
+        expectError(.malformed, [Message.shardHeader(step: 1, group: 1, chunk: 0, report: .norm, count: 2)])
+        expectError(.wrongFrameCount, [Message.shardHeader(step: 1, group: 1, chunk: 0, report: .norm, count: 0), floats([1])])
+        let stateHeader = Message.shardHeader(step: 1, group: 1, chunk: 0, report: .state, count: 2)
+        expectError(.wrongFrameCount, [stateHeader, floats([1, 2])])
+        expectError(.malformed, [stateHeader, floats([1, 2]), floats([1]), floats([1, 2])])
+        expectError(.malformed, [stateHeader, [UInt8](), [UInt8](), [UInt8]()])
         // NORMS: more values than a group may have members; a count beyond the values sent.
         expectError(.tooLarge, received(Message.norms(step: 1, group: 1, squaredNorms: [Double](repeating: 1, count: limits.maxGroupSize + 1))))
         var norms = received(Message.norms(step: 1, group: 1, squaredNorms: [1, 2]))[0] as! [UInt8]
