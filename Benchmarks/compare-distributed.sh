@@ -7,7 +7,8 @@
 # workers joining two ways: "ipc", through the Unix socket the coordinator binds for them (the
 # default, what `make train` does), and "tcp", over the loopback tcp bind itself (`--no-local-ipc`).
 # ring-sockets is the ring with its chunks over loopback sockets (`--no-shared-memory`) instead of
-# shared memory between the two workers. The peers alternate, ROUNDS times (the two transports in
+# shared memory between the two workers; ring-sync1 (not in the default PLANES) the ring whose
+# coordinator follows every step (`--sync-every 1`) instead of catching up every 16. The peers alternate, ROUNDS times (the two transports in
 # turn going first); medians are compared.
 #
 # A fourth peer bounds what two workers could reach on this machine: two `vae train --batch 128`
@@ -41,6 +42,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for transport in $transports; do
       case "$plane" in
         ring-sockets) flags=(--data-plane ring --no-shared-memory) ;;
+        ring-sync1) flags=(--data-plane ring --sync-every 1) ;;
         *) flags=(--data-plane "$plane") ;;
       esac
       if [ "$transport" = tcp ]; then flags+=(--no-local-ipc); fi

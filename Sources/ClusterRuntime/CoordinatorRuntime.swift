@@ -812,7 +812,7 @@ public final class CoordinatorRuntime {
                 return "the member of chunk \(report.chunk) is at optimizer step \(chunk.optimizerStep), the ring at \(expectedStep)"
             }
             for (payload, kept, what) in [(chunk.first, state.optimizer.first, "first moment"), (chunk.second, state.optimizer.second, "second moment")] {
-                if (payload == nil) != kept.isEmpty {
+                if (payload == nil) != kept.isEmpty, !report.range.isEmpty {
                     return "the member of chunk \(report.chunk) \(payload == nil ? "lacks" : "sends") the optimizer's \(what)"
                 }
             }

@@ -781,7 +781,7 @@ extension Message {
             case .state:
                 try expectFrames(4)
                 func moment(_ frame: any FrameBytes, _ what: String) throws(WireError) -> FloatPayload? {
-                    frame.byteCount == 0 && count > 0 ? nil : try floats(frame, what)
+                    frame.byteCount == 0 ? nil : try floats(frame, what)
                 }
                 content = .state(ShardState(squaredNorm: squaredNorm, optimizerStep: optimizerStep,
                                             parameters: try floats(frames[1], "parameter"),
