@@ -65,6 +65,13 @@ struct AheadStep: Sendable {
 /// in flight is applied is held (`holdAheadDone`, `holdAheadShard`) and counted when it starts
 /// (`startAheadStep`). Anything that ends the group (a fault, a new member) drops the step sent
 /// ahead: the next step forms a new group, whose GROUP makes the members drop its WORK too.
+///
+/// The coordinator's copy may lag the ring (`schedule.syncEvery` > 1): each step's WORK says what
+/// its members report (`report(forStep:members:)`): only their chunks' squared norms, for the
+/// check, or at a catch-up (`isSyncPoint`) their chunks of the training state. `syncedStep` is the
+/// step the copy holds. Whatever would start a group or a star step from a copy that lags first
+/// rolls the run back to it (`rollBack`: the steps since are computed again), and a newcomer
+/// waits for the next catch-up (`waitingForSync`) rather than cause one.
 extension CoordinatorStateMachine {
     /// Ring steps in a row whose chunks did not all arrive by the deadline although every link was
     /// up are tried again with a new group; at this many, the ring is turned off for the
