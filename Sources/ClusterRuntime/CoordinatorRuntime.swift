@@ -457,11 +457,9 @@ public final class CoordinatorRuntime {
             case .checkReducedGradient(let step, let sampleCount):
                 let loss = accumulator.lossSums(sampleCount: sampleCount)
                 let squares: Double
-                var stateProblem: String?
                 if !accumulator.reports.isEmpty {
                     // The members reported their chunks' squared norms (and maybe their state).
                     squares = accumulator.reportedSquaredNorm ?? .nan
-                    stateProblem = reportedStateProblem(step: step)
                 } else if readsShardsInPlace {
                     // In chunk order, not arrival order, so that the verdict does not depend on it.
                     squares = accumulator.pieces.sorted { $0.range.lowerBound < $1.range.lowerBound }.reduce(0.0) { total, piece in
@@ -470,11 +468,16 @@ public final class CoordinatorRuntime {
                 } else {
                     squares = accumulator.sum.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: accumulator.sum.count) }
                 }
-                let problem = stateProblem ?? GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
-                                                                    sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
+                let problem = GradientCheck.problem(squaredNorm: squares, sums: [loss.objective, loss.distortion, loss.rate],
+                                                    sampleCount: sampleCount, maxNormPerSample: options.maxGradientNormPerSample)
                 if let problem {
                     record.countRejected()
                     event("reduced_gradient_suspect", ["problem": problem])
+                } else if let (chunk, why) = reportedStateProblem(step: step) {
+                    // A good gradient, and a member's state that it cannot have computed from it.
+                    record.countRejected()
+                    try perform(machine.onRingStateRefused(chunk: chunk, step: step, reason: why, now: .now))
+                    continue
                 }
                 try perform(machine.onReducedGradientChecked(step: step, problem: problem, now: .now))
             case .applyRingUpdate(let step, let sampleCount, let generation, let ringSize, let report):
@@ -801,24 +804,24 @@ public final class CoordinatorRuntime {
         try perform(machine.stepApplied(now: .now))
     }
 
-    /// Whether the members' chunks of the training state (SHARDs of `.state`) are unusable, and
+    /// The first member's chunk of the training state (SHARDs of `.state`) that is unusable, and
     /// why: an optimizer step count other than the ring's, moments the coordinator's optimizer
     /// does not keep (or missing), or values that are not finite.
-    private func reportedStateProblem(step: Int) -> String? {
+    private func reportedStateProblem(step: Int) -> (chunk: Int, reason: String)? {
         let expectedStep = state.optimizer.step + (step + 1 - machine.syncedStep)
         for report in accumulator.reports {
             guard case .state(let chunk) = report.content else { continue }
             if Int(chunk.optimizerStep) != expectedStep {
-                return "the member of chunk \(report.chunk) is at optimizer step \(chunk.optimizerStep), the ring at \(expectedStep)"
+                return (report.chunk, "it reports optimizer step \(chunk.optimizerStep), the ring is at \(expectedStep)")
             }
             for (payload, kept, what) in [(chunk.first, state.optimizer.first, "first moment"), (chunk.second, state.optimizer.second, "second moment")] {
                 if (payload == nil) != kept.isEmpty, !report.range.isEmpty {
-                    return "the member of chunk \(report.chunk) \(payload == nil ? "lacks" : "sends") the optimizer's \(what)"
+                    return (report.chunk, "it \(payload == nil ? "lacks" : "sends") the optimizer's \(what)")
                 }
             }
             for payload in [chunk.parameters, chunk.first, chunk.second].compactMap({ $0 }) {
                 let squares = payload.frame.withUnsafeBytes { sumOfSquares(unalignedFloats: $0, count: payload.count) }
-                if !squares.isFinite { return "the member of chunk \(report.chunk) sent parameters or moments that are not finite" }
+                if !squares.isFinite { return (report.chunk, "its parameters or moments are not finite") }
             }
         }
         return nil

@@ -150,6 +150,20 @@ extension CoordinatorStateMachine {
         return parts.contains { $0.sends > 1 } || restartedStep == step ? [.stepRecovered(step: step), update] : [update]
     }
 
+    /// Ring step `step`'s reduced gradient passed the checks, but the member that owns chunk
+    /// `chunk` reported a state of it that no honest member computes (another optimizer step, the
+    /// wrong moments, values that are not finite: `reason`). Unlike a bad sum, that is one
+    /// member's doing: it is refused for good, which ends the group and rolls the run back.
+    public mutating func onRingStateRefused(chunk: Int, step checkedStep: Int, reason: String,
+                                            now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard checkedStep == step, let ring = ringStep, ring.checking, let group else { return [] }
+        let plan = RingPlan(members: group.members.count, count: 0)
+        guard let rank = group.members.indices.first(where: { plan.ownedChunk(rank: $0) == chunk }) else { return [] }
+        let peer = group.members[rank]
+        return ban(peer, name: name(of: peer), key: key(of: peer),
+                   reason: "its chunk of the training state after step \(step) is not what the ring computes: \(reason)", now: now)
+    }
+
     /// LINKED: `peer`'s link to its successor in group `generation` is up (`ok`), or failed.
     public mutating func onLinked(_ peer: PeerID, generation: UInt32, ok: Bool, detail: String,
                                   now: ContinuousClock.Instant) -> [CoordinatorDirective] {

@@ -32,8 +32,8 @@ import WireProtocol
         /// The training state after each step, as the members hold it (index 0: the start), for
         /// SHARDs that report the member's state (`ShardReport.state`).
         var trajectory: [TrainingState] = []
-        /// Makes the members report this optimizer step in every state they send.
-        var lyingOptimizerStep: UInt64?
+        /// Makes member `liar` report optimizer step 99 in every state it sends.
+        var liar: PeerID?
         /// What each ring step's WORK asked the members to report, in the order they came.
         var reports: [ShardReport] = []
         let count: Int
@@ -51,6 +51,9 @@ import WireProtocol
                 return [FakeTransport.message(peer, Message.linked(group: group.generation, ok: true, detail: ""))]
             case .state(let state):
                 states[peer] = (state.shard, state.first?.count ?? 0, state.second?.count ?? 0, state.step)
+                // A new group starts from the coordinator's copy at `state.step`: the steps after
+                // it are computed again, by this group.
+                if trajectory.count > Int(state.step) + 1 { trajectory.removeLast(trajectory.count - Int(state.step) - 1) }
                 return []
             case .norms(_, _, let values):
                 norms.append(values)
@@ -93,7 +96,7 @@ import WireProtocol
                     func frame(_ values: [Float]) -> OutgoingFrame { .floats(SharedFloats(Array(values[range]))) }
                     shard = [.bytes(Message.shardHeader(step: work.step, group: work.group, chunk: UInt32(chunk), report: .state,
                                                         count: range.count, squaredNorm: squaredNorm,
-                                                        optimizerStep: lyingOptimizerStep ?? UInt64(after.optimizer.step))),
+                                                        optimizerStep: peer == liar ? 99 : UInt64(after.optimizer.step))),
                              frame(after.parameters), frame(after.optimizer.first), frame(after.optimizer.second)]
                 }
                 return [done, FakeTransport.message(peer, shard)]
@@ -216,19 +219,21 @@ import WireProtocol
         }
     }
 
-    @Test func aMemberStateAtAnotherOptimizerStepIsRefusedAndTheRunRollsBackToTheStar() throws {
-        try withRingRuntime(workers: 2, steps: 4, syncEvery: 3) { runtime, transport, script, output, _ in
-            script.lyingOptimizerStep = 99
+    @Test func aMemberWhoseStateNoHonestMemberComputesIsRefusedForGoodAndTheRunRollsBack() throws {
+        try withRingRuntime(workers: 2, steps: 4, syncEvery: 3) { runtime, transport, script, output, start in
+            script.liar = peers[1]
             _ = try runtime.run(output: output) { _ in }
-            #expect(runtime.state.step == 4)
-            #expect(runtime.state.parameters.allSatisfy { $0.isFinite } && runtime.state.optimizer.step == 4)
+            #expect(runtime.state.step == 4 && runtime.state.optimizer.step == 4)
             let logged = try String(contentsOf: output.events, encoding: .utf8)
-            #expect(logged.contains("\"reduced_gradient_suspect\"") && logged.contains("optimizer step 99"), "\(logged)")
-            // Every catch-up is refused and sends the run back to the copy, and the step before a
-            // refused one catches up: so each step ends in the star (PARAMS with every WORK), and
-            // the ring's steps since the copy are dropped 4 times in all (2, then 1, then 1).
-            #expect(logged.contains("\"rolled_back\"") && runtime.stepsRolledBack == 4, "\(logged)")
-            #expect(transport.types(to: peers[0]).filter { $0 == .params }.count == 4)
+            #expect(logged.contains("\"peer_banned\"") && logged.contains("optimizer step 99"), "\(logged)")
+            // Its catch-up after step 3 is refused: the run goes back to step 0, and the other
+            // member computes every step alone, in a group of one.
+            #expect(runtime.stepsRolledBack == 2, "\(logged)")
+            #expect(transport.types(to: peers[1]).last == .reject)
+            #expect(script.groups[peers[0]]?.size == 1)
+            var expected = start
+            for _ in 0..<4 { expected = Self.expectedStep(from: expected, members: 1, sampleCount: 8) }
+            #expect(runtime.state.parameters == expected.parameters, "the survivor's steps, from the copy's state")
         }
     }
 
