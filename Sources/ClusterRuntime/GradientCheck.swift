@@ -31,6 +31,8 @@ enum GradientCheck {
         guard sums.allSatisfy(\.isFinite) else { return "its loss sums are not finite" }
         guard sampleCount > 0 else { return "it covers no samples" }
         guard squares.isFinite else { return "it contains NaN or infinite values" }
+        // (Only a sum reported by the ring's members can be: no gradient has one.)
+        guard squares >= 0 else { return "its squared norm, \(squares), is negative" }
         let normPerSample = squares.squareRoot() / Double(sampleCount)
         guard normPerSample <= maxNormPerSample else {
             return "its norm per sample, \(String(format: "%.3g", normPerSample)), is above the limit \(String(format: "%.3g", maxNormPerSample)) (--max-gradient-norm)"

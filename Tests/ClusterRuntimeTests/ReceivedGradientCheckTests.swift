@@ -33,6 +33,12 @@ import VAECore
         #expect(v.pieces == v.whole)
     }
 
+    @Test func aNegativeReportedSquaredNormIsRefusedAsSuch() {
+        // Ring members report their chunks' squared norms; no honest sum is negative.
+        let problem = GradientCheck.problem(squaredNorm: -4, sums: [1, 1, 0], sampleCount: 2, maxNormPerSample: 10)
+        #expect(problem == "its squared norm, -4.0, is negative")
+    }
+
     @Test func lossSumsThatAreNotFiniteAreFoundBeforeTheValues() {
         let v = verdicts([1, 2, 3, 4, 5], sums: [.infinity, 0, 0])
         #expect(v.whole == "its loss sums are not finite")
