@@ -745,11 +745,17 @@ public final class CoordinatorRuntime {
         let now = ContinuousClock.now
         timer.startUpdate(now: now, slowestCompute: accumulator.slowestCompute)
         timer.endUpdate(now: now)
+        keepStep(step, sampleCount: sampleCount, endedAt: now)
+        try perform(machine.stepApplied(now: now))
+    }
+
+    /// Keeps the record of ring step `step` in flight, which ended at `now` (its update timed),
+    /// for the catch-up, and ends the step's accumulation.
+    private func keepStep(_ step: Int, sampleCount: Int, endedAt now: ContinuousClock.Instant) {
         unsyncedSteps.append(UnsyncedStep(step: step, epoch: machine.epoch, sums: accumulator.lossSums(sampleCount: sampleCount),
                                           positions: machine.currentParts.map(\.positions), started: timer.stepStarted, ended: now,
                                           timerTotals: timer.totals))
         accumulator.end()
-        try perform(machine.stepApplied(now: now))
     }
 
     /// A ring step whose members sent their chunks of the training state after it: the
@@ -757,7 +763,6 @@ public final class CoordinatorRuntime {
     /// bit), then records every step since the last catch-up in order, this one last.
     private func catchUp(step: Int, sampleCount: Int) throws {
         precondition(accumulator.isComplete, "a catch-up before every part's sums were in")
-        let stepSums = accumulator.lossSums(sampleCount: sampleCount), positions = machine.currentParts.map(\.positions)
         timer.startUpdate(now: .now, slowestCompute: accumulator.slowestCompute)
         // Out of `state` while the chunks are copied in (no second copy of the buffers).
         var parameters: [Float] = [], first: [Float] = [], second: [Float] = []
@@ -782,9 +787,7 @@ public final class CoordinatorRuntime {
         state.optimizer.step = optimizerStep
         let now = ContinuousClock.now
         timer.endUpdate(now: now)
-        unsyncedSteps.append(UnsyncedStep(step: step, epoch: machine.epoch, sums: stepSums, positions: positions,
-                                          started: timer.stepStarted, ended: now, timerTotals: timer.totals))
-        accumulator.end()
+        keepStep(step, sampleCount: sampleCount, endedAt: now)
         // Record the steps in order, as if each had been applied here when it ended; only the last
         // may checkpoint (the copy holds its state, not the others').
         let steps = unsyncedSteps

@@ -739,23 +739,24 @@ public final class WorkerRuntime {
         guard let reducer, let plan, let group else { throw ClusterError("internal: a SHARD to send without a ring step") }
         let range = plan.chunk(chunk)
         let bytes = (4 * range.lowerBound)..<(4 * range.upperBound)
+        // As the coordinator would sum the chunk's squares itself (`sumOfSquares`).
+        func squaredNorm() -> Double {
+            reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
+        }
         switch report {
         case .gradient:
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
             try reducer.gradient.withUnsafeBytes { raw in try send(header: header, payload: UnsafeRawBufferPointer(rebasing: raw[bytes])) }
         case .norm:
-            // As the coordinator would sum the chunk's squares itself (`sumOfSquares`).
-            let squaredNorm = reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
             try send([.bytes(Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .norm,
-                                                 count: 0, squaredNorm: squaredNorm))])
+                                                 count: 0, squaredNorm: squaredNorm()))])
         case .state:
             guard let state = trainingState else { throw ClusterError("internal: a SHARD of the training state without it") }
-            let squaredNorm = reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
             func frame(_ values: [Float]) -> OutgoingFrame {
                 values.isEmpty ? .bytes([]) : values.withUnsafeBufferPointer { .floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range]))) }
             }
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .state,
-                                             count: range.count, squaredNorm: squaredNorm, optimizerStep: UInt64(state.optimizer.step))
+                                             count: range.count, squaredNorm: squaredNorm(), optimizerStep: UInt64(state.optimizer.step))
             try send([.bytes(header), frame(reducer.parameters), frame(state.optimizer.first), frame(state.optimizer.second)])
         }
     }

@@ -323,8 +323,7 @@ extension CoordinatorStateMachine {
         if next % schedule.syncEvery == 0 || next % schedule.stepsPerEpoch == 0 || next >= schedule.totalSteps { return true }
         if schedule.checkpointEvery > 0 && next % schedule.checkpointEvery == 0 { return true }
         if starStep == next || !waitingForSync.isEmpty { return true }
-        let start = (next % schedule.stepsPerEpoch) * schedule.batchSize
-        return min(schedule.batchSize, schedule.sampleCount - start) < n
+        return samples(ofStep: next).count < n
     }
 
     /// Whether the current step may go around a ring of `peers`: the run uses the ring, the step

@@ -844,13 +844,17 @@ public struct CoordinatorStateMachine: Sendable {
         return [.rolledBack(from: from, to: syncedStep)]
     }
 
+    /// Step `step`'s global minibatch: its first position in the epoch's order and its size (the
+    /// last step of an epoch may be short).
+    func samples(ofStep step: Int) -> (start: Int, count: Int) {
+        let start = step % schedule.stepsPerEpoch * schedule.batchSize
+        return (start, min(start + schedule.batchSize, schedule.sampleCount) - start)
+    }
+
     /// Step `step`'s global minibatch split into one contiguous part per live worker, in join
     /// order (a worker gets no part when the step has fewer samples than workers).
     func makeParts(step: Int, now: ContinuousClock.Instant) -> [Part] {
-        let batch = step % schedule.stepsPerEpoch
-        let start = batch * schedule.batchSize
-        let end = min(start + schedule.batchSize, schedule.sampleCount)
-        let n = end - start
+        let (start, n) = samples(ofStep: step)
         let computing = members.filter { !waitingForSync.contains($0.peer) }
         let w = computing.count
         var parts: [Part] = []
