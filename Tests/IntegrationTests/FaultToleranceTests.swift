@@ -147,8 +147,9 @@ import VAEData
 @Suite(.serialized) struct RollbackTests {
     /// Three workers, the copy catching up only at each epoch's end; worker w2 reaches the
     /// coordinator through a gate that drops its WORK from step 10 on, and is killed once step 10's
-    /// WORK is held back: steps 0 to 9 are done, the copy still holds step 0. The run rolls back
-    /// from 10 to 0, the two others compute those steps again, and training ends with every sample
+    /// WORK is held back (it goes ahead once step 9's parts are computed, so step 9 may still be
+    /// reduced): steps 0 to 8 at least are done, the copy still holds step 0. The run rolls back
+    /// once, from 9 or 10 to 0, the two others compute those steps again, and training ends with every sample
     /// of every epoch counted once, near one process's parameters (the group's summation order
     /// changed with it).
     @Test func aMemberLostBetweenCatchUpsRollsTheRunBackAndEverySampleStillCountsOnce() throws {
@@ -172,10 +173,10 @@ import VAEData
 
         let summary = try StopAndResumeTests.summary(out)
         #expect(summary["steps"] as? Int == 2 * 128 && summary["sync_every"] as? Int == 1000)
-        #expect(summary["steps_rolled_back"] as? Int == 10, "\(summary)")
         let rollbacks = HardeningTests.events(out, named: "rolled_back")
-        #expect(rollbacks.count == 1 && rollbacks.first?["from"] as? String == "10" && rollbacks.first?["to"] as? String == "0",
-                "\(rollbacks)")
+        let from = Int(rollbacks.first?["from"] as? String ?? "")
+        #expect(rollbacks.count == 1 && (from == 9 || from == 10) && rollbacks.first?["to"] as? String == "0", "\(rollbacks)")
+        #expect(summary["steps_rolled_back"] as? Int == from, "\(summary)")
         struct Entry: Decodable { let step: Int, epoch: Int, from: Int, to: Int }
         let entries = try String(contentsOf: out.appendingPathComponent("coverage.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try JSONDecoder().decode(Entry.self, from: Data($0.utf8)) }
