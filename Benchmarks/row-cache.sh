@@ -6,9 +6,11 @@
 # worker holds every row and WORK carries ids only.
 #
 # Two runs, one per data plane: MNIST (Data/mnist, 784-d uint8 rows), 2 local workers over tcp
-# loopback, global batch 256 (parts of 128), 2 epochs, the model's defaults:
+# loopback, global batch 256 (parts of 128), 2 epochs, the model's defaults, without shared memory
+# (workers on the coordinator's host would map its rows and be sent none: these stand for workers
+# on other hosts):
 #   vae-coordinator start --data Data/mnist --local-workers 2 --epochs 2 --batch 256 \
-#     --data-plane PLANE --bind 'tcp://127.0.0.1:*' --out DIR          (PLANE: ring, star)
+#     --data-plane PLANE --no-shared-memory --bind 'tcp://127.0.0.1:*' --out DIR   (PLANE: ring, star)
 # The figures are the epoch lines of each run's metrics.jsonl: bytes_per_step (what the
 # coordinator sends and receives on its socket: PARAMS, WORK, ROWS, GROUP, STATE and NORMS out;
 # GRAD, DONE and SHARD in) and row_bytes_per_step (the sample rows inside WORK and ROWS). Byte
@@ -33,7 +35,7 @@ Benchmarks/machine-info.sh > "$out/machine.json" 2>/dev/null || true
 for plane in ring star; do
     mkdir -p "$out/$plane"
     command=(.build/release/vae-coordinator start --data Data/mnist --local-workers 2 --epochs 2 --batch 256
-             --data-plane "$plane" --bind 'tcp://127.0.0.1:*' --out "$work/$plane")
+             --data-plane "$plane" --no-shared-memory --bind 'tcp://127.0.0.1:*' --out "$work/$plane")
     echo "${command[*]}" > "$out/$plane/command.txt"
     "${command[@]}" > "$out/$plane/coordinator.out" 2> "$out/$plane/coordinator.err"
     cp "$work/$plane/metrics.jsonl" "$work/$plane/summary.json" "$work/$plane/events.jsonl" "$out/$plane/"

@@ -14,6 +14,9 @@ struct ClusterConfiguration: Codable, Sendable {
     var sampleType: String
     var mean: [Float]?
     var std: [Float]?
+    /// The coordinator's training rows in shared memory, for a worker on its host (nil: none
+    /// offered; a worker of an older build ignores the key).
+    var rowRegion: RowRegionAdvert?
 
     init(training: TrainingConfiguration, data: TrainingData) {
         self.training = training

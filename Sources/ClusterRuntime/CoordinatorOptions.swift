@@ -48,14 +48,18 @@ public struct CoordinatorOptions: Sendable {
     /// workers' (`RunSchedule.syncEvery`; `--sync-every`). Always 1 with clipping, whose norms
     /// the coordinator forms from every step's reduced gradient.
     public var syncEvery = 1
+    /// Offer the training rows in shared memory to the workers on this host (`SharedRows`;
+    /// `--no-shared-memory` turns it off): they map them instead of being sent them.
+    public var sharedRows = true
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,
                 maxGradientNormPerSample: Double = 1e6,
                 security: CurveServerSecurity? = nil, insecure: Bool = false, metrics: (any MetricsFactory)? = nil,
                 dataPlane: DataPlane = .ring, workAhead: Bool = true, ringPieces: Int? = 1, syncEvery: Int = 1,
-                localBind: String? = nil, metricsLock: NSLock = NSLock()) {
+                localBind: String? = nil, metricsLock: NSLock = NSLock(), sharedRows: Bool = true) {
         self.syncEvery = syncEvery
+        self.sharedRows = sharedRows
         self.metricsLock = metricsLock
         self.localBind = localBind
         self.dataPlane = dataPlane

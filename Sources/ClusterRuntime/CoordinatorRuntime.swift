@@ -40,6 +40,8 @@ public final class CoordinatorRuntime {
     let transport: any CoordinatorTransport
     let plan: MinibatchPlan
     let welcomeConfiguration: [UInt8]
+    /// The training rows in shared memory, for the workers on this host (nil: not offered).
+    private var sharedRows: SharedRows?
     var machine: CoordinatorStateMachine
     let record: CoordinatorRecord
     /// Peers welcomed so far (a repeated HELLO is answered, but not logged as a join).
@@ -141,7 +143,17 @@ public final class CoordinatorRuntime {
             timers: CoordinatorTimers(heartbeatInterval: options.heartbeatInterval, joinTimeout: options.joinTimeout))
         accumulator = StepAccumulator(parameterCount: layout.count)
         ringGradient = configuration.clipNorm > 0 ? [Float](repeating: 0, count: layout.count) : []
-        welcomeConfiguration = try ClusterConfiguration(training: configuration, data: data).welcomeBytes()
+        var welcome = ClusterConfiguration(training: configuration, data: data)
+        if options.sharedRows, data.train.rowByteCount > 0, data.train.count > 0 {
+            do {
+                let shared = try SharedRows(dataset: data.train, logger: logger)
+                sharedRows = shared
+                welcome.rowRegion = shared.advert
+            } catch {
+                logger.warning("the training rows are not in shared memory; workers on this host are sent rows as elsewhere", metadata: ["error": "\(error)"])
+            }
+        }
+        welcomeConfiguration = try welcome.welcomeBytes()
         transport = try makeTransport(layout.count)
         if options.insecure && options.security == nil {
             logger.warning("--insecure: anyone who can reach \(transport.endpoint) can join this run, read the model and send it gradients")
@@ -306,6 +318,25 @@ public final class CoordinatorRuntime {
                 logger.warning("a worker cannot reach its ring successor", metadata: ["worker": "\(name(peer))", "group": "\(group)", "detail": "\(detail)"])
             }
             try perform(machine.onLinked(peer, generation: group, ok: ok, detail: detail, now: now))
+        case .mapped(let region, let rows, let ok, let detail):
+            guard let sharedRows, region == sharedRows.advert.id, rows == UInt64(sharedRows.advert.rows) else {
+                try perform(machine.onMessage(from: peer, now: now))
+                logger.warning("a worker says it mapped training rows this coordinator did not offer; it is sent rows as before",
+                               metadata: ["worker": "\(name(peer))", "region": "\(region)", "rows": "\(rows)"])
+                return
+            }
+            guard ok else {
+                try perform(machine.onMessage(from: peer, now: now))
+                logger.warning("a worker on this host could not map the training rows from shared memory; it is sent rows as elsewhere",
+                               metadata: ["worker": "\(name(peer))", "detail": "\(detail)"])
+                return
+            }
+            let held = machine.rowCaches.holdsEveryRow(peer)
+            try perform(machine.onRowsMapped(peer, now: now))
+            if !held, machine.rowCaches.holdsEveryRow(peer) {
+                logger.info("a worker maps the training rows from shared memory: its WORK carries ids only", metadata: ["worker": "\(name(peer))"])
+                event("rows_mapped", ["worker": name(peer)])
+            }
         case .leave:
             try perform(machine.onLeave(peer, now: now))
         case .heartbeat:

@@ -18,6 +18,10 @@ final class RowCache {
     /// The bytes of one row (0 before the first WELCOME: WORK is then not looked at).
     private(set) var rowBytes = 0
     private var storage: [UInt8] = []
+    /// The coordinator's training rows, mapped from its shared memory when it runs on this host
+    /// (set by the worker after WELCOME): every row a WORK does not carry is read from here, and
+    /// the cache takes no more rows.
+    var mapped: MappedRows?
     /// The rows of the WORK being filled, assembled one after another (16-byte aligned, for floats).
     private var assembled = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
@@ -45,6 +49,14 @@ final class RowCache {
         guard work.rowBytes == rowBytes else {
             throw ClusterError("WORK of step \(work.step) has rows of \(work.rowBytes) bytes (\(work.dimension) values of \(work.sampleType)), this run's rows have \(rowBytes); run the same vae-cluster version everywhere")
         }
+        if let mapped {
+            // Rows the coordinator decided to send before it learnt of the mapping still come;
+            // whatever else the WORK names is read from the mapping.
+            if let r = work.sampleIDs.indices.first(where: { !work.carriesRow[$0] && mapped.row(work.sampleIDs[$0]) == nil && !holdings.holds(work.sampleIDs[$0]) }) {
+                throw ClusterError("WORK of step \(work.step), part \(work.part) names sample \(work.sampleIDs[r]) without its row, and the coordinator's shared rows end at \(mapped.advert.rows): the coordinator and this worker disagree about the training set. Run the same vae-cluster version everywhere")
+            }
+            return
+        }
         if let r = work.sampleIDs.indices.first(where: { !work.carriesRow[$0] && !holdings.holds(work.sampleIDs[$0]) }) {
             throw ClusterError("WORK of step \(work.step), part \(work.part) names sample \(work.sampleIDs[r]) without its row, and this worker does not hold it (it holds \(holdings.count) of at most \(holdings.capacity) rows): the coordinator's record of this worker's row cache is wrong. Restart this worker (it joins with an empty cache); if it happens again, report it with the coordinator's and the workers' versions")
         }
@@ -63,6 +75,7 @@ final class RowCache {
         guard spare.rowBytes == rowBytes else {
             throw ClusterError("ROWS of step \(spare.step) has rows of \(spare.rowBytes) bytes (\(spare.dimension) values of \(spare.sampleType)), this run's rows have \(rowBytes); run the same vae-cluster version everywhere")
         }
+        guard mapped == nil else { return }  // every row is at hand already
         for (r, id) in spare.sampleIDs.enumerated() {
             take(id, row: r, of: spare.rows)
         }
@@ -99,6 +112,8 @@ final class RowCache {
                     if work.carriesRow[r] {
                         source = UnsafeRawBufferPointer(rebasing: message[(carried * rowBytes)..<((carried + 1) * rowBytes)])
                         carried += 1
+                    } else if let row = mapped?.row(id) {
+                        source = row
                     } else if let slot = holdings.slot(of: id) {
                         source = UnsafeRawBufferPointer(rebasing: cache[(slot * rowBytes)..<((slot + 1) * rowBytes)])
                     } else {

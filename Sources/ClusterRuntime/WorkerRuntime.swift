@@ -404,7 +404,9 @@ public final class WorkerRuntime {
             self.configuration = configuration
             // The coordinator starts its record of this cache afresh with every WELCOME it sends.
             rowCache.reset(rowBytes: configuration.rowBytes)
-            return try perform(machine.onWelcome(welcome))
+            let ending = try perform(machine.onWelcome(welcome))
+            if ending == nil { try mapCoordinatorRows(configuration) }
+            return ending
         case .heartbeat:
             return nil
         case .params(let step, let payload):
@@ -437,6 +439,35 @@ public final class WorkerRuntime {
         default:
             logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
             return nil
+        }
+    }
+
+    /// Maps the coordinator's training rows from its shared memory if it runs on this host and
+    /// offers them (WELCOME's `rowRegion`), and tells it with MAPPED, yes or no and why: after a
+    /// yes it sends this worker ids only. A mapping of the same region is kept across WELCOMEs (the
+    /// coordinator starts its record afresh with each, so it is told again); a coordinator on
+    /// another host answers nothing, and nothing is said.
+    private func mapCoordinatorRows(_ configuration: ClusterConfiguration) throws {
+        guard options.sharedMemory, let advert = configuration.rowRegion, configuration.rowBytes > 0,
+              let sampleType: SampleType = configuration.sampleType == "uint8" ? .uint8 : configuration.sampleType == "float32" ? .float32 : nil else {
+            rowCache.mapped = nil
+            return
+        }
+        if let mapped = rowCache.mapped, mapped.advert == advert, mapped.rowBytes == configuration.rowBytes {
+            try send(Message.mapped(region: advert.id, rows: UInt64(advert.rows), ok: true, detail: ""))
+            return
+        }
+        rowCache.mapped = nil
+        switch MappedRows.map(advert, rowBytes: configuration.rowBytes, sampleType: sampleType) {
+        case .elsewhere:
+            return
+        case .refused(let reason):
+            logger.warning("could not map the coordinator's training rows from shared memory; they come over the connection", metadata: ["reason": "\(reason)"])
+            try send(Message.mapped(region: advert.id, rows: UInt64(advert.rows), ok: false, detail: reason))
+        case .mapped(let rows):
+            rowCache.mapped = rows
+            logger.info("mapped the coordinator's training rows from shared memory", metadata: ["rows": "\(advert.rows)"])
+            try send(Message.mapped(region: advert.id, rows: UInt64(advert.rows), ok: true, detail: ""))
         }
     }
 

@@ -474,6 +474,17 @@ public struct CoordinatorStateMachine: Sendable {
         return strike.isEmpty ? [reject] : strike
     }
 
+    /// `peer` maps every training row from the coordinator's shared memory (MAPPED, yes, for the
+    /// region the coordinator offered): from now on its WORK carries ids only and no ROWS follows
+    /// (`RowCacheMirror.holdEveryRow`), until its next WELCOME. A peer that is not a worker is
+    /// answered as for any other message.
+    public mutating func onRowsMapped(_ peer: PeerID, now: ContinuousClock.Instant) -> [CoordinatorDirective] {
+        guard members.contains(where: { $0.peer == peer }) else { return onMessage(from: peer, now: now) }
+        _ = onMessage(from: peer, now: now)
+        rowCaches.holdEveryRow(peer)
+        return []
+    }
+
     /// `peer` sent a message the coordinator cannot take: malformed, oversized, or one only a
     /// coordinator sends. After `policy.maxInvalidMessages` of them it is refused for good.
     public mutating func onInvalidMessage(from peer: PeerID, reason: String, now: ContinuousClock.Instant) -> [CoordinatorDirective] {

@@ -87,6 +87,9 @@ public struct RowCacheMirror: Sendable {
     /// The training set's rows: a cache of at least this many rows is sent spare rows.
     public let trainingRows: Int
     private var workers: [PeerID: RowHoldings] = [:]
+    /// Workers that map every training row from the coordinator's shared memory (on its host):
+    /// nothing is shipped to them.
+    private var mapping: Set<PeerID> = []
 
     /// Mirrors of caches of rows of `rowBytes` bytes, in a run of `trainingRows` training rows (0:
     /// unknown, and no spare rows are sent).
@@ -98,17 +101,33 @@ public struct RowCacheMirror: Sendable {
     /// `peer` was welcomed with a cache of `capacityBytes` bytes: it holds no row.
     public mutating func join(_ peer: PeerID, capacityBytes: UInt64) {
         workers[peer] = RowHoldings(capacityBytes: capacityBytes, rowBytes: rowBytes)
+        mapping.remove(peer)
     }
 
+    /// `peer` (a known worker) maps every training row from the coordinator's shared memory, until
+    /// its next WELCOME (`join`): from now on no WORK to it carries a row and no ROWS follows.
+    /// WORK sent before still carried what this mirror decided then; the worker reads every row it
+    /// was not sent from the mapping, so what its cache took no longer matters.
+    public mutating func holdEveryRow(_ peer: PeerID) {
+        guard workers[peer] != nil else { return }
+        mapping.insert(peer)
+    }
+
+    /// Whether `peer` maps every training row (`holdEveryRow`).
+    public func holdsEveryRow(_ peer: PeerID) -> Bool { mapping.contains(peer) }
+
     /// `peer` is out of the run: whatever it held is gone with it.
-    public mutating func forget(_ peer: PeerID) { workers[peer] = nil }
+    public mutating func forget(_ peer: PeerID) {
+        workers[peer] = nil
+        mapping.remove(peer)
+    }
 
     /// What `peer`'s cache holds (nil: not a known worker).
     public func holdings(of peer: PeerID) -> RowHoldings? { workers[peer] }
 
     /// Whether `peer`'s cache can hold every training row, and so is sent spare rows.
     public func takesSpareRows(_ peer: PeerID) -> Bool {
-        guard rowBytes > 0, trainingRows > 0, let holdings = workers[peer] else { return false }
+        guard rowBytes > 0, !mapping.contains(peer), trainingRows > 0, let holdings = workers[peer] else { return false }
         return holdings.capacity >= trainingRows
     }
 
@@ -116,6 +135,7 @@ public struct RowCacheMirror: Sendable {
     /// does not hold before the WORK. Records them as `peer`'s cache will take them when the WORK arrives, so call
     /// it once per WORK sent, in the order they are sent. An unknown peer gets every row.
     public mutating func rowsToSend(to peer: PeerID, sampleIDs: [UInt32]) -> [Bool] {
+        if mapping.contains(peer) { return [Bool](repeating: false, count: sampleIDs.count) }
         guard let index = workers.index(forKey: peer) else { return [Bool](repeating: true, count: sampleIDs.count) }
         // Decided against what is held before the WORK, then taken in sample order: as the
         // worker checks and takes them. The holdings are changed where they are stored: a copy

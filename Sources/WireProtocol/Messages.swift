@@ -9,8 +9,10 @@ import Checksums
 /// shared memory between neighbours on one host), so that a worker of an older build is refused at
 /// HELLO rather than in the middle of a ring. Version 7 added WORK's report and SHARD's kinds: a
 /// ring member sends the coordinator its reduced chunk, only its squared norm, or its chunk of the
-/// training state, as the step's WORK asks (the coordinator's copy may lag the ring).
-public let protocolVersion: UInt16 = 7
+/// training state, as the step's WORK asks (the coordinator's copy may lag the ring). Version 8
+/// added MAPPED: a worker on the coordinator's host maps the training rows from the coordinator's
+/// shared memory (`RowRegionOffer`) and says so, and its WORK carries ids only from then on.
+public let protocolVersion: UInt16 = 8
 
 /// The largest step number a message may carry (2^48: far beyond any run, and an Int everywhere).
 public let maxStep: UInt64 = 1 << 48
@@ -20,7 +22,7 @@ let magic: [UInt8] = [0x56, 0x41, 0x45, 0x43]
 
 public enum MessageType: UInt16, Sendable, CaseIterable {
     case hello = 1, welcome, params, work, gradient, stop, heartbeat, reject, leave
-    case group, state, done, shard, norms, linked, rows
+    case group, state, done, shard, norms, linked, rows, mapped
 }
 
 /// Worker -> coordinator: who I am, and how many bytes of sample rows I keep between steps.
@@ -306,6 +308,10 @@ public enum Message {
     /// (`detail` says why not).
     case linked(group: UInt32, ok: Bool, detail: String)
     case rows(Rows)
+    /// Worker -> coordinator: whether it mapped the training rows of the coordinator's shared
+    /// region `region` (the id its WELCOME's configuration named), all `rows` of them (`detail`
+    /// says why not). From a yes on, the coordinator sends that worker ids only.
+    case mapped(region: UInt64, rows: UInt64, ok: Bool, detail: String)
 
     public var type: MessageType {
         switch self {
@@ -325,6 +331,7 @@ public enum Message {
         case .norms: .norms
         case .linked: .linked
         case .rows: .rows
+        case .mapped: .mapped
         }
     }
 }
@@ -514,6 +521,15 @@ extension Message {
     public static func linked(group: UInt32, ok: Bool, detail: String) -> [OutgoingFrame] {
         encode(.linked) { w in
             w.writer.u32(group)
+            w.writer.u8(ok ? 1 : 0)
+            w.writer.string(detail)
+        }
+    }
+
+    public static func mapped(region: UInt64, rows: UInt64, ok: Bool, detail: String) -> [OutgoingFrame] {
+        encode(.mapped) { w in
+            w.writer.u64(region)
+            w.writer.u64(rows)
             w.writer.u8(ok ? 1 : 0)
             w.writer.string(detail)
         }
@@ -805,6 +821,15 @@ extension Message {
             try r.expectEnd()
             guard ok <= 1 else { throw WireError(.malformed, "LINKED's outcome is \(ok), not 0 or 1") }
             return .linked(group: group, ok: ok == 1, detail: detail)
+        case .mapped:
+            try expectFrames(1)
+            let region = try r.u64("the region")
+            let rows = try r.u64("the rows")
+            let ok = try r.u8("the outcome")
+            let detail = try r.string("the detail", limit: limits.maxStringBytes)
+            try r.expectEnd()
+            guard ok <= 1 else { throw WireError(.malformed, "MAPPED's outcome is \(ok), not 0 or 1") }
+            return .mapped(region: region, rows: rows, ok: ok == 1, detail: detail)
         case .rows:
             try expectFrames(3)
             let part = try r.u32("the part")

@@ -69,7 +69,7 @@ struct Start: AsyncParsableCommand {
     var ringPieces: RingPiecesChoice = .count(1)
     @Option(name: .customLong("sync-every"), help: ArgumentHelp("In the ring, how often the coordinator's copy of the training state catches up with the workers': every this many steps and at the end of each epoch. Between catch-ups each worker sends the coordinator only its chunk's squared norm (for the checks), not its reduced chunk; a fault rolls the run back to the last catch-up and computes the steps since again, so every sample still counts once. 1: every step (each worker sends its reduced chunk and the coordinator applies the same update). Default: 16, or 1 with --clip-norm (which needs every step's chunks).", valueName: "steps"))
     var syncEvery: Int?
-    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory; --no-shared-memory sends them over loopback sockets, for measurement).")
+    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory), and let every worker on this host map the training rows from this process's shared memory instead of being sent them; --no-shared-memory sends both over sockets, for measurement.")
     var sharedMemory = true
     @Flag(name: .customLong("local-ipc"), inversion: .prefixedNo, help: "With --local-workers and a --bind on loopback TCP, also listen on a Unix socket (ipc) and have those workers join through it: it costs less CPU per byte than loopback TCP (--no-local-ipc has them join over --bind, for measurement).")
     var localIPC = true
@@ -189,7 +189,7 @@ struct Start: AsyncParsableCommand {
                                         security: security, insecure: insecure, metrics: metrics, dataPlane: dataPlane,
                                         workAhead: workAhead, ringPieces: ringPieces.count,
                                         syncEvery: syncEvery ?? (training.clipNorm > 0 ? 1 : Self.defaultSyncEvery),
-                                        localBind: localSocket?.endpoint, metricsLock: metricsLock),
+                                        localBind: localSocket?.endpoint, metricsLock: metricsLock, sharedRows: sharedMemory),
             logger: logger, resume: checkpoint)
         var output = try RunOutput(directory: outDirectory)
         output.metricsEvery = training.metricsEvery

@@ -301,4 +301,33 @@ import WireProtocol
         #expect(m.rowShipment(to: a, sampleIDs: reissued[0].positions.map { arranged[$0] }, stepSamples: arranged)
             == RowShipment(carried: [false, false]))
     }
+
+    // MARK: Workers that map the coordinator's rows
+
+    @Test func aWorkerThatMapsTheRowsIsSentNoRowAndNoSpareRowsUntilItsNextWelcome() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        _ = m.onHello(b, Hello(name: "b", threads: 1, rowCacheBytes: 1000), now: t0)
+        // Before MAPPED arrives, rows go as to any worker.
+        #expect(m.rowShipment(to: a, sampleIDs: [0, 2], stepSamples: [0, 2, 1, 3]) == RowShipment(carried: [true, true], spare: [1, 3]))
+        #expect(m.onRowsMapped(a, now: t0).isEmpty)
+        #expect(m.rowCaches.holdsEveryRow(a) && !m.rowCaches.holdsEveryRow(b))
+        #expect(m.rowShipment(to: a, sampleIDs: [4, 6], stepSamples: [4, 6, 5, 7]) == RowShipment(carried: [false, false]))
+        #expect(m.rowShipment(to: b, sampleIDs: [5, 7], stepSamples: [4, 6, 5, 7]) == RowShipment(carried: [true, true], spare: [4, 6]))
+        // A repeated HELLO is answered with a WELCOME: the record starts afresh until the next MAPPED.
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        #expect(!m.rowCaches.holdsEveryRow(a))
+        #expect(m.rowShipment(to: a, sampleIDs: [4, 6], stepSamples: [4, 6, 5, 7]) == RowShipment(carried: [true, true], spare: [5, 7]))
+    }
+
+    @Test func aMappedFromAPeerThatIsNotAWorkerChangesNoRecordAndIsAnsweredAsAnyMessage() {
+        var m = machine()
+        _ = m.onHello(a, Hello(name: "a", threads: 1, rowCacheBytes: 1000), now: t0)
+        let directives = m.onRowsMapped(b, now: t0)
+        #expect(directives.contains { if case .reject(b, .rejoin, _) = $0 { true } else { false } }, "\(directives)")
+        #expect(!m.rowCaches.holdsEveryRow(b))
+        _ = m.onLeave(a, now: t0)
+        _ = m.onRowsMapped(a, now: t0)
+        #expect(!m.rowCaches.holdsEveryRow(a))
+    }
 }

@@ -334,14 +334,15 @@ import VAECommandLine
     /// Rows travel at most once, and after the first epoch not at all: two workers whose row
     /// caches (the default 1024 MiB) hold the training set are each sent, in the first epoch, the
     /// rows of the whole step (their part's in WORK, the other part's in ROWS); in the second,
-    /// the coordinator sends ids only, and training ends where single-process training does.
+    /// the coordinator sends ids only, and training ends where single-process training does. (The
+    /// workers are told not to map the coordinator's rows, as workers on other hosts cannot.)
     @Test func twoWorkersAreSentNoRowAfterTheFirstEpochAndEndAtTheSingleProcessParameters() throws {
         let (dir, train, test) = SyntheticData.dataset()
         defer { SyntheticData.cleanup(dir) }
         let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--epochs", "2"]
         let out = dir.appendingPathComponent("run")
         let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
-        let workers = try Self.workers(2, endpoint: endpoint, in: dir)
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir, extra: ["--no-shared-memory"])
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
 
@@ -358,6 +359,32 @@ import VAECommandLine
         try Self.expectSingleProcessParameters(arguments, out)
     }
 
+    /// Workers on the coordinator's host map its training rows from shared memory and say so
+    /// (MAPPED): from then on no row travels to them. Each says it before its first DONE, on the
+    /// same connection, so at most step 0's rows are sent (2 x 32 rows of 16 bytes, WORK and ROWS);
+    /// every later step, of both epochs, carries ids only, and training ends where single-process
+    /// training does.
+    @Test func workersOnTheCoordinatorsHostMapItsRowsAndAreSentNoneAfterTheFirstStep() throws {
+        let (dir, train, test) = SyntheticData.dataset()
+        defer { SyntheticData.cleanup(dir) }
+        let arguments = Self.modelArguments(train: train, test: test) + ["--lr", "0.01", "--epochs", "2"]
+        let out = dir.appendingPathComponent("run")
+        let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir)
+        #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
+        for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
+
+        let events = try String(contentsOf: out.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        #expect(events.components(separatedBy: "\"rows_mapped\"").count - 1 == 2, "events: \(events)")
+        let epochs = try Self.epochLines(out)
+        let rowBytes = epochs.compactMap { $0["row_bytes_per_step"] as? Double }
+        let stepsInEpoch1 = try #require(epochs.first?["step"] as? Int)
+        try #require(rowBytes.count == 2, "metrics: \(epochs)")
+        #expect(rowBytes[0] * Double(stepsInEpoch1) <= 2 * 32 * 16, "row bytes per step \(rowBytes) over \(stepsInEpoch1) steps")
+        #expect(rowBytes[1] == 0, "row bytes per step \(rowBytes)")
+        try Self.expectSingleProcessParameters(arguments, out)
+    }
+
     /// Workers whose row caches cannot hold the training set (`--row-cache-mb 1`: 1,024 rows of
     /// 1,024 bytes, of 1,536) get no other part's rows: the first epoch ships each row of a step
     /// once, later epochs still ship some (samples whose home part was full), and training ends
@@ -371,7 +398,7 @@ import VAECommandLine
         let arguments = Self.modelArguments(train: train.path, test: test.path) + ["--lr", "0.01", "--epochs", "2"]
         let out = dir.appendingPathComponent("run")
         let (coordinator, endpoint) = try Self.coordinator(arguments + ["--out", out.path], workers: 2, in: dir)
-        let workers = try Self.workers(2, endpoint: endpoint, in: dir, extra: ["--row-cache-mb", "1"])
+        let workers = try Self.workers(2, endpoint: endpoint, in: dir, extra: ["--row-cache-mb", "1", "--no-shared-memory"])
         #expect(coordinator.wait(timeout: .seconds(300)) == 0, "coordinator: \(coordinator.stderr)")
         for w in workers { #expect(w.wait(timeout: .seconds(30)) == 0, "\(w.name): \(w.stderr)") }
 

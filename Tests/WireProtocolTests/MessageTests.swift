@@ -218,6 +218,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             [Message.shardHeader(step: 1, group: 1, chunk: 0, count: 2), [UInt8](repeating: 0, count: 8)],
             received(Message.norms(step: 1, group: 1, squaredNorms: [1, 2])),
             received(Message.rows(Rows(step: 1, part: 1, sampleIDs: [4, 9, 2], dimension: 2, sampleType: .uint8, rows: [1, 2, 3, 4, 5, 6]))),
+            received(Message.mapped(region: 7, rows: 60_000, ok: false, detail: "no")),
         ]
         var accepted = 0
         var rejected: [WireError.Code: Int] = [:]
@@ -300,7 +301,7 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
             }
         case .norms(let step, _, let norms):
             #expect(step <= maxStep && norms.count <= limits.maxGroupSize)
-        case .linked(_, _, let detail):
+        case .linked(_, _, let detail), .mapped(_, _, _, let detail):
             #expect(detail.utf8.count <= limits.maxStringBytes)
         case .rows(let rows):
             #expect(rows.step <= maxStep && !rows.sampleIDs.isEmpty && rows.sampleIDs.count <= limits.maxSamples)
@@ -381,6 +382,10 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         if case .linked(let g, let ok, let detail) = try Message.decode(received(Message.linked(group: 4, ok: false, detail: "refused")), limits: limits) {
             #expect(g == 4 && !ok && detail == "refused")
         } else { Issue.record("not linked") }
+
+        if case .mapped(let region, let rows, let ok, let detail) = try Message.decode(received(Message.mapped(region: 0xfeed, rows: 60_000, ok: true, detail: "")), limits: limits) {
+            #expect(region == 0xfeed && rows == 60_000 && ok && detail.isEmpty)
+        } else { Issue.record("not mapped") }
     }
 
     /// The bytes of `values`, as a float frame arrives.
@@ -467,6 +472,10 @@ func received(_ frames: [OutgoingFrame]) -> [any FrameBytes] {
         var linked = received(Message.linked(group: 1, ok: true, detail: ""))[0] as! [UInt8]
         linked[20] = 2
         expectError(.malformed, [linked])
+        // MAPPED with an outcome that is neither 0 nor 1 (after the region and the rows).
+        var mapped = received(Message.mapped(region: 1, rows: 2, ok: true, detail: ""))[0] as! [UInt8]
+        mapped[32] = 2
+        expectError(.malformed, [mapped])
         // Ring WORK for a step of no samples.
         expectError(.malformed, received(Message.work(Work(step: 1, group: 2, stepSamples: 0, seed: 1, sampleIDs: [1], dimension: 1,
                                                            sampleType: .uint8, samples: [1]))))

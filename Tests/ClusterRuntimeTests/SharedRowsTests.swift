@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import Testing
+import VAEData
+import WireProtocol
+@testable import ClusterRuntime
+
+/// The coordinator's training rows in shared memory (`SharedRows`) and a worker's mapping of them
+/// (`MappedRows`, read through `RowCache`): same process here, the same hand-over a worker on the
+/// coordinator's host goes through.
+@Suite struct SharedRowsTests {
+    let logger = Logger(label: "test")
+
+    func bytes(count: Int = 5, dimension: Int = 3) -> Dataset {
+        Dataset(name: "bytes", count: count, sampleShape: [dimension],
+                storage: .uint8((0..<(count * dimension)).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) }))
+    }
+
+    func mapped(_ shared: SharedRows, rowBytes: Int? = nil, sampleType: SampleType? = nil) throws -> MappedRows {
+        switch MappedRows.map(shared.advert, rowBytes: rowBytes ?? shared.rowBytes, sampleType: sampleType ?? shared.sampleType) {
+        case .mapped(let rows): return rows
+        case .elsewhere: throw ClusterError("nobody answered")
+        case .refused(let reason): throw ClusterError(reason)
+        }
+    }
+
+    @Test func aWorkerOnTheHostMapsEveryRowAsTheCoordinatorWouldSendIt() throws {
+        let data = bytes()
+        let shared = try SharedRows(dataset: data, logger: logger)
+        let rows = try mapped(shared), second = try mapped(shared)
+        withExtendedLifetime((rows, second)) {
+            #expect(rows.advert.rows == 5)
+            for id in 0..<5 {
+                #expect(rows.row(UInt32(id)).map(Array.init) == data.rowBytes(at: [UInt32(id)]).bytes)
+            }
+            #expect(rows.row(5) == nil)
+            // A second worker gets the same region.
+            #expect(second.row(4).map(Array.init) == data.rowBytes(at: [4]).bytes)
+        }
+    }
+
+    @Test func floatRowsAreMappedBitForBit() throws {
+        let values: [Float] = [1.5, -2, .greatestFiniteMagnitude, .leastNonzeroMagnitude, -0.0, 3]
+        let data = Dataset(name: "floats", count: 3, sampleShape: [2], storage: .float32(values))
+        let shared = try SharedRows(dataset: data, logger: logger)
+        #expect(shared.rowBytes == 8 && shared.sampleType == .float32)
+        let rows = try mapped(shared)
+        let read = withExtendedLifetime(rows) {
+            (0..<3).flatMap { id in rows.row(UInt32(id)).map { Array($0.bindMemory(to: Float.self)) } ?? [] }
+        }
+        #expect(read.map(\.bitPattern) == values.map(\.bitPattern))
+    }
+
+    @Test func nobodyAnsweringMeansTheCoordinatorIsElsewhere() {
+        let advert = RowRegionAdvert(socket: "vae-cluster-rows-nobody-\(UInt64.random(in: 1...UInt64.max))", id: 1, rows: 5)
+        guard case .elsewhere = MappedRows.map(advert, rowBytes: 3, sampleType: .uint8) else {
+            Issue.record("a socket nobody listens on was answered")
+            return
+        }
+    }
+
+    /// A worker whose WELCOME describes other rows (another size, type or count) refuses the
+    /// region, saying why, instead of computing from the wrong bytes.
+    @Test func anOfferThatIsNotTheOneWelcomeNamedIsRefused() throws {
+        let shared = try SharedRows(dataset: bytes(), logger: logger)
+        #expect(throws: ClusterError.self) { try mapped(shared, rowBytes: 4) }
+        #expect(throws: ClusterError.self) { try mapped(shared, sampleType: .float32) }
+        var other = shared.advert
+        other.rows = 6
+        guard case .refused(let reason) = MappedRows.map(other, rowBytes: 3, sampleType: .uint8) else {
+            Issue.record("an advert of 6 rows took a region of 5")
+            return
+        }
+        #expect(reason.contains("not the one WELCOME named"), "\(reason)")
+    }
+
+    /// With the mapping, a WORK that names rows it does not carry is filled from it: the same
+    /// input as the WORK that carries them all, and the cache takes no rows.
+    @Test func aCacheWithTheMappingFillsUncarriedRowsFromIt() throws {
+        let data = bytes(count: 6, dimension: 4)
+        let shared = try SharedRows(dataset: data, logger: logger)
+        let filler = BatchFiller(preprocessing: .scale, dimension: 4, statistics: nil)
+        let ids: [UInt32] = [5, 0, 3]
+        let carried = Work(step: 2, seed: 7, sampleIDs: ids, dimension: 4, sampleType: .uint8, samples: data.rowBytes(at: ids).bytes)
+        let named = Work(step: 2, seed: 7, sampleIDs: ids, dimension: 4, sampleType: .uint8, carriesRow: [false, true, false],
+                         samples: data.rowBytes(at: [0]).bytes)
+        var inputs: [[Float]] = []
+        for (work, mapping) in [(carried, false), (named, true)] {
+            let cache = RowCache(capacityBytes: 1 << 20)
+            cache.reset(rowBytes: 4)
+            if mapping { cache.mapped = try mapped(shared) }
+            try cache.receive(work)
+            #expect(cache.holdings.count == (mapping ? 0 : 3))
+            var x = [Float](repeating: 0, count: 12)
+            try x.withUnsafeMutableBufferPointer { try cache.fill(work, with: filler, into: $0) }
+            inputs.append(x)
+        }
+        #expect(inputs[0] == inputs[1])
+        // A sample past the shared rows, not carried and not held, is a clear error.
+        let cache = RowCache(capacityBytes: 1 << 20)
+        cache.reset(rowBytes: 4)
+        cache.mapped = try mapped(shared)
+        #expect(throws: ClusterError.self) {
+            try cache.receive(Work(step: 3, seed: 7, sampleIDs: [6], dimension: 4, sampleType: .uint8, carriesRow: [false], samples: []))
+        }
+    }
+}
