@@ -40,7 +40,7 @@ struct Join: AsyncParsableCommand {
     var advertise: String?
     @Flag(help: "Bind the ring endpoint on a network address without CURVE keys: anyone who reaches it could send this worker gradient and parameter chunks. Only on a network you trust.")
     var insecure = false
-    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Pass ring chunks to a ring neighbour on this host (same network namespace, same user) through shared memory instead of its socket: only headers then travel on the link. --no-shared-memory: always the socket.")
+    @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Pass ring chunks to a ring neighbour on this host (same network namespace, same user) through shared memory instead of its socket: only headers then travel on the link; and, when the coordinator runs on this host, map its training rows instead of being sent them. --no-shared-memory: always the sockets.")
     var sharedMemory = true
     @Flag(help: "Print nothing on standard output (errors still go to standard error).")
     var quiet = false
