@@ -64,6 +64,12 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
     /// Whole messages queued per peer before libzmq stops reading its connection.
     static let receiveHighWaterMark: Int32 = 4
 
+    /// The largest message a worker may send, in bytes: a ring member's SHARD of the training
+    /// state at a catch-up, whose chunk is every parameter when the group has one member (the
+    /// parameters, the optimizer's two moments: three frames of 4 bytes a parameter), plus slack
+    /// for the header frames. A gradient (GRAD, a SHARD of the reduced gradient) is a third of it.
+    static func maxMessageBytes(parameterCount: Int) -> Int { 3 * 4 * parameterCount + (2 << 20) }
+
     /// Binds `options.bind` for a model of `parameterCount` parameters (which bounds a message).
     init(_ options: CoordinatorOptions, parameterCount: Int) throws {
         try BindPolicy.check(options.bind, encrypted: options.security != nil, insecure: options.insecure)
@@ -92,7 +98,7 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
         // A frame can be at most a gradient plus slack; anything bigger disconnects its sender.
         let maxFrame = 4 * parameterCount + (1 << 20)
         try socket.setOption(.maxMessageSize, Int64(maxFrame))
-        maxMessageBytes = 4 * parameterCount + (2 << 20)
+        maxMessageBytes = Self.maxMessageBytes(parameterCount: parameterCount)
         // Sends never block (a stopped worker must not stall the others); what is queued for a
         // peer is what the machine chose to send it.
         try socket.setOption(.sendHighWaterMark, 0)
@@ -100,8 +106,8 @@ final class ZMQCoordinatorTransport: CoordinatorTransport {
         // connection (a worker has at most a gradient or two and a few heartbeats in flight).
         try socket.setOption(.receiveHighWaterMark, Self.receiveHighWaterMark)
         // An endless multipart message is not bounded by either: the guard closes its connection
-        // once it is two gradients and a kernel buffer ahead of what was delivered.
-        inboundGuard = try ZMQInboundGuard(socket, maxUndeliveredBytes: 2 * maxFrame + (8 << 20))
+        // once it is the largest message, a gradient and a kernel buffer ahead of what was delivered.
+        inboundGuard = try ZMQInboundGuard(socket, maxUndeliveredBytes: maxMessageBytes + maxFrame + (8 << 20))
         do {
             endpoint = try socket.bind(options.bind)
             if let localBind = options.localBind {
