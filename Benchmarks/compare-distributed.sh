@@ -22,17 +22,24 @@
 # after a warm-up, its data in each rank's memory.
 #
 # Usage: Benchmarks/compare-distributed.sh   (ROUNDS=3, EPOCHS=3 by default)
+#        SUMMARY_ONLY=Benchmarks/results/distributed-... Benchmarks/compare-distributed.sh
+#          (writes that directory's summary.json and table.md again from its runs, running nothing:
+#          for figures added to the summary after the runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 EPOCHS=${EPOCHS:-3}
 PLANES=${PLANES:-ring ring-sockets star}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-out=${OUT:-Benchmarks/results/distributed-$stamp}
+out=${SUMMARY_ONLY:-${OUT:-Benchmarks/results/distributed-$stamp}}
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-swift build -c release >&2
+if [ -n "${SUMMARY_ONLY:-}" ]; then
+  ROUNDS=0  # summarise the runs already in $out again, run nothing
+else
+  swift build -c release >&2
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
@@ -69,6 +76,7 @@ for round in $(seq 1 "$ROUNDS"); do
     > "$out/ddp-$round.json" 2>/dev/null
 done
 for transport in tcp ipc; do
+  [ -n "${SUMMARY_ONLY:-}" ] && break
   .build/release/vae-bench transport --transport "$transport" > "$out/transport-$transport.json"
 done
 
@@ -90,6 +98,14 @@ def figures(summaries, metrics_paths):
     return whole, (None if None in later else later)
 def median(xs):
     return None if xs is None else statistics.median(xs)
+def by_epoch(metrics_paths):
+    """Each epoch's samples/s, communication ms per step and row bytes per step, medians over rounds."""
+    runs = [[e for e in map(json.loads, open(p)) if e.get("record") == "epoch"] for p in metrics_paths]
+    return [{"epoch": k + 1,
+             "samples_per_s": statistics.median(r[k]["samples_per_s"] for r in runs),
+             "communication_ms": statistics.median(r[k]["step_time"]["communication_ms"] for r in runs),
+             "row_bytes_per_step": statistics.median(r[k].get("row_bytes_per_step", 0) for r in runs)}
+            for k in range(min(len(r) for r in runs))]
 
 ddp_rounds = [load(f)["samples_per_s"] for f in sorted(glob.glob(f"{out}/ddp-*.json"))]
 ddp = statistics.median(ddp_rounds)
@@ -128,6 +144,9 @@ for plane in sorted({f.split("/")[-1][len("swift-"):].rsplit("-", 2)[0] for f in
             "step_time_ms": {k: statistics.median(r["step_time"][k] for r in rs) for k in rs[0].get("step_time", {})},
             "bytes_per_step": rs[0]["bytes_per_step"],
             "transport_only_median_ms": load(f"{out}/transport-{t}.json")["median_ms"],
+            # Per epoch, medians over the rounds: the first epoch is where rows travel (or, on
+            # the coordinator's host, are mapped from its shared memory instead).
+            "by_epoch": by_epoch([f[:-5] + ".metrics.jsonl" for f in files]),
         }
 json.dump(result, open(f"{out}/summary.json", "w"), indent=2)
 

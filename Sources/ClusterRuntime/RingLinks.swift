@@ -71,8 +71,10 @@ final class RingLinks {
     private let handoffListener: HandoffListener?
     /// Accepted hand-over connections whose offer has not come yet (at most `maxPendingOffers`).
     private var offerConnections: [HandoffConnection] = []
-    /// The predecessors' regions by group, the newest few.
+    /// The predecessors' regions by group, the last few taken.
     private var inboxes: [UInt32: RingInbox] = [:]
+    /// The groups of `inboxes`, in the order their regions were taken (oldest first).
+    private var inboxOrder: [UInt32] = []
     /// The region this member writes its chunks into, once the successor has mapped it.
     private(set) var outbox: RingOutbox?
     /// An offer made, waiting for the successor's answer.
@@ -306,14 +308,19 @@ final class RingLinks {
             let uid = try connection.peerUserID()
             guard uid == getuid() else { return .refused("the offer comes from user \(uid), this worker runs as \(getuid())") }
             let offer = try RingOffer.decode(bytes, limits: limits)
-            // One region per group, the first offered: the predecessor offers once per group.
-            guard inboxes[offer.group] == nil else { return .refused("group \(offer.group) already has its predecessor's region") }
             guard let parameterCount else { return .refused("this worker does not know the run's parameters yet") }
             owned = false
             let inbox = try RingInbox(offer: offer, descriptor: descriptor, floatCount: parameterCount)
-            inboxes[offer.group] = inbox
-            for old in inboxes.keys.sorted().dropLast(Self.keptInboxes) { inboxes[old] = nil }
-            notes.append(.info("the predecessor's chunks of group \(offer.group) come through shared memory"))
+            // A predecessor offers once per group, so a second offer for a group number is a new
+            // group's: group numbers start again at 1 with every coordinator process (a restarted
+            // coordinator's group 1 is not its predecessor's). The newest offer wins, and the
+            // regions kept are the last taken, whatever their numbers.
+            let replaced = inboxes.updateValue(inbox, forKey: offer.group) != nil
+            inboxOrder.removeAll { $0 == offer.group }
+            inboxOrder.append(offer.group)
+            for old in inboxOrder.dropLast(Self.keptInboxes) { inboxes[old] = nil }
+            inboxOrder = Array(inboxOrder.suffix(Self.keptInboxes))
+            notes.append(.info("the predecessor's chunks of group \(offer.group) come through shared memory\(replaced ? " (in place of an earlier group of that number: a new coordinator)" : "")"))
             return .accepted
         } catch {
             return .refused("\(error)")
