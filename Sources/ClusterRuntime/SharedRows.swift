@@ -106,6 +106,8 @@ final class SharedRows: @unchecked Sendable {
     }
 
     private func serve(_ listener: HandoffListener, region: SharedRegion, offer: [UInt8], logger: Logger) {
+        // Each refused user once: a process that keeps connecting must not flood the log.
+        var refusedUsers: Set<uid_t> = []
         while !stopping.load(ordering: .acquiring) {
             var item = pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)
             guard poll(&item, 1, 50) > 0 else { continue }
@@ -113,7 +115,10 @@ final class SharedRows: @unchecked Sendable {
                 while let connection = try listener.accept() {
                     let uid = try connection.peerUserID()
                     guard uid == getuid() else {
-                        logger.warning("refused the training rows' shared memory to a process of another user", metadata: ["user": "\(uid)"])
+                        if refusedUsers.insert(uid).inserted, refusedUsers.count <= 64 {
+                            logger.warning("refused the training rows' shared memory to a process of another user (said once per user)",
+                                           metadata: ["user": "\(uid)"])
+                        }
                         continue  // closed unanswered: the worker's rows travel on its connection
                     }
                     try connection.send(offer, attaching: region.descriptor)
