@@ -51,6 +51,10 @@ public struct CoordinatorOptions: Sendable {
     /// Offer the training rows in shared memory to the workers on this host (`SharedRows`;
     /// `--no-shared-memory` turns it off): they map them instead of being sent them.
     public var sharedRows = true
+    /// The largest training set offered that way, in bytes of rows: the coordinator holds the
+    /// region beside its own copy of the rows, so a larger one is not doubled (its rows travel as
+    /// to other hosts). The workers' default row cache (`--row-cache-mb`) holds as much.
+    public var sharedRowsMaxBytes = 1 << 30
 
     public init(bind: String, workers: Int, joinTimeout: Duration = .seconds(60), policy: FaultPolicy? = nil,
                 heartbeatInterval: Duration = .milliseconds(500), coverageLog: Bool = false,

@@ -144,7 +144,11 @@ public final class CoordinatorRuntime {
         accumulator = StepAccumulator(parameterCount: layout.count)
         ringGradient = configuration.clipNorm > 0 ? [Float](repeating: 0, count: layout.count) : []
         var welcome = ClusterConfiguration(training: configuration, data: data)
-        if options.sharedRows, data.train.rowByteCount > 0, data.train.count > 0 {
+        let rowsBytes = data.train.count.multipliedReportingOverflow(by: data.train.rowByteCount)
+        if options.sharedRows, rowsBytes.overflow || rowsBytes.partialValue > options.sharedRowsMaxBytes {
+            logger.info("the training rows are too many to hold twice: workers on this host are sent rows as elsewhere",
+                        metadata: ["bytes": "\(rowsBytes.partialValue)", "limit": "\(options.sharedRowsMaxBytes)"])
+        } else if options.sharedRows, data.train.rowByteCount > 0, data.train.count > 0 {
             do {
                 let shared = try SharedRows(dataset: data.train, logger: logger)
                 sharedRows = shared

@@ -135,6 +135,25 @@ import WireProtocol
         #expect(sent == trainer.configuration && sent.outputBias == .dataMean)
     }
 
+    /// The training rows go into shared memory for workers on the coordinator's host (WELCOME
+    /// names the region), unless turned off or larger than the limit: the coordinator would hold
+    /// them twice.
+    @Test(arguments: [(true, 1 << 30, true), (false, 1 << 30, false), (true, 512, false)])
+    func welcomeNamesTheSharedRowsUnlessOffOrOverTheLimit(_ shared: Bool, _ limit: Int, _ offered: Bool) throws {
+        let (directory, train, test) = SyntheticData.dataset(trainCount: 64)  // 64 rows of 16 values: over 512 bytes
+        defer { SyntheticData.cleanup(directory) }
+        let configuration = TrainingConfiguration(data: DataConfiguration(path: train, testPath: test), hidden: [8], latent: 2)
+        let data = try TrainingData.load(configuration)
+        var options = CoordinatorOptions(bind: "fake", workers: 1, sharedRows: shared)
+        options.sharedRowsMaxBytes = limit
+        let runtime = try CoordinatorRuntime(configuration: configuration, data: data, options: options,
+                                             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                             transport: { _ in FakeTransport() })
+        let region = try ClusterConfiguration.decode(runtime.welcomeConfiguration).rowRegion
+        #expect((region != nil) == offered, "\(String(describing: region))")
+        if let region { #expect(region.rows == data.train.count) }
+    }
+
     @Test func perEpochNLLEstimatesAreRefusedWithTheAlternative() throws {
         let (directory, train, test) = SyntheticData.dataset(trainCount: 64)
         defer { SyntheticData.cleanup(directory) }
