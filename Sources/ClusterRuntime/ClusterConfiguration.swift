@@ -26,6 +26,15 @@ struct ClusterConfiguration: Codable, Sendable {
         std = data.filler.statistics?.std
     }
 
+    /// The type of the shipped rows' values; nil for a name this build does not know.
+    var rowSampleType: SampleType? {
+        switch sampleType {
+        case "uint8": .uint8
+        case "float32": .float32
+        default: nil
+        }
+    }
+
     /// The bytes of one shipped row: the input dimension times 1 (uint8) or 4 (float32); 0 for a
     /// dimension no row can have (the configuration is refused when the worker configures).
     var rowBytes: Int {

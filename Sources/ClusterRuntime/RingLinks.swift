@@ -71,10 +71,8 @@ final class RingLinks {
     private let handoffListener: HandoffListener?
     /// Accepted hand-over connections whose offer has not come yet (at most `maxPendingOffers`).
     private var offerConnections: [HandoffConnection] = []
-    /// The predecessors' regions by group, the last few taken.
-    private var inboxes: [UInt32: RingInbox] = [:]
-    /// The groups of `inboxes`, in the order their regions were taken (oldest first).
-    private var inboxOrder: [UInt32] = []
+    /// The predecessors' regions, the last few taken (`keptInboxes`), oldest first.
+    private var inboxes: [RingInbox] = []
     /// The region this member writes its chunks into, once the successor has mapped it.
     private(set) var outbox: RingOutbox?
     /// An offer made, waiting for the successor's answer.
@@ -246,7 +244,7 @@ final class RingLinks {
     }
 
     /// The predecessor's region for `group`, if it offered one and it was mapped.
-    func inbox(group: UInt32) -> RingInbox? { inboxes[group] }
+    func inbox(group: UInt32) -> RingInbox? { inboxes.last { $0.group == group } }
 
     /// Counts floats read from a predecessor's region.
     func noteSharedReceive(floats: Int) { sharedFloatsReceived += floats }
@@ -315,11 +313,10 @@ final class RingLinks {
             // group's: group numbers start again at 1 with every coordinator process (a restarted
             // coordinator's group 1 is not its predecessor's). The newest offer wins, and the
             // regions kept are the last taken, whatever their numbers.
-            let replaced = inboxes.updateValue(inbox, forKey: offer.group) != nil
-            inboxOrder.removeAll { $0 == offer.group }
-            inboxOrder.append(offer.group)
-            for old in inboxOrder.dropLast(Self.keptInboxes) { inboxes[old] = nil }
-            inboxOrder = Array(inboxOrder.suffix(Self.keptInboxes))
+            let kept = inboxes.count
+            inboxes.removeAll { $0.group == offer.group }
+            let replaced = inboxes.count < kept
+            inboxes = Array((inboxes + [inbox]).suffix(Self.keptInboxes))
             notes.append(.info("the predecessor's chunks of group \(offer.group) come through shared memory\(replaced ? " (in place of an earlier group of that number: a new coordinator)" : "")"))
             return .accepted
         } catch {

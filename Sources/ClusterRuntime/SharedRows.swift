@@ -85,12 +85,12 @@ final class SharedRows: @unchecked Sendable {
         self.sampleType = sampleType
         let offer = RowRegionOffer(region: id, rows: UInt64(dataset.count), rowBytes: UInt64(rowBytes), sampleType: sampleType,
                                    byteCount: UInt64(byteCount)).encode()
-        start(UncheckedSendable((listener: listener, region: region)), offer: offer, logger: logger)
+        start(listener, region: region, offer: offer, logger: logger)
     }
 
-    private func start(_ handles: UncheckedSendable<(listener: HandoffListener, region: SharedRegion)>, offer: [UInt8], logger: Logger) {
+    private func start(_ listener: HandoffListener, region: SharedRegion, offer: [UInt8], logger: Logger) {
         let thread = Thread { [self] in
-            serve(handles.value.listener, region: handles.value.region, offer: offer, logger: logger)
+            serve(listener, region: region, offer: offer, logger: logger)
             done.signal()
         }
         thread.name = "rows-handoff"
@@ -128,13 +128,6 @@ final class SharedRows: @unchecked Sendable {
             }
         }
     }
-}
-
-/// A value the caller vouches may cross to another thread (here: handles used only by the thread
-/// that receives them, and an immutable region).
-private struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// The coordinator's training rows, mapped read-only in a worker on its host (`SharedRows`).

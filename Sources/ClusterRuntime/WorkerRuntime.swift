@@ -449,7 +449,7 @@ public final class WorkerRuntime {
     /// another host answers nothing, and nothing is said.
     private func mapCoordinatorRows(_ configuration: ClusterConfiguration) throws {
         guard options.sharedMemory, let advert = configuration.rowRegion, configuration.rowBytes > 0,
-              let sampleType: SampleType = configuration.sampleType == "uint8" ? .uint8 : configuration.sampleType == "float32" ? .float32 : nil else {
+              let sampleType = configuration.rowSampleType else {
             rowCache.mapped = nil
             return
         }

@@ -766,13 +766,14 @@ public struct CoordinatorStateMachine: Sendable {
         members.remove(at: i)
         rowCaches.forget(peer)
         var directives: [CoordinatorDirective] = [.workerLost(peer, reason: reason)]
-        if waitingForSync.remove(peer) != nil {
-            // It had no part yet.
-        } else if ringStep != nil {
-            let who = name.isEmpty ? "a worker" : "worker \(name)"
-            directives += abandonStep(reason: "\(who) is out of the ring (\(reason)); a new group computes the step again", now: now)
-        } else if stepInFlight {
-            directives += reissueOrphanedParts(now: now)
+        // A worker still waiting for a catch-up had no part: nothing to abandon or re-issue.
+        if waitingForSync.remove(peer) == nil {
+            if ringStep != nil {
+                let who = name.isEmpty ? "a worker" : "worker \(name)"
+                directives += abandonStep(reason: "\(who) is out of the ring (\(reason)); a new group computes the step again", now: now)
+            } else if stepInFlight {
+                directives += reissueOrphanedParts(now: now)
+            }
         }
         if members.count < policy.minWorkers && phase == .running && !stepInFlight {
             phase = .waitingForWorkers

@@ -3,8 +3,9 @@ import Glibc
 
 /// A Unix socket in the abstract namespace that hands shared memory to peers on this host:
 /// only processes in the same network namespace can reach the name (no file, nothing to clean
-/// up). Listens without blocking; `accept` takes the connections waiting.
-public final class HandoffListener {
+/// up). Listens without blocking; `accept` takes the connections waiting. Sendable: nothing in it
+/// changes after `init`, so a thread of its own may serve it.
+public final class HandoffListener: Sendable {
     public let name: String
     /// Poll it for readability: a connection waits.
     public let descriptor: Int32

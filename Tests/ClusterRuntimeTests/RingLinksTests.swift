@@ -88,6 +88,22 @@ import ZeroMQ
         }
     }
 
+    /// Sends `floats` as piece 0 of `header`'s chunk 1 (floats 3..<6) from `sender`, whose
+    /// successor `receiver` took its region, and expects them read back from the receiver's
+    /// region of that group at the chunk's sequence; returns the chunk that arrived.
+    func sendThroughSharedMemory(_ floats: [Float], from sender: RingLinks, to receiver: RingLinks) throws -> RingChunk {
+        try floats.withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
+        let chunk = try #require(try nextChunk(receiver))
+        let sequence = try #require(chunk.header.sharedSequence)
+        var read: [Float] = []
+        let inbox = try #require(receiver.inbox(group: header.group))
+        #expect(inbox.read(.reduceScatter, chunk: 1, piece: 0, range: 3..<6, sequence: sequence) { raw in
+            read = Array(raw.bindMemory(to: Float.self))
+        })
+        #expect(read == floats)
+        return chunk
+    }
+
     @Test func aSuccessorOnThisHostTakesTheOfferAndChunksCarryOnlyTheirHeader() throws {
         let receiver = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
         let sender = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
@@ -99,16 +115,8 @@ import ZeroMQ
         #expect(sender.takeNotes() == [.info("chunks of group 1 go to the successor through shared memory")])
         #expect(receiver.takeNotes() == [.info("the predecessor's chunks of group 1 come through shared memory")])
         let floats: [Float] = [1.5, -2, 3]
-        try floats.withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
-        let chunk = try #require(try nextChunk(receiver))
+        let chunk = try sendThroughSharedMemory(floats, from: sender, to: receiver)
         #expect(chunk.payload == nil)
-        let sequence = try #require(chunk.header.sharedSequence)
-        var read: [Float] = []
-        let inbox = try #require(receiver.inbox(group: 1))
-        #expect(inbox.read(.reduceScatter, chunk: 1, piece: 0, range: 3..<6, sequence: sequence) { raw in
-            read = Array(raw.bindMemory(to: Float.self))
-        })
-        #expect(read == floats)
         #expect(sender.bytesSent == RingChunkHeader.byteCount && sender.sharedFloatsSent == 3)
         // A chunk of another group than the region's still travels whole.
         var other = header
@@ -143,16 +151,7 @@ import ZeroMQ
         try serve([receiver, sender]) { sender.outbox != nil }
         #expect(sender.outbox?.group == 1)
         #expect(receiver.takeNotes() == [.info("the predecessor's chunks of group 1 come through shared memory (in place of an earlier group of that number: a new coordinator)")])
-        let floats: [Float] = [4, -0.5, 7]
-        try floats.withUnsafeBufferPointer { try sender.send(header, floats: $0, start: 3) }
-        let chunk = try #require(try nextChunk(receiver))
-        let sequence = try #require(chunk.header.sharedSequence)
-        var read: [Float] = []
-        let inbox = try #require(receiver.inbox(group: 1))
-        #expect(inbox.read(.reduceScatter, chunk: 1, piece: 0, range: 3..<6, sequence: sequence) { raw in
-            read = Array(raw.bindMemory(to: Float.self))
-        })
-        #expect(read == floats)
+        _ = try sendThroughSharedMemory([4, -0.5, 7], from: sender, to: receiver)
         let next = try RingLinks(host: "127.0.0.1", security: nil, insecure: false, maxFloats: 3)
         try next.connect(successor: receiver.endpoint, serverKey: nil)
         next.offerSharedMemory(group: 2, members: 2, pieces: 1, floatCount: 6)
