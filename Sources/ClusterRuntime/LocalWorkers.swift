@@ -10,8 +10,9 @@ public final class LocalWorkers {
     let processes: [SpawnedProcess]
 
     /// Starts `count` workers that join `endpoint`, each with `threads` compute threads, passing
-    /// ring chunks to each other through shared memory unless `sharedMemory` is off.
-    public init(count: Int, endpoint: String, threads: Int, logLevel: String, sharedMemory: Bool = true) throws {
+    /// ring chunks to each other through shared memory unless `sharedMemory` is off, and filling
+    /// the next ring step's batch ahead unless `fillAhead` is off.
+    public init(count: Int, endpoint: String, threads: Int, logLevel: String, sharedMemory: Bool = true, fillAhead: Bool = true) throws {
         guard count > 0 else {
             processes = []
             return
@@ -32,7 +33,7 @@ public final class LocalWorkers {
                     executable: executable.path,
                     arguments: ["join", "--coordinator", endpoint, "--threads", String(threads),
                                 "--name", "local-\(i)", "--log-level", logLevel, "--parent-pid", String(getpid()),
-                                "--quiet"] + (sharedMemory ? [] : ["--no-shared-memory"]),
+                                "--quiet"] + (sharedMemory ? [] : ["--no-shared-memory"]) + (fillAhead ? [] : ["--no-fill-ahead"]),
                     environment: environment))
             } catch {
                 for p in started {

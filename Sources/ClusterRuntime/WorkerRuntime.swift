@@ -43,6 +43,9 @@ public struct WorkerOptions: Sendable {
     public var insecure = false
     /// Offer and take shared memory for ring chunks with neighbours on this host (`RingLinks`).
     public var sharedMemory = true
+    /// Fill the next ring step's batch while waiting for the all-gather's last pieces
+    /// (`WorkInputs`; `--no-fill-ahead` turns it off, for measurement).
+    public var fillAhead = true
 
     /// The default row cache: 1 GiB (MNIST's 60,000 training rows take 47 MB).
     public static let defaultRowCacheBytes: UInt64 = 1 << 30
@@ -131,7 +134,8 @@ public final class WorkerRuntime {
     var filler: BatchFiller?
     var parameters: [Float] = []
     var gradient: [Float] = []
-    var inputs: [Float] = []
+    /// The batch being computed, and the next one when it was filled ahead (`prefill`).
+    var inputs = WorkInputs()
     var parameterCount = 0
     /// The messages being handled, by step, for the directives that need their payload.
     var heldParameters: [Int: FloatPayload] = [:]
@@ -227,9 +231,16 @@ public final class WorkerRuntime {
             if let parent = options.parentProcess, getppid() != parent, let ending = try perform(machine.onParentGone(parent)) {
                 return ending
             }
-            // One wait over the coordinator's socket, its monitor and the ring's sockets.
+            // One wait over the coordinator's socket, its monitor and the ring's sockets. With a
+            // batch to fill ahead, only a look: if nothing is ready, this worker would wait for its
+            // neighbours, and fills the batch instead.
             let ringItems = ringLinks?.pollItems ?? []
-            let ready = try transport.wait(timeout: tick, also: ringItems)
+            let ahead = workToPrefill
+            let ready = try transport.wait(timeout: ahead == nil ? tick : .zero, also: ringItems)
+            if let ahead, ready.isEmpty {
+                prefill(ahead)
+                continue
+            }
             for address in ready.connections where ringLinks == nil {
                 // Not TCP (ipc://): the coordinator is on this host.
                 try bindRing(host: address ?? "127.0.0.1")
@@ -404,6 +415,7 @@ public final class WorkerRuntime {
             self.configuration = configuration
             // The coordinator starts its record of this cache afresh with every WELCOME it sends.
             rowCache.reset(rowBytes: configuration.rowBytes)
+            inputs.discardPrefilled()
             let ending = try perform(machine.onWelcome(welcome))
             if ending == nil { try mapCoordinatorRows(configuration) }
             return ending
@@ -616,17 +628,29 @@ public final class WorkerRuntime {
             throw ClusterError("WORK has samples of \(work.dimension) values, the model takes \(configuration.inputDimension)")
         }
         let d = filler.outputDimension  // the one-hot width for a categorical model
-        if inputs.count < n * d { inputs = [Float](repeating: 0, count: n * d) }
-        try inputs.withUnsafeMutableBufferPointer { x in
-            try rowCache.fill(work, with: filler, into: UnsafeMutableBufferPointer(rebasing: x[0..<(n * d)]))
-        }
         g.update(repeating: 0)
-        return inputs.withUnsafeBufferPointer { x in
+        return try inputs.inputs(for: work, count: n * d, fill: { try rowCache.fill(work, with: filler, into: $0) }) { x in
             work.sampleIDs.withUnsafeBufferPointer { ids in
-                engine.accumulateGradient(parameters: p, inputs: UnsafeBufferPointer(rebasing: x[0..<(n * d)]),
-                                          sampleIDs: ids, seed: work.seed, step: Int(work.step), gradient: g)
+                engine.accumulateGradient(parameters: p, inputs: x, sampleIDs: ids, seed: work.seed, step: Int(work.step), gradient: g)
             }
         }
+    }
+
+    /// The held ring WORK whose batch is not filled yet (the next step's), once this member has
+    /// sent everything it sends in the current step: what the loop fills when it would otherwise
+    /// wait for the all-gather's last pieces. Earlier, filling could hold up a chunk that other
+    /// members wait for.
+    private var workToPrefill: Work? {
+        guard options.fillAhead, let reducer, reducer.member.sendsNothingMoreThisStep, let step = ringWork.keys.min(), let work = ringWork[step],
+              inputs.attempted != WorkInputs.Key(work) else { return nil }
+        return work
+    }
+
+    /// Fills `work`'s batch ahead of its compute (`WorkInputs.prefill`); a batch that cannot be
+    /// filled now is filled, or fails, when the WORK is computed.
+    private func prefill(_ work: Work) {
+        guard let filler, Int(work.dimension) == configuration?.inputDimension else { return }
+        inputs.prefill(work, count: work.sampleIDs.count * filler.outputDimension) { try rowCache.fill(work, with: filler, into: $0) }
     }
 
     // MARK: The ring
@@ -842,6 +866,9 @@ struct WorkerWaitResult {
     var connections: [String?] = []
     /// For each of the other items waited on, in order, the events it is ready for.
     var extra: [ZMQPollEvents] = []
+
+    /// Nothing was ready.
+    var isEmpty: Bool { !message && handshakes.isEmpty && connections.isEmpty && extra.allSatisfy(\.isEmpty) }
 }
 
 /// The worker's connection to its coordinator, as `WorkerRuntime`'s loop uses it: one DEALER

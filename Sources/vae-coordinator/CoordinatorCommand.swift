@@ -71,6 +71,8 @@ struct Start: AsyncParsableCommand {
     var syncEvery: Int?
     @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory), and let every worker on this host map the training rows from this process's shared memory instead of being sent them; --no-shared-memory sends both over sockets, for measurement.")
     var sharedMemory = true
+    @Flag(name: .customLong("fill-ahead"), inversion: .prefixedNo, help: "Have --local-workers fill the next ring step's batch while they wait for the all-gather's last chunks (their --fill-ahead); --no-fill-ahead fills it when the step starts, for measurement.")
+    var fillAhead = true
     @Flag(name: .customLong("local-ipc"), inversion: .prefixedNo, help: "With --local-workers and a --bind on loopback TCP, also listen on a Unix socket (ipc) and have those workers join through it: it costs less CPU per byte than loopback TCP (--no-local-ipc has them join over --bind, for measurement).")
     var localIPC = true
     @Flag(name: .customLong("coverage-log"), help: "Write coverage.jsonl: the sample positions of every accepted part (to audit that each epoch uses every sample once).")
@@ -203,7 +205,7 @@ struct Start: AsyncParsableCommand {
         let signalSources = runtime.stopRequest.installSignalHandlers(exitOnSecondSignal: true)
         defer { signalSources.forEach { $0.cancel() } }
         let local = try LocalWorkers(count: localWorkers, endpoint: runtime.localEndpoint ?? runtime.endpoint, threads: workerThreads, logLevel: logging.logLevel,
-                                     sharedMemory: sharedMemory)
+                                     sharedMemory: sharedMemory, fillAhead: fillAhead)
         defer { local.terminate() }
         let autoencoder = configuration.objective.autoencoder
         let summary = try runtime.run(output: output, onJoin: { name, live in
@@ -262,6 +264,7 @@ struct Start: AsyncParsableCommand {
         if let metricsPort { words += ["--metrics-port", String(metricsPort)] }
         if coverageLog { words.append("--coverage-log") }
         if !sharedMemory { words.append("--no-shared-memory") }
+        if !fillAhead { words.append("--no-fill-ahead") }
         if !localIPC { words.append("--no-local-ipc") }
         if dataPlane != .ring { words += ["--data-plane", dataPlane.rawValue] }
         if !workAhead { words.append("--no-work-ahead") }
