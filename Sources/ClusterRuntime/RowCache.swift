@@ -96,18 +96,22 @@ final class RowCache {
     }
 
     /// Preprocesses the rows of `work` (after `receive`) into `output`, `[sampleIDs.count,
-    /// dimension]`, with `filler`: each row from the message if it carries it, else from the cache.
-    func fill(_ work: Work, with filler: BatchFiller, into output: UnsafeMutableBufferPointer<Float>) throws(ClusterError) {
-        let n = work.sampleIDs.count
-        let bytes = n * rowBytes
+    /// width]` (the filler's output width), with `filler`: each row from the message if it carries
+    /// it, else from the cache. With `rows`, only those rows of the batch (the others of `output`
+    /// are left as they are): each row's values depend on that row alone.
+    func fill(_ work: Work, rows: Range<Int>? = nil, with filler: BatchFiller, into output: UnsafeMutableBufferPointer<Float>) throws(ClusterError) {
+        let rows = rows ?? 0..<work.sampleIDs.count
+        let bytes = rows.count * rowBytes
         if assembled.count < bytes {
             assembled.deallocate()
             assembled = .allocate(byteCount: bytes, alignment: 16)
         }
-        var carried = 0
+        // The carried rows before the first one filled.
+        var carried = work.carriesRow[..<rows.lowerBound].reduce(0) { $1 ? $0 + 1 : $0 }
         let missing: UInt32? = work.samples.withUnsafeBytes { message in
             storage.withUnsafeBytes { cache in
-                for (r, id) in work.sampleIDs.enumerated() {
+                for (k, r) in rows.enumerated() {
+                    let id = work.sampleIDs[r]
                     let source: UnsafeRawBufferPointer
                     if work.carriesRow[r] {
                         source = UnsafeRawBufferPointer(rebasing: message[(carried * rowBytes)..<((carried + 1) * rowBytes)])
@@ -119,22 +123,23 @@ final class RowCache {
                     } else {
                         return id
                     }
-                    UnsafeMutableRawBufferPointer(rebasing: assembled[(r * rowBytes)..<((r + 1) * rowBytes)]).copyMemory(from: source)
+                    UnsafeMutableRawBufferPointer(rebasing: assembled[(k * rowBytes)..<((k + 1) * rowBytes)]).copyMemory(from: source)
                 }
                 return nil
             }
         }
         if let missing { throw ClusterError("internal: sample \(missing) of step \(work.step) is neither carried nor held (WORK not received first)") }
         let step = UInt32(truncatingIfNeeded: work.step)
-        let rows = UnsafeMutableRawBufferPointer(rebasing: assembled[0..<bytes])
-        work.sampleIDs.withUnsafeBufferPointer { ids in
+        let values = UnsafeMutableRawBufferPointer(rebasing: assembled[0..<bytes])
+        let width = filler.outputDimension
+        let out = UnsafeMutableBufferPointer(rebasing: output[(rows.lowerBound * width)..<(rows.upperBound * width)])
+        work.sampleIDs.withUnsafeBufferPointer { all in
+            let ids = UnsafeBufferPointer(rebasing: all[rows])
             switch work.sampleType {
             case .uint8:
-                let values = UnsafeBufferPointer(rows.bindMemory(to: UInt8.self))
-                filler.fill(byteRows: values, sampleIDs: ids, seed: work.seed, step: step, into: output)
+                filler.fill(byteRows: UnsafeBufferPointer(values.bindMemory(to: UInt8.self)), sampleIDs: ids, seed: work.seed, step: step, into: out)
             case .float32:
-                let values = UnsafeBufferPointer(rows.bindMemory(to: Float.self))
-                filler.fill(floatRows: values, sampleIDs: ids, seed: work.seed, step: step, into: output)
+                filler.fill(floatRows: UnsafeBufferPointer(values.bindMemory(to: Float.self)), sampleIDs: ids, seed: work.seed, step: step, into: out)
             }
         }
     }
