@@ -11,7 +11,7 @@ public final class LocalWorkers {
 
     /// Starts `count` workers that join `endpoint`, each with `threads` compute threads, passing
     /// ring chunks to each other through shared memory unless `sharedMemory` is off, and filling
-    /// the next ring step's batch ahead (while they wait for ring chunks) unless `fillAhead` is off.
+    /// the next ring step's batch ahead unless `fillAhead` is off.
     public init(count: Int, endpoint: String, threads: Int, logLevel: String, sharedMemory: Bool = true, fillAhead: Bool = true) throws {
         guard count > 0 else {
             processes = []

@@ -96,22 +96,18 @@ final class RowCache {
     }
 
     /// Preprocesses the rows of `work` (after `receive`) into `output`, `[sampleIDs.count,
-    /// width]` (the filler's output width), with `filler`: each row from the message if it carries
-    /// it, else from the cache. With `rows`, only those rows of the batch (the others of `output`
-    /// are left as they are): each row's values depend on that row alone.
-    func fill(_ work: Work, rows: Range<Int>? = nil, with filler: BatchFiller, into output: UnsafeMutableBufferPointer<Float>) throws(ClusterError) {
-        let rows = rows ?? 0..<work.sampleIDs.count
-        let bytes = rows.count * rowBytes
+    /// dimension]`, with `filler`: each row from the message if it carries it, else from the cache.
+    func fill(_ work: Work, with filler: BatchFiller, into output: UnsafeMutableBufferPointer<Float>) throws(ClusterError) {
+        let n = work.sampleIDs.count
+        let bytes = n * rowBytes
         if assembled.count < bytes {
             assembled.deallocate()
             assembled = .allocate(byteCount: bytes, alignment: 16)
         }
-        // The carried rows before the first one filled.
-        var carried = work.carriesRow[..<rows.lowerBound].reduce(0) { $1 ? $0 + 1 : $0 }
+        var carried = 0
         let missing: UInt32? = work.samples.withUnsafeBytes { message in
             storage.withUnsafeBytes { cache in
-                for (k, r) in rows.enumerated() {
-                    let id = work.sampleIDs[r]
+                for (r, id) in work.sampleIDs.enumerated() {
                     let source: UnsafeRawBufferPointer
                     if work.carriesRow[r] {
                         source = UnsafeRawBufferPointer(rebasing: message[(carried * rowBytes)..<((carried + 1) * rowBytes)])
@@ -123,23 +119,22 @@ final class RowCache {
                     } else {
                         return id
                     }
-                    UnsafeMutableRawBufferPointer(rebasing: assembled[(k * rowBytes)..<((k + 1) * rowBytes)]).copyMemory(from: source)
+                    UnsafeMutableRawBufferPointer(rebasing: assembled[(r * rowBytes)..<((r + 1) * rowBytes)]).copyMemory(from: source)
                 }
                 return nil
             }
         }
         if let missing { throw ClusterError("internal: sample \(missing) of step \(work.step) is neither carried nor held (WORK not received first)") }
         let step = UInt32(truncatingIfNeeded: work.step)
-        let values = UnsafeMutableRawBufferPointer(rebasing: assembled[0..<bytes])
-        let width = filler.outputDimension
-        let out = UnsafeMutableBufferPointer(rebasing: output[(rows.lowerBound * width)..<(rows.upperBound * width)])
-        work.sampleIDs.withUnsafeBufferPointer { all in
-            let ids = UnsafeBufferPointer(rebasing: all[rows])
+        let rows = UnsafeMutableRawBufferPointer(rebasing: assembled[0..<bytes])
+        work.sampleIDs.withUnsafeBufferPointer { ids in
             switch work.sampleType {
             case .uint8:
-                filler.fill(byteRows: UnsafeBufferPointer(values.bindMemory(to: UInt8.self)), sampleIDs: ids, seed: work.seed, step: step, into: out)
+                let values = UnsafeBufferPointer(rows.bindMemory(to: UInt8.self))
+                filler.fill(byteRows: values, sampleIDs: ids, seed: work.seed, step: step, into: output)
             case .float32:
-                filler.fill(floatRows: UnsafeBufferPointer(values.bindMemory(to: Float.self)), sampleIDs: ids, seed: work.seed, step: step, into: out)
+                let values = UnsafeBufferPointer(rows.bindMemory(to: Float.self))
+                filler.fill(floatRows: values, sampleIDs: ids, seed: work.seed, step: step, into: output)
             }
         }
     }

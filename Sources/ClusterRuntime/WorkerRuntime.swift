@@ -43,8 +43,8 @@ public struct WorkerOptions: Sendable {
     public var insecure = false
     /// Offer and take shared memory for ring chunks with neighbours on this host (`RingLinks`).
     public var sharedMemory = true
-    /// Fill the next ring step's batch, a slice at a time, while waiting for ring neighbours'
-    /// chunks (`WorkInputs`; `--no-fill-ahead` turns it off, for measurement).
+    /// Fill the next ring step's batch while waiting for the all-gather's last pieces
+    /// (`WorkInputs`; `--no-fill-ahead` turns it off, for measurement).
     public var fillAhead = true
 
     /// The default row cache: 1 GiB (MNIST's 60,000 training rows take 47 MB).
@@ -629,30 +629,28 @@ public final class WorkerRuntime {
         }
         let d = filler.outputDimension  // the one-hot width for a categorical model
         g.update(repeating: 0)
-        return try inputs.inputs(for: work, width: d, fill: { rows, batch in try rowCache.fill(work, rows: rows, with: filler, into: batch) }) { x in
+        return try inputs.inputs(for: work, count: n * d, fill: { try rowCache.fill(work, with: filler, into: $0) }) { x in
             work.sampleIDs.withUnsafeBufferPointer { ids in
                 engine.accumulateGradient(parameters: p, inputs: x, sampleIDs: ids, seed: work.seed, step: Int(work.step), gradient: g)
             }
         }
     }
 
-    /// The held ring WORK whose batch is not filled yet (the next step's), once this member's
-    /// gradient of the current step is out: what the loop fills, a slice at a time, when it
-    /// would otherwise wait for its neighbours' chunks.
+    /// The held ring WORK whose batch is not filled yet (the next step's), once this member has
+    /// sent everything it sends in the current step: what the loop fills when it would otherwise
+    /// wait for the all-gather's last pieces. Earlier, filling could hold up a chunk that other
+    /// members wait for.
     private var workToPrefill: Work? {
-        guard options.fillAhead, let reducer, reducer.member.progress != .computing,
-              let step = ringWork.keys.min(), let work = ringWork[step], inputs.wantsPrefill(work) else { return nil }
+        guard options.fillAhead, let reducer, reducer.member.sendsNothingMoreThisStep, let step = ringWork.keys.min(), let work = ringWork[step],
+              inputs.attempted != WorkInputs.Key(work) else { return nil }
         return work
     }
 
-    /// Fills the next slice of `work`'s batch ahead of its compute (`WorkInputs.prefill`): about
-    /// 64 KB of inputs, which takes well under a tenth of a millisecond for MNIST. A batch that
-    /// cannot be filled now is filled, or fails, when the WORK is computed.
+    /// Fills `work`'s batch ahead of its compute (`WorkInputs.prefill`); a batch that cannot be
+    /// filled now is filled, or fails, when the WORK is computed.
     private func prefill(_ work: Work) {
         guard let filler, Int(work.dimension) == configuration?.inputDimension else { return }
-        let width = filler.outputDimension
-        let slice = max(1, 16_384 / max(1, width))
-        inputs.prefill(work, width: width, slice: slice) { rows, batch in try rowCache.fill(work, rows: rows, with: filler, into: batch) }
+        inputs.prefill(work, count: work.sampleIDs.count * filler.outputDimension) { try rowCache.fill(work, with: filler, into: $0) }
     }
 
     // MARK: The ring

@@ -90,6 +90,13 @@ public struct RingMember: Sendable {
     /// Labels of the pieces held for later, at most `maximumHeld`.
     public private(set) var held: Set<RingChunkLabel> = []
 
+    /// Whether the member has nothing left to send in this step, only pieces to receive: it is in
+    /// the all-gather's last round (whose pieces are stored, not passed on). Whatever it does
+    /// meanwhile delays no other member.
+    public var sendsNothingMoreThisStep: Bool {
+        progress == .gathering && nextRound.allSatisfy { $0 >= plan.rounds - 1 }
+    }
+
     /// Pieces that may wait at once: a predecessor is at most one step ahead, so two steps' worth.
     public var maximumHeld: Int { 4 * max(plan.rounds, 1) * plan.pieces }
 

@@ -71,7 +71,7 @@ struct Start: AsyncParsableCommand {
     var syncEvery: Int?
     @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Let --local-workers pass ring chunks to each other through shared memory (their --shared-memory), and let every worker on this host map the training rows from this process's shared memory instead of being sent them; --no-shared-memory sends both over sockets, for measurement.")
     var sharedMemory = true
-    @Flag(name: .customLong("fill-ahead"), inversion: .prefixedNo, help: "Have --local-workers fill the next ring step's batch while they wait for each other's ring chunks (their --fill-ahead); --no-fill-ahead fills it when the step starts, for measurement.")
+    @Flag(name: .customLong("fill-ahead"), inversion: .prefixedNo, help: "Have --local-workers fill the next ring step's batch while they wait for the all-gather's last chunks (their --fill-ahead); --no-fill-ahead fills it when the step starts, for measurement.")
     var fillAhead = true
     @Flag(name: .customLong("local-ipc"), inversion: .prefixedNo, help: "With --local-workers and a --bind on loopback TCP, also listen on a Unix socket (ipc) and have those workers join through it: it costs less CPU per byte than loopback TCP (--no-local-ipc has them join over --bind, for measurement).")
     var localIPC = true

@@ -42,7 +42,7 @@ struct Join: AsyncParsableCommand {
     var insecure = false
     @Flag(name: .customLong("shared-memory"), inversion: .prefixedNo, help: "Pass ring chunks to a ring neighbour on this host (same network namespace, same user) through shared memory instead of its socket: only headers then travel on the link; and, when the coordinator runs on this host, map its training rows instead of being sent them. --no-shared-memory: always the sockets.")
     var sharedMemory = true
-    @Flag(name: .customLong("fill-ahead"), inversion: .prefixedNo, help: "In a ring step, once this worker's gradient is out, fill the next step's batch (its rows, preprocessed) a slice at a time while waiting for the ring neighbours' chunks, instead of all of it when the next step starts (--no-fill-ahead: when it starts; for measurement).")
+    @Flag(name: .customLong("fill-ahead"), inversion: .prefixedNo, help: "In a ring step, fill the next step's batch (its rows, preprocessed) while waiting for the all-gather's last chunks, instead of when the step starts (--no-fill-ahead: when it starts; for measurement).")
     var fillAhead = true
     @Flag(help: "Print nothing on standard output (errors still go to standard error).")
     var quiet = false

@@ -125,7 +125,13 @@ import Testing
                     choices.append {
                         let (label, payload) = links[r].removeFirst()
                         nodes[r].held[label] = payload
-                        perform(r, nodes[r].member.onChunk(label))
+                        // A member that said it sends nothing more this step sends nothing more.
+                        let quiet = nodes[r].member.sendsNothingMoreThisStep
+                        let directives = nodes[r].member.onChunk(label)
+                        if quiet, directives.contains(where: { if case .send = $0 { return true } else { return false } }) {
+                            Issue.record("member \(r) said it sends nothing more in step \(label.step), then sent \(directives)")
+                        }
+                        perform(r, directives)
                     }
                 }
             }
@@ -257,6 +263,39 @@ import Testing
         // Once used, the same round again is a duplicate too.
         _ = member.onGradientReady()
         guard case .refuse(fine, "a duplicate")? = member.onChunk(fine).first else { Issue.record("took a used round again"); return }
+    }
+
+    @Test func aMemberSendsNothingMoreOnceOnlyTheAllGathersLastRoundIsLeft() {
+        let plan = RingPlan(members: 3, count: 9)
+        var member = RingMember(plan: plan, rank: 1, generation: 0, step: 0)
+        #expect(!member.sendsNothingMoreThisStep)  // computing
+        _ = member.onGradientReady()
+        #expect(!member.sendsNothingMoreThisStep)  // reducing
+        for round in 0..<plan.rounds {
+            _ = member.onChunk(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: round,
+                                              chunk: plan.reduceScatterReceive(rank: 1, round: round)))
+        }
+        #expect(member.progress == .updating && !member.sendsNothingMoreThisStep)
+        _ = member.onShardUpdated()
+        // Round 0 of the all-gather: what it receives it passes on.
+        #expect(member.progress == .gathering && !member.sendsNothingMoreThisStep)
+        let round0 = RingChunkLabel(generation: 0, step: 0, phase: .allGather, round: 0, chunk: plan.allGatherReceive(rank: 1, round: 0))
+        #expect(member.onChunk(round0).contains(.send(RingChunkLabel(generation: 0, step: 0, phase: .allGather, round: 1,
+                                                                      chunk: plan.allGatherSend(rank: 1, round: 1)))))
+        // Round 1, the last: what it receives it only stores.
+        #expect(member.sendsNothingMoreThisStep)
+        let round1 = RingChunkLabel(generation: 0, step: 0, phase: .allGather, round: 1, chunk: plan.allGatherReceive(rank: 1, round: 1))
+        #expect(member.onChunk(round1) == [.store(round1), .complete(step: 0)])
+        #expect(!member.sendsNothingMoreThisStep)  // computing the next step
+    }
+
+    @Test func aMemberOfTwoSendsNothingMoreOnceItsUpdatedChunkIsSent() {
+        var member = RingMember(plan: RingPlan(members: 2, count: 4), rank: 0, generation: 0, step: 0)
+        _ = member.onGradientReady()
+        _ = member.onChunk(RingChunkLabel(generation: 0, step: 0, phase: .reduceScatter, round: 0, chunk: 1))
+        #expect(!member.sendsNothingMoreThisStep)
+        _ = member.onShardUpdated()
+        #expect(member.sendsNothingMoreThisStep)
     }
 
     @Test func aRingOfOneUpdatesItsWholeVectorAndCompletes() {
