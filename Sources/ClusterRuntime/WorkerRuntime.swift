@@ -646,11 +646,17 @@ public final class WorkerRuntime {
         return work
     }
 
-    /// Fills `work`'s batch ahead of its compute (`WorkInputs.prefill`); a batch that cannot be
-    /// filled now is filled, or fails, when the WORK is computed.
+    /// Fills `work`'s batch ahead of its compute (`WorkInputs.prefill`, which tries a WORK once,
+    /// so the loop never comes back to one it cannot fill); a batch that cannot be filled now is
+    /// filled, or fails with its reason, when the WORK is computed.
     private func prefill(_ work: Work) {
-        guard let filler, Int(work.dimension) == configuration?.inputDimension else { return }
-        inputs.prefill(work, count: work.sampleIDs.count * filler.outputDimension) { try rowCache.fill(work, with: filler, into: $0) }
+        let filler = self.filler, width = filler?.outputDimension ?? 0
+        inputs.prefill(work, count: work.sampleIDs.count * width) {
+            guard let filler, Int(work.dimension) == configuration?.inputDimension else {
+                throw ClusterError("WORK of step \(work.step) does not fit this run's model")
+            }
+            try rowCache.fill(work, with: filler, into: $0)
+        }
     }
 
     // MARK: The ring
