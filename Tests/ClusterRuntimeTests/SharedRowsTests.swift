@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SharedMemory
 import Testing
 import VAEData
 import WireProtocol
@@ -61,6 +62,62 @@ import WireProtocol
 
     /// A worker whose WELCOME describes other rows (another size, type or count) refuses the
     /// region, saying why, instead of computing from the wrong bytes.
+    /// A coordinator that closes the hand-over without an offer (it does for another user's
+    /// process) is read as a refusal that says why, not as a coordinator on another host.
+    @Test func aHandOverClosedUnansweredIsARefusalThatSaysWhy() throws {
+        let name = "vae-cluster-rows-test-\(UInt64.random(in: 1...UInt64.max))"
+        let listener = try HandoffListener(name: name)
+        let closer = Thread {
+            var item = pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&item, 1, 5_000) > 0 else { return }
+            _ = try? listener.accept()  // closed at once, unanswered
+        }
+        closer.start()
+        let outcome = MappedRows.map(RowRegionAdvert(socket: name, id: 1, rows: 5), rowBytes: 3, sampleType: .uint8)
+        guard case .refused(let reason) = outcome else {
+            Issue.record("a hand-over closed unanswered was read as \(outcome)")
+            return
+        }
+        #expect(reason.contains("closed the hand-over unanswered"), "\(reason)")
+    }
+
+    /// A process of another user on the coordinator's host gets no region: its connection is
+    /// closed unanswered, and the coordinator says so once per user, however often it comes.
+    /// As root only (it runs a client as user 65534 with setpriv and the system's Python).
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+                   && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")))
+    func aProcessOfAnotherUserIsRefusedAndLoggedOncePerUser() throws {
+        let log = RecordingLog()
+        let shared = try SharedRows(dataset: bytes(), logger: Logger(label: "test", factory: { _ in log }))
+        let client = """
+            import socket
+            answers = []
+            for _ in range(2):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect("\\0\(shared.advert.socket)")
+                data, fds, _, _ = socket.recv_fds(s, 4096, 1)
+                answers.append("answered" if data or fds else "closed")
+                s.close()
+            print(" ".join(answers))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", client]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == "closed closed")
+        // The hand-over logs before it closes, so both refusals are logged by now; a process of
+        // this user is still answered.
+        #expect(log.messages.filter { $0.contains("refused the training rows' shared memory") }.count == 1)
+        #expect(log.messages.allSatisfy { !$0.contains("hand-over failed") })
+        let rows = try mapped(shared)
+        withExtendedLifetime(rows) { #expect(rows.row(0).map(Array.init) == bytes().rowBytes(at: [0]).bytes) }
+    }
+
     @Test func anOfferThatIsNotTheOneWelcomeNamedIsRefused() throws {
         let shared = try SharedRows(dataset: bytes(), logger: logger)
         #expect(throws: ClusterError.self) { try mapped(shared, rowBytes: 4) }
@@ -103,5 +160,24 @@ import WireProtocol
         #expect(throws: ClusterError.self) {
             try cache.receive(Work(step: 3, seed: 7, sampleIDs: [6], dimension: 4, sampleType: .uint8, carriesRow: [false], samples: []))
         }
+    }
+}
+
+/// A log handler that keeps every message (thread-safe: the hand-over logs from its own thread).
+final class RecordingLog: LogHandler, @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [String] = []
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    var messages: [String] { lock.withLock { recorded } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lock.withLock { recorded.append("\(event.message)") }
     }
 }
