@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SharedMemory
 import Testing
+import TestSupport
 import VAEData
 import WireProtocol
 @testable import ClusterRuntime
@@ -94,22 +95,20 @@ import WireProtocol
             answers = []
             for _ in range(2):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.settimeout(30)
                 s.connect("\\0\(shared.advert.socket)")
                 data, fds, _, _ = socket.recv_fds(s, 4096, 1)
                 answers.append("answered" if data or fds else "closed")
                 s.close()
             print(" ".join(answers))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", client]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == "closed closed")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vae-other-user-\(UInt64.random(in: 1...UInt64.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = try ChildProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", client],
+                                       directory: directory, name: "other-user")
+        #expect(process.wait(timeout: .seconds(60)) == 0, "\(process.stderr)")
+        #expect(process.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "closed closed")
         // The hand-over logs before it closes, so both refusals are logged by now; a process of
         // this user is still answered.
         #expect(log.messages.filter { $0.contains("refused the training rows' shared memory") }.count == 1)
