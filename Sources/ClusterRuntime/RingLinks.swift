@@ -246,6 +246,15 @@ final class RingLinks {
     /// The predecessor's region for `group`, if it offered one and it was mapped.
     func inbox(group: UInt32) -> RingInbox? { inboxes.last { $0.group == group } }
 
+    /// The region this member offered its successor for `group`, taken or still unanswered: where
+    /// the group's `RingReducer` keeps its buffers, so that chunks sent through it are not copied
+    /// (a region the successor refuses is memory like any other).
+    func offeredRegion(group: UInt32) -> RingOutbox? {
+        if let outbox, outbox.group == group { return outbox }
+        if let pendingOffer, pendingOffer.outbox.group == group { return pendingOffer.outbox }
+        return nil
+    }
+
     /// Counts floats read from a predecessor's region.
     func noteSharedReceive(floats: Int) { sharedFloatsReceived += floats }
 

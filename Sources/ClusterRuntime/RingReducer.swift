@@ -23,25 +23,32 @@ enum RingPiecePayload {
 extension RingLinks: RingSending {}
 
 /// One worker's ring steps carried out on its buffers: the `RingMember`'s directives performed
-/// with real chunks. The worker writes its gradient into `gradient` and calls `gradientReady`,
+/// with real chunks. The worker writes its gradient in `writeGradient` and calls `gradientReady`,
 /// feeds every chunk its links receive to `onChunk`, and finds the step complete when
 /// `completedStep` is set; `updateShard` applies the optimizer to the member's own chunk (and is
 /// where the reduced chunk goes to the coordinator). Without an `updateShard` closure the update
 /// waits: `reducedShard` says which chunk is reduced (taken once with `takeReducedShard`), the
 /// owner updates `parameters` itself when it can (a worker may wait for the coordinator's NORMS)
-/// and calls `shardUpdated`. Chunks that break the ring's protocol are dropped and counted; the
+/// and calls `shardUpdated`. The buffers live in the shared region offered to the successor when
+/// there is one (`RingBuffers`): chunks sent there are not copied. Chunks that break the ring's protocol are dropped and counted; the
 /// reasons of the latest few wait in `takeRefusals` for the worker's log (a predecessor that floods
 /// bad chunks costs a count, not memory).
 final class RingReducer {
     private(set) var member: RingMember
     private let links: any RingSending
+    /// Where the gradient and the parameters live.
+    let buffers: RingBuffers
     /// The member's gradient, then (after the reduce-scatter) its reduced chunk among the rest.
-    var gradient: [Float]
+    /// Written in `writeGradient`; read freely.
+    var gradient: UnsafeMutableBufferPointer<Float> { buffers.gradient }
     /// The parameters: this member's chunk from its update, the others' from the all-gather.
-    var parameters: [Float]
+    /// Changed only by the ring and by the owner's update of the awaited shard.
+    var parameters: UnsafeMutableBufferPointer<Float> { buffers.parameters }
     /// Applies the optimizer to `parameters[range]` from the reduced `gradient[range]` of `step`.
     /// Nil: the update waits for `shardUpdated`.
-    private let updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?
+    private let updateShard: ShardUpdate?
+    typealias ShardUpdate = (_ gradient: UnsafeMutableBufferPointer<Float>, _ parameters: UnsafeMutableBufferPointer<Float>,
+                             _ range: Range<Int>, _ step: Int) throws -> Void
     private var held: [RingChunkLabel: RingPiecePayload] = [:]
     /// The step that completed last (nil before any).
     private(set) var completedStep: Int? {
@@ -64,14 +71,22 @@ final class RingReducer {
     /// Set when a shared-memory read was overtaken: the group's ring is stopped (`stall`).
     private(set) var stalled = false
 
-    init(member: RingMember, links: any RingSending, parameters: [Float],
-         updateShard: ((_ gradient: inout [Float], _ parameters: inout [Float], _ range: Range<Int>, _ step: Int) throws -> Void)?) {
+    /// A reducer starting from `parameters`, its buffers in `outbox`'s slots when given (the
+    /// region this member offers its successor for the group), else its own.
+    init(member: RingMember, links: any RingSending, parameters: [Float], outbox: RingOutbox? = nil, updateShard: ShardUpdate?) {
         precondition(parameters.count == member.plan.count, "the parameters do not fit the ring's plan")
         self.member = member
         self.links = links
-        self.parameters = parameters
-        self.gradient = [Float](repeating: 0, count: parameters.count)
+        buffers = RingBuffers(count: parameters.count, outbox: outbox)
+        _ = buffers.parameters.update(fromContentsOf: parameters)
         self.updateShard = updateShard
+    }
+
+    /// Runs `body` to write this member's gradient of the step about to start into `gradient`
+    /// (whose old contents it may overwrite), at `parameters`; then call `gradientReady`.
+    func writeGradient<T>(_ body: (_ parameters: UnsafeBufferPointer<Float>, _ gradient: UnsafeMutableBufferPointer<Float>) throws -> T) rethrows -> T {
+        buffers.willWriteAll(.reduceScatter)
+        return try body(UnsafeBufferPointer(parameters), gradient)
     }
 
     /// `gradient` holds this member's gradient of the current step.
@@ -175,31 +190,34 @@ final class RingReducer {
                                              round: UInt32(label.round), chunk: UInt32(label.chunk), piece: UInt32(label.piece),
                                              count: UInt32(range.count))
                 let source = label.phase == .reduceScatter ? gradient : parameters
-                try source.withUnsafeBufferPointer { try links.send(header, floats: UnsafeBufferPointer(rebasing: $0[range]), start: range.lowerBound) }
+                try links.send(header, floats: UnsafeBufferPointer(rebasing: source[range]), start: range.lowerBound)
                 floatsSent += range.count
             case .accumulate(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
                 let range = member.plan.piece(label.piece, of: label.chunk)
-                let whole = gradient.withUnsafeMutableBufferPointer { g in
-                    read(payload, label, range) { raw in add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range])) }
-                }
+                buffers.willWrite(.reduceScatter, chunk: label.chunk, piece: label.piece)
+                let g = gradient
+                let whole = read(payload, label, range) { raw in add(unalignedFloats: raw, into: UnsafeMutableBufferPointer(rebasing: g[range])) }
                 if !whole { return stall("\(label): its slot in shared memory was rewritten while it was read") }
             case .store(let label):
                 guard let payload = held.removeValue(forKey: label) else { continue }
                 let range = member.plan.piece(label.piece, of: label.chunk)
-                let whole = parameters.withUnsafeMutableBufferPointer { p in
-                    read(payload, label, range) { raw in
-                        UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: p[range])).copyMemory(from: raw)
-                    }
+                buffers.willWrite(.allGather, chunk: label.chunk, piece: label.piece)
+                let p = parameters
+                let whole = read(payload, label, range) { raw in
+                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: p[range])).copyMemory(from: raw)
                 }
                 if !whole { return stall("\(label): its slot in shared memory was rewritten while it was read") }
             case .updateShard(let step, let chunk):
+                // The update writes the chunk's parameters (and, clipping, scales its gradient).
+                buffers.willWrite(.allGather, chunk: chunk)
+                buffers.willWrite(.reduceScatter, chunk: chunk)
                 guard let updateShard else {
                     awaitingUpdate = (step, chunk)
                     reducedShard = (step, chunk)
                     continue
                 }
-                try updateShard(&gradient, &parameters, member.plan.chunk(chunk), step)
+                try updateShard(gradient, parameters, member.plan.chunk(chunk), step)
                 try perform(member.onShardUpdated())
             case .complete(let step):
                 completedStep = step

@@ -67,14 +67,32 @@ final class RingOutbox {
                   byteCount: UInt64(layout.byteCount))
     }
 
+    /// The slot of `phase` as one vector of `layout.floatCount` floats: a member can keep its
+    /// gradient (the reduce-scatter's slot) and its parameters (the all-gather's) there
+    /// (`RingBuffers`), so that what it sends is already in place. Whoever changes them in place
+    /// calls `beginWrite` for the pieces first.
+    func slot(_ phase: RingPhase) -> UnsafeMutableBufferPointer<Float> {
+        let start = (region.base + layout.floatOffset(phase, at: 0)).bindMemory(to: Float.self, capacity: layout.floatCount)
+        return UnsafeMutableBufferPointer(start: start, count: layout.floatCount)
+    }
+
+    /// Marks piece `piece` of chunk `chunk` of `phase` as being written: its floats are about to
+    /// change in place, and a read of what the slot held before will find itself torn.
+    func beginWrite(_ phase: RingPhase, chunk: Int, piece: Int) {
+        precondition(chunk < layout.members && piece < layout.pieces, "a slot outside the layout")
+        SequenceTag.beginWrite(region.word(at: layout.tagOffset(phase, chunk: chunk, piece: piece)))
+    }
+
     /// Copies `floats` (piece `piece` of chunk `chunk`, starting at float `start` of the vector)
-    /// into its slot; returns the sequence its tag now holds.
+    /// into its slot, unless they are in it already (`slot`); returns the sequence its tag now
+    /// holds.
     func write(_ phase: RingPhase, chunk: Int, piece: Int, start: Int, floats: UnsafeBufferPointer<Float>) -> UInt64 {
         precondition(chunk < layout.members && piece < layout.pieces && start + floats.count <= layout.floatCount, "a slot outside the layout")
         let tag = region.word(at: layout.tagOffset(phase, chunk: chunk, piece: piece))
         SequenceTag.beginWrite(tag)
-        if let source = floats.baseAddress, floats.count > 0 {
-            (region.base + layout.floatOffset(phase, at: start)).copyMemory(from: source, byteCount: 4 * floats.count)
+        let destination = region.base + layout.floatOffset(phase, at: start)
+        if let source = floats.baseAddress, floats.count > 0, UnsafeRawPointer(source) != UnsafeRawPointer(destination) {
+            destination.copyMemory(from: source, byteCount: 4 * floats.count)
         }
         let sequence = nextSequence
         nextSequence += 1

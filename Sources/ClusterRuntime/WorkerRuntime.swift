@@ -182,7 +182,7 @@ public final class WorkerRuntime {
 
     /// The parameters the next gradient is computed with: the ring's (after its last completed
     /// step, or its STATE) in a ring group, otherwise the last PARAMS'.
-    public var currentParameters: [Float] { reducer?.parameters ?? parameters }
+    public var currentParameters: [Float] { reducer.map { Array($0.parameters) } ?? parameters }
     /// Set from a signal handler: leave at the next message boundary.
     public let stopRequest = StopRequest()
 
@@ -769,7 +769,8 @@ public final class WorkerRuntime {
         state.step = step
         trainingState = state
         let reducer = RingReducer(member: RingMember(plan: plan, rank: rank, generation: group.generation, step: step),
-                                  links: links, parameters: message.parameters.array, updateShard: nil)
+                                  links: links, parameters: message.parameters.array, outbox: links.offeredRegion(group: group.generation),
+                                  updateShard: nil)
         self.reducer = reducer
         logger.info("ring state loaded", metadata: ["group": "\(group.generation)", "step": "\(step)", "shard": "\(owned)"])
         let early = chunksBeforeState
@@ -782,9 +783,7 @@ public final class WorkerRuntime {
     private func computeRing(_ work: Work) throws {
         guard let reducer else { throw ClusterError("internal: ring WORK to compute before the group's STATE") }
         let started = ContinuousClock.now
-        let sums = try reducer.parameters.withUnsafeBufferPointer { p in
-            try reducer.gradient.withUnsafeMutableBufferPointer { g in try computeGradient(work, parameters: p, into: g) }
-        }
+        let sums = try reducer.writeGradient { p, g in try computeGradient(work, parameters: p, into: g) }
         ringStepSamples = Int(work.stepSamples)
         let partSums = GradientSums(sums, computeSeconds: (ContinuousClock.now - started).seconds)
         try send(Message.done(Done(step: work.step, group: work.group, part: work.part, sampleCount: UInt32(work.sampleIDs.count),
@@ -802,12 +801,12 @@ public final class WorkerRuntime {
         let bytes = (4 * range.lowerBound)..<(4 * range.upperBound)
         // As the coordinator would sum the chunk's squares itself (`sumOfSquares`).
         func squaredNorm() -> Double {
-            reducer.gradient.withUnsafeBytes { sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: $0[bytes]), count: range.count) }
+            sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reducer.gradient)[bytes]), count: range.count)
         }
         switch report {
         case .gradient:
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
-            try reducer.gradient.withUnsafeBytes { raw in try send(header: header, payload: UnsafeRawBufferPointer(rebasing: raw[bytes])) }
+            try send(header: header, payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reducer.gradient)[bytes]))
         case .norm:
             try send([.bytes(Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .norm,
                                                  count: 0, squaredNorm: squaredNorm()))])
@@ -818,7 +817,8 @@ public final class WorkerRuntime {
             }
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .state,
                                              count: range.count, squaredNorm: squaredNorm(), optimizerStep: UInt64(state.optimizer.step))
-            try send([.bytes(header), frame(reducer.parameters), frame(state.optimizer.first), frame(state.optimizer.second)])
+            let parameters = OutgoingFrame.floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: reducer.parameters[range])))
+            try send([.bytes(header), parameters, frame(state.optimizer.first), frame(state.optimizer.second)])
         }
     }
 
@@ -830,11 +830,8 @@ public final class WorkerRuntime {
         }
         let range = plan.chunk(pending.chunk)
         trainingState = nil  // the only reference to the optimizer's buffers: updated in place
-        swap(&state.parameters, &reducer.parameters)
-        reducer.gradient.withUnsafeMutableBufferPointer { g in
-            state.applyShardUpdate(reducedGradient: g, range: range, sampleCount: ringStepSamples, squaredNorms: squaredNorms)
-        }
-        swap(&state.parameters, &reducer.parameters)
+        state.applyShardUpdate(reducedGradient: reducer.gradient, parameters: reducer.parameters, range: range,
+                               sampleCount: ringStepSamples, squaredNorms: squaredNorms)
         trainingState = state
         try reducer.shardUpdated()
     }

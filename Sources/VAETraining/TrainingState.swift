@@ -90,6 +90,20 @@ public struct TrainingState: Sendable {
     /// place when clipping.
     public mutating func applyShardUpdate(reducedGradient gradient: UnsafeMutableBufferPointer<Float>, range: Range<Int>,
                                           sampleCount: Int, squaredNorms: [Double] = []) {
+        var parameters = self.parameters
+        self.parameters = []  // the only reference: updated in place, not copied
+        parameters.withUnsafeMutableBufferPointer { p in
+            applyShardUpdate(reducedGradient: gradient, parameters: p, range: range, sampleCount: sampleCount, squaredNorms: squaredNorms)
+        }
+        self.parameters = parameters
+    }
+
+    /// `applyShardUpdate(reducedGradient:range:sampleCount:squaredNorms:)` on `parameters` kept
+    /// outside this state (a ring member's, in the region it shares with its successor); this
+    /// state's own `parameters` are not touched.
+    public mutating func applyShardUpdate(reducedGradient gradient: UnsafeMutableBufferPointer<Float>,
+                                          parameters: UnsafeMutableBufferPointer<Float>, range: Range<Int>,
+                                          sampleCount: Int, squaredNorms: [Double] = []) {
         let c = configuration
         var gradientScale = 1 / Float(sampleCount)
         if c.clipNorm > 0 {
@@ -99,9 +113,7 @@ public struct TrainingState: Sendable {
             gradientScale = 1
         }
         let lr = c.schedule.learningRate(base: c.learningRate, step: step)
-        parameters.withUnsafeMutableBufferPointer { p in
-            optimizer.apply(learningRate: lr, gradient: UnsafeBufferPointer(gradient), gradientScale: gradientScale, to: p, range: range)
-        }
+        optimizer.apply(learningRate: lr, gradient: UnsafeBufferPointer(gradient), gradientScale: gradientScale, to: parameters, range: range)
         step += 1
     }
 

@@ -51,14 +51,16 @@ import ZeroMQ
         let links = try links(plan: plan, curve: curve, sharedMemory: sharedMemory)
         let initial = (0..<count).map { Float($0 % 5) }
         let reducers = (0..<members).map { rank in
-            RingReducer(member: RingMember(plan: plan, rank: rank, generation: 1, step: 0), links: links[rank], parameters: initial) {
+            // Through shared memory, the buffers in the region offered (as a worker keeps them).
+            RingReducer(member: RingMember(plan: plan, rank: rank, generation: 1, step: 0), links: links[rank], parameters: initial,
+                        outbox: links[rank].offeredRegion(group: 1)) {
                 gradient, parameters, range, _ in
                 for i in range { parameters[i] -= 0.25 * gradient[i] }
             }
         }
         for step in 0..<steps {
             for (rank, reducer) in reducers.enumerated() {
-                reducer.gradient = gradient(rank: rank, step: step, count: count)
+                reducer.writeGradient { _, g in _ = g.update(fromContentsOf: gradient(rank: rank, step: step, count: count)) }
                 try reducer.gradientReady()
             }
             var rounds = 0
@@ -97,7 +99,9 @@ import ZeroMQ
         let expected = expectedParameters(members: members, count: 101, steps: 2)
         let plan = RingPlan(members: members, count: 101)
         for (rank, reducer) in reducers.enumerated() {
-            #expect(reducer.parameters == expected, "member \(rank)")
+            #expect(Array(reducer.parameters) == expected, "member \(rank)")
+            // In the region offered to the successor: sent without a copy.
+            #expect((reducer.buffers.outbox != nil) == (sharedMemory && members > 1))
             #expect(reducer.refusalCount == 0)
             #expect(reducer.floatsSent == 2 * plan.floatsSent(rank: rank))
             // Through shared memory, every float; otherwise none (headers alone on the links then).
@@ -110,7 +114,7 @@ import ZeroMQ
     func aRingOverCurveGivesTheSameParameters(sharedMemory: Bool) throws {
         let reducers = try Self.play(members: 3, count: 64, steps: 1, curve: true, sharedMemory: sharedMemory).reducers
         let expected = expectedParameters(members: 3, count: 64, steps: 1)
-        for reducer in reducers { #expect(reducer.parameters == expected) }
+        for reducer in reducers { #expect(Array(reducer.parameters) == expected) }
     }
 
     /// A predecessor that rewrote a slot before its successor read it (which the ring's order
@@ -128,7 +132,7 @@ import ZeroMQ
         try first.withUnsafeBufferPointer { try links[0].send(header, floats: $0, start: 0) }
         let stale = try #require(try receiveChunk(links[1]))
         #expect(stale.header.sharedSequence != nil)
-        reducer.gradient = [Float](repeating: 1, count: 10)
+        reducer.writeGradient { _, g in g.update(repeating: 1) }
         try reducer.gradientReady()
         try reducer.onChunk(stale)
         #expect(reducer.stalled)
@@ -136,6 +140,32 @@ import ZeroMQ
         // The reduced chunk was never passed on or updated: nothing beyond round 0's own send.
         #expect(recorder.sent.count == 1)
         #expect(reducer.completedStep == nil)
+    }
+
+    /// A member keeps its gradient in the region its successor reads, and sends from there without
+    /// copying: starting its next gradient there marks the slots as being written, so a chunk
+    /// sent before and read after (which the ring's order never lets an honest member cause)
+    /// is found torn instead of summed with the new values.
+    @Test func aGradientRewrittenInPlaceAfterItsChunkWasSentMakesTheSuccessorsReadTorn() throws {
+        let plan = RingPlan(members: 2, count: 10)
+        let links = try Self.links(plan: plan, curve: false, sharedMemory: true)
+        let sender = RingReducer(member: RingMember(plan: plan, rank: 0, generation: 1, step: 0), links: links[0],
+                                 parameters: [Float](repeating: 0, count: 10), outbox: links[0].offeredRegion(group: 1)) { _, _, _, _ in }
+        #expect(sender.buffers.outbox != nil)
+        sender.writeGradient { _, g in g.update(repeating: 1) }
+        try sender.gradientReady()
+        let sent = try #require(try receiveChunk(links[1]))
+        #expect(sent.header.sharedSequence != nil)
+        sender.writeGradient { _, g in g.update(repeating: 5) }
+
+        let receiver = RingReducer(member: RingMember(plan: plan, rank: 1, generation: 1, step: 0), links: Recorder(inboxes: links[1]),
+                                   parameters: [Float](repeating: 0, count: 10)) { _, _, _, _ in }
+        receiver.writeGradient { _, g in g.update(repeating: 1) }
+        try receiver.gradientReady()
+        try receiver.onChunk(sent)
+        #expect(receiver.stalled)
+        #expect(receiver.takeRefusals().last?.contains("rewritten while it was read") == true)
+        #expect(receiver.completedStep == nil)
     }
 
     /// The next chunk `links` receives, waiting on its sockets at most 400 times 5 ms.
