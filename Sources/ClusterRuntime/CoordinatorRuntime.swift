@@ -95,6 +95,7 @@ public final class CoordinatorRuntime {
     var onEpoch: (EpochMetrics) -> Void = { _ in }
     var onStep: (StepProgress) -> Void = { _ in }
     var onJoin: (String, Int) -> Void = { _, _ in }
+    var onTick: () -> Void = {}
 
     /// A new run, or with `resume` the continuation of the run whose checkpoint it is; binds
     /// `options.bind`.
@@ -166,17 +167,20 @@ public final class CoordinatorRuntime {
 
     /// Runs to the end of training; writes the outputs like `vae train` and returns the summary.
     /// `onJoin` is called with a worker's name and the live worker count when one joins,
-    /// `onStep` after each step, `onEpoch` after each epoch, `onEvaluation` (images done, total)
-    /// during the final IWAE NLL estimate. A run stopped by a signal (`stopRequest`), in training
+    /// `onStep` after each step, `onEpoch` after each epoch, `onTick` at every turn of the loop
+    /// while training (at least every 100 ms, whatever the workers do), `onEvaluation` (images
+    /// done, total) during the final IWAE NLL estimate. A run stopped by a signal (`stopRequest`), in training
     /// or in the final evaluation, skips the evaluation; its summary records the interruption.
     public func run(output: RunOutput?, onJoin: @escaping (String, Int) -> Void = { _, _ in },
                     onStep: @escaping (StepProgress) -> Void = { _ in },
+                    onTick: @escaping () -> Void = {},
                     onEvaluation: ((Int, Int) -> Void)? = nil,
                     onEpoch: @escaping (EpochMetrics) -> Void) throws -> TrainingSummary {
         record.output = output
         self.onEpoch = onEpoch
         self.onStep = onStep
         self.onJoin = onJoin
+        self.onTick = onTick
         BLAS.setThreads(configuration.threads)
         if startStep == 0 { try output?.resetMetrics() }
         event(startStep == 0 ? "started" : "resumed", ["endpoint": endpoint])
@@ -226,6 +230,7 @@ public final class CoordinatorRuntime {
             }
             try settleUnreachable()
             try perform(machine.onTick(now: .now))
+            onTick()
         }
     }
 

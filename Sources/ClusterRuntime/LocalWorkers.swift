@@ -8,6 +8,8 @@ import Glibc
 /// or fails.
 public final class LocalWorkers {
     let processes: [SpawnedProcess]
+    /// The workers whose exit `reapExited` has reported.
+    private var reportedExits: Set<Int> = []
 
     /// Starts `count` workers that join `endpoint`, each with `threads` compute threads, passing
     /// ring chunks to each other through shared memory unless `sharedMemory` is off, and filling
@@ -64,7 +66,7 @@ public final class LocalWorkers {
         var failures = [String?](repeating: nil, count: processes.count)
         for (i, process) in processes.enumerated() {
             if let code = codes[i], code != 0 {
-                failures[i] = "local-\(i) (pid \(process.pid)) ended with status \(code)"
+                failures[i] = "local-\(i) (pid \(process.pid)) \(SpawnedProcess.describe(exitCode: code))"
             }
         }
         let stragglers = processes.indices.filter { codes[$0] == nil }
@@ -82,6 +84,20 @@ public final class LocalWorkers {
             }
         }
         return failures.compactMap { $0 }
+    }
+
+    /// Reaps the workers that exited since the last call, so that none stays a zombie while the
+    /// run goes on, and says how each ended ("local-1 (pid 4242) was ended by signal 9
+    /// (Killed)"), once: for the log, when it happens. Never waits. (`wait` reports them again
+    /// at the end of the run.)
+    public func reapExited() -> [String] {
+        var exits: [String] = []
+        for (i, process) in processes.enumerated() where !reportedExits.contains(i) {
+            guard let code = process.exitCode else { continue }
+            reportedExits.insert(i)
+            exits.append("local-\(i) (pid \(process.pid)) \(SpawnedProcess.describe(exitCode: code))")
+        }
+        return exits
     }
 
     /// Terminates the workers that are still running (SIGTERM, then SIGKILL after 5 s) and

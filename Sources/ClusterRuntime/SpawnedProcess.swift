@@ -78,6 +78,17 @@ public final class SpawnedProcess: @unchecked Sendable {
     /// Whether the process has not yet exited (reaps it if it has).
     public var isRunning: Bool { reap(blocking: false) == nil }
 
+    /// Its exit code if it has exited (reaping it), nil while it runs; as `wait`'s.
+    public var exitCode: Int32? { reap(blocking: false) }
+
+    /// How an exit code of `wait` came about, in words: "exited with status 3", "was ended by
+    /// signal 9 (Killed)".
+    public static func describe(exitCode code: Int32) -> String {
+        guard code > 128 else { return "exited with status \(code)" }
+        let name = strsignal(code - 128).map { " (\(String(cString: $0)))" } ?? ""
+        return "was ended by signal \(code - 128)\(name)"
+    }
+
     /// Waits for the process to exit; returns its exit code (128 + signal if a signal ended it).
     @discardableResult
     public func wait() -> Int32 { reap(blocking: true)! }

@@ -213,6 +213,10 @@ struct Start: AsyncParsableCommand {
         }, onStep: { p in
             display.step(epoch: p.epoch, epochs: p.epochs, done: p.stepInEpoch, of: p.stepsPerEpoch,
                          samplesPerSecond: p.samplesPerSecond, secondsLeft: p.secondsLeft)
+        }, onTick: {
+            // A local worker that dies is reaped and named at once (the coordinator's timeouts
+            // take it out of the run as they would any worker, seconds later).
+            for exit in local.reapExited() { logger.warning("a local worker ended during the run: \(exit)") }
         }, onEvaluation: display.taskProgress("test NLL, k=\(configuration.nllSamples)")) { display.epoch($0, line: RunReporting.progressLine($0, workers: count, autoencoder: autoencoder)) }
         if let interrupted = summary.interrupted {
             // Said before waiting for the local workers to leave: if one hangs, a second signal

@@ -14,7 +14,29 @@ import Testing
         #expect(failures.count == 1)
         let failure = try #require(failures.first)
         #expect(failure.hasPrefix("local-1 (pid "))
-        #expect(failure.hasSuffix("ended with status 3"))
+        #expect(failure.hasSuffix("exited with status 3"))
+    }
+
+    /// A worker that dies during the run is reaped by `reapExited` (no zombie until the run ends)
+    /// and reported once, with how it ended; one still running is not.
+    @Test func aWorkerThatDiesDuringTheRunIsReapedAndReportedOnce() throws {
+        let dying = try Self.spawn("kill -9 $$")
+        let running = try Self.spawn("exec sleep 1000")
+        let workers = LocalWorkers(processes: [running, dying])
+        defer { workers.terminate() }
+        // Until it has exited, without reaping it (WNOWAIT): it is a zombie now.
+        var info = siginfo_t()
+        #expect(waitid(P_PID, id_t(dying.pid), &info, WEXITED | WNOWAIT) == 0)
+        #expect(workers.reapExited() == ["local-1 (pid \(dying.pid)) was ended by signal 9 (Killed)"])
+        #expect(kill(dying.pid, 0) == -1 && errno == ESRCH, "reaped: no process is left under its pid")
+        #expect(workers.reapExited().isEmpty)
+        #expect(running.isRunning)
+    }
+
+    @Test func describingAnExitCodeSaysWhetherASignalEndedIt() {
+        #expect(SpawnedProcess.describe(exitCode: 0) == "exited with status 0")
+        #expect(SpawnedProcess.describe(exitCode: 3) == "exited with status 3")
+        #expect(SpawnedProcess.describe(exitCode: 128 + SIGTERM) == "was ended by signal 15 (Terminated)")
     }
 
     @Test func workerStillRunningAtTheTimeoutIsTerminatedAndReported() throws {
