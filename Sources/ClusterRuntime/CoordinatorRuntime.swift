@@ -169,8 +169,9 @@ public final class CoordinatorRuntime {
     /// `onJoin` is called with a worker's name and the live worker count when one joins,
     /// `onStep` after each step, `onEpoch` after each epoch, `onTick` at every turn of the loop
     /// while training (at least every 100 ms, whatever the workers do), `onEvaluation` (images
-    /// done, total) during the final IWAE NLL estimate. A run stopped by a signal (`stopRequest`), in training
-    /// or in the final evaluation, skips the evaluation; its summary records the interruption.
+    /// done, total) during the final IWAE NLL estimate. A run stopped by a signal (`stopRequest`),
+    /// in training or in the final evaluation, skips the evaluation; its summary records the
+    /// interruption.
     public func run(output: RunOutput?, onJoin: @escaping (String, Int) -> Void = { _, _ in },
                     onStep: @escaping (StepProgress) -> Void = { _ in },
                     onTick: @escaping () -> Void = {},

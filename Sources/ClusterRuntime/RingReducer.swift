@@ -30,9 +30,9 @@ extension RingLinks: RingSending {}
 /// waits: `reducedShard` says which chunk is reduced (taken once with `takeReducedShard`), the
 /// owner updates `parameters` itself when it can (a worker may wait for the coordinator's NORMS)
 /// and calls `shardUpdated`. The buffers live in the shared region offered to the successor when
-/// there is one (`RingBuffers`): chunks sent there are not copied. Chunks that break the ring's protocol are dropped and counted; the
-/// reasons of the latest few wait in `takeRefusals` for the worker's log (a predecessor that floods
-/// bad chunks costs a count, not memory).
+/// there is one (`RingBuffers`): chunks sent there are not copied. Chunks that break the ring's
+/// protocol are dropped and counted; the reasons of the latest few wait in `takeRefusals` for the
+/// worker's log (a predecessor that floods bad chunks costs a count, not memory).
 final class RingReducer {
     private(set) var member: RingMember
     private let links: any RingSending
