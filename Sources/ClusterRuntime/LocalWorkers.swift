@@ -64,9 +64,9 @@ public final class LocalWorkers {
         let deadline = ContinuousClock.now + timeout
         let codes = processes.map { $0.wait(timeout: max(.zero, deadline - ContinuousClock.now)) }
         var failures = [String?](repeating: nil, count: processes.count)
-        for (i, process) in processes.enumerated() {
+        for i in processes.indices {
             if let code = codes[i], code != 0 {
-                failures[i] = "local-\(i) (pid \(process.pid)) \(SpawnedProcess.describe(exitCode: code))"
+                failures[i] = "\(label(i)) \(SpawnedProcess.describe(exitCode: code))"
             }
         }
         let stragglers = processes.indices.filter { codes[$0] == nil }
@@ -74,7 +74,7 @@ public final class LocalWorkers {
         let graceDeadline = ContinuousClock.now + grace
         for i in stragglers {
             let process = processes[i]
-            let late = "local-\(i) (pid \(process.pid)) did not exit within \(timeout)"
+            let late = "\(label(i)) did not exit within \(timeout)"
             if let code = process.wait(timeout: max(.zero, graceDeadline - ContinuousClock.now)) {
                 failures[i] = late + "; SIGTERM ended it (status \(code))"
             } else {
@@ -95,10 +95,13 @@ public final class LocalWorkers {
         for (i, process) in processes.enumerated() where !reportedExits.contains(i) {
             guard let code = process.exitCode else { continue }
             reportedExits.insert(i)
-            exits.append("local-\(i) (pid \(process.pid)) \(SpawnedProcess.describe(exitCode: code))")
+            exits.append("\(label(i)) \(SpawnedProcess.describe(exitCode: code))")
         }
         return exits
     }
+
+    /// How worker `i` is named in reports: "local-1 (pid 4242)".
+    private func label(_ i: Int) -> String { "local-\(i) (pid \(processes[i].pid))" }
 
     /// Terminates the workers that are still running (SIGTERM, then SIGKILL after 5 s) and
     /// reaps them.

@@ -798,27 +798,25 @@ public final class WorkerRuntime {
     private func sendShard(step: Int, chunk: Int, report: ShardReport) throws {
         guard let reducer, let plan, let group else { throw ClusterError("internal: a SHARD to send without a ring step") }
         let range = plan.chunk(chunk)
-        let bytes = (4 * range.lowerBound)..<(4 * range.upperBound)
+        let reduced = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reducer.gradient)[(4 * range.lowerBound)..<(4 * range.upperBound)])
         // As the coordinator would sum the chunk's squares itself (`sumOfSquares`).
-        func squaredNorm() -> Double {
-            sumOfSquares(unalignedFloats: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reducer.gradient)[bytes]), count: range.count)
-        }
+        func squaredNorm() -> Double { sumOfSquares(unalignedFloats: reduced, count: range.count) }
         switch report {
         case .gradient:
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), count: range.count)
-            try send(header: header, payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reducer.gradient)[bytes]))
+            try send(header: header, payload: reduced)
         case .norm:
             try send([.bytes(Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .norm,
                                                  count: 0, squaredNorm: squaredNorm()))])
         case .state:
             guard let state = trainingState else { throw ClusterError("internal: a SHARD of the training state without it") }
-            func frame(_ values: [Float]) -> OutgoingFrame {
-                values.isEmpty ? .bytes([]) : values.withUnsafeBufferPointer { .floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: $0[range]))) }
+            func frame(_ values: UnsafeBufferPointer<Float>) -> OutgoingFrame {
+                values.isEmpty ? .bytes([]) : .floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: values[range])))
             }
+            func frame(_ values: [Float]) -> OutgoingFrame { values.withUnsafeBufferPointer { frame($0) } }
             let header = Message.shardHeader(step: UInt64(step), group: group.generation, chunk: UInt32(chunk), report: .state,
                                              count: range.count, squaredNorm: squaredNorm(), optimizerStep: UInt64(state.optimizer.step))
-            let parameters = OutgoingFrame.floats(SharedFloats(copying: UnsafeBufferPointer(rebasing: reducer.parameters[range])))
-            try send([.bytes(header), parameters, frame(state.optimizer.first), frame(state.optimizer.second)])
+            try send([.bytes(header), frame(UnsafeBufferPointer(reducer.parameters)), frame(state.optimizer.first), frame(state.optimizer.second)])
         }
     }
 

@@ -61,8 +61,6 @@ import WireProtocol
         }
     }
 
-    /// A worker whose WELCOME describes other rows (another size, type or count) refuses the
-    /// region, saying why, instead of computing from the wrong bytes.
     /// A coordinator that closes the hand-over without an offer (it does for another user's
     /// process) is read as a refusal that says why, not as a coordinator on another host.
     @Test func aHandOverClosedUnansweredIsARefusalThatSaysWhy() throws {
@@ -117,6 +115,8 @@ import WireProtocol
         withExtendedLifetime(rows) { #expect(rows.row(0).map(Array.init) == bytes().rowBytes(at: [0]).bytes) }
     }
 
+    /// A worker whose WELCOME describes other rows (another size, type or count) refuses the
+    /// region, saying why, instead of computing from the wrong bytes.
     @Test func anOfferThatIsNotTheOneWelcomeNamedIsRefused() throws {
         let shared = try SharedRows(dataset: bytes(), logger: logger)
         #expect(throws: ClusterError.self) { try mapped(shared, rowBytes: 4) }
